@@ -1,0 +1,52 @@
+"""Command line entry point: ``rlvr train | eval | compare | report | verify | bench``.
+
+Each sub-command lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``;
+only the chosen one is imported, so ``rlvr verify`` never pays for importing torch models.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("rlvr.commands.train", "train a policy from a YAML recipe"),
+    "eval": ("evals.cli", "evaluate a model or checkpoint on a task"),
+    "compare": ("evals.compare", "run several presets over seeds with matched budgets"),
+    "report": ("evals.report", "render plots and an HTML/Markdown summary of a run directory"),
+    "verify": ("verifiers.cli", "score completions against references with a verifier"),
+    "bench": ("rlvr.commands.bench", "benchmarks: verifiers | rollout | train"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlvr", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if command is None:
+        parser.print_help()
+        return 2
+    from rlvr.errors import RlvrError
+
+    try:
+        rc = importlib.import_module(COMMANDS[command][0]).run(args)
+    except RlvrError as e:  # user-facing errors: one line, no traceback
+        print(f"rlvr {command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

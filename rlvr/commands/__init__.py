@@ -1,0 +1,1 @@
+"""Sub-command modules for ``rlvr`` (see rlvr.cli)."""
