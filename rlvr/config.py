@@ -1,0 +1,317 @@
+"""Configuration: dataclasses <- YAML recipe <- dotted CLI overrides.
+
+    cfg = load_config("recipes/gsm8k_grpo.yaml", ["trainer.lr=1e-6", "rollout.n=8"])
+
+Unknown keys are rejected with the valid alternatives listed; values are type-checked against the
+dataclass annotations, so ``rollout.n=eight`` fails with the field named, before anything runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlvr.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"  # HF dir, built-in name, or "tiny-random"
+    dtype: str | None = None  # None: bf16 on CUDA, fp32 on CPU
+    trainable_layers: int | None = None  # train only the top K blocks (+ final norm); None = all
+    lora_r: int = 0  # 0 disables LoRA
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    gradient_checkpointing: bool = False
+    critic_shared_trunk: bool = False
+
+
+@dataclass
+class DataConfig:
+    train: str = "arithmetic:add2"  # jsonl path, HF dataset name, or built-in task
+    train_split: str | None = None
+    train_limit: int | None = None
+    eval: str | None = None
+    eval_split: str | None = None
+    eval_limit: int | None = 128
+    system_prompt: str | None = None
+    shuffle: bool = True
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = "hf"  # "hf" | "vllm"
+    n: int = 8  # samples per prompt
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    micro_batch_size: int = 64  # sequences per generation forward (hf engine)
+    eval_max_new_tokens: int | None = None
+    vllm_kv_cache_memory_bytes: int | None = 1 << 30
+    vllm_gpu_memory_utilization: float | None = None
+    vllm_enforce_eager: bool = False
+    tensor_parallel_size: int = 1
+
+
+@dataclass
+class RewardConfig:
+    verifier: str | None = None  # None: the task's own verifier
+    workers: int = 2
+    timeout_s: float = 10.0
+    format_weight: float = 0.0  # add format_weight * format reward (answer in \boxed{})
+
+
+@dataclass
+class AlgorithmConfig:
+    preset: str = "grpo"
+    # Any field of rlvr.algorithms.presets.Preset may be overridden here (e.g. clip_high: 0.28);
+    # they are collected into `overrides` and validated against the preset when it is built.
+    overrides: dict[str, Any] = field(default_factory=dict)
+    tis_cap: float | None = None  # truncated importance-sampling correction pi_train/pi_rollout <= C
+    filter_zero_std_groups: bool = False  # drop groups whose rewards are all equal
+    overlong: str = "keep"  # truncated responses: "keep" | "mask" (no loss) | "penalty"
+    overlong_penalty: float = 0.0  # reward given to truncated responses when overlong == "penalty"
+    value_clip: float | None = 0.2
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 0
+    total_steps: int = 100
+    max_samples: int | None = None  # stop once this many samples were generated
+    max_tokens: int | None = None  # stop once this many response tokens were generated
+    max_time_s: float | None = None  # stop once this much wall-clock has passed
+    prompts_per_step: int = 8
+    mini_batch_size: int | None = None  # samples per optimizer step; None = the whole batch
+    micro_batch_size: int = 16  # samples per forward/backward (gradient accumulation)
+    logprob_chunk_size: int = 4096  # tokens per log-softmax chunk (bounds [chunk, V] memory)
+    lr: float = 1e-6
+    critic_lr: float = 1e-5
+    lr_schedule: str = "constant"  # "constant" | "linear" | "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 0  # 0: only at the end (if data.eval is set)
+    checkpoint_every: int = 0  # 0: only at the end and on SIGINT/SIGTERM
+    gradvar_every: int = 0  # 0: off; else the gradient-variance diagnostic every N steps
+    gradvar_splits: int = 4
+    max_bad_steps: int = 3  # consecutive non-finite losses before stopping
+    output_dir: str = "runs/default"
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    progress: bool = True
+    device: str = "auto"
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        algo = d["algorithm"]
+        algo.update(algo.pop("overrides"))
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# building and validation
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    """Coerce ``value`` to annotation ``tp`` (as resolved by typing.get_type_hints) or raise."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if value is None:
+        raise ConfigError(f"{where}: a value is required")
+    return value
+
+
+def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown key '{where}{key}'{hint}; valid keys: {', '.join(sorted(valid))}")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where.rstrip('.') or 'recipe'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            if cls is AlgorithmConfig:
+                extra[key] = value
+                continue
+            raise _unknown(str(key), names, where)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, f"{where}{key}.")
+        else:
+            kwargs[key] = _check_type(value, tp, f"{where}{key}")
+    obj = cls(**kwargs)
+    if cls is AlgorithmConfig:
+        obj.overrides = {**obj.overrides, **extra}
+    return obj
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"trainer.lr=1e-6"`` -> ("trainer.lr", 1e-6); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, float) or isinstance(value, int):
+        return key, value
+    # YAML reads "1e-6" as a string; accept numeric strings as numbers
+    if isinstance(value, str):
+        try:
+            return key, float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def validate(cfg: Config) -> Config:
+    """Cross-field checks that a dataclass cannot express; raises ConfigError naming the field."""
+    from rlvr.algorithms.presets import get_preset
+
+    try:
+        preset = get_preset(cfg.algorithm.preset)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"algorithm.preset: {e}") from None
+    try:
+        preset.with_overrides(**cfg.algorithm.overrides)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"algorithm: {e}") from None
+    checks = [
+        (cfg.rollout.engine in ("hf", "vllm"), "rollout.engine must be 'hf' or 'vllm'"),
+        (cfg.rollout.n >= 1, "rollout.n must be >= 1"),
+        (cfg.rollout.temperature > 0, "rollout.temperature must be > 0 for training"),
+        (0 < cfg.rollout.top_p <= 1, "rollout.top_p must be in (0, 1]"),
+        (cfg.rollout.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1"),
+        (cfg.trainer.total_steps >= 1, "trainer.total_steps must be >= 1"),
+        (cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step must be >= 1"),
+        (cfg.trainer.micro_batch_size >= 1, "trainer.micro_batch_size must be >= 1"),
+        (cfg.trainer.mini_batch_size is None or cfg.trainer.mini_batch_size >= 1,
+         "trainer.mini_batch_size must be >= 1"),
+        (cfg.trainer.lr > 0, "trainer.lr must be > 0"),
+        (cfg.trainer.lr_schedule in ("constant", "linear", "cosine"),
+         "trainer.lr_schedule must be constant, linear or cosine"),
+        (cfg.trainer.gradvar_splits >= 2, "trainer.gradvar_splits must be >= 2"),
+        (cfg.algorithm.overlong in ("keep", "mask", "penalty"),
+         "algorithm.overlong must be keep, mask or penalty"),
+        (cfg.algorithm.tis_cap is None or cfg.algorithm.tis_cap >= 1, "algorithm.tis_cap must be >= 1"),
+        (cfg.model.lora_r >= 0, "model.lora_r must be >= 0"),
+        (cfg.model.trainable_layers is None or cfg.model.trainable_layers >= 1,
+         "model.trainable_layers must be >= 1"),
+        (cfg.model.dtype in (None, "float32", "bfloat16", "float16"),
+         "model.dtype must be float32, bfloat16 or float16"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    return cfg
+
+
+def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    tree = dict(data or {})
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    return validate(_build(Config, tree, ""))
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML recipe (or defaults when path is None), apply dotted overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"recipe not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{p}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a recipe must be a mapping of sections")
+        data.setdefault("name", p.stem)
+    return from_dict(data, overrides)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,723 @@
+"""The RLVR training loop: the only module that knows the order of things.
+
+One step, top to bottom (CleanRL style)::
+
+    prompts -> engine.generate (n per prompt) -> verifier scores -> old/ref logprobs (+ values)
+    -> token rewards (score at the last token, KL in the reward if the preset says so)
+    -> advantages (the preset's estimator) -> K epochs x mini-batches of policy (+ critic) updates
+    -> metrics, periodic eval, checkpoint
+
+Algorithms are data (:mod:`rlvr.algorithms.presets`): the loop never branches on an algorithm's
+name, only on the preset's fields (estimator, critic, epochs, clip, KL placement, ...).
+
+Distributed: under ``accelerate launch`` each process generates for its own slice of the prompts
+(whole groups stay on one process, so group baselines are exact) and gradients are averaged with
+an all-reduce before every optimizer step.
+"""
+from __future__ import annotations
+
+import math
+import resource
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlvr import algorithms as A
+from rlvr.algorithms.presets import Preset, get_preset
+from rlvr.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state, trainable_state
+from rlvr.config import Config, save_config
+from rlvr.errors import ConfigError, RlvrError
+from rlvr.metrics import MetricsLogger, PhaseTimer
+from rlvr.rollout.base import SamplingParams
+
+
+class NonFiniteLossError(RlvrError):
+    """Raised after ``trainer.max_bad_steps`` consecutive non-finite losses."""
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    n = mask.sum()
+    return float((x * mask).sum() / n) if n > 0 else float("nan")
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+class Trainer:
+    """Compose model, engine, verifiers and algorithms according to a :class:`Config`."""
+
+    def __init__(self, cfg: Config, *, resume: bool = False):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.cfg = cfg
+        self.preset: Preset = get_preset(cfg.algorithm.preset).with_overrides(**cfg.algorithm.overrides)
+        t = cfg.trainer
+        cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=cpu)
+        self.device = self.accelerator.device
+        self.rank = self.accelerator.process_index
+        self.world = self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
+        self.run_dir = Path(t.output_dir)
+        set_seed(t.seed + self.rank)
+        self._load_data()
+        self._build_models()
+        self._build_optimizers()
+        self.kl_ctl = self._make_kl_controller()
+        self.step = 0
+        self.samples = 0
+        self.tokens = 0
+        self.elapsed_offset = 0.0
+        self.bad_steps = 0
+        self._stop_signal: int | None = None
+        self._perm_cache: dict[int, list[int]] = {}
+        ckpt = latest_checkpoint(self.run_dir) if resume else None
+        if resume and ckpt is None and self.is_main:
+            print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
+        if ckpt is not None:
+            self._restore(ckpt)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.engine = self._build_engine()
+
+    # ------------------------------------------------------------------ setup
+    def _load_data(self) -> None:
+        from rlvr.data import load_prompts
+
+        d = self.cfg.data
+        self.train_examples = load_prompts(d.train, split=d.train_split or "train", limit=d.train_limit,
+                                           system_prompt=d.system_prompt, seed=self.cfg.trainer.seed)
+        if not self.train_examples:
+            raise ConfigError(f"data.train: '{d.train}' has no examples")
+        self.eval_examples = None
+        if d.eval:
+            self.eval_examples = load_prompts(d.eval, split=d.eval_split or "test", limit=d.eval_limit,
+                                              system_prompt=d.system_prompt, seed=self.cfg.trainer.seed)
+
+    def _build_models(self) -> None:
+        from rlvr.models import build_critic, build_reference, load_policy
+
+        m = self.cfg.model
+        lora = None
+        if m.lora_r > 0:
+            lora = {"r": m.lora_r, "alpha": m.lora_alpha, "dropout": m.lora_dropout,
+                    "target_modules": list(m.lora_target_modules)}
+        dtype = getattr(torch, m.dtype) if m.dtype else None
+        self.policy, self.tokenizer = load_policy(m.name, dtype=dtype, device=self.device, lora=lora,
+                                                  gradient_checkpointing=m.gradient_checkpointing)
+        if m.trainable_layers is not None:
+            self._freeze_lower_layers(m.trainable_layers)
+        self.critic = build_critic(self.policy).to(self.device) if self.preset.critic else None
+        if self.critic is not None and m.trainable_layers is not None:
+            self._freeze_lower_layers(m.trainable_layers, model=self.critic, keep_prefixes=("value_head", "head"))
+        self.reference = None
+        if self._needs_reference():
+            self.reference = build_reference(self.policy).to(self.device)
+
+    def _needs_reference(self) -> bool:
+        p = self.preset
+        return p.kl_coef > 0 and p.kl_placement in ("reward", "loss")
+
+    def _freeze_lower_layers(self, k: int, model: torch.nn.Module | None = None,
+                             keep_prefixes: tuple[str, ...] = ()) -> None:
+        """Train only the top ``k`` transformer blocks and the final norm (and any LoRA/value head)."""
+        model = self.policy if model is None else model
+        layers = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+        if not layers:
+            raise ConfigError("model.trainable_layers: could not find the transformer block list")
+        blocks = max(layers, key=len)
+        if k > len(blocks):
+            raise ConfigError(f"model.trainable_layers={k} but the model has {len(blocks)} blocks")
+        keep = {id(p) for b in list(blocks)[-k:] for p in b.parameters()}
+        for name, mod in model.named_modules():
+            if name.endswith("norm") and not any(isinstance(c, torch.nn.ModuleList) for c in mod.children()):
+                if "layers" not in name:
+                    keep |= {id(p) for p in mod.parameters()}
+        lora = self.cfg.model.lora_r > 0
+        for name, p in model.named_parameters():
+            is_adapter = "lora_" in name
+            is_head = any(name.startswith(pre) or f".{pre}" in name for pre in keep_prefixes)
+            if is_head:
+                p.requires_grad_(True)
+            elif lora:
+                p.requires_grad_(is_adapter and id(p) in keep)
+            else:
+                p.requires_grad_(id(p) in keep)
+
+    def _build_optimizers(self) -> None:
+        t = self.cfg.trainer
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError("model: no trainable parameters (check model.trainable_layers / lora)")
+        self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        self.critic_optimizer = self.critic_scheduler = None
+        if self.critic is not None:
+            cparams = [p for p in self.critic.parameters() if p.requires_grad]
+            self.critic_optimizer = torch.optim.AdamW(cparams, lr=t.critic_lr, weight_decay=t.weight_decay)
+            self.critic_scheduler = torch.optim.lr_scheduler.LambdaLR(self.critic_optimizer, self._lr_lambda)
+
+    def _lr_lambda(self, step: int) -> float:
+        t = self.cfg.trainer
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        frac = min(1.0, (step - t.warmup_steps) / max(1, t.total_steps - t.warmup_steps))
+        if t.lr_schedule == "linear":
+            return 1.0 - frac
+        if t.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * frac))
+        return 1.0
+
+    def _make_kl_controller(self):
+        p = self.preset
+        if p.adaptive_kl:
+            return A.AdaptiveKLController(p.kl_coef, p.kl_target, p.kl_horizon)
+        return A.FixedKLController(p.kl_coef)
+
+    def _build_engine(self):
+        r = self.cfg.rollout
+        if r.engine == "vllm":
+            from rlvr.models import resolve_model_path
+            from rlvr.rollout.vllm import VLLMEngine
+
+            engine = VLLMEngine(resolve_model_path(self.cfg.model.name), self.tokenizer,
+                                dtype=self.cfg.model.dtype or "auto",
+                                kv_cache_memory_bytes=r.vllm_kv_cache_memory_bytes,
+                                gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+                                tensor_parallel_size=r.tensor_parallel_size,
+                                enforce_eager=r.vllm_enforce_eager, seed=self.cfg.trainer.seed)
+            engine.sync_weights(self.policy)  # resumed or LoRA-wrapped weights differ from the path
+            return engine
+        from rlvr.rollout.hf import HFEngine
+
+        return HFEngine(self.policy, self.tokenizer, micro_batch_size=r.micro_batch_size)
+
+    # ------------------------------------------------------------------ data order
+    def _step_examples(self, step: int) -> list:
+        """Prompts for ``step`` on this process: a seeded permutation per data epoch, so the data
+        position is a pure function of the step (exact resume, no iterator state to save)."""
+        n, k = len(self.train_examples), self.cfg.trainer.prompts_per_step
+        start = (step * self.world + self.rank) * k
+        out = []
+        for g in range(start, start + k):
+            epoch, i = divmod(g, n)
+            if self.cfg.data.shuffle:
+                if epoch not in self._perm_cache:
+                    gen = torch.Generator().manual_seed(self.cfg.trainer.seed * 7919 + epoch)
+                    self._perm_cache[epoch] = torch.randperm(n, generator=gen).tolist()
+                i = self._perm_cache[epoch][i]
+            out.append(self.train_examples[i])
+        return out
+
+    # ------------------------------------------------------------------ scoring
+    def _score(self, examples: list, texts: list[str], n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Verifier scores for each sample -> (rewards [N], correct [N], info)."""
+        import verifiers
+
+        rc = self.cfg.reward
+        refs = [ex.reference for ex in examples for _ in range(n)]
+        names = [rc.verifier or ex.verifier for ex in examples for _ in range(n)]
+        rewards = torch.zeros(len(texts))
+        for name in sorted(set(names)):
+            idx = [i for i, nm in enumerate(names) if nm == name]
+            res = verifiers.score_batch(name, [texts[i] for i in idx], [refs[i] for i in idx],
+                                        workers=rc.workers, timeout=rc.timeout_s)
+            for i, r in zip(idx, res):
+                rewards[i] = float(r.reward)
+        correct = (rewards >= 1.0).float()
+        info: dict[str, float] = {}
+        if rc.format_weight:
+            fmt = verifiers.score_batch("format", texts, [None] * len(texts), workers=0, timeout=rc.timeout_s)
+            f = torch.tensor([float(r.reward) for r in fmt])
+            info["reward/format"] = float(f.mean())
+            rewards = rewards + rc.format_weight * f
+        return rewards, correct, info
+
+    # ------------------------------------------------------------------ forward passes
+    def _logprobs(self, model, batch: dict, rows: torch.Tensor | slice, *, entropy: bool = False):
+        from rlvr.models import sequence_logprobs
+
+        R = batch["response_mask"].shape[1]
+        return sequence_logprobs(model, batch["input_ids"][rows], batch["attention_mask"][rows], R,
+                                 temperature=self.cfg.rollout.temperature,
+                                 chunk_size=self.cfg.trainer.logprob_chunk_size, return_entropy=entropy)
+
+    def _values(self, batch: dict, rows) -> torch.Tensor:
+        from rlvr.models import sequence_values
+
+        R = batch["response_mask"].shape[1]
+        return sequence_values(self.critic, batch["input_ids"][rows], batch["attention_mask"][rows], R)
+
+    @torch.no_grad()
+    def _no_grad_pass(self, fn, N: int) -> torch.Tensor:
+        mb = self.cfg.trainer.micro_batch_size
+        return torch.cat([fn(slice(i, min(i + mb, N))) for i in range(0, N, mb)], 0)
+
+    # ------------------------------------------------------------------ advantages
+    def _advantages(self, batch: dict, scores: torch.Tensor, token_rewards: torch.Tensor,
+                    values: torch.Tensor | None, kl_rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Advantages [N, R] and critic targets (returns) [N, R] or None, by the preset's estimator."""
+        p, mask = self.preset, batch["response_mask"]
+        est = p.estimator
+        returns = None
+        if est in ("gae", "td"):
+            lam = 0.0 if est == "td" else p.lam
+            adv, returns = A.compute_gae(token_rewards, values, mask, p.gamma, lam)
+        elif est in ("mc", "none"):
+            adv = A.compute_returns(token_rewards, mask, p.gamma)
+        elif est == "batch_mean":
+            ret = A.compute_returns(token_rewards, mask, p.gamma)
+            adv = (ret - _masked_mean(ret, mask)) * mask
+        elif est == "reinforce_pp":
+            ret = A.compute_returns(token_rewards, mask, p.gamma)
+            adv = A.whiten(ret, mask) * mask
+        else:  # group baselines on the verifier scores; KL-in-reward (if any) added token-wise
+            g = A.compute_group_advantages(scores.to(mask.device), batch["group_ids"], est)
+            adv = g[:, None] * mask
+            if p.kl_placement == "reward" and p.kl_coef > 0:
+                adv = adv + A.compute_returns(kl_rewards, mask, p.gamma)
+        if p.whiten_advantages and est not in ("reinforce_pp",):
+            adv = A.whiten(adv, mask) * mask
+        return adv, returns
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, Any]:
+        cfg, p, t = self.cfg, self.preset, self.cfg.trainer
+        timer = PhaseTimer()
+        t_step = time.perf_counter()
+        examples = self._step_examples(self.step)
+        from rlvr.data import encode_prompt
+
+        prompts = [encode_prompt(self.tokenizer, ex) for ex in examples]
+        params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                max_new_tokens=cfg.rollout.max_new_tokens,
+                                seed=(t.seed * 1_000_003 + self.step * 1009 + self.rank) % (2**31))
+        with timer("generate"):
+            rollout = self.engine.generate(prompts, params)
+        with timer("score"):
+            scores, correct, score_info = self._score(examples, rollout.texts, cfg.rollout.n)
+        batch = rollout.to_tensors(self.tokenizer.pad_token_id, self.device)
+        mask = batch["response_mask"]
+        N, R = mask.shape
+        finished = batch["finished"]
+        lengths = mask.sum(1)
+        m: dict[str, Any] = {
+            "reward/mean": float(scores.mean()), "reward/std": float(scores.std()) if N > 1 else 0.0,
+            "accuracy": float(correct.mean()), "response_length/mean": float(lengths.mean()),
+            "truncation_rate": float((~finished).float().mean()), **score_info,
+        }
+        # groups whose rewards are all equal carry no signal for group baselines
+        gid = batch["group_ids"]
+        uniq, inv = torch.unique(gid, return_inverse=True)
+        gmax = torch.full((len(uniq),), -math.inf).scatter_reduce(0, inv.cpu(), scores, "amax")
+        gmin = torch.full((len(uniq),), math.inf).scatter_reduce(0, inv.cpu(), scores, "amin")
+        zero_std = (gmax - gmin).abs() < 1e-8
+        m["zero_std_groups"] = float(zero_std.float().mean())
+        loss_mask = mask.clone()
+        if cfg.algorithm.overlong == "mask":
+            loss_mask = loss_mask * finished[:, None].float()
+        elif cfg.algorithm.overlong == "penalty":
+            scores = torch.where(finished.cpu(), scores, torch.full_like(scores, cfg.algorithm.overlong_penalty))
+        keep = torch.ones(N, dtype=torch.bool)
+        if cfg.algorithm.filter_zero_std_groups:
+            keep = ~zero_std[inv.cpu()]
+            m["filtered_samples"] = float((~keep).float().mean())
+        self.samples += N * self.world
+        self.tokens += int(lengths.sum()) * self.world
+
+        if keep.any() and loss_mask[keep.to(self.device)].sum() > 0:
+            rows = keep.nonzero().squeeze(1).to(self.device)
+            batch = {k: v[rows] for k, v in batch.items()}
+            scores, loss_mask = scores[keep], loss_mask[rows]
+            m.update(self._learn(batch, scores, loss_mask, timer))
+        else:
+            m["skipped_update"] = 1.0
+        if t.gradvar_every and self.step % t.gradvar_every == 0:
+            m.update(self._gradient_variance(batch, scores, loss_mask))
+        self.step += 1
+        phase = timer.pop()
+        step_time = time.perf_counter() - t_step
+        m.update(phase)
+        m["time/step"] = step_time
+        m["tokens_per_s"] = float(lengths.sum()) / max(phase.get("time/generate", step_time), 1e-9)
+        m["memory/peak_gb"] = _peak_memory_gb(self.device)
+        m["lr"] = self.scheduler.get_last_lr()[0]
+        return self._reduce(m)
+
+    def _learn(self, batch: dict, scores: torch.Tensor, mask: torch.Tensor, timer: PhaseTimer) -> dict[str, Any]:
+        p, t = self.preset, self.cfg.trainer
+        N, R = mask.shape
+        m: dict[str, Any] = {}
+        with timer("logprob"):
+            old_logp = self._no_grad_pass(lambda s: self._logprobs(self.policy, batch, s), N)
+            m.update(self._rollout_mismatch(batch["sampler_logprobs"], old_logp, mask))
+            ref_logp = None
+            if self.reference is not None:
+                ref_logp = self._no_grad_pass(lambda s: self._logprobs(self.reference, batch, s), N)
+            values = None
+            if self.critic is not None:
+                values = self._no_grad_pass(lambda s: self._values(batch, s), N) * mask
+        # token rewards: the verifier score at the last response token, KL penalty on every token
+        last = (batch["response_mask"].sum(1).long() - 1).clamp(min=0)
+        token_rewards = torch.zeros_like(mask)
+        token_rewards[torch.arange(N, device=mask.device), last] = scores.to(mask.device)
+        token_rewards = token_rewards * batch["response_mask"]
+        kl_rewards = torch.zeros_like(mask)
+        if ref_logp is not None:
+            kl_tok = A.kl_estimate(old_logp, ref_logp, p.kl_kind) * mask
+            m["kl/ref"] = _masked_mean(kl_tok, mask)
+            if p.kl_placement == "reward":
+                kl_rewards = -self.kl_ctl.value * kl_tok
+                token_rewards = token_rewards + kl_rewards
+        adv, returns = self._advantages(batch, scores, token_rewards, values, kl_rewards)
+        adv = adv * mask
+        m["adv/mean"], m["adv/std"] = _masked_mean(adv, mask), float(adv[mask > 0].std()) if mask.sum() > 1 else 0.0
+        tis = None
+        if self.cfg.algorithm.tis_cap is not None:
+            tis = (old_logp - batch["sampler_logprobs"]).exp().clamp(max=self.cfg.algorithm.tis_cap) * mask
+        with timer("update"):
+            m.update(self._update(batch, mask, old_logp, ref_logp, adv, values, returns, tis))
+        if values is not None:
+            m["value/explained_variance"] = float(A.explained_variance(values, returns, mask))
+            m["value/mean"] = _masked_mean(values, mask)
+        if p.adaptive_kl:
+            # PPO-KL (Schulman 2017, sec. 4): adapt beta to the KL actually reached in this update
+            self.kl_ctl.update(m.get("kl/old", 0.0) if p.kl_placement == "old" else m.get("kl/ref", 0.0), N)
+            m["kl/coef"] = self.kl_ctl.value
+        return m
+
+    def _rollout_mismatch(self, sampler: torch.Tensor, trainer: torch.Tensor, mask: torch.Tensor) -> dict:
+        """Engine vs trainer log-probs of the same sampled tokens: |delta| mean/max and KL (k3)."""
+        d = (trainer - sampler).abs() * mask
+        return {"rollout/logprob_diff_mean": _masked_mean(d, mask),
+                "rollout/logprob_diff_max": float(d.max()),
+                "rollout/kl": _masked_mean(A.kl_estimate(sampler, trainer, "k3") * mask, mask)}
+
+    def _update(self, batch, mask, old_logp, ref_logp, adv, values, returns, tis) -> dict[str, Any]:
+        """K epochs x mini-batches x micro-batches (gradient accumulation) of the preset's losses."""
+        p, t = self.preset, self.cfg.trainer
+        N = mask.shape[0]
+        mini = t.mini_batch_size or N
+        token_mean = p.loss_agg == "token-mean"
+        stats: dict[str, list[float]] = {}
+        gen = torch.Generator().manual_seed(t.seed * 104729 + self.step)
+        self.policy.train()
+        for epoch in range(p.epochs):
+            order = torch.randperm(N, generator=gen).to(mask.device) if p.epochs > 1 or mini < N else \
+                torch.arange(N, device=mask.device)
+            for s in range(0, N, mini):
+                mb_rows = order[s:s + mini]
+                denom = mask[mb_rows].sum() if token_mean else torch.tensor(float(len(mb_rows)))
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.critic_optimizer is not None:
+                    self.critic_optimizer.zero_grad(set_to_none=True)
+                finite = True
+                for u in range(0, len(mb_rows), t.micro_batch_size):
+                    rows = mb_rows[u:u + t.micro_batch_size]
+                    mk = mask[rows]
+                    weight = (mk.sum() if token_mean else torch.tensor(float(len(rows)))) / denom.clamp(min=1)
+                    logp, ent = self._logprobs(self.policy, batch, rows, entropy=True)
+                    loss, st = A.policy_loss(logp, old_logp[rows], adv[rows], mk,
+                                             clip_low=p.clip_low, clip_high=p.clip_high, dual_clip=p.dual_clip,
+                                             agg=p.loss_agg, tis_weights=None if tis is None else tis[rows])
+                    st = {k: float(v) for k, v in st.items()}
+                    st["loss/policy"] = float(loss.detach())
+                    ent_mean = A.aggregate(ent, mk, p.loss_agg)
+                    st["entropy"] = float(ent_mean.detach())
+                    if p.entropy_coef:
+                        loss = loss - p.entropy_coef * ent_mean
+                    if p.kl_placement == "loss" and ref_logp is not None:
+                        kl = A.aggregate(A.kl_estimate(logp, ref_logp[rows], p.kl_kind), mk, p.loss_agg)
+                        loss = loss + self.kl_ctl.value * kl
+                        st["loss/kl"] = float(kl.detach())
+                    if p.kl_placement == "old":  # PPO-KL: penalise KL to the sampling policy
+                        kl = A.aggregate(A.kl_estimate(logp, old_logp[rows], p.kl_kind), mk, p.loss_agg)
+                        loss = loss + self.kl_ctl.value * kl
+                    if not torch.isfinite(loss):
+                        finite = False
+                        break
+                    (loss * weight).backward()
+                    if self.critic is not None:
+                        v_new = self._values(batch, rows)
+                        vloss, vst = A.value_loss(v_new, values[rows], returns[rows], mk,
+                                                  clip=self.cfg.algorithm.value_clip, agg="token-mean")
+                        if not torch.isfinite(vloss):
+                            finite = False
+                            break
+                        (vloss * weight).backward()
+                        st["loss/value"] = float(vloss.detach())
+                        st.update({k: float(v) for k, v in vst.items()})
+                    for k, v in st.items():
+                        stats.setdefault(k, []).append(v)
+                if not self._apply_gradients(finite, stats):
+                    continue
+        self.policy.eval()
+        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+        return out
+
+    def _apply_gradients(self, finite: bool, stats: dict[str, list[float]]) -> bool:
+        """All-reduce, clip and step; skip the step (and count it) when the loss was not finite."""
+        t = self.cfg.trainer
+        if self.world > 1:
+            flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            finite = bool(flag.item() > 0)
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.critic_optimizer is not None:
+                self.critic_optimizer.zero_grad(set_to_none=True)
+            self.bad_steps += 1
+            stats.setdefault("nonfinite_loss", []).append(1.0)
+            if self.bad_steps >= t.max_bad_steps:
+                raise NonFiniteLossError(
+                    f"{self.bad_steps} consecutive non-finite losses at step {self.step}; stopping "
+                    f"(metrics so far are in {self.run_dir / 'metrics.jsonl'}; lower trainer.lr or check rewards)")
+            return False
+        self.bad_steps = 0
+        for model, opt, sched, key in ((self.policy, self.optimizer, self.scheduler, "grad_norm"),
+                                       (self.critic, self.critic_optimizer, self.critic_scheduler, "value/grad_norm")):
+            if model is None:
+                continue
+            params = [q for q in model.parameters() if q.requires_grad]
+            if self.world > 1:
+                for q in params:
+                    if q.grad is None:
+                        q.grad = torch.zeros_like(q)
+                    torch.distributed.all_reduce(q.grad)
+                    q.grad /= self.world
+            norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            stats.setdefault(key, []).append(float(norm))
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return True
+
+    def _finish_lr_step(self) -> None:
+        self.scheduler.step()
+        if self.critic_scheduler is not None:
+            self.critic_scheduler.step()
+
+    # ------------------------------------------------------------------ diagnostics
+    def _gradient_variance(self, batch: dict, scores: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        """Relative variance of the policy-gradient estimate on this batch under each baseline.
+
+        The batch's groups are split into K disjoint parts; for each baseline b the vanilla PG
+        gradient g_k = grad of -(1/|T_k|) sum_t A^b_t log pi(a_t|s_t) is computed on part k, and
+        ``A.gradient_variance`` reports tr Var[g] / (K ||mean g||^2): the noise-to-signal ratio of
+        the full-batch estimate. Baselines: none (A = R), group (A = R - group mean), critic (GAE
+        with the current critic; PPO-family presets only).
+        """
+        N = mask.shape[0]
+        gid = batch["group_ids"]
+        uniq = torch.unique(gid)
+        K = min(self.cfg.trainer.gradvar_splits, len(uniq))
+        if K < 2 or mask.sum() == 0:
+            return {}
+        s = scores.to(mask.device)
+        baselines = {"none": s[:, None] * mask,
+                     "group": A.compute_group_advantages(s, gid, "dr_grpo")[:, None] * mask}
+        if self.critic is not None:
+            with torch.no_grad():
+                values = self._no_grad_pass(lambda r: self._values(batch, r), N) * mask
+            last = (batch["response_mask"].sum(1).long() - 1).clamp(min=0)
+            tr = torch.zeros_like(mask)
+            tr[torch.arange(N, device=mask.device), last] = s
+            baselines["critic"] = A.compute_gae(tr * mask, values, mask, self.preset.gamma, self.preset.lam)[0]
+        params = [q for q in self.policy.parameters() if q.requires_grad]
+        parts = torch.chunk(uniq, K)
+        out = {}
+        for name, adv in baselines.items():
+            grads = []
+            for part in parts:
+                rows = torch.isin(gid, part).nonzero().squeeze(1)
+                for q in params:
+                    q.grad = None
+                denom = mask[rows].sum().clamp(min=1)
+                for u in range(0, len(rows), self.cfg.trainer.micro_batch_size):
+                    r = rows[u:u + self.cfg.trainer.micro_batch_size]
+                    logp = self._logprobs(self.policy, batch, r)
+                    (-(adv[r] * logp * mask[r]).sum() / denom).backward()
+                grads.append(torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).flatten()
+                                        for q in params]).float().cpu())
+            g = A.gradient_variance(grads)
+            out[f"gradvar/{name}"] = float(g["relative"])
+        for q in params:
+            q.grad = None
+        return out
+
+    # ------------------------------------------------------------------ metrics / eval / checkpoints
+    def _reduce(self, m: dict[str, Any]) -> dict[str, Any]:
+        """Average metrics over processes (max for *_max and memory)."""
+        if self.world == 1:
+            return m
+        keys = sorted(k for k, v in m.items() if isinstance(v, (int, float)))
+        vals = torch.tensor([float(m[k]) for k in keys], device=self.device, dtype=torch.float64)
+        gathered = self.accelerator.gather(vals[None]).reshape(self.world, -1)
+        for i, k in enumerate(keys):
+            col = gathered[:, i]
+            m[k] = float(col.max() if k.endswith("_max") or k.startswith("memory") else col.nanmean())
+        return m
+
+    def evaluate(self) -> dict[str, Any] | None:
+        if self.eval_examples is None:
+            return None
+        from evals.harness import evaluate
+
+        r = self.cfg.rollout
+        res = None
+        if self.is_main:
+            res = evaluate((self.policy, self.tokenizer), self.eval_examples, temperature=0.0,
+                           max_new_tokens=r.eval_max_new_tokens or r.max_new_tokens,
+                           batch_size=r.micro_batch_size, engine=self.engine if r.engine == "hf" else None,
+                           verifier=self.cfg.reward.verifier, progress=False)
+        self.accelerator.wait_for_everyone()
+        return res
+
+    def _state(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "step": self.step, "samples": self.samples, "tokens": self.tokens, "elapsed_s": elapsed,
+            "policy": trainable_state(self.policy), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "critic": None if self.critic is None else self.critic.state_dict(),
+            "critic_optimizer": None if self.critic_optimizer is None else self.critic_optimizer.state_dict(),
+            "critic_scheduler": None if self.critic_scheduler is None else self.critic_scheduler.state_dict(),
+            "kl_coef": self.kl_ctl.value, "rng": rng_state(), "bad_steps": self.bad_steps,
+            "preset": asdict(self.preset),
+        }
+
+    def save(self, elapsed: float) -> Path | None:
+        path = None
+        if self.is_main:
+            path = save_checkpoint(self.run_dir, self.step, self._state(elapsed), self.policy, self.tokenizer)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def _restore(self, ckpt: Path) -> None:
+        st = load_state(ckpt)
+        missing = self.policy.load_state_dict(st["policy"], strict=False)
+        if missing.unexpected_keys:
+            raise ConfigError(f"checkpoint {ckpt} does not match model.name/lora settings: "
+                              f"unexpected keys {missing.unexpected_keys[:3]}")
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        if self.critic is not None and st["critic"] is not None:
+            self.critic.load_state_dict(st["critic"])
+            self.critic_optimizer.load_state_dict(st["critic_optimizer"])
+            self.critic_scheduler.load_state_dict(st["critic_scheduler"])
+        self.kl_ctl.value = st["kl_coef"]
+        self.step, self.samples, self.tokens = st["step"], st["samples"], st["tokens"]
+        self.elapsed_offset, self.bad_steps = st["elapsed_s"], st["bad_steps"]
+        set_rng_state(st["rng"])
+        self._trim_logs_after(self.step)
+        if self.is_main:
+            print(f"rlvr train: resumed from {ckpt} (step {self.step})")
+
+    def _trim_logs_after(self, step: int) -> None:
+        """Steps logged after the checkpoint will be redone: move their lines aside (not deleted)."""
+        import json
+
+        if not self.is_main:
+            return
+        for name in ("metrics.jsonl", "eval.jsonl"):
+            path = self.run_dir / name
+            if not path.is_file():
+                continue
+            keep, moved = [], []
+            for line in path.read_text().splitlines():
+                try:
+                    row_step = json.loads(line).get("step", 0)
+                except json.JSONDecodeError:
+                    moved.append(line)
+                    continue
+                (keep if row_step <= step else moved).append(line)
+            if moved:
+                with open(path.with_suffix(".jsonl.after_checkpoint"), "a") as f:
+                    f.write("\n".join(moved) + "\n")
+                path.write_text("".join(line + "\n" for line in keep))
+
+    def _stop_reason(self, elapsed: float) -> str | None:
+        t = self.cfg.trainer
+        if self.step >= t.total_steps:
+            return "total_steps"
+        if t.max_samples is not None and self.samples >= t.max_samples:
+            return "max_samples"
+        if t.max_tokens is not None and self.tokens >= t.max_tokens:
+            return "max_tokens"
+        if t.max_time_s is not None and elapsed >= t.max_time_s:
+            return "max_time_s"
+        return None
+
+    def train(self, max_steps: int | None = None) -> dict[str, Any]:
+        """Run until a budget is reached (or ``max_steps`` more steps, or SIGINT/SIGTERM)."""
+        t = self.cfg.trainer
+        logger = MetricsLogger(self.run_dir, tensorboard=t.tensorboard, wandb_project=t.wandb_project,
+                               wandb_config=self.cfg.to_dict(), progress_total=t.total_steps,
+                               progress=t.progress, enabled=self.is_main)
+        old_handlers = {}
+
+        def _on_signal(signum, frame):
+            if self._stop_signal is not None:  # second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old_handlers[sig] = signal.signal(sig, _on_signal)
+            except ValueError:  # not in the main thread
+                pass
+        t0 = time.perf_counter() - self.elapsed_offset
+        done = 0
+        reason = None
+        try:
+            while True:
+                elapsed = time.perf_counter() - t0
+                reason = self._stop_reason(elapsed)
+                if reason or (max_steps is not None and done >= max_steps):
+                    break
+                m = self.train_step()
+                self._finish_lr_step()
+                done += 1
+                elapsed = time.perf_counter() - t0
+                m.update(step=self.step, samples=self.samples, tokens=self.tokens, elapsed_s=elapsed)
+                logger.log(m)
+                if t.eval_every and self.step % t.eval_every == 0:
+                    self._log_eval(logger, time.perf_counter() - t0)
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                    self.save(time.perf_counter() - t0)
+                if self._stop_signal is not None:
+                    reason = signal.Signals(self._stop_signal).name
+                    break
+            elapsed = time.perf_counter() - t0
+            self.save(elapsed)
+            summary: dict[str, Any] = {"preset": self.preset.name, "seed": t.seed, "steps": self.step,
+                                       "samples": self.samples, "tokens": self.tokens, "stop_reason": reason}
+            if reason not in (None, "SIGINT", "SIGTERM") and self.eval_examples is not None:
+                ev = self._log_eval(logger, elapsed)
+                summary["final_eval/pass@1"] = ev.get("eval/pass@1") if ev else None
+            summary["elapsed_s"] = time.perf_counter() - t0
+            summary["peak_memory_gb"] = _peak_memory_gb(self.device)
+            if self.is_main:
+                import json
+
+                (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            return summary
+        finally:
+            logger.close()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+
+    def _log_eval(self, logger: MetricsLogger, elapsed: float) -> dict[str, Any] | None:
+        res = self.evaluate()
+        if res is None:
+            return None
+        row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed,
+               "eval/pass@1": res["pass@1"], "eval/n": res["n"]}
+        return logger.log(row, stream="eval")
