@@ -79,6 +79,7 @@ class Trainer:
         self.bad_steps = 0
         self._stop_signal: int | None = None
         self._perm_cache: dict[int, list[int]] = {}
+        self._last_eval: dict[str, Any] | None = None
         ckpt = latest_checkpoint(self.run_dir) if resume else None
         if resume and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
@@ -699,8 +700,17 @@ class Trainer:
             self.save(elapsed)
             summary: dict[str, Any] = {"preset": self.preset.name, "seed": t.seed, "steps": self.step,
                                        "samples": self.samples, "tokens": self.tokens, "stop_reason": reason}
-            if reason not in (None, "SIGINT", "SIGTERM") and self.eval_examples is not None:
-                ev = self._log_eval(logger, elapsed)
+            if reason is None or reason in ("SIGINT", "SIGTERM"):
+                # interrupted (or a partial max_steps call): checkpointed, but the run is not finished,
+                # so no summary.json (`rlvr compare` treats its presence as "done")
+                summary["stop_reason"] = reason or "max_steps"
+                if self.is_main and reason:
+                    print(f"rlvr train: stopped by {reason} at step {self.step}; "
+                          f"continue with --resume (checkpoint in {self.run_dir / 'checkpoints'})")
+                return summary
+            if self.eval_examples is not None:
+                ev = self._last_eval if self._last_eval and self._last_eval["step"] == self.step \
+                    else self._log_eval(logger, elapsed)
                 summary["final_eval/pass@1"] = ev.get("eval/pass@1") if ev else None
             summary["elapsed_s"] = time.perf_counter() - t0
             summary["peak_memory_gb"] = _peak_memory_gb(self.device)
@@ -720,4 +730,5 @@ class Trainer:
             return None
         row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed,
                "eval/pass@1": res["pass@1"], "eval/n": res["n"]}
-        return logger.log(row, stream="eval")
+        self._last_eval = logger.log(row, stream="eval")
+        return self._last_eval

@@ -1,0 +1,77 @@
+"""Recipes, dotted overrides and validation errors."""
+from pathlib import Path
+
+import pytest
+
+from rlvr.config import Config, load_config, parse_override
+from rlvr.errors import ConfigError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_loads(recipe):
+    cfg = load_config(recipe)
+    assert isinstance(cfg, Config)
+    assert cfg.name == recipe.stem
+
+
+def test_required_recipes_exist():
+    names = {p.stem for p in RECIPES}
+    assert {"quickstart", "gsm8k_ppo", "gsm8k_grpo", "math_ppo", "math_grpo", "humaneval_grpo", "ladder"} <= names
+
+
+def test_dotted_overrides_are_typed():
+    cfg = load_config(RECIPES[0], ["trainer.lr=1e-6", "rollout.n=4", "model.dtype=bfloat16",
+                                   "trainer.max_time_s=60", "algorithm.clip_high=0.28"])
+    assert cfg.trainer.lr == pytest.approx(1e-6) and isinstance(cfg.trainer.lr, float)
+    assert cfg.rollout.n == 4 and isinstance(cfg.rollout.n, int)
+    assert cfg.model.dtype == "bfloat16"
+    assert cfg.trainer.max_time_s == 60.0
+    assert cfg.algorithm.overrides == {"clip_high": 0.28}
+    assert cfg.to_dict()["algorithm"]["clip_high"] == 0.28
+
+
+def test_parse_override_values():
+    assert parse_override("a.b=1e-6") == ("a.b", 1e-6)
+    assert parse_override("a.b=true") == ("a.b", True)
+    assert parse_override("a.b=null") == ("a.b", None)
+    assert parse_override("a.b=[x, y]") == ("a.b", ["x", "y"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("trainer.lr")
+
+
+def test_unknown_key_lists_alternatives():
+    with pytest.raises(ConfigError) as e:
+        load_config(RECIPES[0], ["trainer.learning_rate=1e-6"])
+    msg = str(e.value)
+    assert "trainer.learning_rate" in msg and "valid keys" in msg and "lr" in msg
+    with pytest.raises(ConfigError, match="did you mean 'rollout'"):
+        load_config(None, ["rollouts.n=3"])
+
+
+def test_bad_type_names_the_field():
+    with pytest.raises(ConfigError, match="rollout.n: expected an integer"):
+        load_config(None, ["rollout.n=eight"])
+    with pytest.raises(ConfigError, match="trainer.tensorboard: expected true/false"):
+        load_config(None, ["trainer.tensorboard=3"])
+
+
+def test_cross_field_validation():
+    with pytest.raises(ConfigError, match="algorithm.preset"):
+        load_config(None, ["algorithm.preset=sac"])
+    with pytest.raises(ConfigError, match="rollout.engine"):
+        load_config(None, ["rollout.engine=tgi"])
+    with pytest.raises(ConfigError, match="algorithm"):
+        load_config(None, ["algorithm.not_a_preset_field=1"])
+    with pytest.raises(ConfigError, match="rollout.temperature"):
+        load_config(None, ["rollout.temperature=0"])
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: x\ntrainer: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="recipe not found"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,163 @@
+"""End-to-end trainer behaviour on a tiny random model with the real SmolLM2 tokenizer."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr.algorithms.presets import PRESETS
+from rlvr.config import from_dict
+from rlvr.trainer import NonFiniteLossError, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(tmp_path, **over):
+    tree = {
+        "name": "tiny",
+        "model": {"name": "tiny-random"},
+        "data": {"train": "arithmetic:add2", "train_limit": 64},
+        "rollout": {"n": 4, "max_new_tokens": 6, "micro_batch_size": 16},
+        "reward": {"workers": 0},
+        "algorithm": {"preset": "grpo"},
+        "trainer": {"total_steps": 2, "prompts_per_step": 2, "micro_batch_size": 4, "lr": 1e-3,
+                    "critic_lr": 1e-3, "output_dir": str(tmp_path / "run"), "progress": False,
+                    "tensorboard": False},
+    }
+    overrides = [f"{k}={v}" for k, v in over.items()]
+    return from_dict(tree, overrides)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_one_step_of_every_preset(tmp_path, preset):
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": preset, "trainer.total_steps": 1})
+    trainer = Trainer(cfg)
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+    summary = trainer.train()
+    assert summary["steps"] == 1 and summary["samples"] == 8
+    rows = read_jsonl(cfg.trainer.output_dir + "/metrics.jsonl")
+    assert len(rows) == 1
+    m = rows[0]
+    for key in ("reward/mean", "accuracy", "entropy", "response_length/mean", "clip/inside",
+                "time/generate", "time/update", "tokens_per_s", "memory/peak_gb", "grad_norm"):
+        assert key in m, key
+    assert (trainer.critic is not None) == PRESETS[preset].critic
+    if PRESETS[preset].critic:
+        assert "loss/value" in m and "value/explained_variance" in m
+    # the policy actually moved (every preset takes at least one optimizer step)
+    moved = any(not torch.equal(before[n], p) for n, p in trainer.policy.named_parameters() if n in before)
+    assert moved
+    assert (Path(cfg.trainer.output_dir) / "checkpoints" / "step_1" / "policy" / "config.json").is_file()
+
+
+def test_critic_value_loss_falls_on_a_fixed_batch(tmp_path):
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": "ppo", "trainer.prompts_per_step": 4})
+    trainer = Trainer(cfg)
+    from rlvr.data import encode_prompt
+    from rlvr.metrics import PhaseTimer
+    from rlvr.rollout.base import SamplingParams
+
+    examples = trainer._step_examples(0)
+    rollout = trainer.engine.generate([encode_prompt(trainer.tokenizer, e) for e in examples],
+                                      SamplingParams(n=4, max_new_tokens=6, seed=0))
+    batch = rollout.to_tensors(trainer.tokenizer.pad_token_id)
+    scores = torch.tensor([float(i % 2) for i in range(len(rollout))])  # fixed, mixed targets
+    losses = []
+    for _ in range(8):
+        # only the critic learns here: the policy (and thus the batch's old logprobs) stays fixed
+        trainer.optimizer.param_groups[0]["lr"] = 0.0
+        m = trainer._learn(batch, scores, batch["response_mask"], PhaseTimer())
+        losses.append(m["loss/value"])
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_resume_is_exact(tmp_path):
+    straight = tiny_cfg(tmp_path / "a", **{"trainer.total_steps": 4})
+    Trainer(straight).train()
+    ref = read_jsonl(Path(straight.trainer.output_dir) / "metrics.jsonl")
+
+    interrupted = tiny_cfg(tmp_path / "b", **{"trainer.total_steps": 4})
+    Trainer(interrupted).train(max_steps=2)  # stops after step 2 and checkpoints
+    resumed = Trainer(interrupted, resume=True)
+    assert resumed.step == 2
+    resumed.train()
+    got = read_jsonl(Path(interrupted.trainer.output_dir) / "metrics.jsonl")
+    assert [r["step"] for r in got] == [1, 2, 3, 4]
+    skip = ("time/", "tokens_per_s", "elapsed_s", "memory/")
+    for a, b in zip(ref, got):
+        for k, v in a.items():
+            if k.startswith(skip) or not isinstance(v, float):
+                continue
+            assert b[k] == pytest.approx(v, rel=1e-6, abs=1e-7), (a["step"], k)
+
+
+def test_nonfinite_loss_skips_then_stops(tmp_path, monkeypatch):
+    import rlvr.algorithms as A
+
+    real = A.policy_loss
+
+    def nan_loss(*args, **kw):
+        loss, stats = real(*args, **kw)
+        return loss * float("nan"), stats
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 10, "trainer.max_bad_steps": 2})
+    trainer = Trainer(cfg)
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    monkeypatch.setattr(A, "policy_loss", nan_loss)
+    with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite"):
+        trainer.train()
+    rows = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")
+    assert len(rows) == 1 and rows[0]["nonfinite_loss"] == 1.0  # step 1 logged before the stop
+    for n, p in trainer.policy.named_parameters():  # no update was applied
+        assert torch.equal(before[n], p), n
+
+
+def test_gradient_variance_diagnostic(tmp_path):
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": "ppo", "trainer.gradvar_every": 1,
+                                "trainer.prompts_per_step": 4, "trainer.total_steps": 1})
+    Trainer(cfg).train()
+    m = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")[0]
+    for k in ("gradvar/none", "gradvar/group", "gradvar/critic"):
+        assert k in m and m[k] is not None and m[k] >= 0
+
+
+def test_bad_data_row_is_reported_with_file_and_line(tmp_path):
+    from rlvr.errors import DataError
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "no answer"}\n')
+    cfg = tiny_cfg(tmp_path, **{"data.train": str(data)})
+    with pytest.raises(DataError, match=r"rows.jsonl:2"):
+        Trainer(cfg)
+
+
+@pytest.mark.slow
+def test_cli_train_and_accelerate_two_processes(tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "model: {name: tiny-random}\n"
+        "data: {train: 'arithmetic:add2', train_limit: 64}\n"
+        "rollout: {n: 4, max_new_tokens: 6}\n"
+        "reward: {workers: 0}\n"
+        "trainer: {total_steps: 2, prompts_per_step: 2, micro_batch_size: 4, lr: 1.0e-3,"
+        " progress: false, tensorboard: false}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    out = tmp_path / "ddp"
+    cmd = [launcher, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlvr.cli", "train", str(recipe),
+           f"trainer.output_dir={out}"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[-1]["samples"] == 2 * 2 * 2 * 4  # steps x processes x prompts x n
+    assert json.loads((out / "summary.json").read_text())["samples"] == 32
