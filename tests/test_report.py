@@ -1,0 +1,185 @@
+"""``rlvr report`` on a synthetic comparison directory written in the run-directory format."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evals.report import make_report, read_jsonl, seed_band
+from rlvr.errors import DataError, RlvrError
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = Path("/usr/bin/chromium")
+
+STEPS, BATCH, RESP = 30, 64, 40  # steps, samples per step, mean response tokens
+
+
+def write_run(d: Path, preset: str, seed: int, *, critic: bool, truncate: bool = False) -> dict:
+    """A run directory with realistic-looking numbers; returns its summary."""
+    rng = random.Random(f"{preset}-{seed}")
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(f"algorithm:\n  preset: {preset}\nseed: {seed}\nrollout:\n  n: 8\n")
+    rows, evals, t = [], [], 0.0
+    for step in range(1, STEPS + 1):
+        t += 11.0 + rng.random() * 2 + (3.0 if critic else 0.0)
+        acc = min(0.9, 0.2 + 0.02 * step + rng.gauss(0, 0.02))
+        inside = 0.9 + rng.random() * 0.05
+        row = {
+            "step": step, "samples": step * BATCH, "tokens": step * BATCH * RESP, "elapsed_s": round(t, 3),
+            "reward/mean": acc, "reward/std": 0.4, "accuracy": acc, "kl/old": 0.002 + 0.001 * rng.random(),
+            "kl/ref": 0.001 * step, "entropy": 1.2 - 0.01 * step, "response_length/mean": RESP + rng.gauss(0, 3),
+            "truncation_rate": 0.05, "zero_std_groups": 0.3 - 0.005 * step,
+            "clip/pos_high": (1 - inside) * 0.3, "clip/pos_low": (1 - inside) * 0.2,
+            "clip/neg_high": (1 - inside) * 0.2, "clip/neg_low": (1 - inside) * 0.3, "clip/inside": inside,
+            "loss/policy": rng.gauss(0, 0.01), "grad_norm": 0.5, "memory/peak_gb": 3.1 + 0.01 * step,
+        }
+        if critic:
+            row["loss/value"] = 0.2 / step
+            row["value/explained_variance"] = 0.6 * (1 - math.exp(-step / 8))
+        if step % 10 == 0:
+            row["gradvar/none"] = 4.0 + rng.random()
+            row["gradvar/group"] = 1.0 + 0.5 * rng.random()
+            if critic:
+                row["gradvar/critic"] = 1.5 + 0.5 * rng.random()
+            evals.append({"step": step, "samples": step * BATCH, "elapsed_s": round(t, 3),
+                          "eval/pass@1": round(acc - 0.05, 4), "eval/n": 64})
+        rows.append(row)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if truncate:
+        text += json.dumps({"step": STEPS + 1, "samples": 9999})[:20]  # killed mid-write
+    (d / "metrics.jsonl").write_text(text)
+    (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
+    summary = {"final_eval/pass@1": evals[-1]["eval/pass@1"], "elapsed_s": round(t, 1),
+               "samples": STEPS * BATCH, "tokens": STEPS * BATCH * RESP, "peak_memory_gb": 3.1 + 0.01 * STEPS + seed * 0.1,
+               "preset": preset, "seed": seed}
+    (d / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+@pytest.fixture(scope="module")
+def compare_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    summaries = {}
+    for preset, critic in (("ppo", True), ("grpo", False)):
+        for seed in (0, 1):
+            s = write_run(root / preset / f"seed{seed}", preset, seed, critic=critic,
+                          truncate=(preset == "grpo" and seed == 1))
+            summaries.setdefault(preset, []).append(s)
+    (root / "compare.json").write_text(json.dumps({"presets": ["ppo", "grpo"], "seeds": [0, 1], "budget": {"samples": STEPS * BATCH}}))
+    return root, summaries
+
+
+@pytest.fixture(scope="module")
+def report(compare_dir):
+    root, _ = compare_dir
+    with pytest.warns(UserWarning, match="truncated last line"):
+        return make_report(root)
+
+
+def _ci(values):
+    m = sum(values) / len(values)
+    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return m, 12.706 * s / math.sqrt(len(values))  # t_{0.975, 1}
+
+
+def test_report_writes_valid_pngs(report):
+    names = {p.name for p in report["plots"]}
+    for name in ("reward", "accuracy", "eval_accuracy", "kl", "entropy", "response_length", "clip",
+                 "gradvar", "explained_variance", "losses"):
+        assert f"{name}.png" in names
+    for p in report["plots"]:
+        data = p.read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 15_000, p
+
+
+def test_report_tables_have_the_right_numbers(report, compare_dir):
+    _, summaries = compare_dir
+    md = report["markdown"].read_text()
+    page = report["html"].read_text()
+    for preset, ss in summaries.items():
+        m, h = _ci([s["final_eval/pass@1"] for s in ss])
+        cell = f"{m:.3f} ± {h:.3f}"
+        wall_m, wall_h = _ci([s["elapsed_s"] for s in ss])
+        mem = f"{max(s['peak_memory_gb'] for s in ss):.2f}"
+        assert f"| {preset} | 2 | {cell} |" in md
+        assert f"<tr><td>{preset}</td><td>2</td><td>{cell}</td>" in page
+        assert f"{wall_m:,.0f} ± {wall_h:,.0f}" in md and mem in md
+        assert f"{STEPS * BATCH * RESP:,}" in md and f"{STEPS * BATCH:,}" in md
+    # presets keep compare.json order, and the HTML embeds the plots
+    assert md.index("| ppo | 2") < md.index("| grpo | 2")
+    assert page.count('src="data:image/png;base64,') == len(report["plots"])
+    assert "truncated last line" in md  # the killed run is reported, not hidden
+    assert "![reward](reward.png)" in md and (report["out_dir"] / "reward.png").is_file()
+
+
+def test_single_run_dir_and_missing_metrics(tmp_path):
+    write_run(tmp_path / "run", "grpo", 3, critic=False)
+    res = make_report(tmp_path / "run", tmp_path / "out")
+    md = res["markdown"].read_text()
+    assert "| grpo | 1 |" in md
+    assert not (tmp_path / "out" / "explained_variance.png").exists()  # GRPO logs no critic
+    assert any("Critic explained variance" in n for n in res["notes"])
+
+
+def test_seed_band_interpolates_and_averages():
+    x = np.array([0.0, 1.0, 2.0])
+    g, m, h, c = seed_band([(x, np.array([0.0, 1.0, 2.0])), (x, np.array([2.0, 3.0, 4.0]))])
+    assert np.array_equal(g, x) and np.allclose(m, [1, 2, 3]) and np.all(c == 2)
+    assert np.allclose(h, 12.706 * math.sqrt(2) / math.sqrt(2), atol=1e-3)
+    g, m, h, c = seed_band([(x, x), (np.array([0.0, 4.0]), np.array([0.0, 4.0]))], grid_points=5)
+    assert np.allclose(m, g)  # both curves are y = x
+    assert c[-1] == 1 and np.isnan(h[-1])  # only the second curve reaches x = 4
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    with pytest.raises(RlvrError, match="no such run directory"):
+        make_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RlvrError, match="no run found"):
+        make_report(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2,,}\n{"step": 3}\n')
+    with pytest.raises(DataError, match=r"metrics.jsonl:2: invalid JSON"):
+        read_jsonl(bad / "metrics.jsonl", [])
+    # the CLI prints one line and exits 2
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "rlvr.cli", "report", str(bad)], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "metrics.jsonl:2" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)")
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    from PIL import Image
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = report["html"].as_uri()
+    shot = tmp_path / "shot.png"
+    subprocess.run([str(CHROMIUM), *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
+                   capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([str(CHROMIUM), *flags, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert '<table id="presets">' in dom and "<td>ppo</td>" in dom and "<td>grpo</td>" in dom
+    assert dom.count("data:image/png;base64,") == len(report["plots"])
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[:2] == (2000, 1200)
+    colours = np.unique(img.reshape(-1, 3), axis=0)
+    assert len(colours) > 200, f"screenshot looks blank ({len(colours)} colours)"
+    # the plots drew: matplotlib's default blue and orange preset lines are on screen
+    for rgb in ((31, 119, 180), (255, 127, 14)):
+        assert np.any(np.all(np.abs(img.astype(int) - rgb) <= 12, axis=-1)), f"no plot pixels of colour {rgb}"
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
