@@ -62,13 +62,17 @@ def aggregate(
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
-    """Entropy of softmax(z) over the last dim: H = logsumexp(z) - sum_v softmax(z)_v z_v.
+    """Entropy of softmax(z) over the last dim: H = logsumexp(z) - sum_v softmax(z)_v z_v
+    (computed on z - max z, which leaves H unchanged).
 
     logits [..., V] -> [...]. Half-precision inputs are computed in float32. -inf logits (masked
     vocabulary entries) are allowed: they contribute 0 and give finite gradients.
     """
     z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    z = z.clamp(min=torch.finfo(z.dtype).min)  # -inf -> lowest finite, so p * z = 0 * finite
+    lowest = torch.finfo(z.dtype).min
+    z = z.clamp(min=lowest)  # -inf -> lowest finite, so p * z = 0 * finite
+    # H is shift-invariant; shifting by the max avoids cancellation in lse - E[z] for large logits
+    z = (z - z.amax(dim=-1, keepdim=True).detach()).clamp(min=lowest)
     lse = torch.logsumexp(z, dim=-1)
     p = torch.softmax(z, dim=-1)
     return lse - (p * z).sum(dim=-1)

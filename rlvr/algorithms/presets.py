@@ -7,8 +7,9 @@ never branches on the preset's name:
                ``critic`` = train a value model (needed by "gae"/"td")
   update       ``epochs`` passes over each batch of rollouts (K > 1 makes later passes off-policy),
                policy loss ``clip_low``/``clip_high`` (None/None = unclipped importance-sampled PG),
-               ``dual_clip``, ``loss_agg``, ``entropy_coef`` (bonus: loss -= coef * entropy),
-               ``value_clip`` (critic), ``tis_cap`` (truncated IS against rollout-engine log-probs)
+               ``dual_clip``, ``loss_agg``, ``entropy_coef`` (bonus: loss -= coef * entropy).
+               (Value clipping and truncated IS are run settings, not algorithm choices: they live in
+               the trainer's config and are passed to ``value_loss`` / ``policy_loss`` directly.)
   reference KL ``kl_coef``, ``kl_kind`` and ``kl_placement``:
                  "reward": r_t -= beta * kl_t on every valid token before advantages (Ziegler et al.
                            2019; Ouyang et al. 2022), with kl_t = kl_estimate(old_logp, ref_logp, kind)
@@ -70,8 +71,6 @@ class Preset:
     entropy_coef: float = 0.0
     loss_agg: str = "token-mean"
     whiten_advantages: bool = False
-    value_clip: float | None = None
-    tis_cap: float | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -112,7 +111,7 @@ class Preset:
             raise bad("kl_kind", f"is not one of {', '.join(KL_KINDS)}")
         if self.kl_placement not in KL_PLACEMENTS:
             raise bad("kl_placement", f"is not one of {', '.join(KL_PLACEMENTS)}")
-        for field in ("kl_target", "kl_horizon", "kl_old_target", "value_clip", "tis_cap"):
+        for field in ("kl_target", "kl_horizon", "kl_old_target"):
             v = getattr(self, field)
             if v is not None and not (_number(v) and v > 0):
                 raise bad(field, "must be a number > 0 or None")
