@@ -9,6 +9,7 @@ Runs are grouped by preset. Every curve is the mean over seeds with a 95% Studen
 Seeds are put on a common x grid by linear interpolation, each inside its own logged range
 (a grid point where only one seed has data shows that seed's value, with no band).
 Metrics a run does not log (e.g. the value loss of a critic-free preset) are skipped.
+The untrained base model's eval (``base/summary.json`` of a comparison) is drawn as a dashed line.
 """
 from __future__ import annotations
 
@@ -126,7 +127,8 @@ def _preset_of(path: Path, config: dict, summary: dict, in_compare: bool) -> str
 
 
 def _seed_of(path: Path, config: dict, summary: dict) -> int | None:
-    for v in (summary.get("seed"), config.get("seed")):
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    for v in (summary.get("seed"), trainer.get("seed"), config.get("seed")):
         if isinstance(v, int):
             return v
     m = re.search(r"seed[_-]?(\d+)", path.name)
@@ -149,25 +151,33 @@ def _is_run_dir(d: Path) -> bool:
     return any((d / f).is_file() for f in RUN_FILES)
 
 
-def find_runs(root: Path, notes: list[str]) -> tuple[list[Run], dict]:
-    """All runs under ``root`` (itself a run, or ``<preset>/seed<k>/`` below it) and compare.json."""
+def _is_base_eval(d: Path) -> bool:
+    """``rlvr compare`` writes the untrained model's eval to ``OUT/base/summary.json`` (no metrics)."""
+    return d.name == "base" and (d / "summary.json").is_file() and not (d / "metrics.jsonl").is_file()
+
+
+def find_runs(root: Path, notes: list[str]) -> tuple[list[Run], dict, dict]:
+    """Runs under ``root`` (itself a run, or ``<preset>/seed<k>/`` below it), compare.json, and the
+    base-model eval summary (empty when absent)."""
     if not root.is_dir():
         raise RlvrError(f"{root}: no such run directory")
     if _is_run_dir(root):
-        return [load_run(root, notes)], {}
+        return [load_run(root, notes)], {}, {}
     compare = _read_json(root / "compare.json") if (root / "compare.json").is_file() else {}
+    base = _read_json(root / "base" / "summary.json") if _is_base_eval(root / "base") else compare.get("base") or {}
     found: list[Path] = []
     frontier = [root]
     for _ in range(3):  # <preset>/seed<k>/ is depth 2; allow one more level
         nxt = []
         for d in frontier:
             for sub in sorted(p for p in d.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
-                (found if _is_run_dir(sub) else nxt).append(sub)
+                if not _is_base_eval(sub):
+                    (found if _is_run_dir(sub) else nxt).append(sub)
         frontier = nxt
     if not found:
         raise RlvrError(f"{root}: no run found (expected metrics.jsonl/summary.json here "
                         "or in <preset>/seed<k>/ subdirectories)")
-    return [load_run(p, notes, in_compare=True) for p in found], compare
+    return [load_run(p, notes, in_compare=True) for p in found], compare, base if isinstance(base, dict) else {}
 
 
 def group_by_preset(runs: list[Run], compare: dict) -> dict[str, list[Run]]:
@@ -245,9 +255,11 @@ def panel_keys(groups: dict[str, list[Run]], panel: Panel) -> list[str]:
                    for runs in groups.values() for r in runs)]
 
 
-def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path) -> Path | None:
+def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path,
+               hlines: dict[str, float] | None = None) -> Path | None:
     """Render ``<out_dir>/<panel.name>.png``: rows = metric keys, columns = x in samples / seconds.
 
+    ``hlines`` maps a key to a reference value drawn dashed (the base model's eval accuracy).
     Returns None (and writes nothing) when no run logs any key of the panel.
     """
     import matplotlib
@@ -273,6 +285,8 @@ def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path) -> Pat
                 ax.plot(grid, mean, color=c, marker=marker, markersize=3, lw=1.5, label=f"{preset} (n={len(runs)})")
                 if np.any(np.isfinite(half)):
                     ax.fill_between(grid, mean - half, mean + half, color=c, alpha=0.2, lw=0)
+            if hlines and math.isfinite(_num(hlines.get(key))):
+                ax.axhline(hlines[key], color="0.4", ls="--", lw=1.2, label="base model")
             ax.set_title(key, fontsize=10)
             ax.set_xlabel(x_label, fontsize=9)
             ax.grid(alpha=0.3)
@@ -377,9 +391,22 @@ def _html_table(columns, rows, table_id: str) -> str:
     return f'<table id="{table_id}">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody></table>'
 
 
-def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], notes, compare: dict) -> str:
+def base_line(base: dict) -> str:
+    """One sentence on the untrained model's eval, or "" when there is none."""
+    acc = _num(base.get("final_eval/pass@1"))
+    if not math.isfinite(acc):
+        return ""
+    n = base.get("eval/n")
+    return f"Base model before training: eval pass@1 = {acc:.3f}" + (f" (n={n})." if n else ".")
+
+
+def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], notes, compare: dict,
+                    base: dict) -> str:
     parts = [f"# {title}", "", "Mean ± 95% Student-t confidence interval over seeds.", "",
-             "## Final numbers per preset", "", _md_table(PRESET_COLUMNS, presets), "",
+             "## Final numbers per preset", "", _md_table(PRESET_COLUMNS, presets), ""]
+    if base_line(base):
+        parts += [base_line(base), ""]
+    parts += [
              "## Runs", "", _md_table(RUN_COLUMNS, runs), ""]
     if compare:
         parts += ["## Comparison settings (compare.json)", "", "```json",
@@ -398,13 +425,16 @@ text-align:right}th{background:#eef}td:first-child,th:first-child{text-align:lef
 img{max-width:100%;border:1px solid #ddd}pre{background:#f6f6f6;padding:8px;overflow:auto}"""
 
 
-def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], notes, compare: dict) -> str:
+def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], notes, compare: dict,
+                base: dict) -> str:
     """A self-contained page: tables plus the plots embedded as base64 PNG."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              "<p>Mean ± 95% Student-t confidence interval over seeds.</p>",
-             "<h2>Final numbers per preset</h2>", _html_table(PRESET_COLUMNS, presets, "presets"),
-             "<h2>Runs</h2>", _html_table(RUN_COLUMNS, runs, "runs")]
+             "<h2>Final numbers per preset</h2>", _html_table(PRESET_COLUMNS, presets, "presets")]
+    if base_line(base):
+        parts.append(f'<p id="base">{html.escape(base_line(base))}</p>')
+    parts += ["<h2>Runs</h2>", _html_table(RUN_COLUMNS, runs, "runs")]
     if compare:
         parts += ["<h2>Comparison settings (compare.json)</h2>",
                   f"<pre>{html.escape(json.dumps(compare, indent=2, default=str)[:4000])}</pre>"]
@@ -419,29 +449,31 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
     return "\n".join(parts)
 
 
-def make_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict:
-    """Load ``run_dir``, write the PNG plots, ``report.md`` and ``report.html`` into ``out_dir``
-    (default ``run_dir/report``). Returns the written paths and the per-preset table."""
+def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: tuple[Panel, ...] = PANELS) -> dict:
+    """Load ``run_dir``, write the PNG plots of ``panels``, ``report.md`` and ``report.html`` into
+    ``out_dir`` (default ``run_dir/report``). Returns the written paths and the per-preset table."""
     root = Path(run_dir).expanduser().resolve()
     notes: list[str] = []
-    runs, compare = find_runs(root, notes)
+    runs, compare, base = find_runs(root, notes)
     groups = group_by_preset(runs, compare)
+    runs_status = compare.get("runs") if isinstance(compare.get("runs"), dict) else {}
+    notes += [f"compare.json: run {k} {v}" for k, v in runs_status.items() if v != "done"]
     out = Path(out_dir).expanduser().resolve() if out_dir else root / "report"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RlvrError(f"{out}: cannot create report directory ({e.strerror})") from None
     plots = []
-    for panel in PANELS:
-        path = plot_panel(groups, panel, out)
+    for panel in panels:
+        path = plot_panel(groups, panel, out, hlines={"eval/pass@1": _num(base.get("final_eval/pass@1"))})
         if path is None:
             notes.append(f"{panel.title}: not logged by any run, no plot")
         else:
             plots.append((panel, path))
     presets, per_run = preset_table(groups), run_table(groups, root)
     title = f"rlvr report: {root.name}"
-    (out / "report.md").write_text(render_markdown(title, presets, per_run, plots, notes, compare), encoding="utf-8")
-    (out / "report.html").write_text(render_html(title, presets, per_run, plots, notes, compare), encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(title, presets, per_run, plots, notes, compare, base), encoding="utf-8")
+    (out / "report.html").write_text(render_html(title, presets, per_run, plots, notes, compare, base), encoding="utf-8")
     return {"out_dir": out, "markdown": out / "report.md", "html": out / "report.html",
             "plots": [p for _, p in plots], "presets": presets, "notes": notes}
 

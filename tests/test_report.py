@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.report import make_report, read_jsonl, seed_band
+from evals.report import PANELS, make_report, read_jsonl, seed_band
 from rlvr.errors import DataError, RlvrError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,13 +21,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = Path("/usr/bin/chromium")
 
 STEPS, BATCH, RESP = 30, 64, 40  # steps, samples per step, mean response tokens
+FEW_PANELS = tuple(p for p in PANELS if p.name in ("reward", "explained_variance"))  # faster tests
 
 
 def write_run(d: Path, preset: str, seed: int, *, critic: bool, truncate: bool = False) -> dict:
     """A run directory with realistic-looking numbers; returns its summary."""
     rng = random.Random(f"{preset}-{seed}")
     d.mkdir(parents=True)
-    (d / "config.yaml").write_text(f"algorithm:\n  preset: {preset}\nseed: {seed}\nrollout:\n  n: 8\n")
+    (d / "config.yaml").write_text(f"name: quickstart\nalgorithm:\n  preset: {preset}\ntrainer:\n  seed: {seed}\n")
     rows, evals, t = [], [], 0.0
     for step in range(1, STEPS + 1):
         t += 11.0 + rng.random() * 2 + (3.0 if critic else 0.0)
@@ -74,7 +75,14 @@ def compare_dir(tmp_path_factory):
             s = write_run(root / preset / f"seed{seed}", preset, seed, critic=critic,
                           truncate=(preset == "grpo" and seed == 1))
             summaries.setdefault(preset, []).append(s)
-    (root / "compare.json").write_text(json.dumps({"presets": ["ppo", "grpo"], "seeds": [0, 1], "budget": {"samples": STEPS * BATCH}}))
+    (root / "base").mkdir()  # the untrained model's eval, as `rlvr compare` writes it
+    (root / "base" / "summary.json").write_text(json.dumps({"preset": "base", "final_eval/pass@1": 0.1875,
+                                                            "eval/n": 64, "elapsed_s": 20.5}))
+    runs = {f"{p}/seed{k}": "done" for p in ("ppo", "grpo") for k in (0, 1)}
+    runs["grpo/seed1"] = "failed (exit 1)"
+    (root / "compare.json").write_text(json.dumps({"recipe": "recipes/quickstart.yaml", "presets": ["ppo", "grpo"],
+                                                   "seeds": [0, 1], "budget": {"samples": STEPS * BATCH},
+                                                   "runs": runs}))
     return root, summaries
 
 
@@ -118,12 +126,15 @@ def test_report_tables_have_the_right_numbers(report, compare_dir):
     assert md.index("| ppo | 2") < md.index("| grpo | 2")
     assert page.count('src="data:image/png;base64,') == len(report["plots"])
     assert "truncated last line" in md  # the killed run is reported, not hidden
+    assert "run grpo/seed1 failed (exit 1)" in md
+    assert "Base model before training: eval pass@1 = 0.188 (n=64)." in md and 'id="base"' in page
+    assert "| base |" not in md  # the base eval is a reference, not a preset
     assert "![reward](reward.png)" in md and (report["out_dir"] / "reward.png").is_file()
 
 
 def test_single_run_dir_and_missing_metrics(tmp_path):
     write_run(tmp_path / "run", "grpo", 3, critic=False)
-    res = make_report(tmp_path / "run", tmp_path / "out")
+    res = make_report(tmp_path / "run", tmp_path / "out", panels=FEW_PANELS)
     md = res["markdown"].read_text()
     assert "| grpo | 1 |" in md
     assert not (tmp_path / "out" / "explained_variance.png").exists()  # GRPO logs no critic
@@ -183,3 +194,14 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     for rgb in ((31, 119, 180), (255, 127, 14)):
         assert np.any(np.all(np.abs(img.astype(int) - rgb) <= 12, axis=-1)), f"no plot pixels of colour {rgb}"
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_preset_and_seed_come_from_config_when_summary_is_missing(tmp_path):
+    """An unfinished run has no summary.json: preset/seed come from config.yaml, finals from the logs."""
+    d = tmp_path / "cmp" / "whatever" / "run_a"
+    write_run(d, "grpo", 7, critic=False)
+    (d / "summary.json").unlink()
+    res = make_report(tmp_path / "cmp", panels=FEW_PANELS)
+    md = res["markdown"].read_text()
+    assert "| grpo | 7 | whatever/run_a | 30 |" in md and "| no |" in md
+    assert any("no summary.json" in n for n in res["notes"])
