@@ -71,7 +71,8 @@ class Trainer:
         self._load_data()
         self._build_models()
         self._build_optimizers()
-        self.kl_ctl = self._make_kl_controller()
+        self.kl_ctl = A.make_kl_controller(self.preset)  # reference KL coefficient
+        self.kl_old_ctl = A.make_old_kl_controller(self.preset)  # PPO-KL trust-region coefficient
         self.step = 0
         self.samples = 0
         self.tokens = 0
@@ -125,8 +126,7 @@ class Trainer:
             self.reference = build_reference(self.policy).to(self.device)
 
     def _needs_reference(self) -> bool:
-        p = self.preset
-        return p.kl_coef > 0 and p.kl_placement in ("reward", "loss")
+        return self.preset.needs_reference
 
     def _freeze_lower_layers(self, k: int, model: torch.nn.Module | None = None,
                              keep_prefixes: tuple[str, ...] = ()) -> None:
@@ -177,12 +177,6 @@ class Trainer:
         if t.lr_schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * frac))
         return 1.0
-
-    def _make_kl_controller(self):
-        p = self.preset
-        if p.adaptive_kl:
-            return A.AdaptiveKLController(p.kl_coef, p.kl_target, p.kl_horizon)
-        return A.FixedKLController(p.kl_coef)
 
     def _build_engine(self):
         r = self.cfg.rollout
@@ -263,33 +257,6 @@ class Trainer:
         mb = self.cfg.trainer.micro_batch_size
         return torch.cat([fn(slice(i, min(i + mb, N))) for i in range(0, N, mb)], 0)
 
-    # ------------------------------------------------------------------ advantages
-    def _advantages(self, batch: dict, scores: torch.Tensor, token_rewards: torch.Tensor,
-                    values: torch.Tensor | None, kl_rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Advantages [N, R] and critic targets (returns) [N, R] or None, by the preset's estimator."""
-        p, mask = self.preset, batch["response_mask"]
-        est = p.estimator
-        returns = None
-        if est in ("gae", "td"):
-            lam = 0.0 if est == "td" else p.lam
-            adv, returns = A.compute_gae(token_rewards, values, mask, p.gamma, lam)
-        elif est in ("mc", "none"):
-            adv = A.compute_returns(token_rewards, mask, p.gamma)
-        elif est == "batch_mean":
-            ret = A.compute_returns(token_rewards, mask, p.gamma)
-            adv = (ret - _masked_mean(ret, mask)) * mask
-        elif est == "reinforce_pp":
-            ret = A.compute_returns(token_rewards, mask, p.gamma)
-            adv = A.whiten(ret, mask) * mask
-        else:  # group baselines on the verifier scores; KL-in-reward (if any) added token-wise
-            g = A.compute_group_advantages(scores.to(mask.device), batch["group_ids"], est)
-            adv = g[:, None] * mask
-            if p.kl_placement == "reward" and p.kl_coef > 0:
-                adv = adv + A.compute_returns(kl_rewards, mask, p.gamma)
-        if p.whiten_advantages and est not in ("reinforce_pp",):
-            adv = A.whiten(adv, mask) * mask
-        return adv, returns
-
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, Any]:
         cfg, p, t = self.cfg, self.preset, self.cfg.trainer
@@ -368,32 +335,32 @@ class Trainer:
             if self.critic is not None:
                 values = self._no_grad_pass(lambda s: self._values(batch, s), N) * mask
         # token rewards: the verifier score at the last response token, KL penalty on every token
-        last = (batch["response_mask"].sum(1).long() - 1).clamp(min=0)
-        token_rewards = torch.zeros_like(mask)
-        token_rewards[torch.arange(N, device=mask.device), last] = scores.to(mask.device)
-        token_rewards = token_rewards * batch["response_mask"]
-        kl_rewards = torch.zeros_like(mask)
+        token_rewards = A.outcome_rewards(scores.to(mask.device), batch["response_mask"]) * mask
         if ref_logp is not None:
             kl_tok = A.kl_estimate(old_logp, ref_logp, p.kl_kind) * mask
             m["kl/ref"] = _masked_mean(kl_tok, mask)
             if p.kl_placement == "reward":
-                kl_rewards = -self.kl_ctl.value * kl_tok
-                token_rewards = token_rewards + kl_rewards
-        adv, returns = self._advantages(batch, scores, token_rewards, values, kl_rewards)
+                token_rewards = token_rewards - self.kl_ctl.value * kl_tok
+        adv, returns = p.advantages(token_rewards, mask, values=values, group_ids=batch["group_ids"])
         adv = adv * mask
-        m["adv/mean"], m["adv/std"] = _masked_mean(adv, mask), float(adv[mask > 0].std()) if mask.sum() > 1 else 0.0
+        valid = adv[mask > 0]
+        m["adv/mean"] = float(valid.mean())
+        m["adv/std"] = float(valid.std()) if valid.numel() > 1 else 0.0
         tis = None
         if self.cfg.algorithm.tis_cap is not None:
-            tis = (old_logp - batch["sampler_logprobs"]).exp().clamp(max=self.cfg.algorithm.tis_cap) * mask
+            tis = A.truncated_is_weights(old_logp, batch["sampler_logprobs"], mask, self.cfg.algorithm.tis_cap)
         with timer("update"):
             m.update(self._update(batch, mask, old_logp, ref_logp, adv, values, returns, tis))
         if values is not None:
             m["value/explained_variance"] = float(A.explained_variance(values, returns, mask))
             m["value/mean"] = _masked_mean(values, mask)
-        if p.adaptive_kl:
-            # PPO-KL (Schulman 2017, sec. 4): adapt beta to the KL actually reached in this update
-            self.kl_ctl.update(m.get("kl/old", 0.0) if p.kl_placement == "old" else m.get("kl/ref", 0.0), N)
-            m["kl/coef"] = self.kl_ctl.value
+        if p.adaptive_kl and "kl/ref" in m:  # Ziegler et al. 2019: beta tracks the KL to the reference
+            self.kl_ctl.update(m["kl/ref"], N)
+        if p.kl_old_target is not None and "kl/old" in m:  # PPO-KL (Schulman 2017 sec. 4) doubling rule
+            self.kl_old_ctl.update(m["kl/old"])
+        m["kl/coef"] = self.kl_ctl.value
+        if p.kl_old_coef:
+            m["kl/old_coef"] = self.kl_old_ctl.value
         return m
 
     def _rollout_mismatch(self, sampler: torch.Tensor, trainer: torch.Tensor, mask: torch.Tensor) -> dict:
@@ -404,66 +371,70 @@ class Trainer:
                 "rollout/kl": _masked_mean(A.kl_estimate(sampler, trainer, "k3") * mask, mask)}
 
     def _update(self, batch, mask, old_logp, ref_logp, adv, values, returns, tis) -> dict[str, Any]:
-        """K epochs x mini-batches x micro-batches (gradient accumulation) of the preset's losses."""
+        """K epochs x mini-batches x micro-batches of the preset's losses.
+
+        Micro-batch losses are aggregated with the mini-batch's token/sequence totals
+        (``num_tokens`` / ``num_seqs``), so their gradients sum to exactly the mini-batch gradient.
+        """
         p, t = self.preset, self.cfg.trainer
         N = mask.shape[0]
         mini = t.mini_batch_size or N
-        token_mean = p.loss_agg == "token-mean"
+        norm_len = self.cfg.rollout.max_new_tokens  # Dr. GRPO's constant normaliser: the budget
         stats: dict[str, list[float]] = {}
         gen = torch.Generator().manual_seed(t.seed * 104729 + self.step)
         self.policy.train()
         for epoch in range(p.epochs):
-            order = torch.randperm(N, generator=gen).to(mask.device) if p.epochs > 1 or mini < N else \
-                torch.arange(N, device=mask.device)
+            order = torch.randperm(N, generator=gen).to(mask.device)
             for s in range(0, N, mini):
                 mb_rows = order[s:s + mini]
-                denom = mask[mb_rows].sum() if token_mean else torch.tensor(float(len(mb_rows)))
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.critic_optimizer is not None:
-                    self.critic_optimizer.zero_grad(set_to_none=True)
+                mb_mask = mask[mb_rows]
+                totals = {"num_tokens": mb_mask.sum().clamp(min=1),
+                          "num_seqs": (mb_mask.sum(1) > 0).sum().clamp(min=1), "norm_len": norm_len}
                 finite = True
+                mb_stats: dict[str, list[float]] = {}
                 for u in range(0, len(mb_rows), t.micro_batch_size):
                     rows = mb_rows[u:u + t.micro_batch_size]
                     mk = mask[rows]
-                    weight = (mk.sum() if token_mean else torch.tensor(float(len(rows)))) / denom.clamp(min=1)
                     logp, ent = self._logprobs(self.policy, batch, rows, entropy=True)
-                    loss, st = A.policy_loss(logp, old_logp[rows], adv[rows], mk,
-                                             clip_low=p.clip_low, clip_high=p.clip_high, dual_clip=p.dual_clip,
-                                             agg=p.loss_agg, tis_weights=None if tis is None else tis[rows])
+                    loss, st = A.policy_loss(logp, old_logp[rows], adv[rows], mk, clip_low=p.clip_low,
+                                             clip_high=p.clip_high, dual_clip=p.dual_clip, agg=p.loss_agg,
+                                             tis_weights=None if tis is None else tis[rows], **totals)
                     st = {k: float(v) for k, v in st.items()}
                     st["loss/policy"] = float(loss.detach())
-                    ent_mean = A.aggregate(ent, mk, p.loss_agg)
-                    st["entropy"] = float(ent_mean.detach())
+                    ent_agg = A.aggregate(ent, mk, p.loss_agg, **totals)
+                    st["entropy"] = float((ent.detach() * mk).sum() / mk.sum().clamp(min=1))
                     if p.entropy_coef:
-                        loss = loss - p.entropy_coef * ent_mean
+                        loss = loss - p.entropy_coef * ent_agg
                     if p.kl_placement == "loss" and ref_logp is not None:
-                        kl = A.aggregate(A.kl_estimate(logp, ref_logp[rows], p.kl_kind), mk, p.loss_agg)
+                        kl = A.aggregate(A.kl_estimate(logp, ref_logp[rows], p.kl_kind), mk, p.loss_agg, **totals)
                         loss = loss + self.kl_ctl.value * kl
                         st["loss/kl"] = float(kl.detach())
-                    if p.kl_placement == "old":  # PPO-KL: penalise KL to the sampling policy
-                        kl = A.aggregate(A.kl_estimate(logp, old_logp[rows], p.kl_kind), mk, p.loss_agg)
-                        loss = loss + self.kl_ctl.value * kl
+                    if p.kl_old_coef:  # PPO-KL: penalise KL(pi_old || pi) instead of clipping
+                        kl_old = A.aggregate(A.kl_estimate(old_logp[rows], logp, "k3"), mk, p.loss_agg, **totals)
+                        loss = loss + self.kl_old_ctl.value * kl_old
                     if not torch.isfinite(loss):
                         finite = False
                         break
-                    (loss * weight).backward()
+                    loss.backward()
                     if self.critic is not None:
                         v_new = self._values(batch, rows)
                         vloss, vst = A.value_loss(v_new, values[rows], returns[rows], mk,
-                                                  clip=self.cfg.algorithm.value_clip, agg="token-mean")
+                                                  clip=self.cfg.algorithm.value_clip, agg="token-mean",
+                                                  num_tokens=totals["num_tokens"])
                         if not torch.isfinite(vloss):
                             finite = False
                             break
-                        (vloss * weight).backward()
+                        vloss.backward()
                         st["loss/value"] = float(vloss.detach())
                         st.update({k: float(v) for k, v in vst.items()})
                     for k, v in st.items():
-                        stats.setdefault(k, []).append(v)
-                if not self._apply_gradients(finite, stats):
-                    continue
+                        mb_stats.setdefault(k, []).append(v)
+                # loss pieces are already scaled by mini-batch totals: sum them; average the rest
+                for k, v in mb_stats.items():
+                    stats.setdefault(k, []).append(sum(v) if k.startswith("loss/") else sum(v) / len(v))
+                self._apply_gradients(finite, stats)
         self.policy.eval()
-        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
-        return out
+        return {k: sum(v) / len(v) for k, v in stats.items() if v}
 
     def _apply_gradients(self, finite: bool, stats: dict[str, list[float]]) -> bool:
         """All-reduce, clip and step; skip the step (and count it) when the loss was not finite."""
@@ -590,7 +561,7 @@ class Trainer:
             "critic": None if self.critic is None else self.critic.state_dict(),
             "critic_optimizer": None if self.critic_optimizer is None else self.critic_optimizer.state_dict(),
             "critic_scheduler": None if self.critic_scheduler is None else self.critic_scheduler.state_dict(),
-            "kl_coef": self.kl_ctl.value, "rng": rng_state(), "bad_steps": self.bad_steps,
+            "kl_coef": self.kl_ctl.value, "kl_old_coef": self.kl_old_ctl.value, "rng": rng_state(), "bad_steps": self.bad_steps,
             "preset": asdict(self.preset),
         }
 
@@ -613,7 +584,7 @@ class Trainer:
             self.critic.load_state_dict(st["critic"])
             self.critic_optimizer.load_state_dict(st["critic_optimizer"])
             self.critic_scheduler.load_state_dict(st["critic_scheduler"])
-        self.kl_ctl.value = st["kl_coef"]
+        self.kl_ctl.value, self.kl_old_ctl.value = st["kl_coef"], st["kl_old_coef"]
         self.step, self.samples, self.tokens = st["step"], st["samples"], st["tokens"]
         self.elapsed_offset, self.bad_steps = st["elapsed_s"], st["bad_steps"]
         set_rng_state(st["rng"])
