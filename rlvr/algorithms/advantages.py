@@ -118,12 +118,12 @@ def compute_group_advantages(
     """Critic-free advantages from N sampled completions grouped by prompt. scores [N] -> [N].
 
     ``group_ids`` are arbitrary ints (any order, not necessarily contiguous); equal id = same prompt.
-    With n = group size, mean/std over the group (std unbiased, n - 1):
-      grpo                  (s - mean) / (std + eps)                  Shao et al. 2024 (DeepSeekMath) sec. 4.1.2
-      dr_grpo               s - mean                                  Liu et al. 2025 (Dr. GRPO)
-      rloo                  s - mean_{j != i} s_j = n/(n-1) (s - mean) Ahmadian et al. 2024 (0 if n=1)
-      reinforce_pp          (s - mean_B) / (std_B + eps)              Hu et al. 2025 (REINFORCE++, arXiv:2501.03262)
-      reinforce_pp_baseline s' = s - mean; (s' - mean_B') / (std_B' + eps)   same paper, "w/ baseline"
+    With n = group size, mean/std over the group (std unbiased, n - 1), B = the whole batch:
+      grpo          (s - mean) / (std + eps)         Shao et al. 2024 (DeepSeekMath), sec. 4.1.2
+      dr_grpo       s - mean                         Liu et al. 2025 (Dr. GRPO)
+      rloo          s - mean_{j != i} s_j            Ahmadian et al. 2024; = n/(n-1) (s - mean), 0 if n = 1
+      reinforce_pp  (s - mean_B) / (std_B + eps)     Hu et al. 2025 (REINFORCE++, arXiv:2501.03262)
+      reinforce_pp_baseline   a = s - mean, then (a - mean_B(a)) / (std_B(a) + eps)   (same paper)
     ``reinforce_pp`` ignores the groups: it subtracts the mean of the whole batch and divides by the
     batch std ("global advantage normalization"). The paper normalises per-token returns over all valid
     tokens of the batch; for outcome-only rewards with gamma = 1 that is this sequence-level formula up
