@@ -1,0 +1,349 @@
+"""Prompt sets: each row becomes an :class:`Example` (chat messages + the reference a verifier checks).
+
+``load_prompts(source)`` accepts:
+
+* a ``.jsonl`` / ``.jsonl.gz`` file; the row format is detected from the first row's fields
+  (GSM8K ``question, answer``; MATH ``problem, answer|solution``; HumanEval ``prompt, test,
+  entry_point``; MBPP ``text, test_list``; generic ``prompt, reference|answer``) or forced with ``task``,
+* a built-in set read from the data directory (``$RLVR_DATA_DIR``, else ``../shared/data`` next to
+  the checkout): ``gsm8k`` (train 7,473 / test 1,319), ``math`` (train 12,000 / test = MATH-500),
+  ``math500`` (500), ``humaneval`` (164), ``mbpp`` (974; splits prompt 1-10, test 11-510,
+  validation 511-600, train 601-974 by task_id),
+* ``arithmetic[:add2|add3|sub2|mul2x1]``: synthetic, seeded, no file,
+* ``reasoning_gym:<task>`` when the ``reasoning_gym`` package is installed,
+* a Hugging Face dataset ``owner/name[:config]`` (or ``hf:name``), loaded with ``datasets``.
+
+``limit`` keeps the first rows in file order; shuffling is the trainer's job.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from rlvr.errors import DataError
+
+SYSTEM_PROMPTS = {
+    "math": "Please reason step by step, and put your final answer within \\boxed{}.",
+    "arithmetic": "Answer with just the number.",
+    "code": "Write a Python function that solves the task. Return only the code, in one ```python code block.",
+}
+BUILTIN_SETS = ("gsm8k", "math", "math500", "humaneval", "mbpp", "arithmetic")
+_FILES = {  # (name, split) -> file under the data dir
+    ("gsm8k", "train"): "gsm8k/train.jsonl", ("gsm8k", "test"): "gsm8k/test.jsonl",
+    ("math", "train"): "math/train.jsonl", ("math", "test"): "math/test.jsonl",
+    ("math500", "test"): "math/test.jsonl", ("humaneval", "test"): "humaneval/HumanEval.jsonl.gz",
+    ("mbpp", None): "mbpp/mbpp.jsonl",
+}
+_DEFAULT_SPLIT = {"gsm8k": "train", "math": "train", "math500": "test", "humaneval": "test", "mbpp": None}
+MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
+
+
+@dataclass
+class Example:
+    """One prompt. ``prompt`` is a list of chat messages ``{"role", "content"}``."""
+
+    id: str
+    prompt: list[dict[str, str]]
+    reference: Any  # str answer (math), row dict (code)
+    task: str  # gsm8k | math | humaneval | mbpp | arithmetic:add2 | generic | ...
+    verifier: str  # verifier name for verifiers.score_batch
+    meta: dict = field(default_factory=dict)
+
+
+def _messages(system: str | None, user: str) -> list[dict[str, str]]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+
+def data_dir() -> Path:
+    """Folder with the built-in sets: ``$RLVR_DATA_DIR``, else ``../shared/data`` next to the checkout."""
+    env = os.environ.get("RLVR_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    here = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if here.is_dir():
+        return here
+    raise DataError("built-in data sets need RLVR_DATA_DIR set to the folder holding gsm8k/, math/, humaneval/, mbpp/")
+
+
+# ----------------------------------------------------------------------------- row readers
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+    """Yield ``("file:line", row)`` for each non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield where, row
+
+
+def detect_format(row: dict) -> str:
+    """Row format from its fields: gsm8k, math, humaneval, mbpp or generic."""
+    keys = set(row)
+    if {"prompt", "test", "entry_point"} <= keys:
+        return "humaneval"
+    if {"text", "test_list"} <= keys:
+        return "mbpp"
+    if "question" in keys and "answer" in keys:
+        return "gsm8k"
+    if "problem" in keys:
+        return "math"
+    return "generic"
+
+
+def _need(row: dict, where: str, *names: str) -> None:
+    for name in names:
+        if row.get(name) is None:
+            raise DataError(f"{where}: missing field '{name}'")
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last ``\boxed{...}`` in ``text`` (braces balanced), or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i, depth = start + len("\\boxed{"), 1
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return None
+
+
+def _row_id(row: dict, where: str) -> str:
+    for key in ("task_id", "unique_id", "id"):
+        if row.get(key) is not None:
+            return str(row[key])
+    path, _, line = where.rpartition(":")
+    return f"{Path(path).parent.name}/{Path(path).name}:{line}"
+
+
+def convert_row(fmt: str, row: dict, where: str, system_prompt: str | None) -> Example:
+    """Turn one row of format ``fmt`` into an :class:`Example` (DataError naming ``where``)."""
+    rid = _row_id(row, where)
+
+    def sys(kind: str) -> str | None:
+        return SYSTEM_PROMPTS.get(kind) if system_prompt is None else system_prompt
+
+    if fmt == "gsm8k":
+        _need(row, where, "question", "answer")
+        if "####" not in row["answer"]:
+            raise DataError(f"{where}: field 'answer' has no '#### <final answer>' line")
+        ref = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+        return Example(rid, _messages(sys("math"), row["question"]), ref, "gsm8k", "math")
+    if fmt == "math":
+        _need(row, where, "problem")
+        ref = row.get("answer")
+        if ref is None:
+            _need(row, where, "solution")
+            ref = last_boxed(row["solution"])
+            if ref is None:
+                raise DataError(f"{where}: no field 'answer' and no \\boxed{{}} in field 'solution'")
+        meta = {k: row[k] for k in ("level", "subject") if k in row}
+        return Example(rid, _messages(sys("math"), row["problem"]), str(ref), "math", "math", meta)
+    if fmt == "humaneval":
+        _need(row, where, "prompt", "test", "entry_point")
+        user = f"Complete the following Python function.\n\n```python\n{row['prompt']}```"
+        return Example(rid, _messages(sys("code"), user), row, "humaneval", "code")
+    if fmt == "mbpp":
+        _need(row, where, "text", "test_list")
+        user = row["text"] + "\nYour code should pass these tests:\n" + "\n".join(row["test_list"])
+        return Example(f"mbpp/{rid}", _messages(sys("code"), user), row, "mbpp", "code")
+    if fmt == "generic":
+        return _generic_row(row, where, rid, system_prompt)
+    raise DataError(f"unknown row format {fmt!r}; expected gsm8k, math, humaneval, mbpp or generic")
+
+
+def _generic_row(row: dict, where: str, rid: str, system_prompt: str | None) -> Example:
+    """``{prompt: str | messages, reference | answer, [verifier], [task]}``."""
+    _need(row, where, "prompt")
+    ref = row.get("reference", row.get("answer"))
+    if ref is None:
+        raise DataError(f"{where}: missing field 'reference' (or 'answer')")
+    verifier = row.get("verifier") or "math"
+    system = SYSTEM_PROMPTS.get(verifier) if system_prompt is None else system_prompt
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        messages = _messages(system, prompt)
+    elif isinstance(prompt, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in prompt):
+        messages = list(prompt)
+        if system and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system})
+    else:
+        raise DataError(f"{where}: field 'prompt' must be a string or a list of {{role, content}} messages")
+    return Example(rid, messages, ref, row.get("task") or "generic", verifier)
+
+
+def examples_from_rows(rows, *, fmt: str | None = None, system_prompt: str | None = None) -> list[Example]:
+    """Convert ``(where, row)`` pairs; ``fmt`` None detects the format from the first row."""
+    out = []
+    for where, row in rows:
+        fmt = fmt or detect_format(row)
+        out.append(convert_row(fmt, row, where, system_prompt))
+    return out
+
+
+# ----------------------------------------------------------------------------- synthetic arithmetic
+
+ARITHMETIC = {  # variant -> (range of a, range of b, operator)
+    "add2": ((10, 99), (10, 99), "+"),
+    "add3": ((100, 999), (100, 999), "+"),
+    "sub2": ((10, 99), (10, 99), "-"),  # a >= b, so answers are >= 0
+    "mul2x1": ((10, 99), (2, 9), "*"),
+}
+ARITHMETIC_SIZES = {"train": 5000, "test": 500}  # default sizes when limit is None
+
+
+def _split_of(a: int, b: int) -> str:
+    """Fixed split of the pair (a, b): 1 in 10 pairs is "test" (crc32 hash), independent of the seed,
+    so train and test are disjoint by construction for every seed and size."""
+    return "test" if zlib.crc32(f"{a},{b}".encode()) % 10 == 0 else "train"
+
+
+def _arith_pairs(variant: str, split: str, count: int, rng: random.Random) -> list[tuple[int, int]]:
+    (a0, a1), (b0, b1), op = ARITHMETIC[variant]
+    ok = lambda a, b: _split_of(a, b) == split and (op != "-" or a >= b)  # noqa: E731
+    if (a1 - a0 + 1) * (b1 - b0 + 1) <= 200_000:  # small space: enumerate, shuffle
+        pairs = [(a, b) for a in range(a0, a1 + 1) for b in range(b0, b1 + 1) if ok(a, b)]
+        rng.shuffle(pairs)
+        return pairs[:count]
+    seen: dict[tuple[int, int], None] = {}  # large space: rejection sampling without repeats
+    while len(seen) < count:
+        a, b = rng.randint(a0, a1), rng.randint(b0, b1)
+        if ok(a, b):
+            seen.setdefault((a, b))
+    return list(seen)
+
+
+def arithmetic_examples(variant: str = "add2", *, split: str | None = None, limit: int | None = None,
+                        seed: int = 0, system_prompt: str | None = None) -> list[Example]:
+    """Synthetic problems "What is a <op> b?" with the integer answer as reference (verifier "math")."""
+    variant = variant or "add2"
+    if variant not in ARITHMETIC:
+        raise DataError(f"arithmetic:{variant}: unknown variant; expected one of {', '.join(ARITHMETIC)}")
+    split = split or "train"
+    if split not in ARITHMETIC_SIZES:
+        raise DataError(f"arithmetic: split {split!r}; expected 'train' or 'test'")
+    rng = random.Random(f"arithmetic:{variant}:{split}:{seed}")
+    op = ARITHMETIC[variant][2]
+    system = SYSTEM_PROMPTS["arithmetic"] if system_prompt is None else system_prompt
+    out = []
+    for a, b in _arith_pairs(variant, split, ARITHMETIC_SIZES[split] if limit is None else limit, rng):
+        answer = {"+": a + b, "-": a - b, "*": a * b}[op]
+        out.append(Example(f"arithmetic:{variant}/{split}/{a}{op}{b}", _messages(system, f"What is {a} {op} {b}?"),
+                           str(answer), f"arithmetic:{variant}", "math", {"a": a, "b": b, "op": op}))
+    return out
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _builtin_rows(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
+    split = split or _DEFAULT_SPLIT[name]
+    if name == "mbpp":
+        if split is not None and split not in MBPP_SPLITS:
+            raise DataError(f"mbpp: split {split!r}; expected one of {', '.join(MBPP_SPLITS)} (or none for all)")
+        lo, hi = MBPP_SPLITS[split] if split else (1, 10**9)
+        return ((w, r) for w, r in read_jsonl(data_dir() / _FILES[("mbpp", None)]) if lo <= r.get("task_id", 0) <= hi)
+    if (name, split) not in _FILES:
+        have = sorted(s for n, s in _FILES if n == name)
+        raise DataError(f"{name}: split {split!r}; available: {', '.join(have)}")
+    path = data_dir() / _FILES[(name, split)]
+    if not path.is_file():
+        raise DataError(f"{name}: {path} not found (set RLVR_DATA_DIR to the folder holding {_FILES[(name, split)]})")
+    return read_jsonl(path)
+
+
+def _hf_rows(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
+    """Rows of a Hugging Face dataset ``owner/name[:config]`` (needs it cached, or network)."""
+    import datasets
+
+    repo, _, config = name.removeprefix("hf:").partition(":")
+    try:
+        ds = datasets.load_dataset(repo, config or None, split=split or "train")
+    except Exception as e:  # noqa: BLE001 - network, missing split, unknown name
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise DataError(f"HF dataset {repo!r} could not be loaded ({msg}); without network, pass a local "
+                        f".jsonl file or a built-in name ({', '.join(BUILTIN_SETS)})") from None
+    return ((f"{repo}[{i}]", dict(row)) for i, row in enumerate(ds))
+
+
+def _reasoning_gym_examples(task: str, split: str | None, limit: int | None, seed: int,
+                            system_prompt: str | None) -> list[Example]:
+    """Procedurally generated reasoning-gym problems; the entry is the reference and the task's own
+    ``score_answer`` is registered as verifier ``reasoning_gym:<task>``."""
+    try:
+        import reasoning_gym
+    except ImportError:
+        raise DataError(f"reasoning_gym:{task} needs the reasoning-gym package: pip install reasoning-gym") from None
+    import verifiers
+
+    name = f"reasoning_gym:{task}"
+    seed = seed + (10**6 if split == "test" else 0)  # different generator stream for the test split
+    ds = reasoning_gym.create_dataset(task, size=limit or 1000, seed=seed)
+    try:
+        verifiers.get(name)
+    except Exception:  # noqa: BLE001 - not registered yet
+
+        @verifiers.register(name)
+        def _score(completion: str, reference: dict) -> float:
+            return float(ds.score_answer(answer=completion, entry=reference))
+
+    return [Example(f"{name}/{seed}/{i}", _messages(system_prompt, e["question"]), e, name, name)
+            for i, e in enumerate(ds)]
+
+
+def load_prompts(source, *, task: str | None = None, split: str | None = None, limit: int | None = None,
+                 system_prompt: str | None = None, seed: int = 0) -> list[Example]:
+    """Load a prompt set (sources in the module docstring) as a list of :class:`Example`.
+
+    ``task`` forces the row format of a file (gsm8k, math, humaneval, mbpp, generic) or names the
+    arithmetic variant; ``system_prompt`` replaces the per-task default ("" for none); ``seed``
+    drives the synthetic sets.
+    """
+    source = str(source)
+    name, _, variant = source.partition(":")
+    if name == "arithmetic":
+        return arithmetic_examples(variant or task or "add2", split=split, limit=limit, seed=seed,
+                                   system_prompt=system_prompt)
+    if name == "reasoning_gym":
+        return _reasoning_gym_examples(variant, split, limit, seed, system_prompt)
+    path = Path(source).expanduser()
+    if path.is_file():
+        rows = read_jsonl(path)
+    elif source.lower() in _DEFAULT_SPLIT:
+        rows = _builtin_rows(source.lower(), split)
+    elif source.endswith((".jsonl", ".jsonl.gz", ".json")):
+        raise DataError(f"data file {path} not found")
+    elif "/" in source or source.startswith("hf:"):
+        rows = _hf_rows(source, split)
+    else:
+        raise DataError(f"unknown data source {source!r}: not a file, not a built-in set "
+                        f"({', '.join(BUILTIN_SETS)}, reasoning_gym:<task>), not an HF dataset owner/name")
+    if limit is not None:
+        rows = (r for i, r in zip(range(limit), rows))
+    return examples_from_rows(rows, fmt=task, system_prompt=system_prompt)
+
+
+def encode_prompt(tokenizer, example: Example) -> list[int]:
+    """Token ids of the example's chat, ending with the assistant turn header
+    (``add_generation_prompt=True``). Tokenizers without a chat template get the message
+    contents joined by blank lines."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(example.prompt, add_generation_prompt=True, tokenize=False)
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode("\n\n".join(m["content"] for m in example.prompt) + "\n\n")

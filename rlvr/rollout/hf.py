@@ -1,0 +1,143 @@
+"""Embedded rollout engine: our own decode loop over a transformers model and its KV cache.
+
+Why not ``model.generate``: the trainer needs the exact log-probability of each sampled token under
+the distribution it was drawn from, and full control of the sampler (seeding, top-p, stops).
+
+Per step, with logits ``z [B, V]`` of the last position:
+
+* temperature ``t > 0``: ``q = softmax(topp(z / t))`` where ``topp`` keeps the smallest set of
+  tokens whose probability under ``softmax(z / t)`` reaches ``top_p`` (the rest get -inf);
+  ``y ~ q`` and the returned log-prob is ``log q(y)`` -- the distribution actually sampled from.
+  With ``top_p = 1`` and ``t = 1`` this equals :func:`rlvr.models.sequence_logprobs` at temperature 1.
+* ``t = 0``: greedy, ``y = argmax z``; the returned log-prob is ``log softmax(z)[y]``.
+
+Prompts are left-padded; position ids are ``cumsum(mask) - 1``, as in
+:func:`rlvr.models.sequence_logprobs`, so recomputed log-probs match the sampler's.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from rlvr.models import position_ids_from_mask
+from rlvr.rollout.base import Rollout, SamplingParams
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Set to -inf the logits ``[B, V]`` outside the nucleus (smallest set with mass >= top_p)."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    outside = (probs.cumsum(dim=-1) - probs) >= top_p  # mass before this token already reaches top_p
+    mask = torch.zeros_like(outside).scatter(-1, order, outside)
+    return logits.masked_fill(mask, float("-inf"))
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator=None):
+    """Draw one token per row from logits ``[B, V]``; returns (tokens [B], logprobs [B] float32)."""
+    logits = logits.float()
+    if temperature == 0:
+        tokens = logits.argmax(dim=-1)
+        logp = F.log_softmax(logits, dim=-1)
+    else:
+        logp = F.log_softmax(top_p_filter(logits / temperature, top_p), dim=-1)
+        tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+    return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into ``input_ids [B, P]`` and ``attention_mask [B, P]``."""
+    P = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), P), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[i, P - len(p) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+class HFEngine:
+    """:class:`~rlvr.rollout.base.RolloutEngine` that samples from ``model`` in-process.
+
+    ``micro_batch_size`` samples are decoded together (prompts repeated ``n`` times, groups kept
+    contiguous). The engine shares the module with the trainer, so ``sync_weights`` does nothing.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, *, micro_batch_size: int = 64):
+        if micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.micro_batch_size = micro_batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """No-op: the engine samples from the trainer's own module."""
+
+    def stop_ids(self, params: SamplingParams) -> list[int]:
+        """EOS of the tokenizer and of the model's generation config, plus ``params.stop_token_ids``."""
+        ids = {self.tokenizer.eos_token_id, *params.stop_token_ids}
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        return sorted(i for i in ids if i is not None)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("generate needs a non-empty list of non-empty prompts (token id lists)")
+        samples = [p for p in prompts for _ in range(params.n)]
+        group_ids = [g for g in range(len(prompts)) for _ in range(params.n)]
+        device = next(self.model.parameters()).device
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=device).manual_seed(params.seed)
+        stops = torch.tensor(self.stop_ids(params), device=device)
+        was_training = self.model.training
+        self.model.eval()
+        responses, logprobs, finished = [], [], []
+        try:
+            with torch.no_grad():
+                for s in range(0, len(samples), self.micro_batch_size):
+                    r, lp, f = self._decode(samples[s : s + self.micro_batch_size], params, stops, gen)
+                    responses += r
+                    logprobs += lp
+                    finished += f
+        finally:
+            self.model.train(was_training)
+        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
+        return Rollout(samples, responses, logprobs, finished, group_ids, texts)
+
+    def _decode(self, prompts, params: SamplingParams, stops: torch.Tensor, gen):
+        """Prefill the left-padded prompts, then sample one token per step with the KV cache."""
+        ids, mask = left_pad(prompts, self.pad_id, stops.device)  # [B, P]
+        positions = position_ids_from_mask(mask)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        next_pos = positions[:, -1:] + 1  # [B, 1]
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=ids.device)
+        tokens, logps = [], []
+        for step in range(params.max_new_tokens):
+            tok, lp = sample_next(out.logits[:, -1, :], params.temperature, params.top_p, gen)
+            tok = tok.masked_fill(done, self.pad_id)  # finished rows only emit padding
+            tokens.append(tok)
+            logps.append(lp)
+            done |= torch.isin(tok, stops)
+            if bool(done.all()) or step == params.max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            next_pos = next_pos + 1
+        return self._trim(torch.stack(tokens, 1), torch.stack(logps, 1), stops)
+
+    @staticmethod
+    def _trim(tokens: torch.Tensor, logps: torch.Tensor, stops: torch.Tensor):
+        """Cut each row ``[L]`` after its first stop token; rows without one are truncated."""
+        is_stop = torch.isin(tokens, stops)  # [B, L]
+        finished = is_stop.any(dim=1)
+        lengths = torch.where(finished, is_stop.int().argmax(dim=1) + 1, tokens.shape[1])
+        tokens, logps, lengths = tokens.tolist(), logps.tolist(), lengths.tolist()
+        return ([t[:n] for t, n in zip(tokens, lengths)], [lp[:n] for lp, n in zip(logps, lengths)],
+                finished.tolist())
