@@ -1,0 +1,142 @@
+"""rlvr.data: built-in sets, file formats, synthetic arithmetic, errors, chat encoding."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+
+import pytest
+
+from rlvr.data import SYSTEM_PROMPTS, Example, encode_prompt, load_prompts
+from rlvr.errors import DataError
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_gsm8k(data_dir):
+    train, test = load_prompts("gsm8k", split="train"), load_prompts("gsm8k", split="test")
+    assert (len(train), len(test)) == (7473, 1319)
+    assert train[0].reference == "72" and train[0].verifier == "math" and train[0].task == "gsm8k"
+    assert "Natalia" in train[0].prompt[-1]["content"]
+    assert train[0].prompt[0] == {"role": "system", "content": SYSTEM_PROMPTS["math"]}
+    assert all("," not in ex.reference and ex.reference for ex in test)
+    assert train[0].id == "gsm8k/train.jsonl:1"
+
+
+def test_math_and_math500(data_dir):
+    m500 = load_prompts("math500")
+    assert len(m500) == 500 and m500[0].id == "test/precalculus/807.json"
+    assert m500[0].reference == "\\left( 3, \\frac{\\pi}{2} \\right)" and m500[0].meta["level"] == 2
+    assert len(load_prompts("math", split="train")) == 12000
+    assert [e.reference for e in load_prompts("math", split="test", limit=5)] == [e.reference for e in m500[:5]]
+    with pytest.raises(DataError, match="math500: split 'train'; available: test"):
+        load_prompts("math500", split="train")
+
+
+def test_code_sets(data_dir):
+    he = load_prompts("humaneval")
+    assert len(he) == 164 and he[0].verifier == "code" and he[0].task == "humaneval"
+    assert he[0].reference["entry_point"] == "has_close_elements" and "def check" in he[0].reference["test"]
+    assert he[0].reference["prompt"] in he[0].prompt[-1]["content"]
+    mbpp = load_prompts("mbpp")
+    assert len(mbpp) == 974 and mbpp[0].id == "mbpp/1"
+    assert mbpp[0].reference["test_list"][0] in mbpp[0].prompt[-1]["content"]
+    assert "test_setup_code" in mbpp[0].reference
+    sizes = {s: len(load_prompts("mbpp", split=s)) for s in ("prompt", "test", "validation", "train")}
+    assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
+
+
+def test_formats_detected_from_files(tmp_path, data_dir):
+    he = load_prompts(data_dir / "humaneval" / "HumanEval.jsonl.gz", limit=3)  # gzipped path
+    assert [e.id for e in he] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"] and he[0].verifier == "code"
+    rows = [{"problem": "1+1?", "solution": "so \\boxed{\\frac{1}{2}} and \\boxed{2}"},
+            {"prompt": "hi", "answer": "3"}]
+    math_file = _write_jsonl(tmp_path / "m.jsonl", rows[:1])
+    assert load_prompts(math_file)[0].reference == "2" and load_prompts(math_file)[0].task == "math"
+    generic = load_prompts(_write_jsonl(tmp_path / "g.jsonl", [
+        {"prompt": "hi", "answer": "3"},
+        {"prompt": [{"role": "user", "content": "q"}], "reference": "4", "verifier": "code", "task": "mine"}]))
+    assert [(e.reference, e.task, e.verifier) for e in generic] == [("3", "generic", "math"), ("4", "mine", "code")]
+    assert generic[1].prompt == [{"role": "system", "content": SYSTEM_PROMPTS["code"]}, {"role": "user", "content": "q"}]
+    gz = tmp_path / "g.jsonl.gz"
+    gz.write_bytes(gzip.compress(b'{"question": "q?", "answer": "x\\n#### 1,000"}\n'))
+    assert load_prompts(gz)[0].reference == "1000"
+
+
+def test_bad_rows_name_file_and_line(tmp_path):
+    good = {"question": "q", "answer": "#### 1"}
+    path = _write_jsonl(tmp_path / "bad.jsonl", [good, good, {"question": "q"}])
+    with pytest.raises(DataError, match=rf"^{path}:3: missing field 'answer'$"):
+        load_prompts(path)
+    assert len(load_prompts(path, limit=2)) == 2
+    path = _write_jsonl(tmp_path / "bad2.jsonl", [good, "{not json"])
+    with pytest.raises(DataError, match=rf"{path}:2: invalid JSON"):
+        load_prompts(path)
+    path = _write_jsonl(tmp_path / "bad3.jsonl", [{"question": "q", "answer": "no final line"}])
+    with pytest.raises(DataError, match=rf"{path}:1: field 'answer' has no '####"):
+        load_prompts(path)
+    path = _write_jsonl(tmp_path / "bad4.jsonl", [{"prompt": "p"}])
+    with pytest.raises(DataError, match=rf"{path}:1: missing field 'reference'"):
+        load_prompts(path)
+
+
+def test_unknown_sources(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="unknown data source 'gsm9k'.*gsm8k, math, math500"):
+        load_prompts("gsm9k")
+    with pytest.raises(DataError, match="data file .*missing.jsonl not found"):
+        load_prompts(tmp_path / "missing.jsonl")
+    with pytest.raises(DataError, match="arithmetic:div9: unknown variant"):
+        load_prompts("arithmetic:div9")
+    monkeypatch.setenv("RLVR_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="RLVR_DATA_DIR"):
+        load_prompts("gsm8k")
+
+
+def test_hf_dataset_offline_error(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match="HF dataset 'no-such-owner/no-such-set' could not be loaded.*without network"):
+        load_prompts("no-such-owner/no-such-set")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("reasoning_gym") is not None, reason="reasoning-gym is installed")
+def test_reasoning_gym_missing_is_clear():
+    with pytest.raises(DataError, match="pip install reasoning-gym"):
+        load_prompts("reasoning_gym:basic_arithmetic")
+
+
+@pytest.mark.parametrize("variant", ["add2", "add3", "sub2", "mul2x1"])
+def test_arithmetic(variant):
+    train = load_prompts(f"arithmetic:{variant}", split="train", seed=0)
+    test = load_prompts(f"arithmetic:{variant}", split="test", seed=0)
+    other_seed = load_prompts(f"arithmetic:{variant}", split="train", seed=1)
+    assert len(train) == 5000 or variant in ("sub2", "mul2x1")  # small spaces: all their train pairs
+    assert 0 < len(test) <= 500
+    key = lambda e: e.prompt[-1]["content"]  # noqa: E731
+    assert not {key(e) for e in test} & {key(e) for e in train + other_seed}  # disjoint, any seed
+    assert len({key(e) for e in train}) == len(train)  # no repeats
+    for e in train[:200] + test[:200]:
+        a, op, b = e.prompt[-1]["content"].removeprefix("What is ").removesuffix("?").split()
+        assert e.reference == str(eval(f"{int(a)} {op} {int(b)}")) and int(e.reference) >= 0
+    assert [key(e) for e in load_prompts(f"arithmetic:{variant}", split="train", seed=0, limit=20)] == \
+        [key(e) for e in train[:20]]  # seeded and stable
+    assert train[0].verifier == "math" and train[0].task == f"arithmetic:{variant}"
+
+
+def test_system_prompt_override_and_chat_template(tokenizer):
+    ex = load_prompts("arithmetic", split="test", limit=1)[0]
+    assert ex.prompt[0] == {"role": "system", "content": "Answer with just the number."}
+    text = tokenizer.decode(encode_prompt(tokenizer, ex))
+    assert text == (f"<|im_start|>system\nAnswer with just the number.<|im_end|>\n"
+                    f"<|im_start|>user\n{ex.prompt[1]['content']}<|im_end|>\n<|im_start|>assistant\n")
+    bare = load_prompts("arithmetic", split="test", limit=1, system_prompt="")[0]
+    assert bare.prompt == [{"role": "user", "content": ex.prompt[1]["content"]}]
+    custom = load_prompts("arithmetic", split="test", limit=1, system_prompt="Be brief.")[0]
+    assert custom.prompt[0]["content"] == "Be brief."
+    assert isinstance(custom, Example)
