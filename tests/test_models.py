@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,10 +63,10 @@ def test_resolve_returns_directories_as_is(tiny_model_path):
 
 @pytest.mark.slow
 def test_smollm2_converted_from_gguf(smollm2_path):
-    cfg = json.loads((models.Path(smollm2_path) / "config.json").read_text())
+    cfg = json.loads((Path(smollm2_path) / "config.json").read_text())
     assert cfg["num_hidden_layers"] == 30 and cfg["hidden_size"] == 576
     assert "quantization_config" not in cfg
-    assert (models.Path(smollm2_path) / "model.safetensors").is_file()
+    assert (Path(smollm2_path) / "model.safetensors").is_file()
     assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == smollm2_path
     model, tok = load_policy(smollm2_path)
     assert model.config.tie_word_embeddings and model.lm_head.weight is model.model.embed_tokens.weight
