@@ -1,0 +1,301 @@
+r"""Math answers: extract the final answer, then decide equivalence with the reference.
+
+Extraction (:func:`extract_answer`) tries, in a configurable order, the last ``\boxed{...}``
+(braces matched by a linear scan), GSM8K's ``#### N``, "the answer is X" and the last number;
+``strict=True`` accepts only ``\boxed{}``. All extractors are linear in the input and look at
+most at the last ``tail_chars`` characters (boxed: the whole text), so a 1 MB completion or ten
+thousand nested braces cost milliseconds.
+
+Equivalence (:func:`answers_match`) first tries cheap exact paths: identical normalised strings,
+then both sides as plain numbers (``1,234``, ``$18``, ``50%``, ``18 dollars``, ``\frac{1}{2}``,
+``1/2``) compared exactly with Fractions; two different integers are decided there. Everything
+else goes to Math-Verify: both sides wrapped as ``\boxed{...}`` and parsed with
+``math_verify.parse``, compared with ``math_verify.verify`` (fractions, radicals, intervals, sets,
+tuples, matrices, equations, percent, units, ``\text{}``). Math-Verify's own ``signal.alarm``
+timeouts are disabled (``parsing_timeout=None``, ``timeout_seconds=None``): the hard timeout is
+the worker process being killed (``verifiers.pool``).
+
+References may be a plain answer (``"18"``, ``"\frac{14}{3}"``), a GSM8K solution text (the part
+after the last ``####``), LaTeX with ``\boxed{}``/``$...$``, a number, a GSM8K/MATH row dict
+(:func:`gsm8k_reference`, :func:`math_reference`) or a list of acceptable answers.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Sequence
+
+from verifiers.base import ScoreResult, Verifier
+
+EXTRACTORS = ("boxed", "gsm8k", "answer_is", "last_number")
+MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers (and would make sympy slow)
+
+
+# ------------------------------------------------------------------------------ extraction
+def extract_boxed(text: str) -> str | None:
+    r"""Content of the last well-formed ``\boxed{...}`` / ``\fbox{...}`` (nested boxes unwrapped)."""
+    pos = len(text)
+    for _ in range(20):  # the last 20 box commands at most: stays linear on adversarial input
+        start = max(text.rfind("\\boxed", 0, pos), text.rfind("\\fbox", 0, pos))
+        if start < 0:
+            return None
+        content = _boxed_at(text, start)
+        if content is not None and content.strip():
+            inner = content.strip()
+            while inner.startswith(("\\boxed", "\\fbox")):  # \boxed{\boxed{5}}
+                nested = _boxed_at(inner, 0)
+                if nested is None or not nested.strip():
+                    break
+                inner = nested.strip()
+            return inner
+        pos = start
+    return None
+
+
+def _boxed_at(text: str, start: int) -> str | None:
+    """The argument of the box command at ``start``: ``{...}`` (balanced) or ``\\boxed 5``."""
+    i = text.find("{", start, start + 8)
+    word_end = start + (6 if text.startswith("\\boxed", start) else 5)
+    if i < 0 or text[word_end:i].strip():
+        m = re.match(r"\s+([^\s$]+)", text[word_end:word_end + 200])  # "\boxed 5" form
+        return m.group(1) if m and word_end < len(text) and text[word_end] == " " else None
+    depth = 0
+    for j in range(i, len(text)):
+        c = text[j]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1:j]
+    return None
+
+
+def extract_gsm8k(text: str) -> str | None:
+    """The text after the last ``####`` (up to the end of that line)."""
+    at = text.rfind("####")
+    if at < 0:
+        return None
+    line = text[at + 4:].strip().split("\n", 1)[0].strip()
+    return line or None
+
+
+_ANSWER_IS = re.compile(r"(?i)(?:final answer|the answer|answer)(?:\s+(?:is|was|would be|will be)|\s*[:=])"
+                        r"[ \t]*:?[ \t]*([^\n]{1,300})")
+_CUT = re.compile(r"\.\s|\.$|,\s+(?=[A-Za-z]{2})|\s+(?:because|since|which|so)\b")
+
+
+def extract_answer_is(text: str) -> str | None:
+    """``X`` from the last "the answer is X" / "final answer: X" (one line, first sentence)."""
+    last = None
+    for m in _ANSWER_IS.finditer(text):
+        last = m
+    if last is None:
+        return None
+    s = last.group(1).strip()
+    math_span = re.match(r"\$\$?([^$]{1,300})\$|\\\((.{1,300}?)\\\)", s)
+    if math_span:
+        return (math_span.group(1) or math_span.group(2)).strip() or None
+    cut = _CUT.search(s)
+    s = (s[:cut.start()] if cut else s).strip().rstrip(".").strip()
+    return s or None
+
+
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+
+
+def extract_last_number(text: str) -> str | None:
+    """The last number in ``text`` (thousands separators kept, parsed later)."""
+    last = None
+    for m in _NUMBER.finditer(text):
+        last = m
+    return last.group(0) if last else None
+
+
+EXTRACTOR_FUNCS = {"boxed": extract_boxed, "gsm8k": extract_gsm8k, "answer_is": extract_answer_is,
+                   "last_number": extract_last_number}
+
+
+def extract_answer(text: str, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000
+                   ) -> tuple[str | None, str | None]:
+    """``(answer, extractor name)`` from the first extractor in ``order`` that finds one."""
+    for name in order:
+        source = text if name == "boxed" else text[-tail_chars:]
+        found = EXTRACTOR_FUNCS[name](source)
+        if found is not None and found.strip():
+            return found.strip(), name
+    return None, None
+
+
+# ------------------------------------------------------------------------------ references
+def gsm8k_reference(row: dict) -> str:
+    """GSM8K row -> reference: the text after the last ``####`` with thousands commas removed."""
+    answer = row["answer"]
+    if "####" not in answer:
+        raise ValueError("GSM8K answer has no '#### <final answer>' line")
+    return answer.rsplit("####", 1)[1].strip().split("\n", 1)[0].replace(",", "").strip()
+
+
+def math_reference(row: dict) -> str:
+    r"""MATH row -> reference: its ``answer`` field, else the last ``\boxed{}`` of ``solution``."""
+    answer = row.get("answer")
+    if isinstance(answer, str) and answer.strip():
+        return answer.strip()
+    boxed = extract_boxed(row.get("solution") or "")
+    if boxed is None:
+        raise ValueError("MATH row has no 'answer' and no \\boxed{} in 'solution'")
+    return boxed
+
+
+def normalize_reference(reference: Any) -> list[str]:
+    """All acceptable gold answers as strings (a list reference means any of them)."""
+    if isinstance(reference, (list, tuple)):
+        return [a for r in reference for a in normalize_reference(r)]
+    if isinstance(reference, dict):
+        if isinstance(reference.get("answer"), str) and "####" in reference["answer"]:
+            return [gsm8k_reference(reference)]
+        if "answer" in reference or "solution" in reference:
+            return [math_reference(reference)]
+        for key in ("reference", "expected", "target"):
+            if key in reference:
+                return normalize_reference(reference[key])
+        raise ValueError("reference dict has no 'answer', 'solution' or 'reference' field")
+    if isinstance(reference, bool) or reference is None:
+        raise ValueError(f"unusable math reference: {reference!r}")
+    if isinstance(reference, (int, float, Fraction)):
+        return [str(reference)]
+    text = str(reference).strip()
+    if "####" in text:
+        return [extract_gsm8k(text) or ""]
+    if "\\boxed" in text or "\\fbox" in text:
+        return [extract_boxed(text) or text]
+    return [_strip_math_delimiters(text)]
+
+
+# ------------------------------------------------------------------------------ equivalence
+_UNIT_TEXT = re.compile(r"\\(?:text|mbox|mathrm|textbf)\{\s*[A-Za-z][A-Za-z .]*\}\s*$")
+_TRAILING_WORDS = re.compile(r"(?<=\d)\s+[A-Za-z][A-Za-z .]{0,30}$")
+
+
+def _strip_math_delimiters(s: str) -> str:
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) > len(left) + len(right):
+            s = s[len(left):-len(right)].strip()
+    return s
+
+
+def normalize(s: str) -> str:
+    """Light, safe normalisation used for exact comparison and the numeric fast path."""
+    s = _strip_math_delimiters(s).rstrip(".").strip()
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
+    s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", " ")
+    s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\%", "%").replace("\\$", "$")
+    return " ".join(s.split())
+
+
+def parse_number(s: str) -> tuple[Fraction, bool] | None:
+    r"""``(value, is_integer_literal)`` for plain numbers, else None.
+
+    Accepts ``-1,234.5``, ``$18``, ``50%`` (as 50, Math-Verify's convention), ``18 dollars``,
+    ``5\text{ cm}``, ``\frac{1}{2}``, ``1/2``, ``2.5e3``. Anything with letters or operators that
+    are not one of those forms is not a plain number.
+    """
+    s = _UNIT_TEXT.sub("", s).strip()
+    s = _TRAILING_WORDS.sub("", s).strip()
+    s = s.lstrip("$").rstrip("%").strip().replace(" ", "")
+    if len(s) > 60:
+        return None
+    m = re.fullmatch(r"\\frac\{(-?\d+)\}\{(-?\d+)\}|(-?\d+)/(-?\d+)", s)
+    if m:
+        num, den = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        return (Fraction(int(num), int(den)), False) if int(den) != 0 else None
+    if re.fullmatch(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?(?:[eE][-+]?\d{1,3})?|[-+]?\.\d+", s):
+        try:
+            value = Fraction(s.replace(",", ""))
+        except (ValueError, ZeroDivisionError):
+            return None
+        return value, bool(re.fullmatch(r"[-+]?[\d,]+", s))
+    return None
+
+
+@lru_cache(maxsize=8192)
+def _mv_parse(answer: str) -> tuple:
+    """Math-Verify parse of one answer wrapped in ``\\boxed{}`` (cached: golds repeat in groups)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    return tuple(parse("\\boxed{" + answer + "}", [LatexExtractionConfig(), ExprExtractionConfig()],
+                       parsing_timeout=None))
+
+
+def answers_match(gold: str, pred: str) -> tuple[bool, str]:
+    """``(equal, how)`` with how in exact | numeric | math_verify."""
+    g, p = normalize(gold), normalize(pred)
+    if g == p and g:
+        return True, "exact"
+    ng, np_ = parse_number(g), parse_number(p)
+    if ng is not None and np_ is not None:
+        if ng[0] == np_[0]:
+            return True, "numeric"
+        if ng[1] and np_[1] and "%" not in gold + pred:
+            return False, "numeric"  # two different integers: no need for sympy
+    from math_verify import verify
+
+    gp, pp = _mv_parse(gold.strip()), _mv_parse(pred.strip())
+    if not gp or not pp:
+        return False, "math_verify"
+    return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
+
+
+# ------------------------------------------------------------------------------ the verifier
+class _QuietTimeoutWarning(logging.Filter):
+    """Math-Verify warns once that its timeouts are off; here that is deliberate."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_QuietTimeoutWarning())
+
+
+class MathVerifier(Verifier):
+    r"""Reward 1 when the extracted final answer is equivalent to the reference, else 0.
+
+    ``strict``: only a ``\boxed{}`` answer counts. ``order``: extractor order (names in
+    ``EXTRACTORS``). ``tail_chars``: how much of the end of the completion the non-boxed
+    extractors read. ``info``: extracted, extractor, reference, match, reason, time_s.
+    """
+
+    name = "math"
+    default_timeout = 5.0
+
+    def __init__(self, *, strict: bool = False, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000):
+        unknown = [o for o in order if o not in EXTRACTOR_FUNCS]
+        if unknown:
+            raise ValueError(f"unknown extractor(s) {unknown}; choose from {list(EXTRACTOR_FUNCS)}")
+        self.strict = strict
+        self.order = ("boxed",) if strict else tuple(order)
+        self.tail_chars = int(tail_chars)
+
+    def __repr__(self) -> str:
+        return f"MathVerifier(strict={self.strict}, order={self.order})"
+
+    def extract(self, completion: str) -> tuple[str | None, str | None]:
+        return extract_answer(completion, self.order, self.tail_chars)
+
+    def score(self, completion: str, reference: Any) -> ScoreResult:
+        golds = normalize_reference(reference)
+        answer, how = self.extract(completion)
+        info = {"extracted": answer, "extractor": how, "reference": golds[0] if len(golds) == 1 else golds}
+        if answer is None:
+            return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
+        if len(answer) > MAX_ANSWER_CHARS:
+            return ScoreResult(0.0, {**info, "extracted": answer[:100] + "...", "reason": "answer too long"})
+        for gold in golds:
+            ok, match = answers_match(gold, answer)
+            if ok:
+                return ScoreResult(1.0, {**info, "match": match, "reason": "correct"})
+        return ScoreResult(0.0, {**info, "match": match, "reason": "wrong answer"})
