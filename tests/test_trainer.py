@@ -159,7 +159,9 @@ def test_cli_train_and_accelerate_two_processes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     out = tmp_path / "ddp"
-    cmd = [launcher, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    # accelerate 1.x starts several CPU processes through its torchrun path (--multi_gpu); with
+    # no GPU the processes form a gloo group (DistributedType.MULTI_CPU)
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlvr.cli", "train", str(recipe),
            f"trainer.output_dir={out}"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
