@@ -91,6 +91,9 @@ class TrainerConfig:
     prompts_per_step: int = 8
     mini_batch_size: int | None = None  # samples per optimizer step; None = the whole batch
     micro_batch_size: int = 16  # samples per forward/backward (gradient accumulation)
+    # Use the engine's sampling log-probs as pi_old instead of recomputing them (saves one forward
+    # pass per step; exact for the hf engine, which samples from the policy itself, fp32).
+    reuse_sampler_logprobs: bool = False
     logprob_chunk_size: int = 4096  # tokens per log-softmax chunk (bounds [chunk, V] memory)
     lr: float = 1e-6
     critic_lr: float = 1e-5
@@ -274,6 +277,9 @@ def validate(cfg: Config) -> Config:
         (cfg.algorithm.overlong in ("keep", "mask", "penalty"),
          "algorithm.overlong must be keep, mask or penalty"),
         (cfg.algorithm.tis_cap is None or cfg.algorithm.tis_cap >= 1, "algorithm.tis_cap must be >= 1"),
+        (not cfg.trainer.reuse_sampler_logprobs or (cfg.rollout.engine == "hf" and cfg.rollout.top_p == 1.0),
+         "trainer.reuse_sampler_logprobs needs rollout.engine=hf and rollout.top_p=1 (the sampler's "
+         "log-probs must be the policy's own)"),
         (cfg.model.lora_r >= 0, "model.lora_r must be >= 0"),
         (cfg.model.trainable_layers is None or cfg.model.trainable_layers >= 1,
          "model.trainable_layers must be >= 1"),

@@ -326,8 +326,11 @@ class Trainer:
         N, R = mask.shape
         m: dict[str, Any] = {}
         with timer("logprob"):
-            old_logp = self._no_grad_pass(lambda s: self._logprobs(self.policy, batch, s), N)
-            m.update(self._rollout_mismatch(batch["sampler_logprobs"], old_logp, mask))
+            if t.reuse_sampler_logprobs:
+                old_logp = batch["sampler_logprobs"] * mask
+            else:
+                old_logp = self._no_grad_pass(lambda s: self._logprobs(self.policy, batch, s), N)
+                m.update(self._rollout_mismatch(batch["sampler_logprobs"], old_logp, mask))
             ref_logp = None
             if self.reference is not None:
                 ref_logp = self._no_grad_pass(lambda s: self._logprobs(self.reference, batch, s), N)
