@@ -103,7 +103,7 @@ def _spec(name_or_obj: Any, v: Verifier) -> tuple[str, Any]:
 
 def combine(weights: dict[str, float], name: str | None = None) -> Verifier:
     """A verifier whose reward is the weight-normalised sum of the named verifiers' rewards."""
-    from verifiers.combine import Combined
+    from verifiers.weighted import Combined
 
     return Combined(weights, name=name)
 

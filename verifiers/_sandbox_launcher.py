@@ -55,8 +55,9 @@ PATH_EVENTS = frozenset({"os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.c
                          "shutil.copymode", "shutil.copystat", "shutil.copytree", "shutil.move",
                          "shutil.chown", "shutil.make_archive", "shutil.unpack_archive"})
 FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
-READ_DENIED = ("/proc", "/sys", "/dev")
+READ_DENIED = ("/proc", "/sys", "/dev")  # not even listed
 READ_ALLOWED = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"})
+MAX_WRITE_OPENS = 64  # with RLIMIT_FSIZE this bounds the disk a run can fill
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 RESULT_MAX = 3000  # < PIPE_BUF, so the runner's single write is atomic
 
@@ -215,7 +216,7 @@ def _child(req, cfg, run_dir, res_w, out_w):
 def _set_limits(req, cfg):
     cpu = int(req.get("cpu_s") or (float(req["timeout"]) + 1))
     mem = int(req["memory_mb"]) * 1024 * 1024
-    fsize = int(req.get("fsize_mb", 16)) * 1024 * 1024
+    fsize = int(req.get("fsize_mb", 8)) * 1024 * 1024
     limits = [(resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (mem, mem)),
               (resource.RLIMIT_FSIZE, (fsize, fsize)), (resource.RLIMIT_CORE, (0, 0)),
               (resource.RLIMIT_NOFILE, (1024, 1024)),
@@ -333,7 +334,8 @@ def _make_units(req, mode, test_tree, job):
     humaneval: one unit ``check(candidate)``; with ``partial`` each top-level statement of
     ``check`` becomes a unit (counted when it contains an ``assert``), run with the candidate
     bound to ``check``'s parameter name. mbpp: one unit per assert in ``test_list``. script: one
-    unit per top-level statement of the test code (counted when it contains an ``assert``).
+    unit per top-level statement of the test code, counted when it contains an ``assert`` (or,
+    in tests without any ``assert``, when it is not an import or definition).
     """
     def has_assert(node):
         return any(isinstance(n, ast.Assert) for n in ast.walk(node))
@@ -355,7 +357,10 @@ def _make_units(req, mode, test_tree, job):
         return [unit(ast.parse("__rlvr_check__(__rlvr_candidate__)").body, True)]
     if mode == "mbpp":
         return [unit(ast.parse(t, "<test>").body, True) for t in req["tests"]]
-    return [unit([s], has_assert(s)) for s in test_tree.body]
+    if has_assert(test_tree):
+        return [unit([s], has_assert(s)) for s in test_tree.body]
+    setup = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return [unit([s], not isinstance(s, setup)) for s in test_tree.body]  # e.g. unittest calls
 
 
 def _imported_modules(*sources):
@@ -413,12 +418,25 @@ def _lockdown():
         sys.modules.pop(name, None)
 
 
+def _read_roots(run_dir):
+    """Where the child may read: its run dir, the standard library, zoneinfo/locale data."""
+    import sysconfig
+    paths = sysconfig.get_paths()
+    roots = {run_dir, paths["stdlib"], paths["platstdlib"], os.path.dirname(os.__file__),
+             os.path.join(sys.base_prefix, "lib"), os.path.join(sys.base_exec_prefix, "lib"),
+             "/usr/lib", "/usr/lib64", "/usr/share/zoneinfo", "/usr/share/locale",
+             "/etc/localtime", "/etc/timezone", *READ_ALLOWED}
+    return tuple(sorted({os.path.realpath(r) for r in roots}))
+
+
 def _make_audit_hook(run_dir, violations, compile_code):
     """Build the audit hook that denies escapes (see the table in ``verifiers/sandbox.py``)."""
     getframe = sys._getframe
     norm, join, getcwd, realpath = os.path.normpath, os.path.join, os.getcwd, os.path.realpath
     prefix = run_dir.rstrip("/") + "/"
+    roots = _read_roots(run_dir)
     busy = [False]
+    writes = [0]
 
     def deny(event, what, record=True, exc=PermissionError):
         if record and len(violations) < 50:
@@ -435,6 +453,9 @@ def _make_audit_hook(run_dir, violations, compile_code):
     def inside(p):
         return p is not None and (p + "/").startswith(prefix)
 
+    def readable(rp):
+        return any(rp == r or rp.startswith(r + "/") for r in roots)
+
     def check_open(event, args):
         path, mode, flags = args[0], args[1], args[2]
         if type(path) is int:
@@ -444,14 +465,15 @@ def _make_audit_hook(run_dir, violations, compile_code):
             deny(event, "non-string path")
         if mode is None and not (type(path) in (str, bytes) and os.path.isabs(path)):
             deny(event, "os.open with a relative path")
+        rp = realpath(p)
         if type(flags) is int and flags & WRITE_FLAGS:
-            if not inside(realpath(p)):
+            writes[0] += 1
+            if not inside(rp):
                 deny(event, "write outside the sandbox directory: " + p)
-        else:
-            rp = realpath(p)
-            if rp not in READ_ALLOWED and any(rp == d or rp.startswith(d + "/")
-                                              for d in READ_DENIED):
-                deny(event, "read of " + rp)
+            if writes[0] > MAX_WRITE_OPENS:
+                deny(event, "too many files written")
+        elif not readable(rp):
+            deny(event, "read of " + rp)
 
     def hook(event, args):
         if busy[0]:

@@ -34,6 +34,9 @@ class Verifier:
     def score(self, completion: str, reference: Any) -> ScoreResult:
         raise NotImplementedError
 
+    def warm(self) -> None:
+        """Pay one-off costs (imports, caches) up front; workers call it before timing items."""
+
     def score_batch(self, completions: Sequence[str], references: Sequence[Any]) -> list[ScoreResult]:
         return [safe_score(self, c, r) for c, r in zip(completions, references)]
 

@@ -187,9 +187,21 @@ def _strip_math_delimiters(s: str) -> str:
     return s
 
 
+def _unbrace(s: str) -> str:
+    """``{{(1, 2)}}`` -> ``(1, 2)``: drop braces that enclose the whole answer."""
+    while len(s) >= 2 and s[0] == "{" and s[-1] == "}":
+        depth = 0
+        for i, c in enumerate(s):
+            depth += (c == "{") - (c == "}")
+            if depth == 0 and i < len(s) - 1:
+                return s  # the first brace closes early: "{a}+{b}"
+        s = s[1:-1].strip()
+    return s
+
+
 def normalize(s: str) -> str:
     """Light, safe normalisation used for exact comparison and the numeric fast path."""
-    s = _strip_math_delimiters(s).rstrip(".").strip()
+    s = _unbrace(_strip_math_delimiters(s).rstrip(".").strip())
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
     s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", " ")
     s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\%", "%").replace("\\$", "$")
@@ -221,13 +233,18 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
     return None
 
 
-@lru_cache(maxsize=8192)
 def _mv_parse(answer: str) -> tuple:
-    """Math-Verify parse of one answer wrapped in ``\\boxed{}`` (cached: golds repeat in groups)."""
+    """Math-Verify parse of one answer wrapped in ``\\boxed{}`` (timeouts off: see module doc)."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     return tuple(parse("\\boxed{" + answer + "}", [LatexExtractionConfig(), ExprExtractionConfig()],
                        parsing_timeout=None))
+
+
+@lru_cache(maxsize=4096)
+def _mv_parse_gold(answer: str) -> tuple:
+    """Cached gold parse: a reference repeats for every sample of its group."""
+    return _mv_parse(answer)
 
 
 def answers_match(gold: str, pred: str) -> tuple[bool, str]:
@@ -243,7 +260,7 @@ def answers_match(gold: str, pred: str) -> tuple[bool, str]:
             return False, "numeric"  # two different integers: no need for sympy
     from math_verify import verify
 
-    gp, pp = _mv_parse(gold.strip()), _mv_parse(pred.strip())
+    gp, pp = _mv_parse_gold(_unbrace(gold.strip())), _mv_parse(_unbrace(pred.strip()))
     if not gp or not pp:
         return False, "math_verify"
     return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
@@ -282,6 +299,10 @@ class MathVerifier(Verifier):
 
     def __repr__(self) -> str:
         return f"MathVerifier(strict={self.strict}, order={self.order})"
+
+    def warm(self) -> None:
+        """Import Math-Verify/sympy and exercise them once (about a second, once per process)."""
+        answers_match("\\frac{1}{2}", "\\sqrt{2}/2")
 
     def extract(self, completion: str) -> tuple[str | None, str | None]:
         return extract_answer(completion, self.order, self.tail_chars)

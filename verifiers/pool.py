@@ -235,7 +235,7 @@ def worker_main() -> None:
             return
         _, key, spec, items = msg
         if key not in built:
-            built[key] = _build(spec)
+            built[key] = _build(spec)  # includes warm(): imports are not charged to the first item
             send_conn.send(("loaded", key))
         verifier = built[key]
         for index, completion, reference in items:
@@ -252,8 +252,11 @@ def _build(spec: Any) -> Verifier | str:
         if spec[0] == "name":
             from verifiers.registry import get
 
-            return get(spec[1])
-        return pickle.loads(spec[1])
+            verifier = get(spec[1])
+        else:
+            verifier = pickle.loads(spec[1])
+        verifier.warm()
+        return verifier
     except Exception as e:  # noqa: BLE001 - reported per item, never fatal
         return f"error: verifier could not be built in a worker: {type(e).__name__}: {e}"[:400]
 

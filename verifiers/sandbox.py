@@ -42,9 +42,10 @@ objects whose ``__eq__`` is always True  Values returned by completion callables
 reads the test source / expected values  Tests never touch the disk (sent in the request, fds
                                          closed before the completion runs); the audit hook
                                          denies frame access (``sys._getframe``, ``tb_frame``,
-                                         ``gi_frame``...), ``gc`` introspection, ``/proc``,
-                                         ``/sys``, ``/dev`` reads and unmarshalling outside the
-                                         import system; completion + tests run in a separate
+                                         ``gi_frame``...), ``gc`` introspection, reads outside
+                                         the run dir and the standard library (``/proc/self/mem``
+                                         included) and unmarshalling outside the import system;
+                                         completion + tests run in a separate
                                          thread so no frame chain reaches the main thread that
                                          holds the token.
 tracing / profiling / threads / audit    ``sys.settrace``/``setprofile``/``addaudithook`` are
@@ -68,8 +69,9 @@ writes outside its temp dir              Writes (``open`` with write flags, ``re
                                          child also loses write access as an unprivileged uid.
 network                                  Own network namespace (no interfaces up) when available;
                                          sockets denied by the audit hook everywhere.
-huge output                              Output pipe drained and capped (``output_limit``),
-                                         ``RLIMIT_FSIZE`` caps files.
+huge output, filling the disk           Output pipe drained and capped (``output_limit``);
+                                         ``RLIMIT_FSIZE`` (8 MB) per file, at most 64 files
+                                         opened for writing, the run dir deleted after the run.
 =======================================  ======================================================
 
 Residual risks (known gaps): CPython is not a security boundary; a memory-safety bug in the
@@ -193,7 +195,7 @@ class Sandbox:
     """
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, output_limit: int = 8192,
-                 fsize_mb: int = 16, isolation: str = "auto"):
+                 fsize_mb: int = 8, isolation: str = "auto"):
         self.timeout, self.memory_mb, self.output_limit = float(timeout), int(memory_mb), output_limit
         self.fsize_mb, self.isolation = fsize_mb, isolation
         self._proc: subprocess.Popen | None = None

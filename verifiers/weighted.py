@@ -36,6 +36,10 @@ class Combined(Verifier):
     def __repr__(self) -> str:
         return f"Combined({self.weights})"
 
+    def warm(self) -> None:
+        for v in self.parts.values():
+            v.warm()
+
     def score(self, completion: str, reference: Any) -> ScoreResult:
         total = sum(self.weights.values())
         parts, reward, first = {}, 0.0, None

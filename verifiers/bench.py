@@ -1,0 +1,163 @@
+"""``rlvr bench verifiers``: scoring throughput of the math and code verifiers.
+
+* math/gsm8k: the 1,319 GSM8K test gold answers against model-like completions built from the
+  worked solutions (answer as ``\\boxed{}``, ``#### N``, "the answer is N", a trailing number, or
+  a wrong boxed number), scored with ``workers`` processes. Target: >= 500 answers/s on 2 cores.
+* math/math500: the 500 MATH-500 gold answers against completions whose boxed answer is an
+  equivalent but not identical form, so every item goes through Math-Verify (the slow path).
+* code/humaneval: the 164 HumanEval canonical solutions run in the sandbox. Target: >= 20 runs/s.
+
+Times exclude starting the pool (reported as ``cold_start_s``). Writes a JSON file with machine
+info and keeps the previous runs' numbers under ``history``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "verifiers.json"
+
+
+def data_dir() -> Path:
+    env = os.environ.get("RLVR_DATA_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=2, help="scoring processes (default 2)")
+    p.add_argument("--repeat", type=int, default=3, help="timed passes per benchmark (default 3)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    p.add_argument("--only", choices=["math", "code"], help="run just one family")
+
+
+def gsm8k_completions(rows: list[dict], seed: int = 0) -> tuple[list[str], list[str]]:
+    """Model-like completions for GSM8K rows (about 85% correct) and their references."""
+    from verifiers.math import gsm8k_reference
+
+    rng = random.Random(seed)
+    comps, refs = [], []
+    for row in rows:
+        ref = gsm8k_reference(row)
+        steps = re.sub(r"<<[^>]*>>", "", row["answer"].rsplit("####", 1)[0]).strip()
+        value = int(ref) if re.fullmatch(r"-?\d+", ref) else ref
+        shown = f"{value:,}" if isinstance(value, int) and rng.random() < 0.3 else str(value)
+        style = rng.random()
+        if style < 0.40:
+            end = f"The final answer is $\\boxed{{{shown}}}$."
+        elif style < 0.60:
+            end = f"#### {shown}"
+        elif style < 0.75:
+            end = f"So the answer is {shown}."
+        elif style < 0.85:
+            end = f"Therefore the total comes to ${shown} in all."
+        else:
+            end = f"The answer is \\boxed{{{value + rng.randint(1, 9) if isinstance(value, int) else value}}}."
+        comps.append(f"Let's solve this step by step.\n{steps}\n{end}")
+        refs.append(ref)
+    return comps, refs
+
+
+def math500_completions(rows: list[dict], seed: int = 0) -> tuple[list[str], list[str]]:
+    """MATH-500 completions with equivalent-but-different boxed answers (70%) or another row's answer."""
+    from verifiers.math import math_reference
+
+    rng = random.Random(seed)
+    refs = [math_reference(r) for r in rows]
+    comps = []
+    for i, ref in enumerate(refs):
+        answer = "\\displaystyle " + ref if rng.random() < 0.7 else refs[(i + 1) % len(refs)]
+        comps.append(f"We compute carefully.\nSo the final answer is $\\boxed{{{answer}}}$.")
+    return comps, refs
+
+
+def humaneval_items(path: Path) -> tuple[list[str], list[dict]]:
+    rows = [json.loads(line) for line in gzip.open(path, "rt", encoding="utf-8")]
+    return [f"```python\n{r['prompt']}{r['canonical_solution']}```" for r in rows], rows
+
+
+def time_passes(pool, key: str, spec, comps: list, refs: list, repeat: int, timeout: float) -> dict:
+    """Score the whole set ``repeat`` times on a warm pool; items/s of each pass and the summary."""
+    rates, means, timeouts = [], [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        res = pool.score(key, spec, comps, refs, timeout=timeout)
+        dt = time.perf_counter() - t0
+        rates.append(round(len(res) / dt, 1))
+        means.append(sum(r.reward for r in res) / len(res))
+        timeouts.append(sum(bool(r.info.get("timeout")) for r in res))
+    return {"n": len(comps), "per_s": rates, "median_per_s": statistics.median(rates),
+            "mean_reward": round(means[-1], 4), "correct": round(means[-1] * len(comps)),
+            "timeouts": timeouts[-1]}
+
+
+def bench_one(name: str, spec_name: str, comps: list, refs: list, workers: int, repeat: int) -> dict:
+    import verifiers
+    from verifiers.pool import ScoringPool
+
+    v = verifiers.get(spec_name)
+    key, spec = f"name:{spec_name}", ("name", spec_name)
+    with ScoringPool(workers) as pool:
+        t0 = time.perf_counter()  # cold start: processes, imports, verifier (and sandbox) start-up
+        pool.score(key, spec, comps[: 2 * workers], refs[: 2 * workers], timeout=v.default_timeout)
+        cold = time.perf_counter() - t0
+        out = time_passes(pool, key, spec, comps, refs, repeat, v.default_timeout)
+    out.update({"workers": workers, "cold_start_s": round(cold, 2)})
+    print(f"{name:18s} n={out['n']:5d} workers={workers} {out['median_per_s']:8.1f}/s "
+          f"(passes: {out['per_s']}) correct={out['correct']} cold_start={out['cold_start_s']}s", flush=True)
+    return out
+
+
+def machine_info() -> dict:
+    return {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def run(args: argparse.Namespace) -> int:
+    from rlvr.errors import DataError
+    from verifiers.sandbox import isolation_prefix
+
+    root = data_dir()
+    if not root.is_dir():
+        raise DataError(f"benchmark data not found at {root} (set RLVR_DATA_DIR)")
+    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine_info(), "sandbox_namespaces": " ".join(isolation_prefix()[1:]) or "none",
+              "targets": {"math_gsm8k_per_s": 500, "code_humaneval_per_s": 20}}
+    if args.only in (None, "math"):
+        gsm = [json.loads(line) for line in open(root / "gsm8k" / "test.jsonl", encoding="utf-8")]
+        result["math_gsm8k"] = bench_one("math/gsm8k", "math", *gsm8k_completions(gsm), args.workers, args.repeat)
+        m500 = [json.loads(line) for line in open(root / "math" / "test.jsonl", encoding="utf-8")]
+        result["math_math500_mathverify"] = bench_one("math/math500 (MV)", "math", *math500_completions(m500),
+                                                      args.workers, args.repeat)
+    if args.only in (None, "code"):
+        result["code_humaneval"] = bench_one("code/humaneval", "code",
+                                             *humaneval_items(root / "humaneval" / "HumanEval.jsonl.gz"),
+                                             args.workers, args.repeat)
+    _write(args.out, result)
+    return 0
+
+
+def _write(path: Path, result: dict) -> None:
+    """Write ``result``; earlier runs in the same file move to ``history`` (last 10 kept)."""
+    history = []
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+            history = old.pop("history", [])
+            history.append(old)
+        except (json.JSONDecodeError, OSError):
+            pass
+    result["history"] = history[-10:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")

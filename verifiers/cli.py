@@ -1,0 +1,97 @@
+"""``rlvr verify``: score a JSONL file of completions against a JSONL file of references.
+
+Each completions line is a JSON string or an object with a ``completion`` string; each references
+line is any JSON value, or an object whose ``reference`` field is used when present (otherwise the
+whole object is the reference: a GSM8K/MATH/HumanEval/MBPP row works as is). Line i of one file
+goes with line i of the other. Prints a summary and, with ``--out``, writes one JSON object per
+item: ``index, reward`` and the verifier's info (``extracted, reason, time_s, ...``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rlvr.errors import DataError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verifier", "-v", default="math",
+                   help="verifier name: math, math_strict, arithmetic, code, code_partial, format, or a plugin")
+    p.add_argument("--completions", "-c", required=True, type=Path, help="JSONL of completions")
+    p.add_argument("--references", "-r", required=True, type=Path, help="JSONL of references (same order)")
+    p.add_argument("--out", "-o", type=Path, help="write per-item results here (JSONL)")
+    p.add_argument("--workers", "-w", type=int, default=None,
+                   help="scoring processes (default: CPU count, max 8; 0 = in-process, no hard timeout)")
+    p.add_argument("--timeout", "-t", type=float, default=None, help="hard per-item timeout in seconds")
+
+
+def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
+    """``[(file:line, value)]`` for every non-blank line (DataError naming file:line on bad JSON)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                out.append((where, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: invalid JSON ({e.msg})") from None
+    return out
+
+
+def load_completions(path: Path) -> list[str]:
+    texts = []
+    for where, value in _read_jsonl(path):
+        if isinstance(value, dict):
+            value = value.get("completion")
+        if not isinstance(value, str):
+            raise DataError(f"{where}: expected a JSON string or an object with a string 'completion'")
+        texts.append(value)
+    return texts
+
+
+def load_references(path: Path) -> list[Any]:
+    return [v["reference"] if isinstance(v, dict) and "reference" in v else v for _, v in _read_jsonl(path)]
+
+
+def summarize(results: list, seconds: float) -> dict:
+    n = len(results)
+    return {"count": n, "mean_reward": sum(r.reward for r in results) / n if n else 0.0,
+            "correct": sum(r.reward >= 1.0 for r in results),
+            "timeouts": sum(bool(r.info.get("timeout")) for r in results),
+            "errors": sum(str(r.info.get("reason", "")).startswith("error") or bool(r.info.get("error"))
+                          for r in results),
+            "seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1) if seconds > 0 else None}
+
+
+def run(args: argparse.Namespace) -> int:
+    import verifiers
+
+    completions = load_completions(args.completions)
+    references = load_references(args.references)
+    if len(completions) != len(references):
+        raise DataError(f"{args.completions} has {len(completions)} completions but {args.references} "
+                        f"has {len(references)} references")
+    verifiers.get(args.verifier)  # unknown name -> one-line ConfigError
+    t0 = time.perf_counter()
+    results = verifiers.score_batch(args.verifier, completions, references, workers=args.workers,
+                                    timeout=args.timeout)
+    summary = summarize(results, time.perf_counter() - t0)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            for i, r in enumerate(results):
+                f.write(json.dumps({"index": i, "reward": r.reward, **r.info}, default=str) + "\n")
+    print(f"verifier={args.verifier} count={summary['count']} mean_reward={summary['mean_reward']:.4f} "
+          f"correct={summary['correct']} timeouts={summary['timeouts']} errors={summary['errors']} "
+          f"time={summary['seconds']:.2f}s throughput={summary['items_per_s']}/s"
+          + (f" -> {args.out}" if args.out else ""))
+    sys.stdout.flush()
+    return 0
