@@ -220,6 +220,28 @@ def test_pool_processes_do_not_outlive_the_interpreter():
     assert not [p for p in _launcher_pids() - before if alive(p)]
 
 
+def test_workers_and_sandboxes_die_with_a_killed_parent():
+    script = textwrap.dedent("""
+        import os, signal, verifiers
+        from verifiers.pool import get_pool
+        r = verifiers.score_batch("code", ["def f():\\n    return 1\\n"], [{"test": "assert f() == 1"}], workers=2)
+        assert r[0].reward == 1.0
+        print(" ".join(map(str, get_pool(2).pids())), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no atexit, no close()
+    """)
+    before = _launcher_pids()
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == -9, out.stderr
+    pids = [int(p) for p in out.stdout.split()]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (any(alive(p) for p in pids) or
+                                           [p for p in _launcher_pids() - before if alive(p)]):
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids)
+    assert not [p for p in _launcher_pids() - before if alive(p)]
+
+
 # ------------------------------------------------------------------ math
 def test_extractors():
     assert extract_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}} c") == "\\frac{1}{2}"
@@ -252,7 +274,7 @@ EQUIVALENT = [("\\frac{1}{2}", "0.5"), ("\\frac{1}{2}", "1/2"), ("\\frac{1}{2}",
               ("[1,2)", "[1, 2)"), ("\\{1,2\\}", "\\{2,1\\}"), ("3, 5, 7", "7,5,3"),
               ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
               ("x=5", "5"), ("\\text{Evelyn}", "Evelyn"), ("6 - 5i", "6-5i"), ("2\\sqrt{2}", "\\sqrt{8}"),
-              ("-3", "-3.0"), ("0.333333", "\\frac{1}{3}")]
+              ("-3", "-3.0"), ("-3", "\u22123"), ("0.333333", "\\frac{1}{3}")]
 DIFFERENT = [("\\frac{1}{2}", "0.6"), ("1000", "1001"), ("[1,2)", "[1,2]"), ("\\{1,2\\}", "\\{1,3\\}"),
              ("x^2", "x^3"), ("18", "81"), ("-3", "3")]
 

@@ -69,19 +69,21 @@ def score_batch(verifier: str | Any, completions: Sequence[str], references: Seq
 
 
 def _in_process(v: Verifier, completions, references) -> list[ScoreResult]:
-    try:
-        out = v.score_batch(list(completions), list(references))
-        if len(out) == len(completions) and all(isinstance(r, ScoreResult) for r in out):
-            return [safe_score(_Fixed(r), c, None) for r, c in zip(out, completions)]
-    except Exception:  # noqa: BLE001 - fall back to one at a time
-        pass
+    """Score here: item by item, or through ``v.score_batch`` when the verifier batches itself."""
+    if type(v).score_batch is not Verifier.score_batch:
+        try:
+            out = v.score_batch(list(completions), list(references))
+            if len(out) == len(completions):
+                return [safe_score(_Fixed(r), c, None) for r, c in zip(out, completions)]
+        except Exception:  # noqa: BLE001 - a failing batch falls back to one item at a time
+            pass
     return [safe_score(v, c, r) for c, r in zip(completions, references)]
 
 
 class _Fixed(Verifier):
-    """Feeds an already computed result through ``safe_score`` (clamping, info defaults)."""
+    """Feeds an already computed result through ``safe_score`` (validation, clamping, info)."""
 
-    def __init__(self, result: ScoreResult):
+    def __init__(self, result):
         self.result = result
 
     def score(self, completion, reference):

@@ -6,14 +6,16 @@ request per line on stdin, forks a child per request, enforces the wall-clock li
 process the child left behind and answers one JSON line on stdout. See ``verifiers/sandbox.py`` for
 the threat model; the comments here say which line implements which defence.
 
-Child life cycle (all in ``_child``):
-  1. OS setup (trusted): new session, stdio to /dev/null and the output pipe, the result pipe
-     moved to a random high fd, every other fd closed, rlimits, unprivileged uid, scrubbed env.
+Child life cycle (``_child``, then ``_run_child``):
+  1. OS setup (trusted): new session, stdin from /dev/null, stdout/stderr to the capped output
+     pipe, the result pipe moved to a random high fd, every other fd closed (the launcher's
+     request pipe included), rlimits, unprivileged uid when possible, scrubbed environment.
   2. Preparation (trusted): compile completion and tests, import the modules the tests import,
-     snapshot module/class/builtins dicts, build the tests' private builtins.
-  3. Lockdown: install the audit hook, disable thread creation, drop ``gc``; from here on every
-     operation the completion could use to escape is denied.
-  4. The completion and the tests run in a separate thread, so walking frames from completion
+     copy the builtins dict the tests will use.
+  3. Lockdown: start the (waiting) test thread, remove thread creation, pidfd signals and ``gc``,
+     snapshot every module/class/builtins dict, install the audit hook. From here on the
+     operations the completion could use to escape or to peek are denied.
+  4. The completion and then the tests run in that thread, so walking frames from completion
      code can never reach the main thread, which holds the token.
   5. The main thread waits on a C-level lock, re-checks integrity with references captured in
      step 2, and writes ``TOKEN passed total violations reason`` in one atomic ``os.write``.
@@ -192,6 +194,8 @@ def _child(req, cfg, run_dir, res_w, out_w):
                                   errors="backslashreplace", write_through=True)
         setattr(sys, name, stream)
         setattr(sys, "__%s__" % name, stream)
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))  # drop the
+    # launcher's stdin object: its buffer has seen requests
     os.chdir(run_dir)
     _set_limits(req, cfg)
     if cfg.get("uid") is not None:  # real root: become a dedicated unprivileged uid

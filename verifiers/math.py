@@ -205,6 +205,7 @@ def normalize(s: str) -> str:
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
     s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", " ")
     s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\%", "%").replace("\\$", "$")
+    s = s.replace("\u2212", "-")  # unicode minus
     return " ".join(s.split())
 
 
