@@ -43,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--verifier", default=None, help="override the task's verifier (math, code, format...)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="verifier worker processes")
-    p.add_argument("--timeout", type=float, default=10.0, help="verifier timeout per completion (s)")
+    p.add_argument("--workers", type=int, default=None, help="verifier worker processes (default: CPUs, max 8)")
+    p.add_argument("--timeout", type=float, default=None, help="verifier timeout per completion in seconds")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--out", default=None, metavar="FILE",
@@ -74,8 +74,8 @@ def print_summary(summary: dict) -> None:
     table.add_column("metric")
     table.add_column("value (± 95% CI over items)", justify="right")
     for k, v in summary.items():
-        if k in ("ci95", "model", "task", "out_path"):
-            continue
+        if k in ("ci95", "model", "task", "out_path") or (k.startswith(("pass@", "maj@")) and k != "pass@1"):
+            continue  # pass@k / maj@k (k > 1) repeat sampled/pass@k / sampled/maj@k
         table.add_row(k, _fmt(v, summary["ci95"].get(k)))
     Console().print(table)
 

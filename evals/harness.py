@@ -48,8 +48,9 @@ def resolve_checkpoint(path: str | Path) -> str:
         return str(p / "policy")
     ckpts = p / "checkpoints"
     if ckpts.is_dir():
-        steps = sorted((int(d.name.split("_", 1)[1]), d) for d in ckpts.iterdir()
-                       if d.name.startswith("step_") and d.name[5:].isdigit() and (d / "policy" / "config.json").is_file())
+        steps = sorted((int(d.name[5:]), d) for d in ckpts.iterdir()
+                       if d.name.startswith("step_") and d.name[5:].isdigit()
+                       and (d / "policy" / "config.json").is_file())
         if steps:
             return str(steps[-1][1] / "policy")
     raise ModelError(f"{p}: not a model directory (no config.json), a checkpoint (no policy/config.json) "
@@ -97,7 +98,8 @@ def _answer_key(extracted: Any) -> str | None:
     return extracted if isinstance(extracted, str) else str(extracted)
 
 
-def _score(examples: list, texts: list[str], n: int, verifier: str | None, workers: int, timeout: float):
+def _score(examples: list, texts: list[str], n: int, verifier: str | None, workers: int | None,
+           timeout: float | None):
     """Rewards [N] and vote keys [N] of ``texts`` (sample i belongs to ``examples[i // n]``)."""
     from verifiers import score_batch
 
@@ -114,8 +116,8 @@ def _score(examples: list, texts: list[str], n: int, verifier: str | None, worke
 
 
 def run_pass(engine: RolloutEngine, tokenizer, examples: list, prompts: list[list[int]], params: SamplingParams,
-             *, batch_size: int, verifier: str | None, workers: int, timeout: float, threshold: float,
-             on_chunk=None) -> list[dict[str, list]]:
+             *, batch_size: int, verifier: str | None, workers: int | None, timeout: float | None,
+             threshold: float, on_chunk=None) -> list[dict[str, list]]:
     """Generate ``params.n`` completions per prompt and score them, ``batch_size`` sequences at a time.
 
     Returns one dict per example with lists of length n: completions, rewards, extracted,
@@ -208,7 +210,8 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
              batch_size: int = 32, engine: RolloutEngine | None = None, out_path: str | Path | None = None,
              progress: bool = True, verifier: str | None = None, split: str | None = None,
              system_prompt: str | None = None, seed: int = 0, greedy: bool = True, top_p: float = 1.0,
-             threshold: float = 1.0, workers: int = 2, timeout: float = 10.0, device=None, dtype=None) -> dict:
+             threshold: float = 1.0, workers: int | None = None, timeout: float | None = None, device=None,
+             dtype=None) -> dict:
     """Evaluate a model on a task; returns the summary dict (module docstring has the keys).
 
     ``model_or_path``: ``(model, tokenizer)`` (e.g. the policy being trained), a model name/dir, a
@@ -216,7 +219,8 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
     (``gsm8k``, ``math500``, ``arithmetic:add2``, ``file.jsonl``...; named sets default to their
     ``test`` split) or a list of ``Example``.
     ``temperature`` defaults to 0 (greedy only) when ``samples == 1``, else 1.0. ``engine`` defaults
-    to an :class:`rlvr.rollout.hf.HFEngine` over the model. ``verifier`` overrides each example's.
+    to an :class:`rlvr.rollout.hf.HFEngine` over the model. ``verifier`` overrides each example's;
+    ``workers``/``timeout`` go to :func:`verifiers.score_batch` (None: its defaults).
     """
     temperature = (0.0 if samples == 1 else 1.0) if temperature is None else float(temperature)
     ks = check_settings(samples, temperature, k_values, greedy)
@@ -230,9 +234,7 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
         from rlvr.rollout.hf import HFEngine
 
         engine = HFEngine(model, tok, micro_batch_size=batch_size)
-    passes = []
-    if greedy:
-        passes.append(("greedy", SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)))
+    passes = [("greedy", SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed))] * greedy
     if temperature > 0:
         passes.append(("sampled", SamplingParams(n=samples, temperature=temperature, top_p=top_p,
                                                  max_new_tokens=max_new_tokens, seed=seed)))
@@ -248,13 +250,17 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
     summary.update(task=task, model=label, samples=samples if temperature > 0 else 1, temperature=temperature,
                    max_new_tokens=max_new_tokens, time_s=time.perf_counter() - t0)
     if out_path is not None:
-        out = Path(out_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-        summary["out_path"] = str(out)
+        summary["out_path"] = write_jsonl(records, out_path)
     return summary
+
+
+def write_jsonl(records: list[dict], path: str | Path) -> str:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+    return str(out)
 
 
 def build_records(examples: list, results: dict[str, list[dict]], ks: list[int]) -> list[dict]:

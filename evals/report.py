@@ -472,8 +472,9 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
             plots.append((panel, path))
     presets, per_run = preset_table(groups), run_table(groups, root)
     title = f"rlvr report: {root.name}"
-    (out / "report.md").write_text(render_markdown(title, presets, per_run, plots, notes, compare, base), encoding="utf-8")
-    (out / "report.html").write_text(render_html(title, presets, per_run, plots, notes, compare, base), encoding="utf-8")
+    args = (title, presets, per_run, plots, notes, compare, base)
+    (out / "report.md").write_text(render_markdown(*args), encoding="utf-8")
+    (out / "report.html").write_text(render_html(*args), encoding="utf-8")
     return {"out_dir": out, "markdown": out / "report.md", "html": out / "report.html",
             "plots": [p for _, p in plots], "presets": presets, "notes": notes}
 

@@ -138,6 +138,7 @@ class FirstChar:
         return ScoreResult(reward, {"extracted": first or None})
 
 
+@pytest.mark.slow
 def test_pass_and_maj_at_k_end_to_end_with_known_correctness(tiny_model_path, tmp_path):
     """Sample once, then make the first character of one sample (#0, #2 or #3) each item's reference and
     evaluate again with the same seed: the correctness of every sample is then known, so pass@k and

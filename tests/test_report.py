@@ -60,7 +60,8 @@ def write_run(d: Path, preset: str, seed: int, *, critic: bool, truncate: bool =
     (d / "metrics.jsonl").write_text(text)
     (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     summary = {"final_eval/pass@1": evals[-1]["eval/pass@1"], "elapsed_s": round(t, 1),
-               "samples": STEPS * BATCH, "tokens": STEPS * BATCH * RESP, "peak_memory_gb": 3.1 + 0.01 * STEPS + seed * 0.1,
+               "samples": STEPS * BATCH, "tokens": STEPS * BATCH * RESP,
+               "peak_memory_gb": 3.1 + 0.01 * STEPS + seed * 0.1,
                "preset": preset, "seed": seed}
     (d / "summary.json").write_text(json.dumps(summary))
     return summary
