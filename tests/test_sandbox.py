@@ -191,6 +191,36 @@ def test_writes_outside_its_temp_dir(code, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_changes_through_dir_fd_or_fd_are_refused(code):
+    # Each would be a no-op even if allowed (missing name, unchanged mode/times): the test is safe.
+    for evil in ("import os\nfd = os.open(os.path.dirname(os.__file__), os.O_RDONLY)\n"
+                 "os.rmdir('no-such-dir-7781', dir_fd=fd)\n",
+                 "import os\nfd = os.open(os.__file__, os.O_RDONLY)\n"
+                 "os.fchmod(fd, os.stat(os.__file__).st_mode & 0o7777)\n",
+                 "import os\nst = os.stat(os.__file__)\nos.utime(os.__file__, (st.st_atime, st.st_mtime))\n",
+                 "import os\nos.rename(os.__file__ + '.missing', 'x')\n"):
+        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"), "violation")
+
+
+def test_reads_outside_the_allowed_roots_are_refused(code):
+    for evil in ("open('/etc/passwd').read()\n", "open('/etc/shadow').read()\n",
+                 "import os\nos.open('/etc/hostname', os.O_RDONLY)\n"):
+        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"), "violation")
+
+
+def test_cannot_switch_the_sandbox_off_from_inside(code):
+    evil = ("import sys\nmain = sys.modules['__main__']\n"
+            "for name in dir(main):\n"
+            "    if name.startswith(('_check', '_deny', 'DENIED', '_make_audit')):\n"
+            "        try:\n            setattr(main, name, (lambda *a, **k: None) if name[0] == '_' else frozenset())\n"
+            "        except Exception:\n            pass\n"
+            "import os\nos.fork()\n" + WRONG)
+    res = score(code, evil)
+    assert_zero(res, "violation")
+    assert "os.fork" in res.info["reason"] or "tampered" in res.info["reason"]
+    assert score(code, GOOD).reward == 1.0
+
+
 def test_may_write_inside_its_temp_dir(code):
     ok = ("with open('scratch.txt', 'w') as f:\n    f.write('42')\n"
           "def add(a, b):\n    return a + b + int(open('scratch.txt').read()) - 42\n")

@@ -433,96 +433,116 @@ def _read_roots(run_dir):
     return tuple(sorted({os.path.realpath(r) for r in roots}))
 
 
+# Positions of the path arguments and of the ``dir_fd`` arguments in each event's args.
+PATH_ARGS = {"os.rename": (0, 1), "shutil.copyfile": (0, 1), "shutil.copytree": (0, 1),
+             "shutil.move": (0, 1), "shutil.copymode": (0, 1), "shutil.copystat": (0, 1)}
+DIR_FD_ARGS = {"os.remove": (1,), "os.rmdir": (1,), "os.mkdir": (2,), "os.rename": (2, 3),
+               "os.chmod": (2,), "os.chown": (3,), "os.utime": (3,)}
+IGNORED_EVENTS = frozenset({"exec", "compile", "object.__setattr__", "object.__delattr__",
+                            "builtins.id", "time.sleep", "os.chdir", "sys._getframemodulename"})
+
+
 def _make_audit_hook(run_dir, violations, compile_code):
-    """Build the audit hook that denies escapes (see the table in ``verifiers/sandbox.py``)."""
-    getframe = sys._getframe
-    norm, join, getcwd, realpath = os.path.normpath, os.path.join, os.getcwd, os.path.realpath
-    prefix = run_dir.rstrip("/") + "/"
-    roots = _read_roots(run_dir)
+    """The audit hook that denies escapes and records violations (table in ``sandbox.py``).
+
+    A closure over private state: nothing reachable from Python can change the policy (the
+    helpers it calls are looked up in the child's private namespace, not in ``__main__``).
+    Paths are checked after ``realpath``: writes and file-system changes must stay inside the
+    run dir, reads inside the run dir and the standard library. Relative paths with ``dir_fd``
+    and fd-based changes (``fchmod``...) are refused: the hook cannot see where an fd points.
+    """
+    st = {"prefix": run_dir.rstrip("/") + "/", "roots": _read_roots(run_dir), "writes": 0,
+          "violations": violations, "compile_code": compile_code, "getframe": sys._getframe,
+          "realpath": os.path.realpath, "getcwd": os.getcwd}
     busy = [False]
-    writes = [0]
-
-    def deny(event, what, record=True, exc=PermissionError):
-        if record and len(violations) < 50:
-            violations.append(f"{event}: {what}"[:200])
-        raise exc(f"sandbox: {event} is not allowed ({what})"[:300])
-
-    def path_of(p):
-        if type(p) is bytes:
-            p = os.fsdecode(p)
-        if type(p) is not str:
-            return None
-        return norm(join(getcwd(), p))
-
-    def inside(p):
-        return p is not None and (p + "/").startswith(prefix)
-
-    def readable(rp):
-        return any(rp == r or rp.startswith(r + "/") for r in roots)
-
-    def check_open(event, args):
-        path, mode, flags = args[0], args[1], args[2]
-        if type(path) is int:
-            return
-        p = path_of(path)
-        if p is None:
-            deny(event, "non-string path")
-        if mode is None and not (type(path) in (str, bytes) and os.path.isabs(path)):
-            deny(event, "os.open with a relative path")
-        rp = realpath(p)
-        if type(flags) is int and flags & WRITE_FLAGS:
-            writes[0] += 1
-            if not inside(rp):
-                deny(event, "write outside the sandbox directory: " + p)
-            if writes[0] > MAX_WRITE_OPENS:
-                deny(event, "too many files written")
-        elif not readable(rp):
-            deny(event, "read of " + rp)
 
     def hook(event, args):
-        if busy[0]:
+        if busy[0] or event in IGNORED_EVENTS:
             return
-        busy[0] = True
+        busy[0] = True  # events raised by the checks themselves are not re-checked
         try:
-            _check_event(event, args)
+            _check_event(st, event, args)
         finally:
             busy[0] = False
 
-    def _check_event(event, args):
-        if event in ("exec", "compile", "object.__setattr__", "object.__delattr__",
-                     "builtins.id", "time.sleep", "os.chdir", "sys._getframemodulename"):
-            return
-        if event == "open":
-            check_open(event, args)
-        elif event == "rlvr.violation":
-            deny(event, str(args[0]) if args and type(args[0]) is str else "?", exc=_Violation)
-        elif event == "import":
-            name = args[0] if args and type(args[0]) is str else ""
-            if name.split(".")[0] in DENIED_IMPORTS:
-                deny(event, name, exc=ImportError)
-        elif event == "object.__getattr__":
-            if len(args) > 1 and args[1] in FRAME_ATTRS:
-                deny(event, args[1], record=False, exc=AttributeError)
-        elif event == "sys._getframe":
-            deny(event, "frame access", record=False, exc=ValueError)
-        elif event in ("marshal.loads", "marshal.load"):
-            if getframe(2).f_code is not compile_code:  # only the import system may unmarshal
-                deny(event, "marshal outside the import system")
-        elif event in ("os.listdir", "os.scandir"):
-            p = path_of(args[0]) if args else None
-            if p is not None and any(realpath(p).startswith(d) for d in READ_DENIED):
-                deny(event, "listing of " + p)
-        elif event in PATH_EVENTS:
-            paths = [a for a in args if type(a) in (str, bytes)]
-            if any(not inside(realpath(path_of(a))) for a in paths):
-                deny(event, "outside the sandbox directory")
-        elif event == "mmap.__new__":
-            if args and args[0] != -1:
-                deny(event, "file-backed mmap")
-        elif event in DENIED_EVENTS or event.startswith(DENIED_PREFIXES):
-            deny(event, "denied")
-
     return hook
+
+
+def _deny(st, event, what, record=True, exc=PermissionError):
+    if record and len(st["violations"]) < 50:
+        st["violations"].append(f"{event}: {what}"[:200])
+    raise exc(f"sandbox: {event} is not allowed ({what})"[:300])
+
+
+def _real(st, p):
+    """Absolute, symlink-free form of a str/bytes path (relative to the cwd), else None."""
+    if type(p) is bytes:
+        p = os.fsdecode(p)
+    if type(p) is not str:
+        return None
+    return st["realpath"](os.path.join(st["getcwd"](), p))
+
+
+def _under(rp, roots):
+    return rp is not None and any(rp == r or rp.startswith(r + "/") for r in roots)
+
+
+def _check_event(st, event, args):
+    if event == "open":
+        _check_open(st, event, args)
+    elif event in PATH_EVENTS:
+        _check_change(st, event, args)
+    elif event == "rlvr.violation":
+        _deny(st, event, args[0] if args and type(args[0]) is str else "?", exc=_Violation)
+    elif event == "import":
+        if (args[0] if args and type(args[0]) is str else "").split(".")[0] in DENIED_IMPORTS:
+            _deny(st, event, args[0], exc=ImportError)
+    elif event == "object.__getattr__":
+        if len(args) > 1 and args[1] in FRAME_ATTRS:
+            _deny(st, event, args[1], record=False, exc=AttributeError)
+    elif event == "sys._getframe":  # ValueError: what the stdlib expects when it probes
+        _deny(st, event, "frame access", record=False, exc=ValueError)
+    elif event in ("marshal.loads", "marshal.load"):
+        # frames: 0 here, 1 the hook, 2 the caller; only the import system may unmarshal
+        if st["getframe"](2).f_code is not st["compile_code"]:
+            _deny(st, event, "marshal outside the import system")
+    elif event in ("os.listdir", "os.scandir"):
+        rp = _real(st, args[0]) if args else None
+        if _under(rp, READ_DENIED):
+            _deny(st, event, "listing of " + rp)
+    elif event == "mmap.__new__":
+        if args and args[0] != -1:
+            _deny(st, event, "file-backed mmap")
+    elif event in DENIED_EVENTS or event.startswith(DENIED_PREFIXES):
+        _deny(st, event, "denied")
+
+
+def _check_open(st, event, args):
+    path, mode, flags = args[0], args[1], args[2]
+    if type(path) is int:
+        return  # an fd this process already holds
+    if type(path) not in (str, bytes):
+        _deny(st, event, "non-string path")
+    if mode is None and not os.path.isabs(path):
+        _deny(st, event, "os.open with a relative path")  # its dir_fd is invisible here
+    rp = _real(st, path)
+    if type(flags) is int and flags & WRITE_FLAGS:
+        st["writes"] += 1
+        if not _under(rp, (st["prefix"][:-1],)):
+            _deny(st, event, "write outside the sandbox directory: " + rp)
+        if st["writes"] > MAX_WRITE_OPENS:
+            _deny(st, event, "too many files written")
+    elif not _under(rp, st["roots"]):
+        _deny(st, event, "read of " + rp)
+
+
+def _check_change(st, event, args):
+    for i in DIR_FD_ARGS.get(event, ()):
+        if i < len(args) and args[i] not in (-1, None):
+            _deny(st, event, "dir_fd")
+    for i in PATH_ARGS.get(event, (0,)):
+        if i < len(args) and not _under(_real(st, args[i]), (st["prefix"][:-1],)):
+            _deny(st, event, "outside the sandbox directory (or an fd)")
 
 
 class _Violation(BaseException):
