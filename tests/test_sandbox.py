@@ -221,6 +221,21 @@ def test_cannot_switch_the_sandbox_off_from_inside(code):
     assert score(code, GOOD).reward == 1.0
 
 
+def test_root_only_powers_are_gone(code, tmp_path):
+    """Where the child keeps uid 0 (inside its namespaces), it must not touch host-wide state."""
+    db = tmp_path / "evil.db"
+    for evil in ("import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n",
+                 "import time\ntime.clock_settime(time.CLOCK_REALTIME, time.time())\n",
+                 "import os\nos.nice(0)\n",
+                 "import os\nos.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))\n",
+                 f"import sqlite3\nsqlite3.connect({str(db)!r}).execute('create table t(x)')\n",
+                 f"import dbm\ndbm.open({str(db)!r}, 'c')\n"):
+        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"))
+    assert not db.exists() and list(tmp_path.iterdir()) == []
+    ok = "import sqlite3\nsqlite3.connect(':memory:').execute('create table t(x)')\n" + GOOD.replace("    ", "def add(a, b):\n    ", 1)
+    assert score(code, ok).reward == 1.0
+
+
 def test_may_write_inside_its_temp_dir(code):
     ok = ("with open('scratch.txt', 'w') as f:\n    f.write('42')\n"
           "def add(a, b):\n    return a + b + int(open('scratch.txt').read()) - 42\n")

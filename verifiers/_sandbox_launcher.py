@@ -41,14 +41,17 @@ PREIMPORT = ("math", "re", "collections", "itertools", "functools", "heapq", "bi
              "typing", "fractions", "decimal", "operator", "copy", "statistics", "datetime")
 DENIED_IMPORTS = frozenset({"ctypes", "_ctypes", "cffi", "gc", "_posixsubprocess", "_testcapi",
                             "_testinternalcapi", "_xxsubinterpreters", "_xxinterpchannels",
-                            "faulthandler", "tracemalloc", "_tracemalloc", "pty"})
+                            "faulthandler", "tracemalloc", "_tracemalloc", "pty", "_gdbm",
+                            "_dbm", "readline", "syslog"})  # C code that writes files/logs unaudited
 DENIED_EVENTS = frozenset({
     "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn", "os.system",
     "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill",
     "sys.addaudithook", "sys.settrace", "sys.setprofile", "sys._current_frames",
     "sys._current_exceptions", "code.__new__", "os.symlink", "os.link", "os.mknod",
     "resource.prlimit", "fcntl.ioctl", "os.startfile", "webbrowser.open", "os.chroot",
-    "os.setns", "os.unshare", "cpython.run_command", "cpython.run_file"})
+    "os.setns", "os.unshare", "cpython.run_command", "cpython.run_file",
+    "resource.setrlimit",  # root could raise its own hard limits again
+    "sqlite3.enable_load_extension", "sqlite3.load_extension"})
 DENIED_PREFIXES = ("ctypes.", "socket.", "gc.", "_winapi.", "winreg.", "ftplib.", "smtplib.",
                    "urllib.", "http.", "imaplib.", "poplib.", "nntplib.", "telnetlib.")
 PATH_EVENTS = frozenset({"os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.chmod", "os.chown",
@@ -405,16 +408,23 @@ def _injectable_names(req, test_tree):
     return names, classes
 
 
+# Functions the audit hook cannot see that reach beyond the process (thread creation, pidfd
+# signals, scheduling and niceness of others, the system clock, fork without an event).
+UNAUDITED = (("_thread", ("start_new_thread", "start_new")), ("threading", ("_start_new_thread",)),
+             ("os", ("pidfd_open", "setpriority", "nice", "sched_setscheduler", "sched_setparam",
+                     "sched_setaffinity")),
+             ("posix", ("pidfd_open", "setpriority", "nice", "sched_setscheduler", "sched_setparam",
+                        "sched_setaffinity")),
+             ("signal", ("pidfd_send_signal",)), ("_signal", ("pidfd_send_signal",)),
+             ("time", ("clock_settime", "clock_settime_ns")), ("_posixsubprocess", ("fork_exec",)))
+
+
 def _lockdown():
-    """Remove what the audit hook cannot see: thread creation, pidfd signals, ``gc``."""
+    """Remove what the audit hook cannot see (``UNAUDITED``) and drop ``gc``."""
     import gc
     gc.disable()
-    for mod, attrs in ((_thread, ("start_new_thread", "start_new")),
-                       (sys.modules.get("threading"), ("_start_new_thread",)),
-                       (os, ("pidfd_open",)), (sys.modules.get("posix"), ("pidfd_open",)),
-                       (signal, ("pidfd_send_signal",)),
-                       (sys.modules.get("_signal"), ("pidfd_send_signal",)),
-                       (sys.modules.get("_posixsubprocess"), ("fork_exec",))):
+    for mod_name, attrs in UNAUDITED:
+        mod = sys.modules.get(mod_name)
         for attr in attrs:
             if mod is not None and hasattr(mod, attr):
                 setattr(mod, attr, None)
@@ -513,6 +523,10 @@ def _check_event(st, event, args):
     elif event == "mmap.__new__":
         if args and args[0] != -1:
             _deny(st, event, "file-backed mmap")
+    elif event == "sqlite3.connect":  # sqlite creates files in C, without an "open" event
+        db = args[0] if args else None
+        if db not in (":memory:", "", b":memory:", b"") and not _under(_real(st, db), (st["prefix"][:-1],)):
+            _deny(st, event, "database outside the sandbox directory")
     elif event in DENIED_EVENTS or event.startswith(DENIED_PREFIXES):
         _deny(st, event, "denied")
 
