@@ -102,6 +102,7 @@ class TrainerConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     eval_every: int = 0  # 0: only at the end (if data.eval is set)
+    eval_at_start: bool = False  # also evaluate before the first step (the base model's score)
     checkpoint_every: int = 0  # 0: only at the end and on SIGINT/SIGTERM
     gradvar_every: int = 0  # 0: off; else the gradient-variance diagnostic every N steps
     gradvar_splits: int = 4

@@ -30,9 +30,11 @@ from rlvr.errors import DataError
 
 SYSTEM_PROMPTS = {
     "math": "Please reason step by step, and put your final answer within \\boxed{}.",
-    "arithmetic": "Answer with just the number.",
+    "arithmetic": "",  # the instruction sits in the user turn (measured: 0/16 greedy as a system
+                       # prompt on add2 with SmolLM2-135M-Instruct, 4/16 in the user turn)
     "code": "Write a Python function that solves the task. Return only the code, in one ```python code block.",
 }
+ARITHMETIC_INSTRUCTION = "Answer with just the number."
 BUILTIN_SETS = ("gsm8k", "math", "math500", "humaneval", "mbpp", "arithmetic")
 _FILES = {  # (name, split) -> file under the data dir
     ("gsm8k", "train"): "gsm8k/train.jsonl", ("gsm8k", "test"): "gsm8k/test.jsonl",
@@ -244,7 +246,7 @@ def arithmetic_examples(variant: str = "add2", *, split: str | None = None, limi
     out = []
     for a, b in _arith_pairs(variant, split, ARITHMETIC_SIZES[split] if limit is None else limit, rng):
         answer = {"+": a + b, "-": a - b, "*": a * b}[op]
-        out.append(Example(f"arithmetic:{variant}/{split}/{a}{op}{b}", _messages(system, f"What is {a} {op} {b}?"),
+        out.append(Example(f"arithmetic:{variant}/{split}/{a}{op}{b}", _messages(system, f"What is {a} {op} {b}? {ARITHMETIC_INSTRUCTION}"),
                            str(answer), f"arithmetic:{variant}", "math", {"a": a, "b": b, "op": op}))
     return out
 

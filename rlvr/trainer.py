@@ -652,6 +652,8 @@ class Trainer:
         done = 0
         reason = None
         try:
+            if t.eval_at_start and self.step == 0:
+                self._log_eval(logger, 0.0)
             while True:
                 elapsed = time.perf_counter() - t0
                 reason = self._stop_reason(elapsed)

@@ -122,7 +122,7 @@ def test_arithmetic(variant):
     assert not {key(e) for e in test} & {key(e) for e in train + other_seed}  # disjoint, any seed
     assert len({key(e) for e in train}) == len(train)  # no repeats
     for e in train[:200] + test[:200]:
-        a, op, b = e.prompt[-1]["content"].removeprefix("What is ").removesuffix("?").split()
+        a, op, b = e.prompt[-1]["content"].removeprefix("What is ").split("?")[0].split()
         assert e.reference == str(eval(f"{int(a)} {op} {int(b)}")) and int(e.reference) >= 0
     assert [key(e) for e in load_prompts(f"arithmetic:{variant}", split="train", seed=0, limit=20)] == \
         [key(e) for e in train[:20]]  # seeded and stable
@@ -131,12 +131,17 @@ def test_arithmetic(variant):
 
 def test_system_prompt_override_and_chat_template(tokenizer):
     ex = load_prompts("arithmetic", split="test", limit=1)[0]
-    assert ex.prompt[0] == {"role": "system", "content": "Answer with just the number."}
+    (user,) = ex.prompt  # no system message by default: the instruction is in the user turn
+    assert user["role"] == "user" and user["content"].endswith("? Answer with just the number.")
     text = tokenizer.decode(encode_prompt(tokenizer, ex))
-    assert text == (f"<|im_start|>system\nAnswer with just the number.<|im_end|>\n"
-                    f"<|im_start|>user\n{ex.prompt[1]['content']}<|im_end|>\n<|im_start|>assistant\n")
-    bare = load_prompts("arithmetic", split="test", limit=1, system_prompt="")[0]
-    assert bare.prompt == [{"role": "user", "content": ex.prompt[1]["content"]}]
+    assert text.endswith(f"<|im_start|>user\n{user['content']}<|im_end|>\n<|im_start|>assistant\n")
+    gsm = load_prompts("gsm8k", split="test", limit=1)[0]
+    assert gsm.prompt[0]["role"] == "system" and "\\boxed{}" in gsm.prompt[0]["content"]
+    text = tokenizer.decode(encode_prompt(tokenizer, gsm))
+    assert text == (f"<|im_start|>system\n{gsm.prompt[0]['content']}<|im_end|>\n"
+                    f"<|im_start|>user\n{gsm.prompt[1]['content']}<|im_end|>\n<|im_start|>assistant\n")
+    bare = load_prompts("gsm8k", split="test", limit=1, system_prompt="")[0]
+    assert bare.prompt == [{"role": "user", "content": gsm.prompt[1]["content"]}]
     custom = load_prompts("arithmetic", split="test", limit=1, system_prompt="Be brief.")[0]
     assert custom.prompt[0]["content"] == "Be brief."
     assert isinstance(custom, Example)
