@@ -81,6 +81,7 @@ def _base_eval(cfg, out: Path) -> dict | None:
     res = evaluate(cfg.model.name, examples, temperature=0.0,
                    max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
                    batch_size=cfg.rollout.micro_batch_size, verifier=cfg.reward.verifier,
+                   workers=cfg.reward.workers, timeout=cfg.reward.timeout_s,
                    out_path=dest.parent / "eval_items.jsonl", progress=False)
     summary = {"preset": "base", "final_eval/pass@1": res["pass@1"], "eval/n": res["n"],
                "elapsed_s": time.perf_counter() - t0}

@@ -552,7 +552,8 @@ class Trainer:
             res = evaluate((self.policy, self.tokenizer), self.eval_examples, temperature=0.0,
                            max_new_tokens=r.eval_max_new_tokens or r.max_new_tokens,
                            batch_size=r.micro_batch_size, engine=self.engine if r.engine == "hf" else None,
-                           verifier=self.cfg.reward.verifier, progress=False)
+                           verifier=self.cfg.reward.verifier, workers=self.cfg.reward.workers,
+                           timeout=self.cfg.reward.timeout_s, progress=False)
         self.accelerator.wait_for_everyone()
         return res
 
