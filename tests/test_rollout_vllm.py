@@ -209,6 +209,18 @@ def test_engine_built_from_config(engine):
     assert engine.llm.llm_engine.model_config.logprobs_mode == "processed_logprobs"
 
 
+def test_trainer_keeps_its_torch_threads(engine, prompt_ids):
+    """vLLM's CPU worker disables torch.set_num_threads process-wide; the engine undoes that."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert torch.get_num_threads() == threads + 1
+        engine.generate(prompt_ids[:1], SamplingParams(max_new_tokens=2, seed=0))
+        assert torch.get_num_threads() == threads + 1  # serving thread count only inside engine calls
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------------------- pure tests
 
 

@@ -7,7 +7,6 @@ score the honest solution 1.0 (checked at the end and, where relevant, inside th
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest

@@ -14,7 +14,7 @@ import pytest
 
 import verifiers
 from rlvr.errors import ConfigError
-from verifiers.base import ScoreResult, Verifier, safe_score
+from verifiers.base import Verifier, safe_score
 from verifiers.math import (MathVerifier, answers_match, extract_answer, extract_boxed, extract_gsm8k,
                             extract_last_number, gsm8k_reference, math_reference, normalize_reference)
 from verifiers.pool import ScoringPool

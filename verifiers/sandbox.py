@@ -64,9 +64,21 @@ allocates without end                    ``RLIMIT_AS`` (``memory_mb``): ``Memory
 loops forever                            ``RLIMIT_CPU`` and a wall-clock deadline enforced by the
                                          launcher, which kills the whole group.
 writes outside its temp dir              Writes (``open`` with write flags, ``remove``, ``rename``,
-                                         ``mkdir``, ``chmod``...) must resolve inside the run's
-                                         fresh temp dir; symlinks/hard links denied; as root the
-                                         child also loses write access as an unprivileged uid.
+                                         ``mkdir``, ``chmod``..., ``sqlite3.connect``) must
+                                         resolve (``realpath``) inside the run's fresh temp dir;
+                                         ``dir_fd`` arguments, fd-based ``fchmod``/``ftruncate``,
+                                         symlinks and hard links are refused; C modules that
+                                         write files unaudited (``dbm``, ``readline``) cannot be
+                                         imported; as root the child also drops to a dedicated
+                                         uid when that uid can read the standard library.
+disables the sandbox from inside         The hook is a closure over private state, its helpers
+                                         are looked up in a private copy of the launcher's
+                                         globals (patching ``__main__`` changes nothing, and is
+                                         itself a detected tampering); ``resource.setrlimit`` is
+                                         denied (root could raise hard limits again).
+host-wide state (as root)                ``time.clock_settime``, ``nice``, ``setpriority`` and
+                                         the ``sched_set*`` calls are removed before the
+                                         completion runs.
 network                                  Own network namespace (no interfaces up) when available;
                                          sockets denied by the audit hook everywhere.
 huge output, filling the disk           Output pipe drained and capped (``output_limit``);
@@ -77,9 +89,12 @@ huge output, filling the disk           Output pipe drained and capped (``output
 Residual risks (known gaps): CPython is not a security boundary; a memory-safety bug in the
 interpreter or a C extension, or an introspection path the hook does not know, could defeat the
 in-process layers (the OS layers remain). Methods of classes the tests construct from the
-completion (MBPP ``Pair``) run unguarded. Without user namespaces and as a non-root user, the OS
-layer is only rlimits + process groups. Solutions that return iterators, generators or their own
-classes score 0 even if the values would compare equal.
+completion (MBPP ``Pair``) run unguarded. A completion may re-enable ``gc`` and so run a
+finalizer between two guard checks. Without user namespaces and as a non-root user, the OS
+layer is only rlimits + process groups; as root where no uid can be dropped (the standard
+library is not readable by other users), only the in-process layers stop writes to the host.
+Only the standard library is importable (no numpy). Solutions that return iterators, generators
+or their own classes score 0 even if the values would compare equal.
 """
 from __future__ import annotations
 
