@@ -169,6 +169,7 @@ def test_allocates_without_end(code):
     assert score(code, GOOD).reward == 1.0
 
 
+@pytest.mark.slow  # three 2 s wall-clock kills
 def test_loops_forever_and_sleeps_forever(quick, code):
     for evil in ("while True:\n    pass\n", "import time\ntime.sleep(10**6)\n",
                  "def add(a, b):\n    while True:\n        pass\n"):
