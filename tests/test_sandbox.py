@@ -122,6 +122,15 @@ def test_object_that_equals_everything(code):
     assert "non-data value" in res.info["reason"]
 
 
+def test_iterators_are_rejected_but_plain_containers_and_views_accepted(code):
+    ref = {"test": "assert sorted(f()) == [1, 2]", "code": "def f(): return [2, 1]"}
+    assert score(code, "def f():\n    return {2: 'a', 1: 'b'}.keys()\n", ref).reward == 1.0
+    assert score(code, "def f():\n    return (2, 1)\n", ref).reward == 1.0
+    gen = score(code, "def f():\n    return (x for x in (2, 1))\n", ref)
+    assert_zero(gen, "violation")
+    assert "generator" in gen.info["reason"]
+
+
 def test_int_subclass_with_forged_eq(code):
     evil = "class I(int):\n    def __eq__(self, o): return True\ndef add(a, b):\n    return I(0)\n"
     assert_zero(score(code, evil), "violation")

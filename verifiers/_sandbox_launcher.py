@@ -578,7 +578,8 @@ def _guard_config(job):
     scalars = {type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis),
                fractions.Fraction, decimal.Decimal, datetime.date, datetime.datetime,
                datetime.time, datetime.timedelta}
-    seqs = {list, tuple, set, frozenset, collections.deque, bytearray}
+    views = {type({}.keys()), type({}.values()), type({}.items())}  # re-iterable, C-level
+    seqs = {list, tuple, set, frozenset, collections.deque, bytearray} | views
     maps = {dict, collections.OrderedDict, collections.Counter, collections.defaultdict}
     factories = {None, list, dict, set, int, float, str, tuple, frozenset}
     snap_quick = _snapshot_modules(job["test_modules"])
@@ -614,7 +615,7 @@ def _plain(value, kinds, budget=2_000_000):
     """None when ``value`` is built only from trusted data types, else a reason string.
 
     Trusted: None/bool/int/float/complex/str/bytes/range, Fraction/Decimal/datetime, and
-    list/tuple/set/frozenset/deque/bytearray/dict/OrderedDict/Counter/defaultdict of those
+    list/tuple/set/frozenset/deque/bytearray/dict views/dict/OrderedDict/Counter/defaultdict of those
     (exact types: a subclass could override ``__eq__``). Iterators and generators are rejected:
     consuming them would run completion code after the guard looked.
     """
