@@ -65,7 +65,14 @@ def score_batch(verifier: str | Any, completions: Sequence[str], references: Seq
         return out
     from verifiers.pool import get_pool
 
-    return get_pool(workers).score(key, spec, list(completions), list(references), timeout=timeout)
+    try:
+        return get_pool(workers).score(key, spec, list(completions), list(references), timeout=timeout)
+    except OSError as e:  # cannot start processes (fd or pid limits): score here rather than stop training
+        log.warning("scoring workers unavailable (%s); scoring in-process without hard timeouts", e)
+        out = _in_process(v, completions, references)
+        for r in out:
+            r.info["in_process"] = True
+        return out
 
 
 def _in_process(v: Verifier, completions, references) -> list[ScoreResult]:
