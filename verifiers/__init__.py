@@ -59,32 +59,35 @@ def score_batch(verifier: str | Any, completions: Sequence[str], references: Seq
     key, spec = _spec(verifier, v)
     if spec is None:
         log.warning("verifier %r cannot be sent to worker processes; scoring in-process", v)
-        out = _in_process(v, completions, references)
-        for r in out:
-            r.info["in_process"] = True
-        return out
+        return _in_process(v, completions, references, flag=True)
     from verifiers.pool import get_pool
 
     try:
         return get_pool(workers).score(key, spec, list(completions), list(references), timeout=timeout)
     except OSError as e:  # cannot start processes (fd or pid limits): score here rather than stop training
         log.warning("scoring workers unavailable (%s); scoring in-process without hard timeouts", e)
-        out = _in_process(v, completions, references)
-        for r in out:
-            r.info["in_process"] = True
-        return out
+        return _in_process(v, completions, references, flag=True)
 
 
-def _in_process(v: Verifier, completions, references) -> list[ScoreResult]:
-    """Score here: item by item, or through ``v.score_batch`` when the verifier batches itself."""
+def _in_process(v: Verifier, completions, references, flag: bool = False) -> list[ScoreResult]:
+    """Score here: item by item, or through ``v.score_batch`` when the verifier batches itself.
+
+    ``flag`` marks each result with ``info["in_process"] = True`` (a pool was asked for).
+    """
+    out = None
     if type(v).score_batch is not Verifier.score_batch:
         try:
-            out = v.score_batch(list(completions), list(references))
-            if len(out) == len(completions):
-                return [safe_score(_Fixed(r), c, None) for r, c in zip(out, completions)]
+            batch = v.score_batch(list(completions), list(references))
+            if len(batch) == len(completions):
+                out = [safe_score(_Fixed(r), c, None) for r, c in zip(batch, completions)]
         except Exception:  # noqa: BLE001 - a failing batch falls back to one item at a time
             pass
-    return [safe_score(v, c, r) for c, r in zip(completions, references)]
+    if out is None:
+        out = [safe_score(v, c, r) for c, r in zip(completions, references)]
+    for r in out:
+        if flag:
+            r.info["in_process"] = True
+    return out
 
 
 class _Fixed(Verifier):
