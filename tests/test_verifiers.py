@@ -72,6 +72,7 @@ def test_register_decorator_plain_callable_and_duplicates():
         v = verifiers.get("test_exact")
         assert v("4", 4) == 1.0 and v("5", 4) == 0.0
         assert [r.reward for r in verifiers.score_batch("test_exact", ["4", "5"], [4, 4], workers=0)] == [1.0, 0.0]
+        verifiers.register("test_exact", exact)  # the same function again (module re-import): fine
         with pytest.raises(ConfigError, match="already registered"):
             verifiers.register("test_exact", lambda c, r: 0.0)
         verifiers.register("test_exact", lambda c, r: 0.5, overwrite=True)

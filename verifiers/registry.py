@@ -27,6 +27,7 @@ BUILTINS: dict[str, tuple[str, str, dict]] = {
 }
 
 _registered: dict[str, Verifier] = {}  # explicit registrations in this process
+_sources: dict[str, Any] = {}  # what was passed to register(), to recognise a repeat
 _builtin_cache: dict[str, Verifier] = {}
 _entry_point_cache: dict[str, Verifier] = {}
 
@@ -38,16 +39,23 @@ def register(name: str, verifier: Any = None, *, overwrite: bool = False):
     unchanged. Re-registering a name raises unless ``overwrite=True``.
     """
     def add(obj):
-        if not overwrite and name in _registered and _registered[name] is not obj:
+        if not overwrite and name in _registered and not _same(_sources[name], obj):
             raise ConfigError(f"verifier {name!r} is already registered (pass overwrite=True)")
-        _registered[name] = as_verifier(obj, name)
+        _registered[name], _sources[name] = as_verifier(obj, name), obj
         return obj
 
     return add if verifier is None else add(verifier)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """The same object, or the same function/class re-created by importing its module again."""
+    key = lambda o: (getattr(o, "__module__", None), getattr(o, "__qualname__", None))  # noqa: E731
+    return a is b or (callable(a) and key(a) == key(b) and key(a)[1] is not None and "<" not in key(a)[1])
+
+
 def unregister(name: str) -> None:
     _registered.pop(name, None)
+    _sources.pop(name, None)
 
 
 def get(name: str) -> Verifier:
