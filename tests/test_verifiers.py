@@ -257,6 +257,8 @@ def test_extractors():
     assert extract_answer("Total: 5 and 6\n#### 6") == ("6", "gsm8k")
     assert extract_answer("Total: 5 and 6\n#### 6", order=("last_number",)) == ("6", "last_number")
     assert extract_answer("12 eggs\n#### 6", order=("boxed",)) == (None, None)
+    for chatty in ("The answer is **18**.", "**Final answer:** 18", "Answer: `18`", "#### **18**"):
+        assert extract_answer(chatty)[0] == "18", chatty
 
 
 def test_strict_mode_accepts_only_boxed():

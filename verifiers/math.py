@@ -124,8 +124,9 @@ def extract_answer(text: str, order: Sequence[str] = EXTRACTORS, tail_chars: int
     for name in order:
         source = text if name == "boxed" else text[-tail_chars:]
         found = EXTRACTOR_FUNCS[name](source)
-        if found is not None and found.strip():
-            return found.strip(), name
+        found = found.strip().strip("*`").strip() if found is not None else ""  # **18**, `18`
+        if found:
+            return found, name
     return None, None
 
 
