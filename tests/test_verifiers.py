@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -231,6 +232,7 @@ def test_workers_and_sandboxes_die_with_a_killed_parent():
         os.kill(os.getpid(), signal.SIGKILL)  # no atexit, no close()
     """)
     before = _launcher_pids()
+    dirs_before = set(Path(tempfile.gettempdir()).glob("rlvr-sandbox-*"))
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == -9, out.stderr
@@ -241,6 +243,7 @@ def test_workers_and_sandboxes_die_with_a_killed_parent():
         time.sleep(0.1)
     assert not any(alive(p) for p in pids)
     assert not [p for p in _launcher_pids() - before if alive(p)]
+    assert not [d for d in Path(tempfile.gettempdir()).glob("rlvr-sandbox-*") if d not in dirs_before]
 
 
 # ------------------------------------------------------------------ math

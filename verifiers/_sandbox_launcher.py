@@ -87,6 +87,7 @@ def main(argv):
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
     _sweep(cfg, None)
+    shutil.rmtree(cfg["base_dir"], ignore_errors=True)  # also when the scorer died without close()
 
 
 def handle(req, cfg):
