@@ -79,6 +79,7 @@ class AlgorithmConfig:
     overlong: str = "keep"  # truncated responses: "keep" | "mask" (no loss) | "penalty"
     overlong_penalty: float = 0.0  # reward given to truncated responses when overlong == "penalty"
     value_clip: float | None = 0.2
+    value_coef: float = 0.5  # weight of the value loss when the critic shares the policy trunk
 
 
 @dataclass
@@ -94,7 +95,9 @@ class TrainerConfig:
     # Use the engine's sampling log-probs as pi_old instead of recomputing them (saves one forward
     # pass per step; exact for the hf engine, which samples from the policy itself, fp32).
     reuse_sampler_logprobs: bool = False
-    logprob_chunk_size: int = 4096  # tokens per log-softmax chunk (bounds [chunk, V] memory)
+    # log-softmax in chunks of about this many tokens when a micro-batch has more (bounds the
+    # [tokens, V] float32 logits); 0 disables chunking
+    logprob_chunk_size: int = 4096
     lr: float = 1e-6
     critic_lr: float = 1e-5
     lr_schedule: str = "constant"  # "constant" | "linear" | "cosine"

@@ -118,8 +118,11 @@ class Trainer:
                                                   gradient_checkpointing=m.gradient_checkpointing)
         if m.trainable_layers is not None:
             self._freeze_lower_layers(m.trainable_layers)
-        self.critic = build_critic(self.policy).to(self.device) if self.preset.critic else None
-        if self.critic is not None and m.trainable_layers is not None:
+        self.shared_critic = bool(self.preset.critic and m.critic_shared_trunk)
+        self.critic = None
+        if self.preset.critic:
+            self.critic = build_critic(self.policy, shared_trunk=self.shared_critic).to(self.device)
+        if self.critic is not None and m.trainable_layers is not None and not self.shared_critic:
             self._freeze_lower_layers(m.trainable_layers, model=self.critic, keep_prefixes=("value_head", "head"))
         self.reference = None
         if self._needs_reference():
@@ -238,15 +241,27 @@ class Trainer:
         return rewards, correct, info
 
     # ------------------------------------------------------------------ forward passes
-    def _logprobs(self, model, batch: dict, rows: torch.Tensor | slice, *, entropy: bool = False):
+    def _logprobs(self, model, batch: dict, rows: torch.Tensor | slice, *, entropy: bool = False,
+                  hidden: bool = False):
+        """Response log-probs [n, R] (and entropy, hidden states) of ``rows`` under ``model``.
+
+        The log-softmax runs in chunks of about ``trainer.logprob_chunk_size`` tokens (rows x
+        positions) only when the full [n, R, V] float32 logits would exceed that many tokens.
+        """
         from rlvr.models import sequence_logprobs
 
+        ids, attn = batch["input_ids"][rows], batch["attention_mask"][rows]
         R = batch["response_mask"].shape[1]
-        return sequence_logprobs(model, batch["input_ids"][rows], batch["attention_mask"][rows], R,
-                                 temperature=self.cfg.rollout.temperature,
-                                 chunk_size=self.cfg.trainer.logprob_chunk_size, return_entropy=entropy)
+        budget = self.cfg.trainer.logprob_chunk_size
+        chunk = max(1, budget // ids.shape[0]) if budget and ids.shape[0] * R > budget else None
+        return sequence_logprobs(model, ids, attn, R, temperature=self.cfg.rollout.temperature,
+                                 chunk_size=chunk, return_entropy=entropy, return_hidden=hidden)
 
     def _values(self, batch: dict, rows) -> torch.Tensor:
+        """Critic values [n, R]: a separate value model, or a head on the policy's own trunk."""
+        if self.shared_critic:
+            _, hidden = self._logprobs(self.policy, batch, rows, hidden=True)
+            return self.critic(hidden)
         from rlvr.models import sequence_values
 
         R = batch["response_mask"].shape[1]
@@ -398,7 +413,10 @@ class Trainer:
                 for u in range(0, len(mb_rows), t.micro_batch_size):
                     rows = mb_rows[u:u + t.micro_batch_size]
                     mk = mask[rows]
-                    logp, ent = self._logprobs(self.policy, batch, rows, entropy=True)
+                    if self.shared_critic:
+                        logp, ent, hid = self._logprobs(self.policy, batch, rows, entropy=True, hidden=True)
+                    else:
+                        logp, ent = self._logprobs(self.policy, batch, rows, entropy=True)
                     loss, st = A.policy_loss(logp, old_logp[rows], adv[rows], mk, clip_low=p.clip_low,
                                              clip_high=p.clip_high, dual_clip=p.dual_clip, agg=p.loss_agg,
                                              tis_weights=None if tis is None else tis[rows], **totals)
@@ -418,18 +436,23 @@ class Trainer:
                     if not torch.isfinite(loss):
                         finite = False
                         break
-                    loss.backward()
                     if self.critic is not None:
-                        v_new = self._values(batch, rows)
+                        # separate critic: its own graph and optimizer; shared trunk: one backward of
+                        # policy loss + value_coef * value loss through the common trunk
+                        v_new = self.critic(hid) if self.shared_critic else self._values(batch, rows)
                         vloss, vst = A.value_loss(v_new, values[rows], returns[rows], mk,
                                                   clip=self.cfg.algorithm.value_clip, agg="token-mean",
                                                   num_tokens=totals["num_tokens"])
                         if not torch.isfinite(vloss):
                             finite = False
                             break
-                        vloss.backward()
+                        if self.shared_critic:
+                            loss = loss + self.cfg.algorithm.value_coef * vloss
+                        else:
+                            vloss.backward()
                         st["loss/value"] = float(vloss.detach())
                         st.update({k: float(v) for k, v in vst.items()})
+                    loss.backward()
                     for k, v in st.items():
                         mb_stats.setdefault(k, []).append(v)
                 # loss pieces are already scaled by mini-batch totals: sum them; average the rest

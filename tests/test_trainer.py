@@ -170,3 +170,17 @@ def test_cli_train_and_accelerate_two_processes(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[-1]["samples"] == 2 * 2 * 2 * 4  # steps x processes x prompts x n
     assert json.loads((out / "summary.json").read_text())["samples"] == 32
+
+
+def test_ppo_with_a_shared_trunk_critic(tmp_path):
+    from rlvr.models import ValueHead
+
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": "ppo", "model.critic_shared_trunk": True,
+                                "trainer.total_steps": 2})
+    trainer = Trainer(cfg)
+    assert isinstance(trainer.critic, ValueHead)
+    head_before = [p.detach().clone() for p in trainer.critic.parameters()]
+    trainer.train()
+    rows = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")
+    assert all("loss/value" in r and "value/grad_norm" in r for r in rows)
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, trainer.critic.parameters()))
