@@ -54,7 +54,7 @@ class RolloutConfig:
     max_new_tokens: int = 256
     micro_batch_size: int = 64  # sequences per generation forward (hf engine)
     eval_max_new_tokens: int | None = None
-    vllm_kv_cache_memory_bytes: int | None = 1 << 30
+    vllm_kv_cache_memory_bytes: int | None = None  # None: 1 GiB on CPU, else gpu_memory_utilization
     vllm_gpu_memory_utilization: float | None = None
     vllm_enforce_eager: bool = False
     tensor_parallel_size: int = 1

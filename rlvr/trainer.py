@@ -33,6 +33,7 @@ from rlvr.config import Config, save_config
 from rlvr.errors import ConfigError, RlvrError
 from rlvr.metrics import MetricsLogger, PhaseTimer
 from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.consistency import logprob_mismatch
 
 
 class NonFiniteLossError(RlvrError):
@@ -184,15 +185,9 @@ class Trainer:
     def _build_engine(self):
         r = self.cfg.rollout
         if r.engine == "vllm":
-            from rlvr.models import resolve_model_path
             from rlvr.rollout.vllm import VLLMEngine
 
-            engine = VLLMEngine(resolve_model_path(self.cfg.model.name), self.tokenizer,
-                                dtype=self.cfg.model.dtype or "auto",
-                                kv_cache_memory_bytes=r.vllm_kv_cache_memory_bytes,
-                                gpu_memory_utilization=r.vllm_gpu_memory_utilization,
-                                tensor_parallel_size=r.tensor_parallel_size,
-                                enforce_eager=r.vllm_enforce_eager, seed=self.cfg.trainer.seed)
+            engine = VLLMEngine.from_config(self.cfg, tokenizer=self.tokenizer)
             engine.sync_weights(self.policy)  # resumed or LoRA-wrapped weights differ from the path
             return engine
         from rlvr.rollout.hf import HFEngine
@@ -322,6 +317,8 @@ class Trainer:
             batch = {k: v[rows] for k, v in batch.items()}
             scores, loss_mask = scores[keep], loss_mask[rows]
             m.update(self._learn(batch, scores, loss_mask, timer))
+            with timer("sync"):  # the engine samples the next batch from the updated weights
+                self.engine.sync_weights(self.policy)
         else:
             m["skipped_update"] = 1.0
         if t.gradvar_every and self.step % t.gradvar_every == 0:
@@ -345,7 +342,7 @@ class Trainer:
                 old_logp = batch["sampler_logprobs"] * mask
             else:
                 old_logp = self._no_grad_pass(lambda s: self._logprobs(self.policy, batch, s), N)
-                m.update(self._rollout_mismatch(batch["sampler_logprobs"], old_logp, mask))
+                m.update(logprob_mismatch(batch["sampler_logprobs"], old_logp, mask))
             ref_logp = None
             if self.reference is not None:
                 ref_logp = self._no_grad_pass(lambda s: self._logprobs(self.reference, batch, s), N)
@@ -380,13 +377,6 @@ class Trainer:
         if p.kl_old_coef:
             m["kl/old_coef"] = self.kl_old_ctl.value
         return m
-
-    def _rollout_mismatch(self, sampler: torch.Tensor, trainer: torch.Tensor, mask: torch.Tensor) -> dict:
-        """Engine vs trainer log-probs of the same sampled tokens: |delta| mean/max and KL (k3)."""
-        d = (trainer - sampler).abs() * mask
-        return {"rollout/logprob_diff_mean": _masked_mean(d, mask),
-                "rollout/logprob_diff_max": float(d.max()),
-                "rollout/kl": _masked_mean(A.kl_estimate(sampler, trainer, "k3") * mask, mask)}
 
     def _update(self, batch, mask, old_logp, ref_logp, adv, values, returns, tis) -> dict[str, Any]:
         """K epochs x mini-batches x micro-batches of the preset's losses.
