@@ -8,7 +8,10 @@ tokens) and the median run gives:
     tokens_per_s = generated tokens / wall seconds,   ms_per_token = 1000 * wall / generated tokens
     ms_per_step  = 1000 * wall / longest response     (one decode step for the whole batch)
 
-plus every repeat's tokens/s, engine start-up time, peak resident memory of the process
+plus every repeat's tokens/s, engine start-up time, for vllm the time of a weight sync from a
+transformers copy of the model (export, push, prefix-cache reset, fingerprint check), the
+engine-vs-trainer log-prob gap on the generated tokens (``rollout/logprob_diff_mean|max``,
+``rollout/kl`` against a ``--trainer-dtype`` recompute), peak resident memory of the process
 (``ru_maxrss``), the device and the 1-minute load average before and after (a shared CPU makes
 single runs noisy). Writes
 ``benchmarks/results/rollout_<engine>_<device>.json`` unless ``--out`` says otherwise.
@@ -44,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 (same for both engines)")
+    p.add_argument("--trainer-dtype", default="float32",
+                   help="dtype of the transformers recompute of the sampled tokens' log-probs (none: skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--micro-batch-size", type=int, default=64, help="hf engine: sequences per forward")
     p.add_argument("--enforce-eager", action="store_true", help="vllm: no torch.compile / CUDA graphs")
@@ -86,6 +91,43 @@ def build_engine(args: argparse.Namespace, model_path: str, tokenizer):
     return HFEngine(model, tokenizer, micro_batch_size=args.micro_batch_size)
 
 
+def _time_sync(engine, model_path: str, args: argparse.Namespace) -> dict:
+    """Time ``sync_weights`` from a transformers copy of the model (export + push + verify), twice."""
+    from rlvr.models import load_policy
+
+    model, _ = load_policy(model_path, dtype=args.dtype, device=_device())
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        engine.sync_weights(model)
+        times.append(round(time.perf_counter() - t0, 3))
+    info = engine.last_sync
+    return {"sync_path": info["path"], "sync_s_each": times, "sync_push_s": round(info["time_s"], 3),
+            "sync_probe_diff_mean": info["probe_diff_mean"], "sync_probe_diff_max": info["probe_diff_max"]}
+
+
+@torch.no_grad()
+def _logprob_consistency(rollout, model_path: str, tokenizer, args: argparse.Namespace) -> dict:
+    """Engine log-probs of the sampled tokens vs a transformers recompute (``--trainer-dtype``),
+    as the trainer sees them: :func:`rlvr.rollout.consistency.logprob_mismatch`."""
+    from rlvr.models import load_policy, sequence_logprobs
+    from rlvr.rollout.consistency import logprob_mismatch
+
+    if args.trainer_dtype == "none":
+        return {}
+    model, _ = load_policy(model_path, dtype=args.trainer_dtype, device=_device())
+    model.eval()
+    batch = rollout.to_tensors(tokenizer.pad_token_id, _device())
+    mask = batch["response_mask"]
+    trainer = torch.cat([
+        sequence_logprobs(model, batch["input_ids"][i : i + 8], batch["attention_mask"][i : i + 8], mask.shape[1],
+                          temperature=args.temperature, chunk_size=32)
+        for i in range(0, len(rollout), 8)
+    ])
+    stats = logprob_mismatch(batch["sampler_logprobs"], trainer, mask)
+    return {"trainer_dtype": args.trainer_dtype, **{k: round(v, 6) for k, v in stats.items()}}
+
+
 def run(args: argparse.Namespace) -> int:
     from rlvr.data import encode_prompt, load_prompts
     from rlvr.models import load_tokenizer, resolve_model_path
@@ -114,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         rollout = engine.generate(prompts, params)
         runs.append((time.perf_counter() - t0, rollout))
+    sync = _time_sync(engine, model_path, args) if args.engine == "vllm" else {}
+    consistency = _logprob_consistency(rollout, model_path, tokenizer, args)
     walls = [w for w, _ in runs]
     wall = statistics.median(walls)
     tokens = rollout.num_tokens
@@ -129,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
         "repeats": len(walls), "wall_s_each": [round(w, 3) for w in walls],
         "tokens_per_s_each": [round(r.num_tokens / w, 1) for w, r in runs],
         "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 1),
+        "tokens_per_s_best": round(max(r.num_tokens / w for w, r in runs), 1),
         "ms_per_token": round(1000 * wall / max(tokens, 1), 3), "ms_per_step": round(1000 * wall / max(longest, 1), 2),
-        "startup_s": round(startup_s, 2), "warmup_s": round(warmup_s, 2),
+        "startup_s": round(startup_s, 2), "warmup_s": round(warmup_s, 2), **sync, **consistency,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "enforce_eager": bool(args.enforce_eager) if args.engine == "vllm" else None,
         "serving_threads": getattr(engine, "serving_threads", None),
