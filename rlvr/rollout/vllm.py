@@ -286,7 +286,9 @@ class VLLMEngine:
 
         r = cfg.rollout
         kwargs: dict[str, Any] = dict(
-            dtype=cfg.model.dtype or "auto", kv_cache_memory_bytes=r.vllm_kv_cache_memory_bytes,
+            # the trainer's own default (bf16 on CUDA, fp32 on CPU): same dtype keeps sampling on-policy
+            dtype=cfg.model.dtype or ("bfloat16" if torch.cuda.is_available() else "float32"),
+            kv_cache_memory_bytes=r.vllm_kv_cache_memory_bytes,
             gpu_memory_utilization=r.vllm_gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,
             enforce_eager=r.vllm_enforce_eager, seed=cfg.trainer.seed,
         )
