@@ -513,12 +513,9 @@ class Trainer:
         baselines = {"none": s[:, None] * mask,
                      "group": A.compute_group_advantages(s, gid, "dr_grpo")[:, None] * mask}
         if self.critic is not None:
-            with torch.no_grad():
-                values = self._no_grad_pass(lambda r: self._values(batch, r), N) * mask
-            last = (batch["response_mask"].sum(1).long() - 1).clamp(min=0)
-            tr = torch.zeros_like(mask)
-            tr[torch.arange(N, device=mask.device), last] = s
-            baselines["critic"] = A.compute_gae(tr * mask, values, mask, self.preset.gamma, self.preset.lam)[0]
+            values = self._no_grad_pass(lambda r: self._values(batch, r), N) * mask
+            rewards = A.outcome_rewards(s, batch["response_mask"]) * mask
+            baselines["critic"] = A.compute_gae(rewards, values, mask, self.preset.gamma, self.preset.lam)[0]
         params = [q for q in self.policy.parameters() if q.requires_grad]
         parts = torch.chunk(uniq, K)
         out = {}
