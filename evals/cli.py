@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
     p.add_argument("--system-prompt", default=None)
-    p.add_argument("--verifier", default=None, help="override the task's verifier (math, code, format...)")
+    p.add_argument("--verifier", default=None,
+                   help="override the task's verifier: math, code, format..., path/to/file.py:function "
+                        "or package.module:function")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="verifier worker processes (default: CPUs, max 8)")
     p.add_argument("--timeout", type=float, default=None, help="verifier timeout per completion in seconds")

@@ -100,19 +100,13 @@ def _answer_key(extracted: Any) -> str | None:
 
 def _score(examples: list, texts: list[str], n: int, verifier: str | None, workers: int | None,
            timeout: float | None):
-    """Rewards [N] and vote keys [N] of ``texts`` (sample i belongs to ``examples[i // n]``)."""
-    from verifiers import score_batch
+    """Rewards [N] and vote keys [N] of ``texts`` (sample i belongs to ``examples[i // n]``), scored
+    like training (:func:`rlvr.scoring.score_examples`: worker processes, hard timeout)."""
+    from rlvr.scoring import score_examples
 
-    by_name: dict[str, list[int]] = {}
-    for i in range(len(texts)):
-        by_name.setdefault(verifier or examples[i // n].verifier, []).append(i)
-    rewards, keys = [0.0] * len(texts), [None] * len(texts)
-    for name, idx in by_name.items():
-        results = score_batch(name, [texts[i] for i in idx], [examples[i // n].reference for i in idx],
-                              workers=workers, timeout=timeout)
-        for i, r in zip(idx, results):
-            rewards[i], keys[i] = float(r.reward), _answer_key((r.info or {}).get("extracted"))
-    return rewards, keys
+    res = score_examples(examples, texts, n, [(verifier, 1.0)], workers=workers, timeout=timeout)
+    return ([float(r.reward) for r in res.primary],
+            [_answer_key((r.info or {}).get("extracted")) for r in res.primary])
 
 
 def run_pass(engine: RolloutEngine, tokenizer, examples: list, prompts: list[list[int]], params: SamplingParams,
@@ -219,13 +213,19 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
     (``gsm8k``, ``math500``, ``arithmetic:add2``, ``file.jsonl``...; named sets default to their
     ``test`` split) or a list of ``Example``.
     ``temperature`` defaults to 0 (greedy only) when ``samples == 1``, else 1.0. ``engine`` defaults
-    to an :class:`rlvr.rollout.hf.HFEngine` over the model. ``verifier`` overrides each example's;
+    to an :class:`rlvr.rollout.hf.HFEngine` over the model. ``verifier`` (a name,
+    ``path/to/file.py:function`` or ``package.module:function``) overrides each example's;
     ``workers``/``timeout`` go to :func:`verifiers.score_batch` (None: its defaults).
     """
     temperature = (0.0 if samples == 1 else 1.0) if temperature is None else float(temperature)
     ks = check_settings(samples, temperature, k_values, greedy)
     t0 = time.perf_counter()
     examples, task = _examples(task_source, split=split, limit=limit, system_prompt=system_prompt, seed=seed)
+    from rlvr.scoring import check_terms
+
+    # a verifier that does not import, has the wrong signature or returns a non-number: one line,
+    # before the model loads
+    check_terms([(verifier, 1.0)], examples, workers=workers, timeout=timeout, field="verifier")
     model, tok, label = _model_and_tokenizer(model_or_path, engine, device, dtype)
     from rlvr.data import encode_prompt
 

@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from rlvr.errors import RlvrError
+    from verifiers.errors import VerifierError
 
     try:
         rc = importlib.import_module(COMMANDS[command][0]).run(args)
-    except RlvrError as e:  # user-facing errors: one line, no traceback
+    except (RlvrError, VerifierError) as e:  # user-facing errors: one line, no traceback
         print(f"rlvr {command}: error: {e}", file=sys.stderr)
         return 2
     return int(rc or 0)

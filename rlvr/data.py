@@ -286,25 +286,19 @@ def _hf_rows(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
 
 def _reasoning_gym_examples(task: str, split: str | None, limit: int | None, seed: int,
                             system_prompt: str | None) -> list[Example]:
-    """Procedurally generated reasoning-gym problems; the entry is the reference and the task's own
-    ``score_answer`` is registered as verifier ``reasoning_gym:<task>``."""
+    """Procedurally generated reasoning-gym problems; the entry is the reference, scored by the
+    verifier ``reasoning_gym:<task>`` (the task's own ``score_answer``, in the scoring workers)."""
     try:
         import reasoning_gym
     except ImportError:
         raise DataError(f"reasoning_gym:{task} needs the reasoning-gym package: pip install reasoning-gym") from None
-    import verifiers
 
     name = f"reasoning_gym:{task}"
     seed = seed + (10**6 if split == "test" else 0)  # different generator stream for the test split
-    ds = reasoning_gym.create_dataset(task, size=limit or 1000, seed=seed)
     try:
-        verifiers.get(name)
-    except Exception:  # noqa: BLE001 - not registered yet
-
-        @verifiers.register(name)
-        def _score(completion: str, reference: dict) -> float:
-            return float(ds.score_answer(answer=completion, entry=reference))
-
+        ds = reasoning_gym.create_dataset(task, size=limit or 1000, seed=seed)
+    except (KeyError, ValueError) as e:
+        raise DataError(f"reasoning_gym:{task}: {e}") from None
     return [Example(f"{name}/{seed}/{i}", _messages(system_prompt, e["question"]), e, name, name)
             for i, e in enumerate(ds)]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import verifiers
-from rlvr.errors import ConfigError
+from verifiers import VerifierError
 from verifiers.base import Verifier, safe_score
 from verifiers.math import (MathVerifier, answers_match, extract_answer, extract_boxed, extract_gsm8k,
                             extract_last_number, gsm8k_reference, math_reference, normalize_reference)
@@ -59,7 +59,7 @@ def test_builtin_names_resolve_to_verifiers():
 
 
 def test_unknown_name_is_a_one_line_config_error():
-    with pytest.raises(ConfigError, match="unknown verifier 'nope'.*math"):
+    with pytest.raises(VerifierError, match="unknown verifier 'nope'.*math"):
         verifiers.get("nope")
 
 
@@ -74,7 +74,7 @@ def test_register_decorator_plain_callable_and_duplicates():
         assert v("4", 4) == 1.0 and v("5", 4) == 0.0
         assert [r.reward for r in verifiers.score_batch("test_exact", ["4", "5"], [4, 4], workers=0)] == [1.0, 0.0]
         verifiers.register("test_exact", exact)  # the same function again (module re-import): fine
-        with pytest.raises(ConfigError, match="already registered"):
+        with pytest.raises(VerifierError, match="already registered"):
             verifiers.register("test_exact", lambda c, r: 0.0)
         verifiers.register("test_exact", lambda c, r: 0.5, overwrite=True)
         assert verifiers.get("test_exact")("x", 1) == 0.5
@@ -351,7 +351,7 @@ def test_combine_weights_normalised_and_registrable():
         verifiers.unregister("test_math_fmt")
     with pytest.raises(ValueError):
         verifiers.combine({"math": -1.0})
-    with pytest.raises(ConfigError):
+    with pytest.raises(VerifierError):
         verifiers.combine({"nope": 1.0})
 
 

@@ -3,18 +3,27 @@
 Public API::
 
     verifiers.get(name) -> Verifier               # "math", "math_strict", "arithmetic", "code",
-                                                  # "code_partial", "format", registered, plugins
+                                                  # "code_partial", "format", "reasoning_gym:<task>",
+                                                  # registered, plugins, "path/file.py:function",
+                                                  # "package.module:function"
+    verifiers.check(name, reference)              # get + a probe through the workers: VerifierError
+                                                  # (one line) for an unusable verifier
     @verifiers.register(name)                     # a callable (completion, reference) -> float,
                                                   # a Verifier subclass/instance, or obj.score()
     verifiers.score_batch(name_or_verifier, completions, references, workers=N, timeout=s)
         -> list[ScoreResult]                      # .reward, .info {extracted, reason, time_s, ...}
+    verifiers.score_weighted(completions, references, [("math", 1.0), ("format", 0.1)], ...)
+        -> WeightedScores                         # totals, per-verifier rewards, outcome rates
+    verifiers.outcome(result) / outcome_rates(results)  # ok | timeout | crash | violation
     verifiers.combine({"math": 1.0, "format": 0.1}) -> Verifier
     verifiers.close()                             # stop the shared worker pools (also atexit)
 
 ``score_batch`` never raises for a bad completion: a crash or timeout is reward 0 with a reason.
 With ``workers >= 1`` items are scored in persistent worker processes with a hard per-item
 timeout (the worker is killed and replaced); ``workers=0`` scores in this process (for
-debugging: exception-safe, but no timeout can interrupt a runaway item).
+debugging: exception-safe, but no timeout can interrupt a runaway item). Built-ins, specs,
+``reasoning_gym:<task>`` and entry points are rebuilt by name in the workers; a verifier registered
+in this process is pickled to them.
 """
 from __future__ import annotations
 
@@ -24,11 +33,16 @@ import os
 import pickle
 from typing import Any, Sequence
 
-from verifiers.base import FunctionVerifier, ScoreResult, Verifier, as_verifier, safe_score
-from verifiers.registry import ENTRY_POINT_GROUP, get, is_builtin, names, register, unregister
+from verifiers.base import (FunctionVerifier, ScoreResult, Verifier, as_verifier, outcome, outcome_rates,
+                            safe_score)
+from verifiers.errors import VerifierError
+from verifiers.registry import (ENTRY_POINT_GROUP, RGYM_PREFIX, get, is_builtin, label, names, parse_spec,
+                                register, unregister, worker_name)
+from verifiers.weighted import WeightedScores, score_weighted
 
-__all__ = ["ScoreResult", "Verifier", "FunctionVerifier", "get", "register", "unregister", "names",
-           "score_batch", "combine", "close", "default_workers", "ENTRY_POINT_GROUP"]
+__all__ = ["ScoreResult", "Verifier", "FunctionVerifier", "VerifierError", "get", "check", "register",
+           "unregister", "names", "label", "parse_spec", "score_batch", "score_weighted", "WeightedScores",
+           "outcome", "outcome_rates", "combine", "close", "default_workers", "ENTRY_POINT_GROUP"]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +115,11 @@ class _Fixed(Verifier):
 
 
 def _spec(name_or_obj: Any, v: Verifier) -> tuple[str, Any]:
-    """How a worker rebuilds ``v``: ("name", n) for built-ins, else a pickle; (key, None) if neither."""
-    if isinstance(name_or_obj, str) and is_builtin(name_or_obj):
-        return f"name:{name_or_obj}", ("name", name_or_obj)
+    """How a worker rebuilds ``v``: ("name", n) when a name or spec says (see
+    :func:`verifiers.registry.worker_name`), else a pickle; (key, None) if neither."""
+    wname = worker_name(name_or_obj) if isinstance(name_or_obj, str) else None
+    if wname is not None:
+        return f"name:{wname}", ("name", wname)
     try:
         blob = pickle.dumps(v)
     except Exception:  # noqa: BLE001 - closures, lambdas, live handles
@@ -111,6 +127,29 @@ def _spec(name_or_obj: Any, v: Verifier) -> tuple[str, Any]:
     if b"__main__" in blob:  # a worker cannot import the parent's __main__
         return "", None
     return "pickle:" + hashlib.sha1(blob).hexdigest(), ("pickle", blob)
+
+
+PROBES = ("", "The answer is \\boxed{42}.")  # completions a verifier is tried on before use
+
+
+def check(name: str, reference: Any = None, *, workers: int | None = None, timeout: float | None = None) -> Verifier:
+    """The verifier ``name`` resolves to, checked for use: VerifierError (one line, naming it)
+    when it is unknown, fails to import, has the wrong signature, cannot be built in a scoring
+    worker, or returns a non-number for a probe completion scored against ``reference`` (through
+    the same workers as real scoring, so a verifier that hangs on the probe is cut off at the
+    timeout). Built-in verifiers are trusted and not probed. A probe that raises or times out is
+    not an error: such items score 0 with their reason at training time too.
+    """
+    v = get(name)
+    if is_builtin(name) or name.startswith(RGYM_PREFIX):
+        return v
+    for r in score_batch(name, list(PROBES), [reference] * len(PROBES), workers=workers, timeout=timeout):
+        if r.info.get("build_error"):
+            raise VerifierError(f"verifier {name!r}: {r.info.get('reason')}")
+        if r.info.get("non_number"):
+            raise VerifierError(f"verifier {name!r} returned a {r.info['non_number']}, not a number "
+                                "(a verifier returns a reward in [0, 1])")
+    return v
 
 
 def combine(weights: dict[str, float], name: str | None = None) -> Verifier:

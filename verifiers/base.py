@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 
 @dataclass
@@ -105,9 +105,12 @@ def clean(result: ScoreResult) -> ScoreResult:
     """Clamp the reward to [0, 1]; a non-number or NaN becomes 0 with a reason."""
     info = dict(result.info or {})
     try:
+        if isinstance(result.reward, (str, bytes)):
+            raise TypeError("a string is not a reward")
         r = float(result.reward)
     except (TypeError, ValueError):
-        info.setdefault("reason", f"verifier returned a non-number: {type(result.reward).__name__}")
+        info["reason"] = f"error: verifier returned a non-number: {type(result.reward).__name__}"
+        info["error"], info["non_number"] = True, type(result.reward).__name__
         return ScoreResult(0.0, info)
     if math.isnan(r):
         info["reason"] = "verifier returned NaN"
@@ -127,3 +130,35 @@ def safe_score(verifier: Verifier, completion: Any, reference: Any) -> ScoreResu
     result.info.setdefault("time_s", round(time.perf_counter() - t0, 6))
     result.info.setdefault("reason", "correct" if result.reward >= 1.0 else "")
     return result
+
+
+# ------------------------------------------------------------------------------ what happened
+OUTCOMES = ("timeout", "crash", "violation")
+
+
+def outcome(result: ScoreResult) -> str:
+    """How scoring went for one item: ``ok``, ``timeout``, ``crash`` or ``violation``.
+
+    ``violation``: the code sandbox caught the program doing something forbidden (``status``
+    violation). ``timeout``: the hard per-item limit killed the worker, or the sandboxed program
+    ran out of time (``info["timeout"]``). ``crash``: the verifier raised or returned a
+    non-number, its worker process died, or a sandboxed program died without a verdict
+    (``info["error"]``, a reason starting with ``error``, ``status`` crashed/error).
+    """
+    info = result.info or {}
+    status = info.get("status")
+    if status == "violation" or info.get("violation"):
+        return "violation"
+    if info.get("timeout") or status == "timeout":
+        return "timeout"
+    if info.get("error") or status in ("crashed", "error") or str(info.get("reason", "")).startswith("error"):
+        return "crash"
+    return "ok"
+
+
+def outcome_rates(outcomes: Iterable[str] | Iterable[ScoreResult]) -> dict[str, float]:
+    """``{"verifier/timeout_rate", "verifier/crash_rate", "verifier/violation_rate"}`` over items
+    (each an outcome string or a ScoreResult); all 0 for no items."""
+    seen = [o if isinstance(o, str) else outcome(o) for o in outcomes]
+    n = max(1, len(seen))
+    return {f"verifier/{k}_rate": sum(o == k for o in seen) / n for k in OUTCOMES}

@@ -130,7 +130,7 @@ def machine_info() -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlvr.errors import DataError
+    from verifiers.errors import VerifierError as DataError
     from verifiers.sandbox import isolation_prefix
 
     root = data_dir()

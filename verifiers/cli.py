@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlvr.errors import DataError
+from verifiers.errors import VerifierError as DataError  # bad input files: one line, exit code 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", "-v", default="math",
-                   help="verifier name: math, math_strict, arithmetic, code, code_partial, format, or a plugin")
+                   help="math, math_strict, arithmetic, code, code_partial, format, reasoning_gym:<task>, "
+                        "a plugin name, path/to/file.py:function or package.module:function")
     p.add_argument("--completions", "-c", required=True, type=Path, help="JSONL of completions")
     p.add_argument("--references", "-r", required=True, type=Path, help="JSONL of references (same order)")
     p.add_argument("--out", "-o", type=Path, help="write per-item results here (JSONL)")
@@ -62,12 +63,13 @@ def load_references(path: Path) -> list[Any]:
 
 
 def summarize(results: list, seconds: float) -> dict:
+    from verifiers.base import outcome
+
     n = len(results)
+    seen = [outcome(r) for r in results]
     return {"count": n, "mean_reward": sum(r.reward for r in results) / n if n else 0.0,
             "correct": sum(r.reward >= 1.0 for r in results),
-            "timeouts": sum(bool(r.info.get("timeout")) for r in results),
-            "errors": sum(str(r.info.get("reason", "")).startswith("error") or bool(r.info.get("error"))
-                          for r in results),
+            "timeouts": seen.count("timeout"), "errors": seen.count("crash"), "violations": seen.count("violation"),
             "seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1) if seconds > 0 else None}
 
 
@@ -79,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if len(completions) != len(references):
         raise DataError(f"{args.completions} has {len(completions)} completions but {args.references} "
                         f"has {len(references)} references")
-    verifiers.get(args.verifier)  # unknown name -> one-line ConfigError
+    # unknown name, failed import, wrong signature, non-number reward: one line, before scoring
+    verifiers.check(args.verifier, references[0] if references else None, workers=args.workers,
+                    timeout=args.timeout)
     t0 = time.perf_counter()
     results = verifiers.score_batch(args.verifier, completions, references, workers=args.workers,
                                     timeout=args.timeout)
@@ -91,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 f.write(json.dumps({"index": i, "reward": r.reward, **r.info}, default=str) + "\n")
     print(f"verifier={args.verifier} count={summary['count']} mean_reward={summary['mean_reward']:.4f} "
           f"correct={summary['correct']} timeouts={summary['timeouts']} errors={summary['errors']} "
+          f"violations={summary['violations']} "
           f"time={summary['seconds']:.2f}s throughput={summary['items_per_s']}/s"
           + (f" -> {args.out}" if args.out else ""))
     sys.stdout.flush()

@@ -242,12 +242,16 @@ def worker_main() -> None:
             if isinstance(verifier, Verifier):
                 res = safe_score(verifier, completion, reference)
             else:
-                res = ScoreResult(0.0, {"reason": verifier, "error": True, "extracted": None})
+                res = ScoreResult(0.0, {"reason": verifier, "error": True, "build_error": True, "extracted": None})
             send_conn.send(("item", index, res.reward, _picklable(res.info)))
 
 
 def _build(spec: Any) -> Verifier | str:
-    """A verifier from ``("name", name)`` or ``("pickle", bytes)``; a reason string on failure."""
+    """A verifier from ``("name", name)`` or ``("pickle", bytes)``; a reason string on failure.
+
+    A name is anything ``verifiers.get`` resolves without this process's registrations: a
+    built-in, ``reasoning_gym:<task>``, an entry point, ``/abs/path/file.py:function`` or
+    ``package.module:function`` (the parent's current directory is on this process's path)."""
     try:
         if spec[0] == "name":
             from verifiers.registry import get
@@ -256,6 +260,9 @@ def _build(spec: Any) -> Verifier | str:
         else:
             verifier = pickle.loads(spec[1])
         verifier.warm()
+        from verifiers.math import cap_worker_memory
+
+        cap_worker_memory(verifier)  # a math verifier's address-space cap (MathVerifier.memory_mb)
         return verifier
     except Exception as e:  # noqa: BLE001 - reported per item, never fatal
         return f"error: verifier could not be built in a worker: {type(e).__name__}: {e}"[:400]

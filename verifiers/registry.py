@@ -1,18 +1,36 @@
-"""Name -> verifier registry: built-ins (imported on first use), ``register``, entry points.
+"""Name -> verifier registry: built-ins (imported on first use), ``register``, entry points, specs.
 
-Lookup order in :func:`get`: names registered in this process, then the built-ins, then the
-``rlvr.verifiers`` entry-point group of installed packages (loaded lazily, once). A third-party
-package declares e.g. ``[project.entry-points."rlvr.verifiers"] mytask = "mypkg.rewards:score"``;
-the object may be a callable, a Verifier subclass or instance, or any object with ``score``.
+Lookup order in :func:`get`: names registered in this process, the built-ins, the
+``reasoning_gym:<task>`` family, the ``rlvr.verifiers`` entry-point group of installed packages
+(loaded lazily, once), then a *spec*:
+
+* ``path/to/file.py:function`` -- the file is imported as a module (relative paths from the
+  current directory), ``function`` taken from it;
+* ``package.module:function`` -- ``importlib.import_module`` (the current directory is on the
+  search path, as it is in the scoring workers).
+
+A third-party package declares e.g. ``[project.entry-points."rlvr.verifiers"] mytask =
+"mypkg.rewards:score"``. Whatever a spec or entry point names may be a function
+``(completion, reference) -> float``, a Verifier subclass (built without arguments) or instance,
+or any object (or class) with ``score(completion, reference)``; it is checked on load (it must
+accept two positional arguments). Every name that :func:`worker_name` can spell is rebuilt by
+that name inside the scoring workers, so it gets their hard timeout and crash isolation.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
-from rlvr.errors import ConfigError
-from verifiers.base import Verifier, as_verifier
+from verifiers.base import FunctionVerifier, Verifier, _Duck, as_verifier
+from verifiers.errors import VerifierError
 
 ENTRY_POINT_GROUP = "rlvr.verifiers"
 
@@ -40,7 +58,7 @@ def register(name: str, verifier: Any = None, *, overwrite: bool = False):
     """
     def add(obj):
         if not overwrite and name in _registered and not _same(_sources[name], obj):
-            raise ConfigError(f"verifier {name!r} is already registered (pass overwrite=True)")
+            raise VerifierError(f"verifier {name!r} is already registered (pass overwrite=True)")
         _registered[name], _sources[name] = as_verifier(obj, name), obj
         return obj
 
@@ -59,7 +77,9 @@ def unregister(name: str) -> None:
 
 
 def get(name: str) -> Verifier:
-    """The verifier registered as ``name`` (ConfigError listing the known names otherwise)."""
+    """The verifier for a name or spec (module docstring); VerifierError, one line, otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise VerifierError(f"a verifier name must be a non-empty string, got {name!r}")
     if name in _registered:
         return _registered[name]
     if name in BUILTINS:
@@ -69,15 +89,173 @@ def get(name: str) -> Verifier:
             v.name = name
             _builtin_cache[name] = v
         return _builtin_cache[name]
+    if name.startswith(RGYM_PREFIX):
+        if name not in _builtin_cache:
+            from verifiers.rgym import ReasoningGymVerifier
+
+            _builtin_cache[name] = ReasoningGymVerifier(name[len(RGYM_PREFIX):])
+        return _builtin_cache[name]
+    parsed = parse_spec(name)
+    if parsed is not None and (worker_name(name) or name) in _spec_cache:
+        return _spec_cache[worker_name(name) or name]
     v = _from_entry_points(name)
-    if v is None:
-        raise ConfigError(f"unknown verifier {name!r}; known: {', '.join(names())}")
-    return v
+    if v is not None:
+        return v
+    if parsed is None:
+        raise VerifierError(f"unknown verifier {name!r}; known: {', '.join(names())}; or give "
+                            "path/to/file.py:function or package.module:function")
+    return _from_spec(name, *parsed)
 
 
 def is_builtin(name: str) -> bool:
     """True when ``name`` resolves to an unmodified built-in (workers can rebuild it by name)."""
     return name in BUILTINS and name not in _registered
+
+
+RGYM_PREFIX = "reasoning_gym:"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOTTED = re.compile(rf"{_IDENT}(\.{_IDENT})*")
+_spec_cache: dict[str, Verifier] = {}
+
+
+def parse_spec(name: str) -> tuple[str, str, str] | None:
+    """``("file", path, attr)`` for ``path.py:attr``, ``("module", module, attr)`` for
+    ``package.module:attr``, None when ``name`` is no spec."""
+    left, sep, attr = name.rpartition(":")
+    if not sep or not _DOTTED.fullmatch(attr):
+        return None
+    if left.endswith(".py"):
+        return "file", left, attr
+    if _DOTTED.fullmatch(left):
+        return "module", left, attr
+    return None
+
+
+def worker_name(name: str) -> str | None:
+    """The name a scoring worker rebuilds the same verifier from (file specs made absolute), or
+    None when only this process knows it (registered here: it has to be pickled)."""
+    if name in _registered:
+        return None
+    if name in BUILTINS or name.startswith(RGYM_PREFIX):
+        return name
+    parsed = parse_spec(name)
+    if parsed is not None and parsed[0] == "file":
+        return f"{Path(parsed[1]).expanduser().resolve()}:{parsed[2]}"
+    return name  # an entry point or a module spec: importable by name in any process
+
+
+def label(name: str) -> str:
+    """Short name for metrics: ``file.py:function`` for a file spec (no folders), else ``name``."""
+    parsed = parse_spec(name)
+    if parsed is not None and parsed[0] == "file":
+        return f"{Path(parsed[1]).name}:{parsed[2]}"
+    return name
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _from_spec(name: str, kind: str, where: str, attr: str) -> Verifier:
+    key = worker_name(name) or name
+    if key in _spec_cache:
+        return _spec_cache[key]
+    if kind == "file":
+        module = _import_file(name, Path(where).expanduser())
+        origin = Path(where).name
+    else:
+        module = _import_module(name, where)
+        origin = f"module {where}"
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            funcs = sorted(k for k, v in vars(module).items()
+                           if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+            hint = f" (it defines: {', '.join(funcs[:8])})" if funcs else ""
+            raise VerifierError(f"verifier {name!r}: {origin} has no {attr!r}{hint}")
+        obj = getattr(obj, part)
+    v = load_object(obj, name)
+    _spec_cache[key] = v
+    return v
+
+
+def _import_file(name: str, path: Path):
+    if not path.is_file():
+        raise VerifierError(f"verifier {name!r}: file {path} not found (relative to {os.getcwd()})")
+    path = path.resolve()
+    modname = f"_rlvr_verifier_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise VerifierError(f"verifier {name!r}: {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module  # classes and dataclasses defined there need their module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as e:  # noqa: BLE001 - SystemExit in a user file is an import failure too
+        sys.modules.pop(modname, None)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise VerifierError(f"verifier {name!r}: importing {path.name} failed: {_one_line(f'{type(e).__name__}: {e}')}") from None
+    return module
+
+
+def _import_module(name: str, module: str):
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:  # scoring workers have the current directory on their path; be consistent here
+        sys.path.append(cwd)
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            raise VerifierError(f"verifier {name!r}: no module named {e.name!r}") from None
+        raise VerifierError(f"verifier {name!r}: importing {module} failed: {_one_line(f'{type(e).__name__}: {e}')}") from None
+    except BaseException as e:  # noqa: BLE001
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise VerifierError(f"verifier {name!r}: importing {module} failed: {_one_line(f'{type(e).__name__}: {e}')}") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def load_object(obj: Any, name: str) -> Verifier:
+    """A checked :class:`Verifier` from what a spec or entry point names (VerifierError if unusable)."""
+    if isinstance(obj, type) and not issubclass(obj, Verifier) and callable(getattr(obj, "score", None)):
+        try:
+            obj = obj()  # a class with score(): an instance of it
+        except Exception as e:  # noqa: BLE001
+            raise VerifierError(f"verifier {name!r}: {obj.__name__}() failed: {_one_line(f'{type(e).__name__}: {e}')}") from None
+    try:
+        v = as_verifier(obj, name)
+    except TypeError:
+        raise VerifierError(f"verifier {name!r} is a {type(obj).__name__}, not a verifier: need a function "
+                            "(completion, reference) -> float, a Verifier, or an object with score()") from None
+    except Exception as e:  # noqa: BLE001 - a Verifier subclass whose __init__ needs arguments
+        raise VerifierError(f"verifier {name!r} could not be built: {_one_line(f'{type(e).__name__}: {e}')}") from None
+    check_signature(v, name)
+    return v
+
+
+def check_signature(v: Verifier, name: str) -> None:
+    """VerifierError unless ``v`` can be called as ``(completion, reference)``."""
+    if isinstance(v, FunctionVerifier):
+        fn, what = v.fn, getattr(v.fn, "__name__", "function")
+    elif isinstance(v, _Duck):
+        fn, what = v.obj.score, f"{type(v.obj).__name__}.score"
+    else:
+        fn, what = v.score, f"{type(v).__name__}.score"
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: find out when it is called
+    try:
+        sig.bind("", None)
+    except TypeError:
+        raise VerifierError(f"verifier {name!r}: {what}{sig} cannot be called as (completion, reference)") from None
 
 
 def names() -> list[str]:
@@ -92,9 +270,11 @@ def _from_entry_points(name: str) -> Verifier | None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             try:
-                v = as_verifier(ep.load(), name)
+                obj = ep.load()
             except Exception as e:  # noqa: BLE001 - a broken plugin is a config problem
-                raise ConfigError(f"verifier {name!r} from entry point {ep.value!r} failed to load: {e}") from e
+                raise VerifierError(f"verifier {name!r} from entry point {ep.value!r} failed to load: "
+                                    f"{_one_line(f'{type(e).__name__}: {e}')}") from None
+            v = load_object(obj, name)
             v.name = name
             _entry_point_cache[name] = v
             return v

@@ -1,9 +1,102 @@
-"""Weighted combinations of verifiers: ``reward = sum_i w_i r_i / sum_i w_i`` (stays in [0, 1])."""
+"""Weighted combinations of verifiers.
+
+* :func:`score_weighted` -- what training uses: each verifier scores the batch on its own (in the
+  scoring workers, with its own hard timeout), the reward is ``sum_i w_i r_i`` (weights may be
+  negative: penalties), and each verifier's mean reward and the timeout/crash/violation rates
+  are kept for logging.
+* :class:`Combined` -- one verifier object whose reward is ``sum_i w_i r_i / sum_i w_i`` (stays in
+  [0, 1]); register it under a name to use a combination wherever one verifier name is expected.
+"""
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-from verifiers.base import ScoreResult, Verifier, safe_score
+from verifiers.base import ScoreResult, Verifier, outcome, outcome_rates, safe_score
+from verifiers.errors import VerifierError
+
+# which outcome an item reports when its verifiers saw several (the most telling first)
+_WORST = {"violation": 0, "timeout": 1, "crash": 2, "ok": 3}
+
+
+@dataclass
+class WeightedScores:
+    """Result of :func:`score_weighted` for N items.
+
+    ``rewards[i]``: the weighted total. ``primary[i]``: the first verifier's result (correctness,
+    extracted answer). ``parts[label][i]``: one verifier's reward for item i (None when that
+    verifier did not score item i). ``outcomes[i]``: ok | timeout | crash | violation, the most
+    telling over item i's verifiers (violation > timeout > crash).
+    """
+
+    rewards: list[float]
+    primary: list[ScoreResult]
+    parts: dict[str, list[float | None]]
+    outcomes: list[str]
+
+    def metrics(self, labels: Sequence[str] = ()) -> dict[str, float]:
+        """``reward/<label>`` (mean over the items that verifier scored; NaN for a label in
+        ``labels`` that scored none) and ``verifier/{timeout,crash,violation}_rate``."""
+        out = {}
+        for lab in [*self.parts, *(x for x in labels if x not in self.parts)]:
+            vals = [r for r in self.parts.get(lab, ()) if r is not None]
+            out[f"reward/{lab}"] = sum(vals) / len(vals) if vals else float("nan")
+        out.update(outcome_rates(self.outcomes))
+        return out
+
+
+def score_weighted(completions: Sequence[str], references: Sequence[Any],
+                   terms: Sequence[tuple[str | Sequence[str], float]], *, workers: int | None = None,
+                   timeout: float | None = None) -> WeightedScores:
+    """Score with several verifiers and add up ``weight * reward`` per item.
+
+    ``terms``: ``[(verifier, weight), ...]``; ``verifier`` is a name/spec used for every item or a
+    sequence with one name per item (e.g. each example's own task verifier). Each distinct name
+    scores the items that need it once, through :func:`verifiers.score_batch` (``workers``,
+    ``timeout``: its hard per-item limit), so a name used by two terms costs one pass.
+    """
+    from verifiers import score_batch
+    from verifiers.registry import label
+
+    if not terms:
+        raise VerifierError("score_weighted needs at least one (verifier, weight) term")
+    n = len(completions)
+    if len(references) != n:
+        raise ValueError(f"{n} completions but {len(references)} references")
+    per_term: list[tuple[list[str], float]] = []
+    for verifier, weight in terms:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise VerifierError(f"verifier {verifier!r}: weight must be a finite number, got {weight!r}")
+        names = [verifier] * n if isinstance(verifier, str) else list(verifier)
+        if len(names) != n:
+            raise ValueError(f"{len(names)} verifier names for {n} items")
+        per_term.append((names, float(weight)))
+    need: dict[str, set[int]] = {}  # name -> items it scores (insertion order: the terms' order)
+    for names, _ in per_term:
+        for i, name in enumerate(names):
+            need.setdefault(name, set()).add(i)
+    results: dict[str, dict[int, ScoreResult]] = {}
+    for name, items in need.items():
+        idx = sorted(items)
+        res = score_batch(name, [completions[i] for i in idx], [references[i] for i in idx],
+                          workers=workers, timeout=timeout)
+        results[name] = dict(zip(idx, res))
+    rewards = [0.0] * n
+    for names, weight in per_term:
+        for i, name in enumerate(names):
+            rewards[i] += weight * float(results[name][i].reward)
+    primary = [results[per_term[0][0][i]][i] for i in range(n)]
+    parts: dict[str, list[float | None]] = {}
+    for name, by_item in results.items():
+        lab = label(name)
+        lab = name if lab in parts else lab  # two files with the same name and function
+        parts[lab] = [by_item[i].reward if i in by_item else None for i in range(n)]
+    outcomes = []
+    for i in range(n):
+        seen = [outcome(r[i]) for r in results.values() if i in r]
+        outcomes.append(min(seen, key=_WORST.__getitem__) if seen else "ok")
+    return WeightedScores(rewards, primary, parts, outcomes)
 
 
 class Combined(Verifier):
