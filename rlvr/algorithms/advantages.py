@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ._checks import bool_mask, check_2d, check_choice, check_finite, check_nonempty, check_shape
+from .registry import Registry
 
 GROUP_METHODS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline")
 
@@ -61,7 +62,7 @@ def compute_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
 
 
 def compute_gae(
-    rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float
+    rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float | Tensor
 ) -> tuple[Tensor, Tensor]:
     """Generalized Advantage Estimation (Schulman et al. 2016, eq. 16; special cases eqs. 17-18).
 
@@ -70,6 +71,8 @@ def compute_gae(
     R_t     = A_t + V(s_t)                               (the critic's regression target, TD(lambda))
 
     lambda = 0 gives the one-step TD residual; lambda = 1 gives the discounted return minus V(s_t).
+    ``lam`` is a float or a tensor [B] of per-sequence lambdas (VAPO's length-adaptive lambda, see
+    ``length_adaptive_lambda``); each must lie in [0, 1].
     rewards, values, mask [B, T] -> (advantages [B, T], returns [B, T]), both 0 at masked positions.
     """
     check_2d(rewards, "rewards")
@@ -77,6 +80,11 @@ def compute_gae(
     m = bool_mask(mask, rewards, like_name="rewards")
     check_finite(rewards, "rewards", m)
     check_finite(values, "values", m)
+    if isinstance(lam, Tensor):
+        check_shape(lam, rewards.shape[:1], "lam", "rewards[:, 0]")
+        lam = lam.to(rewards.dtype)
+    if not bool(torch.all((torch.as_tensor(lam) >= 0) & (torch.as_tensor(lam) <= 1))):
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
     zero = torch.zeros((), dtype=rewards.dtype, device=rewards.device)
     r = torch.where(m, rewards, zero)
     v = torch.where(m, values.to(rewards.dtype), zero)
@@ -175,37 +183,45 @@ def whiten(x: Tensor, mask: Tensor | None = None, shift_mean: bool = True, eps: 
 
 
 # ---- one entry point for the trainer: estimator name -> (advantages [B, T], value targets [B, T]) ----
+# Every estimator has the signature (rewards, mask, values, group_ids, gamma, lam, eps) -> (adv, returns).
+ESTIMATORS = Registry("estimator")
 
 
 def _masked_mean(x: Tensor, m: Tensor) -> Tensor:
     return torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum() / m.sum()
 
 
+@ESTIMATORS.register("mc")
 def _est_mc(rewards, mask, values, group_ids, gamma, lam, eps):
     G = compute_returns(rewards, mask, gamma)
     return G, G
 
 
+@ESTIMATORS.register("none")
 def _est_none(rewards, mask, values, group_ids, gamma, lam, eps):
     m = mask.bool()
     total = torch.where(m, rewards, torch.zeros_like(rewards)).sum(dim=1, keepdim=True)  # [B, 1]
     return torch.where(m, total.expand_as(rewards), torch.zeros_like(rewards)), compute_returns(rewards, mask, gamma)
 
 
+@ESTIMATORS.register("batch_mean")
 def _est_batch_mean(rewards, mask, values, group_ids, gamma, lam, eps):
     m = mask.bool()
     G = compute_returns(rewards, mask, gamma)
     return torch.where(m, G - _masked_mean(G, m), torch.zeros_like(G)), G
 
 
-def _est_gae(rewards, mask, values, group_ids, gamma, lam, eps):
-    return compute_gae(rewards, values, mask, gamma, lam)
-
-
+@ESTIMATORS.register("td", critic=True)
 def _est_td(rewards, mask, values, group_ids, gamma, lam, eps):
     return compute_gae(rewards, values, mask, gamma, 0.0)
 
 
+@ESTIMATORS.register("gae", critic=True)
+def _est_gae(rewards, mask, values, group_ids, gamma, lam, eps):
+    return compute_gae(rewards, values, mask, gamma, lam)
+
+
+@ESTIMATORS.register("reinforce_pp")
 def _est_reinforce_pp(rewards, mask, values, group_ids, gamma, lam, eps):
     G = compute_returns(rewards, mask, gamma)
     return whiten(G, mask), G
@@ -225,20 +241,12 @@ def _group_estimator(method: str) -> Callable:
     return est
 
 
-ESTIMATORS: dict[str, Callable] = {
-    "mc": _est_mc,
-    "none": _est_none,
-    "batch_mean": _est_batch_mean,
-    "td": _est_td,
-    "gae": _est_gae,
-    "reinforce_pp": _est_reinforce_pp,
-    "grpo": _group_estimator("grpo"),
-    "dr_grpo": _group_estimator("dr_grpo"),
-    "rloo": _group_estimator("rloo"),
-    "reinforce_pp_baseline": _group_estimator("reinforce_pp_baseline"),
-}
-CRITIC_ESTIMATORS = ("td", "gae")
-GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline")
+for _method in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):
+    ESTIMATORS.register(_method, groups=True, why="group baseline")(_group_estimator(_method))
+
+# Kept for callers of the earlier API; new code reads ``ESTIMATORS.needs[name]``.
+CRITIC_ESTIMATORS = ESTIMATORS.names_needing("critic")
+GROUP_ESTIMATORS = ESTIMATORS.names_needing("groups")
 
 
 def estimate_advantages(
@@ -270,8 +278,9 @@ def estimate_advantages(
     check_2d(rewards, "rewards")
     m = bool_mask(mask, rewards, like_name="rewards")
     check_nonempty(m)
-    if estimator in CRITIC_ESTIMATORS and values is None:
+    needs = ESTIMATORS.needs[estimator]
+    if needs.critic and values is None:
         raise ValueError(f"estimator {estimator!r} needs values (a critic)")
-    if estimator in GROUP_ESTIMATORS and group_ids is None:
+    if needs.groups and group_ids is None:
         raise ValueError(f"estimator {estimator!r} needs group_ids")
     return ESTIMATORS[estimator](rewards, m, values, group_ids, gamma, lam, eps)

@@ -13,8 +13,14 @@ from torch import Tensor
 from ._checks import bool_mask, check_2d, check_choice, check_finite, check_nonempty, check_shape
 from .diagnostics import DEFAULT_CLIP, _broadcast_adv, clip_table
 from .kl import _MAX_LOG_RATIO, kl_estimate
+from .registry import UPDATE_RULES, Registry
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+# Policy losses share one signature: (logp, old_logp, advantages, mask, clip_low, clip_high, dual_clip,
+# agg, tis_weights, *, norm_len, num_tokens, num_seqs) -> (loss, stats). "ppo_clip" is ``policy_loss``
+# below; "gspo" and "cispo" register themselves from their modules.
+POLICY_LOSSES = Registry("policy loss")
 
 
 def aggregate(
@@ -97,6 +103,37 @@ def truncated_is_weights(old_logp: Tensor, rollout_logp: Tensor, mask: Tensor, c
     return torch.where(m, w, torch.zeros_like(w))
 
 
+SEQ_IS_MODES = ("truncate", "mask")
+
+
+@torch.no_grad()
+def sequence_is_weights(
+    old_logp: Tensor, rollout_logp: Tensor, mask: Tensor, mode: str = "truncate", high: float = 2.0, low: float = 0.0
+) -> Tensor:
+    """Sequence-level importance weights from the geometric-mean ratio of trainer to rollout engine.
+
+    rho_b = exp( (1/|y_b|) sum_t (log pi_old(y_t) - log pi_rollout(y_t)) )   (length-normalised, as GSPO's s_i)
+      truncate   w_b = min(rho_b, high)                  (sequence-level truncated IS)
+      mask       w_b = 1 if low <= rho_b <= high else 0  (drop sequences the engine sampled too differently)
+    The token-level counterpart is ``truncated_is_weights``; this one gives every token of a sequence the
+    same weight, so a single badly-mismatched token cannot dominate (Yao et al. 2025; Zheng et al. 2025).
+    old_logp, rollout_logp, mask [B, T] -> weights [B, T] (pass as ``tis_weights``), detached, 0 where masked.
+    """
+    check_choice(mode, SEQ_IS_MODES, "mode")
+    check_2d(old_logp, "old_logp")
+    check_shape(rollout_logp, old_logp.shape, "rollout_logp", "old_logp")
+    m = bool_mask(mask, old_logp, like_name="old_logp")
+    if not (high > 0 and 0 <= low <= high):
+        raise ValueError(f"need 0 <= low <= high and high > 0, got low={low}, high={high}")
+    zero = torch.zeros((), dtype=old_logp.dtype, device=old_logp.device)
+    n = m.sum(dim=1).clamp(min=1)  # [B]
+    log_rho = torch.where(m, old_logp - rollout_logp, zero).sum(dim=1) / n  # [B]
+    rho = torch.exp(log_rho.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
+    w = rho.clamp(max=high) if mode == "truncate" else ((rho >= low) & (rho <= high)).to(old_logp.dtype)
+    return torch.where(m, w[:, None].expand_as(old_logp), zero)
+
+
+@POLICY_LOSSES.register("ppo_clip")
 def policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -172,6 +209,14 @@ def policy_loss(
     return loss, stats
 
 
+@UPDATE_RULES.register("first_order")
+def first_order_loss(name: str, *args, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+    """The first-order update rule's policy term: ``POLICY_LOSSES[name](*args, **kwargs)`` (the caller
+    backpropagates it and steps its optimizer). ``name`` is a preset's ``policy_loss``."""
+    check_choice(name, POLICY_LOSSES, "policy loss")
+    return POLICY_LOSSES[name](*args, **kwargs)
+
+
 def value_loss(
     values: Tensor,
     old_values: Tensor,
@@ -226,9 +271,13 @@ def value_loss(
 __all__ = [
     "AGG_MODES",
     "DEFAULT_CLIP",
+    "POLICY_LOSSES",
+    "SEQ_IS_MODES",
     "aggregate",
     "entropy_from_logits",
+    "first_order_loss",
     "policy_loss",
+    "sequence_is_weights",
     "truncated_is_weights",
     "value_loss",
 ]

@@ -24,8 +24,24 @@ never branches on the preset's name:
                doubling rule (``DoublingKLController``) after every update; None keeps it fixed.
                This is separate from the reference KL: it replaces the clip, not the regulariser.
 
+  policy loss  ``policy_loss``: "ppo_clip" (``losses.policy_loss``), "gspo" (sequence ratio and clip,
+               ``gspo.gspo_loss``) or "cispo" (clipped stop-gradient IS weight, ``cispo.cispo_loss``);
+               all take clip_low/clip_high (for cispo None = that side unbounded).
+  update rule  ``update_rule``: "first_order" (the policy loss, then the optimizer), "trpo" (natural
+               gradient + line search, ``trpo.trpo_step``; ``trpo_*`` fields; needs no clip) or "dpo"
+               (pairwise loss on verifier pairs inside each group, ``dpo.dpo_loss``; ``dpo_*`` fields).
+  critic       ``lam_critic`` (value targets from GAE with their own lambda; VAPO uses 1.0) and
+               ``lam_length_alpha`` (actor lambda_b = 1 - 1/(alpha l_b) per sequence; ``vapo``);
+               ``value_warmup_steps``: steps that train only the critic before the policy moves.
+  rollout mismatch  ``seq_is``: None, "truncate" or "mask" (``losses.sequence_is_weights`` with
+               ``seq_is_low``/``seq_is_high``), the sequence-level counterpart of token-level TIS.
+  DAPO         ``dynamic_sampling`` (keep only mixed groups and refill the batch, ``dapo``) and
+               ``overlong_buffer`` (fraction of the generation budget over which the soft overlong
+               penalty ramps to ``-overlong_penalty``; None = off).
+
 ``make_kl_controller(preset)`` and ``make_old_kl_controller(preset)`` build the controllers;
-``Preset.advantages(...)`` runs the estimator (and whitening) the preset names.
+``Preset.advantages(...)`` runs the estimator (and whitening) the preset names; ``check_rollout``
+validates a preset against the rollout settings (group size, generation budget).
 """
 from __future__ import annotations
 
@@ -38,15 +54,22 @@ from torch import Tensor
 
 from rlvr.errors import ConfigError
 
-from .advantages import CRITIC_ESTIMATORS, ESTIMATORS, GROUP_ESTIMATORS, estimate_advantages, whiten
+from . import cispo as _cispo, dpo as _dpo, gspo as _gspo, trpo as _trpo  # noqa: F401  (registrations)
+from .advantages import ESTIMATORS, estimate_advantages, whiten
 from .kl import KL_KINDS, AdaptiveKLController, DoublingKLController, FixedKLController
-from .losses import AGG_MODES
+from .losses import AGG_MODES, POLICY_LOSSES, SEQ_IS_MODES
+from .registry import UPDATE_RULES
+from .vapo import length_adaptive_lambda
 
 KL_PLACEMENTS = ("reward", "loss", "none")
 
 
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,24 @@ class Preset:
     loss_agg: str = "token-mean"
     whiten_advantages: bool = False
     description: str = ""
+    policy_loss: str = "ppo_clip"
+    update_rule: str = "first_order"
+    lam_critic: float | None = None
+    lam_length_alpha: float | None = None
+    value_warmup_steps: int = 0
+    seq_is: str | None = None
+    seq_is_low: float = 0.0
+    seq_is_high: float = 2.0
+    dynamic_sampling: bool = False
+    overlong_buffer: float | None = None
+    overlong_penalty: float = 1.0
+    trpo_max_kl: float = 0.01
+    trpo_cg_iters: int = 10
+    trpo_damping: float = 0.1
+    trpo_backtrack_ratio: float = 0.5
+    trpo_max_backtracks: int = 10
+    dpo_beta: float = 0.1
+    dpo_max_pairs_per_group: int | None = None
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> ConfigError:
@@ -81,29 +122,34 @@ class Preset:
             raise ConfigError(f"preset name must be a non-empty string, got {self.name!r}")
         if self.estimator not in ESTIMATORS:
             raise bad("estimator", f"is not one of {', '.join(ESTIMATORS)}")
-        for field in ("critic", "adaptive_kl", "whiten_advantages"):
+        for field in ("critic", "adaptive_kl", "whiten_advantages", "dynamic_sampling"):
             if not isinstance(getattr(self, field), bool):
                 raise bad(field, "must be true or false")
-        if self.estimator in CRITIC_ESTIMATORS and not self.critic:
+        if self.policy_loss not in POLICY_LOSSES:
+            raise bad("policy_loss", f"is not one of {', '.join(POLICY_LOSSES)}")
+        if self.update_rule not in UPDATE_RULES:
+            raise bad("update_rule", f"is not one of {', '.join(UPDATE_RULES)}")
+        if ESTIMATORS.needs[self.estimator].critic and not self.critic:
             raise bad("critic", f"must be true: estimator {self.estimator!r} needs a value model")
         for field in ("gamma", "lam"):
             if not (_number(getattr(self, field)) and 0 <= getattr(self, field) <= 1):
                 raise bad(field, "must be a number in [0, 1]")
         if not (isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and self.epochs >= 1):
             raise bad("epochs", "must be an integer >= 1")
-        if (self.clip_low is None) != (self.clip_high is None):
+        if (self.clip_low is None) != (self.clip_high is None) and self.policy_loss != "cispo":
             field = "clip_high" if self.clip_low is None else "clip_low"
             raise bad(field, "must be set together with the other clip bound (both None = no clip)")
-        if self.clip_low is not None:
-            if not (_number(self.clip_low) and 0 <= self.clip_low < 1):
-                raise bad("clip_low", "must be a number in [0, 1) or None")
-            if not (_number(self.clip_high) and self.clip_high >= 0):
-                raise bad("clip_high", "must be a number >= 0 or None")
+        if self.clip_low is not None and not (_number(self.clip_low) and 0 <= self.clip_low < 1):
+            raise bad("clip_low", "must be a number in [0, 1) or None")
+        if self.clip_high is not None and not (_number(self.clip_high) and self.clip_high >= 0):
+            raise bad("clip_high", "must be a number >= 0 or None")
         if self.dual_clip is not None:
             if not (_number(self.dual_clip) and self.dual_clip > 1):
                 raise bad("dual_clip", "must be a number > 1 or None")
             if self.clip_low is None:
                 raise bad("dual_clip", "needs clip_low/clip_high (the dual clip bounds the clipped loss)")
+            if self.policy_loss != "ppo_clip":
+                raise bad("dual_clip", f"applies to policy_loss 'ppo_clip' only, not {self.policy_loss!r}")
         for field in ("kl_coef", "kl_old_coef", "entropy_coef"):
             if not (_number(getattr(self, field)) and getattr(self, field) >= 0):
                 raise bad(field, "must be a number >= 0")
@@ -130,17 +176,88 @@ class Preset:
             raise bad("loss_agg", f"is not one of {', '.join(AGG_MODES)}")
         if not isinstance(self.description, str):
             raise bad("description", "must be a string")
+        self._check_extensions(bad)
+
+    def _check_extensions(self, bad) -> None:
+        """Validation of the critic, mismatch, DAPO, TRPO and DPO fields (all off by default)."""
+        critic_est = ESTIMATORS.needs[self.estimator].critic
+        for field in ("lam_critic", "lam_length_alpha"):
+            v = getattr(self, field)
+            if v is None:
+                continue
+            if not critic_est:
+                raise bad(field, f"needs a critic estimator (GAE), not {self.estimator!r}")
+            ok = (0 <= v <= 1) if field == "lam_critic" else v > 0
+            if not (_number(v) and ok):
+                why = "must be a number in [0, 1] or None" if field == "lam_critic" else "must be > 0 or None"
+                raise bad(field, why)
+        if not (_int(self.value_warmup_steps) and self.value_warmup_steps >= 0):
+            raise bad("value_warmup_steps", "must be an integer >= 0")
+        if self.value_warmup_steps and not self.critic:
+            raise bad("value_warmup_steps", "needs critic=true (it trains the value model alone first)")
+        if self.seq_is is not None and self.seq_is not in SEQ_IS_MODES:
+            raise bad("seq_is", f"is not one of {', '.join(SEQ_IS_MODES)} or None")
+        if not (_number(self.seq_is_high) and self.seq_is_high > 0):
+            raise bad("seq_is_high", "must be a number > 0")
+        if not (_number(self.seq_is_low) and 0 <= self.seq_is_low <= self.seq_is_high):
+            raise bad("seq_is_low", "must be a number in [0, seq_is_high]")
+        if self.overlong_buffer is not None and not (_number(self.overlong_buffer) and 0 < self.overlong_buffer <= 1):
+            raise bad("overlong_buffer", "must be a fraction of the generation budget in (0, 1] or None")
+        if not (_number(self.overlong_penalty) and self.overlong_penalty >= 0):
+            raise bad("overlong_penalty", "must be a number >= 0")
+        for field in ("trpo_max_kl", "dpo_beta"):
+            if not (_number(getattr(self, field)) and getattr(self, field) > 0):
+                raise bad(field, "must be a number > 0")
+        for field in ("trpo_cg_iters", "trpo_max_backtracks"):
+            lo = 1 if field == "trpo_cg_iters" else 0
+            if not (_int(getattr(self, field)) and getattr(self, field) >= lo):
+                raise bad(field, f"must be an integer >= {lo}")
+        if not (_number(self.trpo_damping) and self.trpo_damping >= 0):
+            raise bad("trpo_damping", "must be a number >= 0")
+        if not (_number(self.trpo_backtrack_ratio) and 0 < self.trpo_backtrack_ratio < 1):
+            raise bad("trpo_backtrack_ratio", "must be a number in (0, 1)")
+        if self.dpo_max_pairs_per_group is not None and not (
+            _int(self.dpo_max_pairs_per_group) and self.dpo_max_pairs_per_group >= 1
+        ):
+            raise bad("dpo_max_pairs_per_group", "must be an integer >= 1 or None")
+        if self.update_rule == "trpo":
+            if self.clipped:
+                raise bad("clip_low", "must be None with update_rule 'trpo' (the trust region replaces the clip)")
+            if self.kl_old_coef > 0:
+                raise bad("kl_old_coef", "must be 0 with update_rule 'trpo' (the KL is a constraint, not a penalty)")
+            if self.policy_loss != "ppo_clip":
+                raise bad("policy_loss", "must be 'ppo_clip' (unclipped: the ratio surrogate) with update_rule 'trpo'")
+        if self.update_rule == "dpo" and self.critic:
+            raise bad("critic", "must be false with update_rule 'dpo' (the pairwise loss uses no values)")
 
     # ---- derived facts the trainer needs ----
     @property
     def uses_groups(self) -> bool:
-        """True if advantages compare completions of the same prompt (needs group size > 1)."""
-        return self.estimator in GROUP_ESTIMATORS
+        """True if the algorithm compares completions of the same prompt (needs group size > 1):
+        a group-baseline estimator, a pairwise update rule, or dynamic sampling."""
+        return bool(self.group_reasons())
+
+    def group_reasons(self) -> list[str]:
+        """Why this preset needs several completions per prompt (empty if it does not)."""
+        reasons = []
+        for registry, name in ((ESTIMATORS, self.estimator), (UPDATE_RULES, self.update_rule)):
+            if registry.needs[name].groups:
+                reasons.append(registry.needs[name].why or f"{registry.kind} {name}")
+        if self.dynamic_sampling:
+            reasons.append("dynamic sampling keeps groups with mixed scores")
+        return reasons
 
     @property
     def needs_reference(self) -> bool:
-        """True if a frozen reference policy must be kept for the KL penalty."""
-        return self.kl_placement != "none" and (self.kl_coef > 0 or self.adaptive_kl)
+        """True if a frozen reference policy must be kept (the KL penalty, or DPO's reference)."""
+        kl = self.kl_placement != "none" and (self.kl_coef > 0 or self.adaptive_kl)
+        return kl or UPDATE_RULES.needs[self.update_rule].reference
+
+    def overlong_cache_len(self, max_new_tokens: int) -> int | None:
+        """L_cache in tokens for the soft overlong penalty: round(overlong_buffer * budget), >= 1; None if off."""
+        if self.overlong_buffer is None:
+            return None
+        return max(1, round(self.overlong_buffer * max_new_tokens))
 
     @property
     def clipped(self) -> bool:
@@ -165,10 +282,17 @@ class Preset:
         values: Tensor | None = None,
         group_ids: Tensor | list[int] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Run this preset's estimator (then whitening if set). [B, T] -> (advantages, returns)."""
-        adv, returns = estimate_advantages(
-            self.estimator, rewards, mask, values=values, group_ids=group_ids, gamma=self.gamma, lam=self.lam
-        )
+        """Run this preset's estimator (then whitening if set). [B, T] -> (advantages, returns).
+
+        The actor's lambda is ``lam`` or, with ``lam_length_alpha``, the per-sequence
+        ``length_adaptive_lambda``; with ``lam_critic`` the value targets come from a second pass of the
+        estimator at that lambda (decoupled GAE, ``vapo.decoupled_gae``).
+        """
+        lam = self.lam if self.lam_length_alpha is None else length_adaptive_lambda(mask, self.lam_length_alpha)
+        kw = dict(values=values, group_ids=group_ids, gamma=self.gamma)
+        adv, returns = estimate_advantages(self.estimator, rewards, mask, lam=lam, **kw)
+        if self.lam_critic is not None:
+            _, returns = estimate_advantages(self.estimator, rewards, mask, lam=self.lam_critic, **kw)
         if self.whiten_advantages:
             adv = whiten(adv, mask)
         return adv, returns
@@ -269,6 +393,53 @@ _ALL = [
     ),
 ]
 
+_GROUP_SHARED = dict(critic=False, epochs=1, kl_placement="none")
+
+_ALL += [
+    Preset(
+        "gspo", "grpo", **_GROUP_SHARED, policy_loss="gspo", clip_low=3e-4, clip_high=4e-4,
+        loss_agg="seq-mean-token-mean",
+        description="GSPO (Zheng et al. 2025): group-normalised advantage, sequence-level importance ratio "
+        "s = exp(mean_t log pi/pi_old) clipped to [1 - 3e-4, 1 + 4e-4] (the paper's band), one value per "
+        "sequence, no KL term.",
+    ),
+    Preset(
+        "cispo", "grpo", **_GROUP_SHARED, policy_loss="cispo", clip_low=None, clip_high=0.28,
+        loss_agg="token-mean",
+        description="CISPO (MiniMax-M1, 2025): group-normalised advantage; loss -sg(min(r_t, 1.28)) A_t log pi_t "
+        "so clipped tokens keep their gradient (no lower bound, as in the paper; the upper bound 0.28 is "
+        "DAPO's), token-level mean, no KL term.",
+    ),
+    Preset(
+        "dapo", "grpo", **_GROUP_SHARED, clip_low=0.2, clip_high=0.28, loss_agg="token-mean",
+        dynamic_sampling=True, overlong_buffer=0.2, overlong_penalty=1.0,
+        description="DAPO (Yu et al. 2025): clip-higher (0.2 / 0.28), dynamic sampling (only groups with "
+        "mixed scores; the batch is refilled to its size), token-level loss, soft overlong penalty over "
+        "the last 20% of the generation budget (the paper's 4096 of 20480), no KL term.",
+    ),
+    Preset(
+        "vapo", "gae", critic=True, epochs=2, clip_low=0.2, clip_high=0.28, kl_placement="none",
+        loss_agg="token-mean", lam=0.95, lam_critic=1.0, lam_length_alpha=0.05, value_warmup_steps=50,
+        description="VAPO (Yue et al. 2025): PPO with a critic trained on lambda = 1 targets (decoupled GAE), "
+        "length-adaptive actor lambda 1 - 1/(0.05 l), 50 value warm-up steps, clip-higher (0.2 / 0.28), "
+        "token-level loss, no KL term.",
+    ),
+    Preset(
+        "trpo", "gae", critic=True, epochs=1, **_NO_CLIP, **_LADDER_SHARED, update_rule="trpo",
+        trpo_max_kl=0.01, trpo_cg_iters=10, trpo_damping=0.1, trpo_backtrack_ratio=0.5, trpo_max_backtracks=10,
+        description="TRPO (Schulman et al. 2015): PPO's estimator, critic and reward KL, but the policy takes "
+        "one natural-gradient step per batch (conjugate gradient on Fisher-vector products, damping 0.1) "
+        "to the KL(pi_old || pi) <= 0.01 boundary, with a backtracking line search; the comparator of ppo.",
+    ),
+    Preset(
+        "dpo", "none", critic=False, epochs=1, **_NO_CLIP, kl_placement="none", update_rule="dpo",
+        dpo_beta=0.1, loss_agg="seq-mean-token-sum",
+        description="Online DPO (Rafailov et al. 2023) from verifier pairs: a correct and an incorrect "
+        "completion of the same prompt form a pair; loss -log sigmoid(beta * (policy - reference log-ratio "
+        "margin)), beta 0.1, against the frozen initial policy. The estimator's advantages are unused.",
+    ),
+]
+
 PRESETS: dict[str, Preset] = {p.name: p for p in _ALL}
 LADDER: list[str] = ["reinforce", "reinforce_baseline", "a2c", "a2c_gae", "ppo_noclip", "ppo"]
 
@@ -279,3 +450,24 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except (KeyError, TypeError):
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}") from None
+
+
+def check_rollout(preset: Preset, n: int, max_new_tokens: int | None = None) -> None:
+    """Validate a preset against the rollout settings; raise ConfigError naming the field.
+
+    ``n``: completions per prompt (rollout.n); group baselines, pairwise rules and dynamic sampling
+    need n >= 2 (with n = 1 every group advantage is 0 and no pair exists). ``max_new_tokens``: the
+    generation budget; the overlong penalty's buffer must leave at least one token unpenalised.
+    """
+    if not (_int(n) and n >= 1):
+        raise ConfigError(f"rollout.n must be an integer >= 1, got {n!r}")
+    reasons = preset.group_reasons()
+    if reasons and n < 2:
+        raise ConfigError(f"preset {preset.name} needs rollout.n >= 2 ({'; '.join(reasons)}), got {n}")
+    if max_new_tokens is not None and preset.overlong_buffer is not None:
+        cache = preset.overlong_cache_len(max_new_tokens)
+        if cache >= max_new_tokens:
+            raise ConfigError(
+                f"preset {preset.name}: overlong_buffer={preset.overlong_buffer} covers the whole generation "
+                f"budget (rollout.max_new_tokens={max_new_tokens}); use a smaller fraction or a larger budget"
+            )
