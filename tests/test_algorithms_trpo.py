@@ -136,3 +136,32 @@ def test_flat_grad_gives_zeros_for_unused_params_and_trpo_is_registered():
     b = torch.ones(3, requires_grad=True)
     torch.testing.assert_close(flat_grad((2 * a).sum(), [a, b]), torch.tensor([2.0, 2.0, 0.0, 0.0, 0.0]))
     assert UPDATE_RULES["trpo"] is trpo_step and not UPDATE_RULES.needs["trpo"].reference
+
+
+def test_trpo_step_composes_with_token_losses():
+    """The trainer's composition: surrogate = -policy_loss (unclipped), kl = aggregated k3 of KL(pi_old || pi)
+    on the sampled tokens (its Hessian at theta_old is the empirical Fisher). A per-position logits table
+    stands in for the LM."""
+    from rlvr.algorithms import aggregate, kl_estimate, policy_loss
+
+    torch.manual_seed(0)
+    B, T, V = 16, 6, 7
+    logits = torch.randn(T, V, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        tokens = torch.distributions.Categorical(logits=logits.expand(B, T, V)).sample()  # [B, T]
+    mask = torch.arange(T)[None] < torch.randint(2, T + 1, (B,))[:, None]
+    adv = torch.randn(B, dtype=torch.float64)
+
+    def logp():
+        return torch.log_softmax(logits, -1).expand(B, T, V).gather(2, tokens[..., None])[..., 0]  # [B, T]
+
+    old_logp = logp().detach()
+    surrogate = lambda: -policy_loss(logp(), old_logp, adv, mask, None, None)[0]  # noqa: E731
+    kl = lambda: aggregate(kl_estimate(old_logp, logp(), "k3"), mask)  # noqa: E731
+    with torch.no_grad():
+        before = float(surrogate())
+    stats = trpo_step([logits], surrogate, kl, max_kl=0.005, damping=0.01)
+    with torch.no_grad():
+        after = float(surrogate())
+        assert stats.accepted and 0 < float(kl()) <= 0.005
+        assert after > before and stats.improvement == pytest.approx(after - before)
