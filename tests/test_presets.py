@@ -156,6 +156,17 @@ def test_new_fields_default_off_for_existing_presets():
         assert all(getattr(p, k) == v for k, v in defaults.items()), name
 
 
+def test_extensions_name_what_a_core_loop_would_ignore():
+    assert all(PRESETS[name].extensions() == {} for name in OLD)
+    assert PRESETS["gspo"].extensions() == {"policy_loss": "gspo"}
+    assert PRESETS["cispo"].extensions() == {"policy_loss": "cispo"}
+    assert PRESETS["trpo"].extensions() == {"update_rule": "trpo"}
+    assert PRESETS["dpo"].extensions() == {"update_rule": "dpo"}
+    assert PRESETS["dapo"].extensions() == {"dynamic_sampling": True, "overlong_buffer": 0.2}
+    assert PRESETS["vapo"].extensions() == {"lam_critic": 1.0, "lam_length_alpha": 0.05, "value_warmup_steps": 50}
+    assert get_preset("grpo").with_overrides(seq_is="mask").extensions() == {"seq_is": "mask"}
+
+
 def test_new_presets_choices():
     assert NEW <= set(PRESETS)
     gspo, cispo, dapo, vapo, trpo, dpo = (PRESETS[k] for k in ("gspo", "cispo", "dapo", "vapo", "trpo", "dpo"))

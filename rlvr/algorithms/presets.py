@@ -62,6 +62,11 @@ from .registry import UPDATE_RULES
 from .vapo import length_adaptive_lambda
 
 KL_PLACEMENTS = ("reward", "loss", "none")
+# Choices a trainer must implement beyond the core loop (see ``Preset.extensions``).
+_EXTENSION_FIELDS = (
+    "policy_loss", "update_rule", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is",
+    "dynamic_sampling", "overlong_buffer",
+)
 
 
 def _number(x: Any) -> bool:
@@ -252,6 +257,15 @@ class Preset:
         """True if a frozen reference policy must be kept (the KL penalty, or DPO's reference)."""
         kl = self.kl_placement != "none" and (self.kl_coef > 0 or self.adaptive_kl)
         return kl or UPDATE_RULES.needs[self.update_rule].reference
+
+    def extensions(self) -> dict[str, Any]:
+        """Fields beyond the PPO/GRPO core that this preset sets away from their defaults, name -> value.
+
+        Empty for every preset a plain first-order clipped-surrogate loop can run. A trainer that does
+        not implement one of these should refuse the preset rather than silently ignore the field.
+        """
+        fields = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: getattr(self, k) for k in _EXTENSION_FIELDS if getattr(self, k) != fields[k]}
 
     def overlong_cache_len(self, max_new_tokens: int) -> int | None:
         """L_cache in tokens for the soft overlong penalty: round(overlong_buffer * budget), >= 1; None if off."""
