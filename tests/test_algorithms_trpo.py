@@ -165,3 +165,20 @@ def test_trpo_step_composes_with_token_losses():
         after = float(surrogate())
         assert stats.accepted and 0 < float(kl()) <= 0.005
         assert after > before and stats.improvement == pytest.approx(after - before)
+
+
+def test_trpo_step_with_given_gradient_and_fvp_matches_the_default():
+    """The micro-batching hooks: a precomputed flat gradient and Fisher-vector product give the same step."""
+    pi, surrogate, kl = setup_problem(3)
+    params = list(pi.parameters())
+    g = flat_grad(surrogate(), params).detach()
+    fvp = fisher_vector_product(kl, params, damping=0.1)
+    start = flat(pi).clone()
+    a = trpo_step(params, surrogate, kl, max_kl=0.01, grad=g, fvp=fvp)
+    after_a = flat(pi).clone()
+    with torch.no_grad():
+        for p, x in zip(params, torch.split(start, [p.numel() for p in params])):
+            p.copy_(x.view_as(p))
+    b = trpo_step(params, surrogate, kl, max_kl=0.01)
+    assert a.accepted and b.accepted and a.step_frac == b.step_frac
+    torch.testing.assert_close(after_a, flat(pi))

@@ -124,23 +124,29 @@ def trpo_step(
     backtrack_ratio: float = 0.5,
     max_backtracks: int = 10,
     fvp: Callable[[Tensor], Tensor] | None = None,
+    grad: Tensor | None = None,
 ) -> TRPOStats:
     """One TRPO update of ``params`` in place (Schulman et al. 2015, eq. 14 and appendix C).
 
     ``surrogate_fn()`` -> scalar L(theta) to MAXIMISE (e.g. mean r_t A_t = minus an unclipped policy loss);
     ``kl_fn()`` -> scalar mean KL(pi_old || pi_theta), 0 at theta_old (e.g. mean k3 over rollout tokens).
     Both are re-evaluated (under no_grad) at each trial point of the line search. ``fvp`` overrides the
-    Fisher-vector product (default: ``fisher_vector_product(kl_fn, params, damping)``).
+    Fisher-vector product (default: ``fisher_vector_product(kl_fn, params, damping)``) and ``grad`` the
+    flat gradient g = dL/dtheta [D] (default: backprop of ``surrogate_fn()``); with both given, the
+    closures are only evaluated under no_grad, so a caller can accumulate g and F v over micro-batches.
     Line search: try theta_old + backtrack_ratio^k s for k = 0..max_backtracks; accept the first with
     L(new) > L(old) and KL <= max_kl; if none qualifies the parameters are restored exactly.
     """
     params = list(params)
     if not (max_kl > 0 and 0 < backtrack_ratio < 1 and max_backtracks >= 0 and cg_iters >= 1 and damping >= 0):
         raise ValueError("need max_kl > 0, 0 < backtrack_ratio < 1, max_backtracks >= 0, cg_iters >= 1, damping >= 0")
-    surr_old = surrogate_fn()
-    g = flat_grad(surr_old, params)
+    if grad is None:
+        surr = surrogate_fn()
+        g, surr_old = flat_grad(surr, params), float(surr.detach())
+    else:
+        with torch.no_grad():
+            g, surr_old = grad.detach().reshape(-1), float(surrogate_fn())
     g = g.to(torch.promote_types(g.dtype, torch.float32))  # CG in at least float32
-    surr_old = float(surr_old.detach())
     grad_norm = float(g.norm())
     if not math.isfinite(grad_norm) or grad_norm == 0.0:
         return TRPOStats(False, 0.0, 0.0, 0.0, 0.0, 0, grad_norm)
