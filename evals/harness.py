@@ -225,7 +225,8 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
 
     # a verifier that does not import, has the wrong signature or returns a non-number: one line,
     # before the model loads
-    check_terms([(verifier, 1.0)], examples, workers=workers, timeout=timeout, field="verifier")
+    check_terms([(verifier, 1.0)], examples, workers=workers, timeout=timeout,
+                field="--verifier" if verifier else "the task's verifier")
     model, tok, label = _model_and_tokenizer(model_or_path, engine, device, dtype)
     from rlvr.data import encode_prompt
 

@@ -64,8 +64,16 @@ def validate_reward(rc) -> None:
         if spec is not None:
             try:
                 verifiers.get(spec)
-            except verifiers.VerifierError as e:
-                raise ConfigError(f"{_field(rc)}: {e}") from None
+            except Exception as e:  # noqa: BLE001 - VerifierError, or a built-in that cannot run here
+                raise ConfigError(f"{_field(rc)}: {_message(spec, e)}") from None
+
+
+def _message(name: str, e: Exception) -> str:
+    """One line: a VerifierError's own message (it names the verifier), else type and message."""
+    if isinstance(e, verifiers.VerifierError):
+        return str(e)
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return f"verifier {name!r} cannot be used: {text[:300]}"
 
 
 def _names(terms: Sequence[Term], examples: Sequence[Any]) -> dict[str, Any]:
@@ -87,8 +95,8 @@ def check_terms(terms: Sequence[Term], examples: Sequence[Any], *, workers: int 
     for name, reference in _names(terms, examples).items():
         try:
             verifiers.check(name, reference, workers=workers, timeout=timeout)
-        except verifiers.VerifierError as e:
-            raise ConfigError(f"{field}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - VerifierError, or a built-in that cannot run here
+            raise ConfigError(f"{field}: {_message(name, e)}") from None
 
 
 def check_reward(rc, examples: Sequence[Any]) -> None:

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import pickle
+import sys
 from typing import Any, Sequence
 
 from verifiers.base import (FunctionVerifier, ScoreResult, Verifier, as_verifier, outcome, outcome_rates,
@@ -115,18 +116,24 @@ class _Fixed(Verifier):
 
 
 def _spec(name_or_obj: Any, v: Verifier) -> tuple[str, Any]:
-    """How a worker rebuilds ``v``: ("name", n) when a name or spec says (see
-    :func:`verifiers.registry.worker_name`), else a pickle; (key, None) if neither."""
+    """How a worker rebuilds ``v``: ("name", n, path) when a name or spec says (see
+    :func:`verifiers.registry.worker_name`), else ("pickle", bytes, path); (key, None) if neither.
+
+    ``path`` (this process's current directory and ``sys.path``) is added to a worker's module
+    search path first: a pool outlives a ``chdir`` or a ``sys.path`` change in this process, and
+    a module spec, a pickled function's module or an entry point must be found there as here.
+    """
+    path = [os.getcwd(), *(p for p in sys.path if p)]
     wname = worker_name(name_or_obj) if isinstance(name_or_obj, str) else None
     if wname is not None:
-        return f"name:{wname}", ("name", wname)
+        return f"name:{wname}", ("name", wname, path)
     try:
         blob = pickle.dumps(v)
     except Exception:  # noqa: BLE001 - closures, lambdas, live handles
         return "", None
     if b"__main__" in blob:  # a worker cannot import the parent's __main__
         return "", None
-    return "pickle:" + hashlib.sha1(blob).hexdigest(), ("pickle", blob)
+    return "pickle:" + hashlib.sha1(blob).hexdigest(), ("pickle", blob, path)
 
 
 PROBES = ("", "The answer is \\boxed{42}.")  # completions a verifier is tried on before use

@@ -156,9 +156,10 @@ def outcome(result: ScoreResult) -> str:
     return "ok"
 
 
-def outcome_rates(outcomes: Iterable[str] | Iterable[ScoreResult]) -> dict[str, float]:
-    """``{"verifier/timeout_rate", "verifier/crash_rate", "verifier/violation_rate"}`` over items
-    (each an outcome string or a ScoreResult); all 0 for no items."""
-    seen = [o if isinstance(o, str) else outcome(o) for o in outcomes]
+def outcome_rates(items: Iterable[Any]) -> dict[str, float]:
+    """``{"verifier/timeout_rate", "verifier/crash_rate", "verifier/violation_rate"}``: the share of
+    items that saw each outcome. An item is a ScoreResult, an outcome string, or a set of outcome
+    strings (an item scored by several verifiers); all 0 for no items."""
+    seen = [{outcome(o)} if isinstance(o, ScoreResult) else {o} if isinstance(o, str) else set(o) for o in items]
     n = max(1, len(seen))
-    return {f"verifier/{k}_rate": sum(o == k for o in seen) / n for k in OUTCOMES}
+    return {f"verifier/{k}_rate": sum(k in o for o in seen) / n for k in OUTCOMES}

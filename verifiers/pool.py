@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import importlib
 import os
 import pickle
 import subprocess
@@ -247,12 +248,15 @@ def worker_main() -> None:
 
 
 def _build(spec: Any) -> Verifier | str:
-    """A verifier from ``("name", name)`` or ``("pickle", bytes)``; a reason string on failure.
+    """A verifier from ``("name", name, path)`` or ``("pickle", bytes, path)``; a reason string on failure.
 
     A name is anything ``verifiers.get`` resolves without this process's registrations: a
     built-in, ``reasoning_gym:<task>``, an entry point, ``/abs/path/file.py:function`` or
     ``package.module:function`` (the parent's current directory is on this process's path)."""
     try:
+        if len(spec) > 2:  # the parent's current directory and sys.path (see verifiers._spec)
+            sys.path.extend(p for p in spec[2] if p not in sys.path)
+            importlib.invalidate_caches()
         if spec[0] == "name":
             from verifiers.registry import get
 
@@ -260,9 +264,6 @@ def _build(spec: Any) -> Verifier | str:
         else:
             verifier = pickle.loads(spec[1])
         verifier.warm()
-        from verifiers.math import cap_worker_memory
-
-        cap_worker_memory(verifier)  # a math verifier's address-space cap (MathVerifier.memory_mb)
         return verifier
     except Exception as e:  # noqa: BLE001 - reported per item, never fatal
         return f"error: verifier could not be built in a worker: {type(e).__name__}: {e}"[:400]

@@ -16,28 +16,25 @@ from typing import Any, Sequence
 from verifiers.base import ScoreResult, Verifier, outcome, outcome_rates, safe_score
 from verifiers.errors import VerifierError
 
-# which outcome an item reports when its verifiers saw several (the most telling first)
-_WORST = {"violation": 0, "timeout": 1, "crash": 2, "ok": 3}
-
-
 @dataclass
 class WeightedScores:
     """Result of :func:`score_weighted` for N items.
 
     ``rewards[i]``: the weighted total. ``primary[i]``: the first verifier's result (correctness,
     extracted answer). ``parts[label][i]``: one verifier's reward for item i (None when that
-    verifier did not score item i). ``outcomes[i]``: ok | timeout | crash | violation, the most
-    telling over item i's verifiers (violation > timeout > crash).
+    verifier did not score item i). ``outcomes[i]``: what item i's verifiers saw, a subset of
+    {timeout, crash, violation} (empty: all scored normally).
     """
 
     rewards: list[float]
     primary: list[ScoreResult]
     parts: dict[str, list[float | None]]
-    outcomes: list[str]
+    outcomes: list[frozenset[str]]
 
     def metrics(self, labels: Sequence[str] = ()) -> dict[str, float]:
         """``reward/<label>`` (mean over the items that verifier scored; NaN for a label in
-        ``labels`` that scored none) and ``verifier/{timeout,crash,violation}_rate``."""
+        ``labels`` that scored none) and ``verifier/{timeout,crash,violation}_rate`` (share of
+        items for which at least one verifier timed out / crashed / reported a violation)."""
         out = {}
         for lab in [*self.parts, *(x for x in labels if x not in self.parts)]:
             vals = [r for r in self.parts.get(lab, ()) if r is not None]
@@ -92,10 +89,7 @@ def score_weighted(completions: Sequence[str], references: Sequence[Any],
         lab = label(name)
         lab = name if lab in parts else lab  # two files with the same name and function
         parts[lab] = [by_item[i].reward if i in by_item else None for i in range(n)]
-    outcomes = []
-    for i in range(n):
-        seen = [outcome(r[i]) for r in results.values() if i in r]
-        outcomes.append(min(seen, key=_WORST.__getitem__) if seen else "ok")
+    outcomes = [frozenset(outcome(r[i]) for r in results.values() if i in r) - {"ok"} for i in range(n)]
     return WeightedScores(rewards, primary, parts, outcomes)
 
 
