@@ -1,8 +1,9 @@
-"""Exploit suite for the code sandbox: every attack must score 0 and leave host and scorer intact.
+"""Exploit suite for the code sandbox: real bubblewrap sandboxes, real attacks, no mocks.
 
-Each attack is a completion for a tiny HumanEval-style task (``add(a, b)``) that tries to get
-reward without solving it, or to harm the host. After each one the same sandbox must still
-score the honest solution 1.0 (checked at the end and, where relevant, inside the test).
+Each attack is a completion for a tiny task (``add(a, b)``, or an MBPP / plain-test reference)
+that tries to get reward without solving it, or to reach the host, the judge or another program.
+Wrong code must score 0 whatever it does to its own interpreter; the host must be untouched; the
+same sandbox must still score the honest solution 1.0 afterwards.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from verifiers.code import CodeVerifier, build_request, extract_code
-from verifiers.sandbox import Sandbox, isolation_prefix
+from verifiers.sandbox import Sandbox
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
 TEST = ("def check(candidate):\n"
@@ -20,8 +21,23 @@ TEST = ("def check(candidate):\n"
         "    assert candidate(-1, 1) == 0\n"
         "    assert abs(candidate(0.5, 0.25) - 0.75) < 1e-9\n")
 TASK = {"prompt": PROMPT, "test": TEST, "entry_point": "add"}
+MBPP = {"test_list": ["assert add(2, 3) == 5", "assert add(-1, 1) == 0"], "code": "def add(a, b):\n    return a + b\n",
+        "test_setup_code": "", "challenge_test_list": []}
+PLAIN = {"test": "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"}
 GOOD = "    return a + b\n"
+GOOD_DEF = "def add(a, b):\n    return a + b\n"
 WRONG = "def add(a, b):\n    return 0\n"
+# Loads the _ctypes extension under another module name (no import of "_ctypes" or "ctypes"
+# happens by that name), then builds ctypes on it: arbitrary native code from the program.
+NATIVE = r'''
+import _imp, sys, os, importlib.machinery
+so = [f for f in os.listdir(os.path.dirname(os.__file__) + "/lib-dynload") if f.startswith("_ctypes.")][0]
+spec = importlib.machinery.ModuleSpec("x._ctypes", None,
+                                      origin=os.path.dirname(os.__file__) + "/lib-dynload/" + so)
+sys.modules["_ctypes"] = _imp.create_dynamic(spec)
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+'''
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +70,260 @@ def test_honest_solution_passes_and_wrong_one_fails(code):
     good = score(code, GOOD)
     assert good.reward == 1.0 and good.info["status"] == "passed" and good.info["passed"] == 1
     assert_zero(score(code, WRONG), "failed")
+    assert score(code, GOOD_DEF, MBPP).reward == 1.0 and score(code, GOOD_DEF, PLAIN).reward == 1.0
+    assert_zero(score(code, WRONG, MBPP), "failed")
+    assert_zero(score(code, WRONG, PLAIN), "failed")
 
 
+# ------------------------------------------------------------------ findings of issue 10
+EXEC_WRAPPERS = [
+    # swallows every exception the tests raise
+    "_real = __builtins__['exec'] if isinstance(__builtins__, dict) else __builtins__.exec\n"
+    "def _exec(*a, **k):\n    try:\n        return _real(*a, **k)\n    except BaseException:\n        return None\n"
+    "import builtins\nbuiltins.exec = _exec\n",
+    # skips the test units altogether
+    "import builtins\nbuiltins.exec = lambda *a, **k: None\nbuiltins.eval = lambda *a, **k: True\n",
+]
+
+
+@pytest.mark.parametrize("wrapper", EXEC_WRAPPERS, ids=["swallow", "skip"])
+@pytest.mark.parametrize("reference", [TASK, MBPP, PLAIN], ids=["humaneval", "mbpp", "plain"])
+def test_replacing_exec_in_builtins_changes_nothing(code, wrapper, reference):
+    assert_zero(score(code, wrapper + WRONG, reference), "failed")
+    assert score(code, wrapper + GOOD_DEF, reference).reward == 1.0  # its own exec, its own business
+
+
+def test_native_code_via_aliased_ctypes_cannot_write_outside_its_tmpfs_or_change_the_verdict(code, tmp_path):
+    """Arbitrary native code (libc open/write through _ctypes loaded as ``x._ctypes``)."""
+    target = tmp_path / "pwned.txt"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host-secret-5521")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o644)
+    evil = NATIVE + f'''
+O_WRONLY, O_CREAT, O_RDONLY = 0o1, 0o100, 0
+results = {{}}
+for path in ({str(target)!r}, "/usr/pwned", "/etc/pwned", "/opt/rlvr/pwned", "/pwned", "/proc/1/mem",
+             "/proc/sysrq-trigger", "/dev/pwned"):
+    fd = libc.open(path.encode(), O_WRONLY | O_CREAT, 0o644)
+    n = libc.write(fd, b"x", 1) if fd >= 0 else -1
+    results[path] = (fd, n, ctypes.get_errno())
+print("WRITES", results)
+fd = libc.open({str(secret)!r}.encode(), O_RDONLY)
+buf = ctypes.create_string_buffer(64)
+print("READ", fd, libc.read(fd, buf, 64) if fd >= 0 else -1, buf.value)
+print("PTRACE", libc.ptrace(16, 1, 0, 0), ctypes.get_errno())   # PTRACE_ATTACH to the launcher
+print("KILL", libc.kill(1, 9), libc.kill(-1, 9) if False else "")
+# forge answers: write verdict-looking lines to every fd
+for fd in range(0, 64):
+    libc.write(fd, b'["ok", 1, ["B", 1]]\\n', 20)
+''' + WRONG
+    res = score(code, evil)
+    assert_zero(res)
+    assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["secret.txt"]
+    assert "host-secret-5521" not in res.info["output"]
+    out = res.info["output"]
+    assert "WRITES" in out and "PTRACE -1" in out, out  # the native code did run
+    for line in out.splitlines():
+        if line.startswith("WRITES"):
+            assert "1)" not in line.replace("-1)", "")  # no write() returned 1
+    assert score(code, GOOD).reward == 1.0  # the launcher survived
+
+
+def test_native_code_cannot_rewrite_its_answers_into_a_pass(code):
+    """Even with native code, an answer is only what the program sends; the judge decides."""
+    evil = NATIVE + (
+        "import builtins, json\n"
+        "json.dumps = lambda *a, **k: '[\"ok\", 1, [\"B\", 1]]'\n"  # every answer reads 'True'
+        "builtins.len = lambda x: 0\n" + WRONG)
+    assert_zero(score(code, evil))
+
+
+def test_replacing_len_hides_nothing(code):
+    evil = "import builtins\nbuiltins.len = lambda x: 0\nbuiltins.abs = lambda x: 0\n" + WRONG
+    assert_zero(score(code, evil), "failed")
+
+
+def test_poisoned_re_cache_does_not_reach_the_tests(code):
+    ref = {"test": "import re\nassert re.fullmatch(r'\\d+', f()) is not None\n", "code": "def f(): return '12'"}
+    evil = ("import re\nre._cache[(str, r'\\d+', 0)] = re.compile('.*')\n"
+            "def f():\n    return 'abc'\n")
+    assert_zero(score(code, evil, ref), "failed")
+    assert score(code, "def f():\n    return '12'\n", ref).reward == 1.0
+
+
+def test_decimal_precision_of_the_program_does_not_reach_the_tests(code):
+    ref = {"test": "from decimal import Decimal\nassert Decimal(f()) + Decimal('0.01') == Decimal('1.24')\n",
+           "code": "def f(): return '1.23'"}
+    evil = "import decimal\ndecimal.getcontext().prec = 1\ndef f():\n    return '1.2'\n"
+    assert_zero(score(code, evil, ref), "failed")
+    assert score(code, "def f():\n    return '1.23'\n", ref).reward == 1.0
+
+
+def test_honest_import_importlib_is_not_a_violation(code):
+    ok = "import importlib\nimport importlib.util\nimport math\n" + GOOD_DEF
+    res = score(code, ok)
+    assert res.reward == 1.0, res.info
+
+
+def test_deep_directory_tree_is_cleaned_up(code):
+    deep = ("import os\nos.makedirs('/tmp/' + '/'.join(['d'] * 1100))\n"
+            "fd = os.open('/tmp', os.O_RDONLY)\n"
+            "for i in range(3000):  # deeper than PATH_MAX allows as one path\n"
+            "    os.mkdir('x' * 200, dir_fd=fd)\n"
+            "    nfd = os.open('x' * 200, os.O_RDONLY, dir_fd=fd)\n    os.close(fd)\n    fd = nfd\n"
+            "os.chmod('/tmp/d', 0)\n" + GOOD_DEF)
+    res = score(code, deep)
+    assert res.reward == 1.0, res.info
+    assert code.sandbox.last_wiped is True
+    look = "import os\nprint('LEFT', os.listdir('/tmp'))\n" + GOOD_DEF
+    assert "LEFT []" in score(code, look).info["output"]
+
+
+def test_full_tmpfs_is_emptied_for_the_next_program():
+    v = CodeVerifier(timeout=15.0, tmpfs_mb=8)
+    try:
+        fill = ("import os\ni = 0\ntry:\n    while True:\n"
+                "        open(f'/tmp/f{i}', 'wb').write(b'x' * (1 << 20)); i += 1\n"
+                "except OSError as e:\n    print('FULL', i, e.errno)\n" + GOOD_DEF)
+        res = score(v, fill)
+        assert "FULL" in res.info["output"] and " 28" in res.info["output"], res.info  # ENOSPC
+        assert v.sandbox.last_wiped is True
+        after = "open('/tmp/big', 'wb').write(b'y' * (6 << 20))\nprint('WROTE')\n" + GOOD_DEF
+        res = score(v, after)
+        assert res.reward == 1.0 and "WROTE" in res.info["output"], res.info
+    finally:
+        v.close()
+
+
+def test_sigkilled_scorer_leaves_nothing_behind(tmp_path):
+    """A scorer killed with SIGKILL mid-run: every sandbox process dies, nothing stays on disk."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    script = tmp_path / "scorer.py"
+    script.write_text(
+        "import sys\n"
+        "from verifiers.code import CodeVerifier\n"
+        "v = CodeVerifier(timeout=60)\n"
+        "v.score('def add(a, b):\\n    return a + b\\n', " + repr(TASK) + ")\n"
+        "print(v.sandbox._proc.pid, flush=True)\n"
+        "v.score(\"import os, time\\nos.makedirs('/tmp/a/b/c')\\nopen('/tmp/a/f', 'w').write('x' * 10**6)\\n"
+        "if os.fork() == 0:\\n    os.setsid()\\n    time.sleep(600)\\nprint('forked', flush=True)\\ntime.sleep(600)\\n\", "
+        + repr(TASK) + ")\n")
+    before = set(os.listdir(tempfile.gettempdir()))
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        bwrap_pid = int(proc.stdout.readline())
+        deadline = time.monotonic() + 30
+        family: set[int] = set()
+        while time.monotonic() < deadline:  # wait until the program and its forked child run
+            family = _descendants(bwrap_pid)
+            if len(family) >= 4:  # bwrap, launcher, program, its child
+                break
+            time.sleep(0.1)
+        assert len(family) >= 4, family
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in family):
+            time.sleep(0.1)
+        assert not [p for p in family if _alive(p)]
+        assert set(os.listdir(tempfile.gettempdir())) - before == set()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = {pid}, [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+# ------------------------------------------------------------------ the OS boundary
+def test_program_runs_as_nobody_without_capabilities_and_sees_only_itself(code):
+    look = ("import os\n"
+            "st = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines())\n"
+            "print('UID', os.getuid(), os.geteuid(), os.getgid(), os.getgroups())\n"
+            "print('CAPS', st['CapEff'].strip(), st['CapPrm'].strip(), st['CapAmb'].strip(), st['NoNewPrivs'].strip())\n"
+            "print('OTHERS', [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())])\n"
+            "print('ROOT', sorted(os.listdir('/')))\n"
+            "print('HOST', [p for p in ('/work', '/home', '/root/.ssh', '/var', '/sys', '/etc/shadow') if os.path.exists(p)])\n"
+            + GOOD_DEF)
+    out = score(code, look).info["output"]
+    assert "UID 65534 65534 65534 []" in out, out
+    assert "CAPS 0000000000000000 0000000000000000 0000000000000000 1" in out, out
+    assert "OTHERS []" in out, out  # only itself and the launcher (pid 1)
+    assert "HOST []" in out, out
+
+
+def test_only_its_tmpfs_is_writable(code):
+    probe = ("import os\nwritable = []\n"
+             "for top in ('/', '/usr', '/usr/lib', '/etc', '/opt', '/opt/rlvr', '/dev', '/dev/shm', '/proc', '/root', '/tmp',\n"
+             "            os.path.dirname(os.__file__)):\n"
+             "    try:\n        open(os.path.join(top, 'probe-w'), 'w').write('x')\n        writable.append(top)\n"
+             "    except OSError:\n        pass\n"
+             "print('WRITABLE', writable)\n" + GOOD_DEF)
+    out = score(code, probe).info["output"]
+    assert "WRITABLE ['/tmp']" in out, out
+
+
+def test_network_is_unreachable(code):
+    probe = ("import socket\n"
+             "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    print('NET open')\n"
+             "except OSError as e:\n    print('NET closed', e.errno)\n" + GOOD_DEF)
+    assert "NET closed" in score(code, probe).info["output"]
+
+
+def test_two_sandboxes_cannot_see_or_signal_each_other():
+    """Programs of one batch run in different sandboxes (one per worker): no shared pids or files."""
+    import threading
+
+    a, b = CodeVerifier(timeout=20.0), CodeVerifier(timeout=20.0)
+    try:
+        sleeper = ("import os, time\nopen('/tmp/flag-a', 'w').write(str(os.getpid()))\ntime.sleep(3)\n" + GOOD_DEF)
+        res_a = {}
+        t = threading.Thread(target=lambda: res_a.setdefault("r", score(a, sleeper)))
+        t.start()
+        time.sleep(1.0)
+        spy = ("import os, signal\n"
+               "print('SEES', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), os.path.exists('/tmp/flag-a'))\n"
+               "for pid in range(2, 200):\n"
+               "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n" + GOOD_DEF)
+        out = score(b, spy).info["output"]
+        t.join()
+        assert "False" in out.split("SEES")[1].splitlines()[0], out
+        assert res_a["r"].reward == 1.0  # the other program was not disturbed
+    finally:
+        a.close()
+        b.close()
+
+
+# ------------------------------------------------------------------ verdict forgery
 def test_sys_exit_before_the_asserts(code):
     assert_zero(score(code, "import sys\nsys.exit(0)\n" + WRONG), "failed")
 
@@ -64,10 +332,15 @@ def test_raise_systemexit_inside_the_candidate(code):
     assert_zero(score(code, "def add(a, b):\n    raise SystemExit(0)\n"), "failed")
 
 
-def test_os_exit_zero_before_the_asserts(code):
-    res = score(code, "import os\nos._exit(0)\n")
+def test_os_exit_zero_inside_the_candidate(code):
+    res = score(code, "import os\ndef add(a, b):\n    os._exit(0)\n")
     assert_zero(res, "crashed")
-    assert "no verdict" in res.info["reason"]
+    assert "exited" in res.info["reason"]
+
+
+def test_exit_is_a_failure_even_when_the_test_catches_it(code):
+    ref = {"test": "try:\n    add(1, 2)\nexcept BaseException:\n    pass\nassert True\n", "code": GOOD_DEF}
+    assert_zero(score(code, "import os\ndef add(a, b):\n    os._exit(0)\n", ref))
 
 
 def test_redefines_check_and_candidate(code):
@@ -75,106 +348,126 @@ def test_redefines_check_and_candidate(code):
     assert_zero(score(code, evil), "failed")
 
 
-def test_redefines_check_as_a_builtin(code):
-    evil = "import builtins\nbuiltins.check = lambda c: True\n" + WRONG
-    assert_zero(score(code, evil), "violation")
+def test_patches_unittest_and_math(code):
+    ref = {"test": "import unittest, math\nunittest.TestCase().assertEqual(add(2, 3), 5)\n"
+                   "assert math.isclose(add(0.1, 0.2), 0.3)\n", "code": GOOD_DEF}
+    evil = ("import unittest, math\nunittest.TestCase.assertEqual = lambda *a, **k: None\n"
+            "math.isclose = lambda *a, **k: True\n" + WRONG)
+    assert_zero(score(code, evil, ref), "failed")
+    assert score(code, GOOD_DEF, ref).reward == 1.0
 
 
-def test_patches_unittest(code):
-    ref = {"test": "import unittest\nunittest.TestCase().assertEqual(add(2, 3), 5)\n", "code": "def add(a, b): return a + b"}
-    evil = "import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None\n" + WRONG
-    assert_zero(score(code, evil, ref), "violation")
-    assert score(code, "def add(a, b):\n    return a + b\n", ref).reward == 1.0
-
-
-def test_monkeypatches_builtins(code):
-    evil = ("import builtins\nbuiltins.abs = lambda x: 0\n"
-            "def add(a, b):\n    return 5 if (a, b) == (2, 3) else (0 if (a, b) == (-1, 1) else 99)\n")
-    res = score(code, evil)
-    assert_zero(res, "violation")
-    assert "builtins.abs" in res.info["reason"]
-
-
-def test_patches_a_module_the_tests_use(code):
-    ref = {"test": "import math\nassert math.isclose(add(0.1, 0.2), 0.3)\n", "code": "def add(a, b): return a + b"}
-    evil = "import math\nmath.isclose = lambda *a, **k: True\ndef add(a, b):\n    return -1\n"
-    assert_zero(score(code, evil, ref), "violation")
-
-
-def test_prints_a_fake_success_marker_and_forges_verdict_lines(code):
+def test_prints_and_forges_verdict_lines(code):
     evil = ("import os\nprint('all tests passed'); print('PASSED 3/3')\n"
-            "for fd in range(1, 1024):\n"
-            "    try:\n        os.write(fd, b'0123456789abcdef0123456789abcdef 1 1 0 ok\\n')\n"
+            "for fd in range(1, 256):\n"
+            "    try:\n        os.write(fd, b'[\"ok\", 1, [\"B\", 1]]\\n[\"ready\"]\\n')\n"
             "    except OSError:\n        pass\n" + WRONG)
     res = score(code, evil)
-    assert_zero(res, "failed")
+    assert_zero(res)
     assert "all tests passed" in res.info["output"]  # the print was seen, and ignored
 
 
-def test_object_that_equals_everything(code):
-    evil = ("class Anything:\n"
-            "    def __eq__(self, other): return True\n"
-            "    def __sub__(self, other): return self\n"
-            "    def __abs__(self): return 0\n"
-            "def add(a, b):\n    return Anything()\n")
+@pytest.mark.parametrize("evil", [
+    "class Anything:\n    def __eq__(self, other): return True\n    def __sub__(self, o): return self\n"
+    "    def __abs__(self): return 0\n    def __lt__(self, o): return True\ndef add(a, b):\n    return Anything()\n",
+    "class I(int):\n    def __eq__(self, o): return True\ndef add(a, b):\n    return I(0)\n",
+    "class S(str):\n    def __eq__(self, o): return True\ndef add(a, b):\n    return S('')\n",
+    "def add(a, b):\n    return iter([5])\n",
+], ids=["eq-anything", "int-subclass", "str-subclass", "iterator"])
+def test_objects_that_are_not_plain_data_cannot_pass(code, evil):
     res = score(code, evil)
-    assert_zero(res, "violation")
-    assert "non-data value" in res.info["reason"]
+    assert_zero(res, "failed")
+    assert "program object" in res.info["reason"], res.info
 
 
-def test_iterators_are_rejected_but_plain_containers_and_views_accepted(code):
-    ref = {"test": "assert sorted(f()) == [1, 2]", "code": "def f(): return [2, 1]"}
-    assert score(code, "def f():\n    return {2: 'a', 1: 'b'}.keys()\n", ref).reward == 1.0
-    assert score(code, "def f():\n    return (2, 1)\n", ref).reward == 1.0
-    gen = score(code, "def f():\n    return (x for x in (2, 1))\n", ref)
-    assert_zero(gen, "violation")
-    assert "generator" in gen.info["reason"]
+def test_program_objects_can_be_passed_back(code):
+    """MBPP-style classes: the tests construct them in the program and pass them back."""
+    ref = {"test_list": ["assert longest([Pair(5, 24), Pair(15, 25), Pair(27, 40)], 3) == 2"],
+           "code": "class Pair:\n    pass\ndef longest(ps, n):\n    pass\n"}
+    ok = ("class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
+          "def longest(ps, n):\n    ps = sorted(ps, key=lambda p: p.b)\n    end, k = None, 0\n"
+          "    for p in ps:\n        if end is None or p.a > end:\n            end, k = p.b, k + 1\n    return k\n")
+    assert score(code, ok, ref).reward == 1.0
+    assert_zero(score(code, ok.replace("return k", "return Pair(0, 0)"), ref), "failed")
 
 
-def test_int_subclass_with_forged_eq(code):
-    evil = "class I(int):\n    def __eq__(self, o): return True\ndef add(a, b):\n    return I(0)\n"
-    assert_zero(score(code, evil), "violation")
+def test_program_exceptions_reach_the_tests_as_builtin_exceptions(code):
+    ref = {"test": "try:\n    f(-1)\n    raise AssertionError('no error')\nexcept ValueError as e:\n"
+                   "    assert str(e) == 'negative'\nassert f(2) == 4\n", "code": "def f(x): pass"}
+    ok = "def f(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x * x\n"
+    assert score(code, ok, ref).reward == 1.0
+    assert_zero(score(code, ok.replace("ValueError", "TypeError"), ref), "failed")
 
 
-def test_kills_its_parent(code):
+def test_cannot_read_the_tests_or_expected_values(code):
+    secret = "zebra-7781-secret"
+    ref = {"prompt": "def f():\n    pass\n", "test": f"def check(candidate):\n    assert candidate() == {secret!r}\n",
+           "entry_point": "f"}
+    spy = NATIVE + r'''
+found = []
+def look(b):
+    if b"zebra" in b:
+        found.append(b[b.index(b"zebra"):][:17].decode("latin-1"))
+for path in ("/proc/1/mem", "/proc/1/environ", "/proc/1/cmdline", "/proc/self/mem"):
+    try:
+        look(open(path, "rb").read(1 << 20))
+    except OSError:
+        pass
+for fd in range(0, 64):
+    try:
+        look(os.read(fd, 1 << 16))
+    except OSError:
+        pass
+import gc
+for o in gc.get_objects():
+    if isinstance(o, (str, bytes)):
+        look(o.encode("latin-1", "replace") if isinstance(o, str) else o)
+def f():
+    return found[-1] if found else ""
+'''
+    res = score(code, spy, ref)
+    assert_zero(res)
+    assert secret not in res.info["output"] and secret not in res.info["reason"]
+    assert score(code, f"def f():\n    return {secret!r}\n", ref).reward == 1.0  # the task is solvable
+
+
+# ------------------------------------------------------------------ resources
+def test_kills_everything_it_can_and_the_scorer_survives(code):
     evil = ("import os, signal\n"
             "for pid in (os.getppid(), 1, 0, -1):\n"
-            "    try:\n        os.kill(pid, signal.SIGKILL)\n    except Exception:\n        pass\n"
-            "try:\n    os.killpg(os.getpgid(0), signal.SIGKILL)\nexcept Exception:\n    pass\n"
-            "def add(a, b):\n    return a + b\n")
-    assert_zero(score(code, evil), "violation")
-    assert score(code, GOOD).reward == 1.0  # the launcher survived
-
-
-def test_kills_its_parent_with_a_pidfd(code):
-    evil = ("import os, signal\n"
-            "signal.pidfd_send_signal(os.pidfd_open(os.getppid()), signal.SIGKILL)\n" + GOOD.replace("    ", "def add(a, b):\n    ", 1))
+            "    try:\n        os.kill(pid, signal.SIGKILL)\n    except Exception:\n        pass\n" + WRONG)
     assert_zero(score(code, evil))
     assert score(code, GOOD).reward == 1.0
 
 
 def test_fork_bomb(code):
-    evil = "import os\nwhile True:\n    os.fork()\n"
+    evil = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     t0 = time.monotonic()
-    assert_zero(score(code, evil), "violation")
-    assert time.monotonic() - t0 < 10
+    assert_zero(score(Quick.v, evil), "timeout")
+    assert time.monotonic() - t0 < 15
     assert score(code, GOOD).reward == 1.0
 
 
-def test_fork_bomb_through_subprocess_and_multiprocessing(code):
-    for evil in ("import subprocess\nsubprocess.Popen(['sh', '-c', ':(){ :|:& };:'])\n",
-                 "import os\nos.system(':(){ :|:& };:')\n",
-                 "import multiprocessing\nmultiprocessing.Process(target=print).start()\n",
-                 "import os\nos.posix_spawn('/bin/sh', ['sh'], {})\n"):
-        assert_zero(score(code, evil + GOOD.replace("    ", "def add(a, b):\n    ", 1)), "violation")
+class Quick:
+    v = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quick(quick):
+    Quick.v = quick
 
 
 def test_allocates_without_end(code):
     evil = "x = []\nwhile True:\n    x.append(' ' * 10**7)\n"
     t0 = time.monotonic()
-    res = score(code, evil)
-    assert_zero(res, "failed", "crashed", "timeout")
-    assert time.monotonic() - t0 < 10
+    assert_zero(score(code, evil), "failed", "crashed", "timeout")
+    assert time.monotonic() - t0 < 15
+    assert score(code, GOOD).reward == 1.0
+
+
+def test_huge_answer_is_refused(code):
+    evil = "def add(a, b):\n    return 'x' * (40 << 20)\n"
+    assert_zero(score(code, evil))
     assert score(code, GOOD).reward == 1.0
 
 
@@ -188,164 +481,54 @@ def test_loops_forever_and_sleeps_forever(quick, code):
     assert score(code, GOOD).reward == 1.0
 
 
-def test_writes_outside_its_temp_dir(code, tmp_path):
-    target = tmp_path / "pwned.txt"
-    for evil in (f"open({str(target)!r}, 'w').write('x')\n",
-                 f"import os\nfd = os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)\n",
-                 f"import shutil\nshutil.copyfile('/etc/hostname', {str(target)!r})\n",
-                 f"import os\nos.symlink({str(target)!r}, 'link')\nopen('link', 'w').write('x')\n",
-                 f"try:\n    open({str(target)!r}, 'w').write('x')\nexcept Exception:\n    pass\n"):
-        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"), "violation")
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_changes_through_dir_fd_or_fd_are_refused(code):
-    # Each would be a no-op even if allowed (missing name, unchanged mode/times): the test is safe.
-    for evil in ("import os\nfd = os.open(os.path.dirname(os.__file__), os.O_RDONLY)\n"
-                 "os.rmdir('no-such-dir-7781', dir_fd=fd)\n",
-                 "import os\nfd = os.open(os.__file__, os.O_RDONLY)\n"
-                 "os.fchmod(fd, os.stat(os.__file__).st_mode & 0o7777)\n",
-                 "import os\nst = os.stat(os.__file__)\nos.utime(os.__file__, (st.st_atime, st.st_mtime))\n",
-                 "import os\nos.rename(os.__file__ + '.missing', 'x')\n"):
-        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"), "violation")
-
-
-def test_reads_outside_the_allowed_roots_are_refused(code):
-    for evil in ("open('/etc/passwd').read()\n", "open('/etc/shadow').read()\n",
-                 "import os\nos.open('/etc/hostname', os.O_RDONLY)\n"):
-        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"), "violation")
-
-
-def test_cannot_switch_the_sandbox_off_from_inside(code):
-    evil = ("import sys\nmain = sys.modules['__main__']\n"
-            "for name in dir(main):\n"
-            "    if name.startswith(('_check', '_deny', 'DENIED', '_make_audit')):\n"
-            "        try:\n            setattr(main, name, (lambda *a, **k: None) if name[0] == '_' else frozenset())\n"
-            "        except Exception:\n            pass\n"
-            "import os\nos.fork()\n" + WRONG)
-    res = score(code, evil)
-    assert_zero(res, "violation")
-    assert "os.fork" in res.info["reason"] or "tampered" in res.info["reason"]
-    assert score(code, GOOD).reward == 1.0
-
-
-def test_root_only_powers_are_gone(code, tmp_path):
-    """Where the child keeps uid 0 (inside its namespaces), it must not touch host-wide state."""
-    db = tmp_path / "evil.db"
-    for evil in ("import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n",
-                 "import time\ntime.clock_settime(time.CLOCK_REALTIME, time.time())\n",
-                 "import os\nos.nice(0)\n",
-                 "import os\nos.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))\n",
-                 f"import sqlite3\nsqlite3.connect({str(db)!r}).execute('create table t(x)')\n",
-                 f"import dbm\ndbm.open({str(db)!r}, 'c')\n"):
-        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"))
-    assert not db.exists() and list(tmp_path.iterdir()) == []
-    ok = "import sqlite3\nsqlite3.connect(':memory:').execute('create table t(x)')\n" + GOOD.replace("    ", "def add(a, b):\n    ", 1)
-    assert score(code, ok).reward == 1.0
-
-
-def test_may_write_inside_its_temp_dir(code):
-    ok = ("with open('scratch.txt', 'w') as f:\n    f.write('42')\n"
-          "def add(a, b):\n    return a + b + int(open('scratch.txt').read()) - 42\n")
-    assert score(code, ok).reward == 1.0
-
-
-def test_cannot_read_the_test_source_or_expected_values(code):
-    secret = "zebra-7781-secret"
-    ref = {"prompt": "def f():\n    pass\n", "test": f"def check(candidate):\n    assert candidate() == {secret!r}\n",
-           "entry_point": "f"}
-    spy = r'''
-import sys, os
-found = []
-def look(x):
-    if isinstance(x, (str, bytes)) and b"zebra"[:5].decode() in (x if isinstance(x, str) else x.decode("latin-1")):
-        found.append(x if isinstance(x, str) else x.decode("latin-1"))
-for attempt in (
-    lambda: [look(o) for o in __import__("gc").get_objects()],
-    lambda: [look(v) for v in sys._getframe(1).f_locals.values()],
-    lambda: [look(c) for c in sys._getframe(2).f_code.co_consts],
-    lambda: look(open("/proc/self/mem", "rb").read(100)),
-    lambda: look(open("/proc/self/cmdline", "rb").read()),
-    lambda: [look(open(f, "rb").read()) for f in os.listdir(".")],
-):
-    try:
-        attempt()
-    except BaseException:
-        pass
-for fd in range(0, 1024):
-    try:
-        look(os.read(fd, 1 << 20))
-    except OSError:
-        pass
-def f():
-    try:
-        raise ValueError
-    except ValueError as e:
-        try:
-            frame = e.__traceback__.tb_frame.f_back
-            for c in frame.f_code.co_consts:
-                look(c)
-        except BaseException:
-            pass
-    try:
-        for c in sys._getframe(1).f_code.co_consts:
-            look(c)
-    except BaseException:
-        pass
-    return found[-1] if found else ""
-'''
-    res = score(code, spy, ref)
-    assert_zero(res)
-    assert secret not in res.info["output"] and secret not in res.info["reason"]
-    assert score(code, f"def f():\n    return {secret!r}\n", ref).reward == 1.0  # the task is solvable
-
-
-def test_trace_hook_cannot_skip_asserts(code):
-    evil = ("import sys\n"
-            "def tracer(frame, event, arg):\n"
-            "    if event == 'line' and frame.f_code.co_filename == '<test>':\n"
-            "        frame.f_lineno = frame.f_lineno + 1\n"
-            "    return tracer\n"
-            "sys.settrace(tracer)\n" + WRONG)
-    assert_zero(score(code, evil), "violation")
-
-
-def test_threads_cannot_be_started(code):
-    evil = ("import threading, _thread\n"
-            "try:\n    threading.Thread(target=lambda: None).start()\nexcept Exception as e:\n    print('thread', e)\n"
-            "try:\n    _thread.start_new_thread(print, ())\nexcept Exception as e:\n    print('_thread', e)\n"
-            + GOOD.replace("    ", "def add(a, b):\n    ", 1))
-    res = score(code, evil)
-    assert "thread" in res.info["output"] and "_thread" in res.info["output"]
-    assert res.reward == 1.0  # the attempt failed; the (honest) solution still counts
-
-
-def test_network_is_unreachable(code):
-    evil = ("import socket\n"
-            "s = socket.create_connection(('1.1.1.1', 80), timeout=1)\n"
-            "def add(a, b):\n    return a + b\n")
-    assert_zero(score(code, evil), "violation")
-
-
-def test_ctypes_and_raw_bytecode_are_blocked(code):
-    for evil in ("import ctypes\n", "import marshal\nmarshal.loads(b'c' + bytes(100))\n",
-                 "def g(): pass\ng.__code__.replace(co_code=b'\\x00' * 4)\n"):
-        assert_zero(score(code, evil + "def add(a, b):\n    return a + b\n"), "violation")
-
-
 def test_output_flood_is_capped(code):
-    flood = "import sys\nfor _ in range(20000):\n    sys.stdout.write('x' * 10000)\n" + "def add(a, b):\n    return a + b\n"
+    flood = "import sys\nfor _ in range(20000):\n    sys.stdout.write('x' * 10000)\n" + GOOD_DEF
     res = score(code, flood)
     assert res.reward == 1.0  # 200 MB of output: drained, dropped, harmless
     assert len(res.info["output"]) <= 8192
 
 
-def test_scorer_still_works_after_all_attacks(code):
-    assert score(code, GOOD).reward == 1.0
-    assert score(code, "```python\ndef add(a, b):\n    return a + b\n```").reward == 1.0
+def test_may_write_inside_its_tmpfs(code):
+    ok = ("with open('scratch.txt', 'w') as f:\n    f.write('42')\n"
+          "def add(a, b):\n    return a + b + int(open('scratch.txt').read()) - 42\n")
+    assert score(code, ok).reward == 1.0
 
 
+# ------------------------------------------------------------------ modes
+def test_explicit_unsandboxed_mode_warns_on_every_run(caplog):
+    v = CodeVerifier(timeout=15.0, isolation="none")
+    try:
+        for _ in range(2):
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="verifiers.sandbox"):
+                res = score(v, GOOD)
+            assert res.reward == 1.0 and "no OS sandbox" in res.info["warning"]
+            assert any("code sandbox disabled" in r.message for r in caplog.records)
+        assert_zero(score(v, EXEC_WRAPPERS[0] + WRONG), "failed")  # the judge still holds the verdict
+    finally:
+        v.close()
+
+
+def test_refuses_to_score_where_bubblewrap_cannot_run():
+    """A non-root user whose user namespaces are disabled (made real with bwrap --disable-userns):
+    constructing the code verifier fails with one line that names the fix."""
+    import subprocess
+    import sys
+
+    from verifiers.sandbox import bwrap_path
+
+    code = ("import os\nfrom verifiers.code import CodeVerifier\nassert os.getuid() == 1000\n"
+            "try:\n    CodeVerifier()\nexcept Exception as e:\n    print(type(e).__name__, '|', e)\n")
+    cmd = [bwrap_path(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+           "--unshare-user", "--uid", "1000", "--gid", "1000", "--disable-userns", "--unshare-pid",
+           "--chdir", os.getcwd(), sys.executable, "-c", code]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = r.stdout.strip()
+    assert out.startswith("SandboxUnavailable | "), (out, r.stderr)
+    assert "\n" not in out and "user namespaces" in out and "RLVR_CODE_SANDBOX=none" in out
+
+
+# ------------------------------------------------------------------ API details
 def test_partial_credit_counts_asserts():
     v = CodeVerifier(timeout=15.0, partial=True)
     try:
@@ -359,37 +542,6 @@ def test_partial_credit_counts_asserts():
         v.close()
 
 
-def test_no_isolation_mode_still_blocks_the_main_attacks(tmp_path):
-    v = CodeVerifier(timeout=15.0, isolation="none")
-    try:
-        target = tmp_path / "x"
-        assert score(v, GOOD).reward == 1.0
-        assert_zero(score(v, "import os\nwhile True:\n    os.fork()\n"), "violation")
-        assert_zero(score(v, f"open({str(target)!r}, 'w')\n" + WRONG), "violation")
-        assert_zero(score(v, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + WRONG), "violation")
-        assert not target.exists()
-        assert score(v, GOOD).reward == 1.0
-        assert v.sandbox.mode["namespaces"] == "none"
-    finally:
-        v.close()
-
-
-def test_launcher_processes_are_cleaned_up():
-    box = Sandbox(timeout=15.0)
-    box.run(build_request(GOOD, TASK))
-    pid = box._proc.pid
-    box.close()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-
-
-def test_isolation_probe_and_modes():
-    prefix = isolation_prefix()
-    assert isinstance(prefix, tuple)
-    if prefix:
-        assert prefix[0].endswith("unshare")
-
-
 def test_extract_code_and_build_request():
     text = "Here:\n```python\ndef add(a, b):\n    return a + b\n```\nand a test\n```python\nprint(add(1, 2))\n```"
     assert extract_code(text, "add").startswith("def add")
@@ -400,3 +552,12 @@ def test_extract_code_and_build_request():
     assert build_request("x", "assert 1")["mode"] == "script"
     with pytest.raises(ValueError):
         build_request("x", {"nothing": 1})
+
+
+def test_sandbox_object_reports_mode_and_closes():
+    with Sandbox(timeout=10.0) as box:
+        res = box.run(build_request(GOOD_DEF, TASK))
+        assert res.status == "passed"
+        assert box.mode["isolation"] == "bwrap" and box.mode["uid"] == 65534
+        pid = box._proc.pid
+    assert not _alive(pid)

