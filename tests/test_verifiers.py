@@ -412,7 +412,7 @@ def test_bench_builds_model_like_completions(data_dir):
     res = verifiers.score_batch("math", comps, refs, workers=0)
     share = sum(r.reward for r in res) / len(res)
     assert 0.75 < share < 0.95  # about 85% correct by construction
-    assert {r.info["extractor"] for r in res} >= {"boxed", "gsm8k", "answer_is", "last_number"}
+    assert {r.info["extractor"] for r in res} >= {"boxed", "gsm8k", "answer_is", "math_verify"}
     m500 = [json.loads(x) for x in open(data_dir / "math" / "test.jsonl")][:20]
     comps, refs = math500_completions(m500)
     assert all("\\boxed{" in c for c in comps) and len(refs) == 20

@@ -1,19 +1,26 @@
 r"""Math answers: extract the final answer, then decide equivalence with the reference.
 
-Extraction (:func:`extract_answer`) tries, in a configurable order, the last ``\boxed{...}``
-(braces matched by a linear scan), GSM8K's ``#### N``, "the answer is X" and the last number;
-``strict=True`` accepts only ``\boxed{}``. All extractors are linear in the input and look at
-most at the last ``tail_chars`` characters (boxed: the whole text), so a 1 MB completion or ten
-thousand nested braces cost milliseconds.
+Extraction (:func:`extract_answer`) tries, in a configurable order: the last ``\boxed{...}``
+(braces matched by a linear scan), GSM8K's ``#### N``, "the answer is X", then Math-Verify's own
+extraction (:func:`extract_math_verify`: the last ``$...$``, ``$$...$$``, ``\(...\)``,
+``\[...\]``, bare ``\frac{a}{b}``, then plain numbers and expressions, with thousands separators
+``1 000``/``1,000``, decimal commas ``3,5`` and ``\frac13`` shorthand read as Math-Verify reads
+them), and last a standalone number (:func:`extract_last_number`: delimited by spaces or
+punctuation, never part of a word such as ``AZYUK2A`` or of LaTeX such as ``x^2``).
+``strict=True`` accepts only ``\boxed{}``. The boxed scan reads the whole text; the others read
+at most the last ``tail_chars`` characters, so a 1 MB completion costs milliseconds.
 
 Equivalence (:func:`answers_match`) first tries cheap exact paths: identical normalised strings,
-then both sides as plain numbers (``1,234``, ``$18``, ``50%``, ``18 dollars``, ``\frac{1}{2}``,
-``1/2``) compared exactly with Fractions; two different integers are decided there. Everything
-else goes to Math-Verify: both sides wrapped as ``\boxed{...}`` and parsed with
-``math_verify.parse``, compared with ``math_verify.verify`` (fractions, radicals, intervals, sets,
-tuples, matrices, equations, percent, units, ``\text{}``). Math-Verify's own ``signal.alarm``
-timeouts are disabled (``parsing_timeout=None``, ``timeout_seconds=None``): the hard timeout is
-the worker process being killed (``verifiers.pool``).
+then both sides as plain numbers (``1,234``, ``1 234``, ``$18``, ``50%``, ``18 dollars``,
+``\frac{1}{2}``, ``1/2``) compared exactly with Fractions; two different integers are decided
+there. Everything else goes to Math-Verify: both sides wrapped as ``\boxed{...}`` (or, for an
+answer Math-Verify extracted itself, its parsed value) and compared with ``math_verify.verify``
+(fractions, radicals, intervals, sets, tuples, matrices, equations, percent, units,
+``\text{}``). Math-Verify's own ``signal.alarm`` timeouts are disabled (``parsing_timeout=None``,
+``timeout_seconds=None``): the hard timeout is the worker process being killed
+(``verifiers.pool``), and a worker that scores math runs under an address-space cap
+(:func:`cap_worker_memory`, ``MathVerifier(memory_mb=...)``) so that an answer such as
+``2^{2^{34}}`` fails with ``MemoryError`` instead of growing the process.
 
 References may be a plain answer (``"18"``, ``"\frac{14}{3}"``), a GSM8K solution text (the part
 after the last ``####``), LaTeX with ``\boxed{}``/``$...$``, a number, a GSM8K/MATH row dict
@@ -29,7 +36,7 @@ from typing import Any, Sequence
 
 from verifiers.base import ScoreResult, Verifier
 
-EXTRACTORS = ("boxed", "gsm8k", "answer_is", "last_number")
+EXTRACTORS = ("boxed", "gsm8k", "answer_is", "math_verify", "last_number")
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers (and would make sympy slow)
 
 
@@ -84,50 +91,112 @@ def extract_gsm8k(text: str) -> str | None:
 
 _ANSWER_IS = re.compile(r"(?i)(?:final answer|the answer|answer)(?:\s+(?:is|was|would be|will be)|\s*[:=])"
                         r"[ \t]*:?[ \t]*([^\n]{1,300})")
-_CUT = re.compile(r"\.\s|\.$|,\s+(?=[A-Za-z]{2})|\s+(?:because|since|which|so)\b")
+_CUT = re.compile(r"\.\s|\.$|,\s+(?=[A-Za-z]{2})|\s+\((?=[A-Za-z]{2})|\s+(?:because|since|which|so)\b")
 
 
 def extract_answer_is(text: str) -> str | None:
-    """``X`` from the last "the answer is X" / "final answer: X" (one line, first sentence)."""
+    """``X`` from the last "the answer is X" / "final answer: X": a ``$...$``/``\\(...\\)`` span,
+    else the first sentence of that line (a plain number read as :func:`_plain_text_number` does)."""
     last = None
     for m in _ANSWER_IS.finditer(text):
         last = m
     if last is None:
         return None
     s = last.group(1).strip()
-    math_span = re.match(r"\$\$?([^$]{1,300})\$|\\\((.{1,300}?)\\\)", s)
+    math_span = re.match(r"\$\$?((?:\\\$|[^$]){1,300})\$|\\\((.{1,300}?)\\\)", s)
     if math_span:
         return (math_span.group(1) or math_span.group(2)).strip() or None
     cut = _CUT.search(s)
     s = (s[:cut.start()] if cut else s).strip().rstrip(".").strip()
-    return s or None
+    return _plain_text_number(s.strip("*`").strip()) or None
 
 
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+_NUMBER = re.compile(r"(?:(?<=^)|(?<=[\s(\[:=$,;*]))"  # starts after a space or punctuation...
+                     r"(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+)"
+                     r"(?=$|[\s)\].,;:!?*%])")  # ...and ends before one: never inside a word or LaTeX
 
 
 def extract_last_number(text: str) -> str | None:
-    """The last number in ``text`` (thousands separators kept, parsed later)."""
+    """The last standalone number in ``text`` (thousands commas kept; not ``2`` in ``x2``/``x^2``)."""
     last = None
     for m in _NUMBER.finditer(text):
         last = m
-    return last.group(0) if last else None
+    return last.group(1) if last else None
+
+
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?\.?")
+
+
+@lru_cache(maxsize=1)
+def extraction_config() -> tuple:
+    """Math-Verify's extraction targets used here: its default LaTeX and plain-expression configs."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    return (LatexExtractionConfig(), ExprExtractionConfig())
+
+
+def _math_verify_extract(text: str) -> tuple[str, list] | None:
+    """``(answer as text, parse result)`` from Math-Verify's own extraction (``parse`` with
+    :func:`extraction_config`), or None when nothing it extracts parses."""
+    plain = text.strip()
+    if _PLAIN_NUMBER.fullmatch(plain):  # the whole completion is one number: what Math-Verify finds
+        return plain.rstrip("."), []
+    from math_verify import parse
+
+    found = parse(text, list(extraction_config()), fallback_mode="first_match", parsing_timeout=None)
+    parsed = [f for f in found if not isinstance(f, str)]
+    if not parsed:
+        return None
+    shown = next((f for f in found if isinstance(f, str)), None) or str(parsed[0])
+    return shown.strip(), found  # the value and, as Math-Verify returns it, the matched text
+
+
+def extract_math_verify(text: str) -> str | None:
+    r"""The answer Math-Verify extracts from ``text`` (last LaTeX span or expression), as text."""
+    found = _math_verify_extract(text)
+    return found[0] if found else None
 
 
 EXTRACTOR_FUNCS = {"boxed": extract_boxed, "gsm8k": extract_gsm8k, "answer_is": extract_answer_is,
-                   "last_number": extract_last_number}
+                   "math_verify": extract_math_verify, "last_number": extract_last_number}
+
+
+def _extract(text: str, order: Sequence[str], tail_chars: int) -> tuple[str | None, str | None, list | None]:
+    """``(answer, extractor name, Math-Verify's parsed value or None)``; see :func:`extract_answer`."""
+    for name in order:
+        source = text if name == "boxed" else text[-tail_chars:]
+        parsed = None
+        if name == "math_verify":
+            mv = _math_verify_extract(source)
+            found, parsed = (mv[0], mv[1] or None) if mv else (None, None)
+        else:
+            found = EXTRACTOR_FUNCS[name](source)
+        found = found.strip().strip("*`").strip() if found is not None else ""  # **18**, `18`
+        if found:
+            if name == "gsm8k":
+                found = _plain_text_number(found)
+            return found, name, parsed
+    return None, None, None
 
 
 def extract_answer(text: str, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000
                    ) -> tuple[str | None, str | None]:
     """``(answer, extractor name)`` from the first extractor in ``order`` that finds one."""
-    for name in order:
-        source = text if name == "boxed" else text[-tail_chars:]
-        found = EXTRACTOR_FUNCS[name](source)
-        found = found.strip().strip("*`").strip() if found is not None else ""  # **18**, `18`
-        if found:
-            return found, name
-    return None, None
+    return _extract(text, order, tail_chars)[:2]
+
+
+_THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(?:([ ,])\d{3})(?:\1\d{3})*(?:\.\d+)?")
+_DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
+
+
+def _plain_text_number(s: str) -> str:
+    """A number written in running text, read as Math-Verify reads one: ``1 000`` / ``1,000`` ->
+    ``1000`` (thousands), ``3,5`` -> ``3.5`` (decimal comma); anything else unchanged."""
+    if _THOUSANDS.fullmatch(s):
+        return s.replace(",", "").replace(" ", "")
+    if _DECIMAL_COMMA.fullmatch(s):
+        return s.replace(",", ".")
+    return s
 
 
 # ------------------------------------------------------------------------------ references
@@ -213,15 +282,19 @@ def normalize(s: str) -> str:
 def parse_number(s: str) -> tuple[Fraction, bool] | None:
     r"""``(value, is_integer_literal)`` for plain numbers, else None.
 
-    Accepts ``-1,234.5``, ``$18``, ``50%`` (as 50, Math-Verify's convention), ``18 dollars``,
+    Accepts ``-1,234.5``, ``1 234``, ``$18``, ``50%`` (as 50, Math-Verify's convention), ``18 dollars``,
     ``5\text{ cm}``, ``\frac{1}{2}``, ``1/2``, ``2.5e3``. Anything with letters or operators that
     are not one of those forms is not a plain number.
     """
     s = _UNIT_TEXT.sub("", s).strip()
     s = _TRAILING_WORDS.sub("", s).strip()
-    s = s.lstrip("$").rstrip("%").strip().replace(" ", "")
+    s = s.lstrip("$").rstrip("%").strip()
     if len(s) > 60:
         return None
+    if " " in s:  # spaces only as thousands separators ("1 000"), never between two numbers
+        if not re.fullmatch(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
+            return None
+        s = s.replace(" ", "")
     m = re.fullmatch(r"\\frac\{(-?\d+)\}\{(-?\d+)\}|(-?\d+)/(-?\d+)", s)
     if m:
         num, den = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
@@ -249,12 +322,17 @@ def _mv_parse_gold(answer: str) -> tuple:
     return _mv_parse(answer)
 
 
-def answers_match(gold: str, pred: str) -> tuple[bool, str]:
-    """``(equal, how)`` with how in exact | numeric | math_verify."""
+def answers_match(gold: str, pred: str, parsed_pred: list | None = None) -> tuple[bool, str]:
+    """``(equal, how)`` with how in exact | numeric | math_verify.
+
+    ``parsed_pred``: Math-Verify's parsed value of ``pred`` when Math-Verify extracted it from the
+    completion (then it is compared as parsed, e.g. ``50%`` keeps its percent).
+    """
     g, p = normalize(gold), normalize(pred)
-    if g == p and g:
+    if g == p and g and parsed_pred is None:
         return True, "exact"
-    ng, np_ = parse_number(g), parse_number(p)
+    ng = parse_number(g)
+    np_ = parse_number(p) if parsed_pred is None else _exact_number(parsed_pred)
     if ng is not None and np_ is not None:
         if ng[0] == np_[0]:
             return True, "numeric"
@@ -262,10 +340,74 @@ def answers_match(gold: str, pred: str) -> tuple[bool, str]:
             return False, "numeric"  # two different integers: no need for sympy
     from math_verify import verify
 
-    gp, pp = _mv_parse_gold(_unbrace(gold.strip())), _mv_parse(_unbrace(pred.strip()))
+    gp = _mv_parse_gold(_unbrace(gold.strip()))
+    pp = tuple(parsed_pred) if parsed_pred is not None else _mv_parse(_unbrace(pred.strip()))
     if not gp or not pp:
         return False, "math_verify"
     return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
+
+
+def _exact_number(parsed: list) -> tuple[Fraction, bool] | None:
+    """``(value, is_integer)`` when Math-Verify parsed a plain sympy Integer or Rational."""
+    value = parsed[0] if parsed else None
+    if type(value).__name__ in ("Integer", "Rational", "Half", "One", "Zero", "NegativeOne"):
+        return Fraction(int(value.p), int(value.q)), int(value.q) == 1
+    return None
+
+
+# ------------------------------------------------------------------------------ memory cap
+DEFAULT_MEMORY_MB = 3072
+
+
+def cap_worker_memory(verifier: Any) -> int | None:
+    """Cap this process's address space (soft ``RLIMIT_AS``) for the math verifiers in ``verifier``.
+
+    Called by scoring workers (``verifiers.pool``) after building a verifier; never in the
+    trainer's process. Uses the largest ``memory_mb`` among ``verifier`` and its parts (a
+    weighted combination); returns the cap in MiB, or None when nothing was capped (no math
+    verifier, ``memory_mb`` 0/None, or a tighter limit already set). Only the soft limit is
+    lowered, so sandboxed children can still set their own limits.
+    """
+    import resource
+
+    parts = [verifier, *getattr(verifier, "parts", {}).values()]
+    caps = [int(v.memory_mb) for v in parts if isinstance(v, MathVerifier) and v.memory_mb]
+    if not caps:
+        return None
+    limit = max(caps) * 2**20
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft != resource.RLIM_INFINITY and soft <= limit:
+        return None
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    global _WORKER_CAP
+    _WORKER_CAP = limit
+    return limit // 2**20
+
+
+_WORKER_CAP: int | None = None  # bytes, set by cap_worker_memory in a scoring worker
+RECYCLE_AT = 0.9  # a capped worker whose peak address space reached this share of the cap exits
+
+
+def _exit_if_near_cap() -> None:
+    """In a capped scoring worker: exit when the peak address space (``VmPeak``) came within
+    ``RECYCLE_AT`` of the cap, so the pool scores the item 0 and starts a fresh worker (Math-Verify
+    swallows ``MemoryError``; what it half-built stays in the process)."""
+    if _WORKER_CAP is None:
+        return
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            peak = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmPeak:")), 0)
+    except (OSError, ValueError):
+        return
+    if peak >= RECYCLE_AT * _WORKER_CAP:
+        import os
+        import sys
+
+        print(f"math scoring worker {os.getpid()}: address space reached {peak // 2**20} MiB of its "
+              f"{_WORKER_CAP // 2**20} MiB cap; exiting so that a fresh worker takes over", file=sys.stderr)
+        os._exit(70)
 
 
 # ------------------------------------------------------------------------------ the verifier
@@ -285,40 +427,50 @@ class MathVerifier(Verifier):
 
     ``strict``: only a ``\boxed{}`` answer counts. ``order``: extractor order (names in
     ``EXTRACTORS``). ``tail_chars``: how much of the end of the completion the non-boxed
-    extractors read. ``info``: extracted, extractor, reference, match, reason, time_s.
+    extractors read. ``memory_mb``: address-space cap of a scoring worker that runs this verifier
+    (:func:`cap_worker_memory`; 0 or None: no cap). ``info``: extracted, extractor, reference,
+    match, reason, time_s.
     """
 
     name = "math"
     default_timeout = 5.0
 
-    def __init__(self, *, strict: bool = False, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000):
+    def __init__(self, *, strict: bool = False, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000,
+                 memory_mb: int | None = DEFAULT_MEMORY_MB):
         unknown = [o for o in order if o not in EXTRACTOR_FUNCS]
         if unknown:
             raise ValueError(f"unknown extractor(s) {unknown}; choose from {list(EXTRACTOR_FUNCS)}")
+        if memory_mb is not None and int(memory_mb) < 0:
+            raise ValueError(f"memory_mb must be >= 0 (0: no cap), got {memory_mb}")
         self.strict = strict
         self.order = ("boxed",) if strict else tuple(order)
         self.tail_chars = int(tail_chars)
+        self.memory_mb = int(memory_mb) if memory_mb else None
 
     def __repr__(self) -> str:
-        return f"MathVerifier(strict={self.strict}, order={self.order})"
+        return f"MathVerifier(strict={self.strict}, order={self.order}, memory_mb={self.memory_mb})"
 
     def warm(self) -> None:
         """Import Math-Verify/sympy and exercise them once (about a second, once per process)."""
         answers_match("\\frac{1}{2}", "\\sqrt{2}/2")
+        _math_verify_extract("so $x = \\frac13$ and 1 000")
 
     def extract(self, completion: str) -> tuple[str | None, str | None]:
+        """``(answer, extractor name)`` with this verifier's order and tail (see :func:`extract_answer`)."""
         return extract_answer(completion, self.order, self.tail_chars)
 
     def score(self, completion: str, reference: Any) -> ScoreResult:
         golds = normalize_reference(reference)
-        answer, how = self.extract(completion)
+        answer, how, parsed = _extract(completion, self.order, self.tail_chars)
         info = {"extracted": answer, "extractor": how, "reference": golds[0] if len(golds) == 1 else golds}
         if answer is None:
             return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
         if len(answer) > MAX_ANSWER_CHARS:
             return ScoreResult(0.0, {**info, "extracted": answer[:100] + "...", "reason": "answer too long"})
         for gold in golds:
-            ok, match = answers_match(gold, answer)
+            ok, match = answers_match(gold, answer, parsed)
             if ok:
-                return ScoreResult(1.0, {**info, "match": match, "reason": "correct"})
-        return ScoreResult(0.0, {**info, "match": match, "reason": "wrong answer"})
+                break
+        if how == "math_verify" or match == "math_verify":  # sympy ran: check the memory it took
+            _exit_if_near_cap()
+        return ScoreResult(1.0 if ok else 0.0, {**info, "match": match, "reason": "correct" if ok else "wrong answer"})

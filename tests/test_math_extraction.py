@@ -1,0 +1,145 @@
+"""Math extraction without ``\\boxed{}`` (Math-Verify's LaTeX/expression extraction, standalone
+numbers only) and the address-space cap of scoring workers that run the math verifier."""
+from __future__ import annotations
+
+import pickle
+import resource
+import threading
+import time
+
+import pytest
+
+import verifiers
+from verifiers.math import (MathVerifier, cap_worker_memory, extract_answer, extract_last_number,
+                            extract_math_verify)
+from verifiers.pool import ScoringPool
+
+M = MathVerifier()
+
+
+@pytest.mark.parametrize("completion,gold,reward", [
+    ("So it is $\\frac13$.", "1/3", 1.0),
+    ("So it is $\\frac13$.", "13", 0.0),
+    ("AZYUK2A", "2", 0.0),
+    ("The total is 1 000", "1000", 1.0),
+    ("so $[0,1)$", "[0,1)", 1.0),
+    ("so $[0,1)$", "1", 0.0),
+    ("which simplifies to \\frac{10}{9}", "\\frac{10}{9}", 1.0),
+    ("which simplifies to \\frac{10}{9}", "9", 0.0),
+])
+def test_findings_of_the_last_number_heuristic_are_fixed(completion, gold, reward):
+    assert M(completion, gold) == reward
+
+
+def test_math_verify_extraction_reads_latex_and_plain_text_as_math_verify_does():
+    assert extract_math_verify("So it is $\\frac13$.") == "\\frac{1}{3}"
+    assert extract_math_verify("The total is 1 000") == "1000"
+    assert extract_math_verify("The total is 1,000 dollars.") == "1000"
+    assert extract_math_verify("Die Antwort ist 7,2") == "7.2"  # decimal comma
+    assert extract_math_verify("First $a = 2$; finally \\(b = [0, 1)\\).") == "b = [0, 1)"
+    assert extract_math_verify("AZYUK2A") is None and extract_math_verify("no numbers here") is None
+    assert extract_answer("so $[0,1)$") == ("[0,1)", "math_verify")
+
+
+def test_last_number_only_standalone_and_only_when_nothing_else_parses():
+    assert extract_last_number("AZYUK2A") is None and extract_last_number("x2 and x^2") is None
+    assert extract_last_number("I had 3 apples, then 1,000.5 and -2") == "-2"
+    assert extract_last_number("total (5)") == "5"
+    r = M.score("the total (5)", "5")  # Math-Verify extracts nothing here; the standalone number counts
+    assert r.reward == 1.0 and r.info["extractor"] == "last_number"
+    assert M.score("the variable x2 holds it", "2").info["reason"] == "no answer found"
+
+
+def test_answer_is_and_gsm8k_read_separators_like_math_verify():
+    assert extract_answer("The answer is 3,5.") == ("3.5", "answer_is")
+    assert extract_answer("The answer is 10,000.") == ("10000", "answer_is")
+    assert extract_answer("#### 1 234") == ("1234", "gsm8k")
+    assert extract_answer("Final answer: 15 (from 3 baskets of 5)") == ("15", "answer_is")
+    assert M("The answer is 2 3.", "23") == 0.0  # a space separates thousands, not any two numbers
+
+
+def test_plain_integers_stay_on_the_fast_path():
+    for completion in ("57", "The answer is 57.", "#### 57", "\\boxed{57}"):
+        r = M.score(completion, "57")
+        assert r.reward == 1.0 and r.info["match"] == "exact", (completion, r.info)
+    assert M.score("56", "57").info["match"] == "numeric"  # two integers: decided without sympy
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        M.score("The answer is 57.", "57")
+    assert (time.perf_counter() - t0) / 2000 < 1e-3  # tens of microseconds; 1 ms even on loaded cores
+
+
+def test_memory_cap_is_configurable_and_only_for_math():
+    assert MathVerifier().memory_mb == 3072 and MathVerifier(memory_mb=0).memory_mb is None
+    with pytest.raises(ValueError, match="memory_mb must be >= 0"):
+        MathVerifier(memory_mb=-1)
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    assert cap_worker_memory(verifiers.get("format")) is None
+    assert cap_worker_memory(MathVerifier(memory_mb=0)) is None
+    verifiers.score_batch("math", ["\\boxed{\\sqrt{8}}"], ["2\\sqrt{2}"], workers=0)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before  # in-process scoring never caps the caller
+
+
+def _address_space_limit(pid: int) -> int:
+    for line in open(f"/proc/{pid}/limits", encoding="ascii"):
+        if line.startswith("Max address space"):
+            return int(line.split()[3])
+    raise AssertionError("no address-space line in /proc/<pid>/limits")
+
+
+@pytest.mark.slow
+def test_memory_hungry_answer_scores_zero_and_the_worker_is_replaced():
+    """``2^{2^{33}}`` makes sympy build a 1 GiB integer: under a 512 MiB cap the worker never
+    grows past the cap, the item scores 0 and a fresh worker scores the rest."""
+    cap = 512
+    spec = ("pickle", pickle.dumps(MathVerifier(memory_mb=cap)))
+    peaks: list[int] = []
+    done = threading.Event()
+
+    def watch(pool: ScoringPool) -> None:  # the largest address space any worker has had
+        while not done.is_set():
+            for pid in pool.pids():
+                try:
+                    status = open(f"/proc/{pid}/status", encoding="ascii").read()
+                    peaks.append(int(status.split("VmPeak:")[1].split()[0]) * 1024)
+                except (OSError, IndexError, ValueError):
+                    pass
+            time.sleep(0.05)
+
+    with ScoringPool(1) as pool:
+        assert pool.score("capped", spec, ["\\boxed{7}"], ["7"], timeout=60)[0].reward == 1.0
+        first = pool.pids()[0]
+        assert _address_space_limit(first) == cap * 2**20
+        watcher = threading.Thread(target=watch, args=(pool,), daemon=True)
+        watcher.start()
+        try:
+            res = pool.score("capped", spec, ["\\boxed{2^{2^{33}}}", "\\boxed{7}", "#### 8"], ["7", "7", "8"],
+                             timeout=60)
+        finally:
+            done.set()
+            watcher.join(5)
+        assert [r.reward for r in res] == [0.0, 1.0, 1.0]
+        assert res[0].info["reason"] == "worker crashed" and not res[0].info.get("timeout")
+        assert pool.restarts == 1 and pool.pids()[0] != first
+        assert _address_space_limit(pool.pids()[0]) == cap * 2**20
+    assert peaks and max(peaks) <= cap * 2**20
+
+
+@pytest.mark.slow
+def test_gold_answers_without_a_box_verify(data_dir):
+    """GSM8K 1319/1319 and MATH-500 500/500 gold answers written the way models write them when
+    they do not box: in running text, after "the answer is", inside ``$...$`` or ``\\(...\\)``."""
+    import json
+
+    from verifiers.math import gsm8k_reference, math_reference
+
+    gsm = [gsm8k_reference(json.loads(line)) for line in open(data_dir / "gsm8k" / "test.jsonl", encoding="utf-8")]
+    assert len(gsm) == 1319
+    for template in ("Adding it all up, we get {:,} in total.", "The answer is {:,}.", "{}"):
+        res = verifiers.score_batch("math", [template.format(int(r)) for r in gsm], gsm, workers=2)
+        assert sum(r.reward for r in res) == 1319, template
+    m500 = [math_reference(json.loads(line)) for line in open(data_dir / "math" / "test.jsonl", encoding="utf-8")]
+    assert len(m500) == 500
+    for template in ("Hence we get ${}$.", "So the answer is ${}$.", "Thus \\({}\\)"):
+        res = verifiers.score_batch("math", [template.format(r) for r in m500], m500, workers=2, timeout=30)
+        assert [(ref, r.info["extracted"]) for ref, r in zip(m500, res) if r.reward < 1] == [], template
