@@ -292,6 +292,29 @@ def test_only_its_tmpfs_is_writable(code):
     assert "WRITABLE ['/tmp']" in out, out
 
 
+def test_seccomp_blocks_namespaces_keyrings_ipc_and_ptrace_but_not_threads_or_fork(code):
+    probe = NATIVE + r"""
+import threading
+t = threading.Thread(target=lambda: print("THREAD ok")); t.start(); t.join()
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+print("FORK ok")
+calls = {"unshare-user": (272, 0x10000000), "setns": (308, 0, 0), "ptrace-attach": (101, 16, 1, 0, 0),
+         "keyctl": (250, 0, 0), "add_key": (248, b"user", b"k", b"v", 1, -3), "shmget": (29, 0, 4096, 0o1600),
+         "io_uring_setup": (425, 1, 0), "bpf": (321, 0, 0, 0), "clone-newuser": (56, 0x10000000 | 17, 0, 0, 0, 0),
+         "mount": (165, b"none", b"/tmp", b"tmpfs", 0, 0)}
+print("SECCOMP", sorted((k, libc.syscall(*v), ctypes.get_errno()) for k, v in calls.items()))
+""" + GOOD_DEF
+    res = score(code, probe)
+    out = res.info["output"]
+    assert res.reward == 1.0 and "THREAD ok" in out and "FORK ok" in out, res.info
+    line = next(x for x in out.splitlines() if x.startswith("SECCOMP"))
+    results = eval(line[len("SECCOMP "):])  # noqa: S307 - our own test output
+    assert len(results) == 10 and all(rc == -1 and errno == 1 for _, rc, errno in results), line  # EPERM
+
+
 def test_network_is_unreachable(code):
     probe = ("import socket\n"
              "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    print('NET open')\n"

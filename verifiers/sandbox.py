@@ -120,12 +120,12 @@ def python_executable() -> str:
     return real if real.startswith(python_prefix() + "/") else exe
 
 
-def bwrap_command(bwrap: str, *, tmpfs_mb: int, ctl_fd: int | None = None) -> list[str]:
+def bwrap_command(bwrap: str, *, tmpfs_mb: int, seccomp_fd: int | None = None) -> list[str]:
     """The bubblewrap command line (without the program) for this user."""
     root = os.geteuid() == 0
-    cmd = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--as-pid-1",
-           "--hostname", "sandbox"]
+    cmd = [bwrap] + (["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else [])
+    cmd += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox"]
     if root:  # no user namespace: the children drop to the real host uid 65534
         cmd += ["--cap-drop", "ALL"] + [x for c in ROOT_CAPS for x in ("--cap-add", c)]
     else:  # a user namespace whose only uid (65534 inside) is the caller's
@@ -154,14 +154,76 @@ def bwrap_command(bwrap: str, *, tmpfs_mb: int, ctl_fd: int | None = None) -> li
     return cmd
 
 
+# Seccomp: system calls the program never needs that widen the kernel surface or would let it
+# keep state across runs or sandboxes (keyrings are per uid, SysV IPC per ipc namespace).
+_BLOCKED = ("ptrace process_vm_readv process_vm_writev keyctl add_key request_key unshare setns "
+            "mount umount2 pivot_root chroot bpf perf_event_open userfaultfd io_uring_setup "
+            "io_uring_enter io_uring_register shmget semget msgget mq_open kexec_load init_module "
+            "finit_module delete_module open_by_handle_at name_to_handle_at fanotify_init "
+            "process_madvise pidfd_getfd").split()
+_SYSCALLS = {  # (audit arch, {name: number}) per machine
+    "x86_64": (0xC000003E, dict(zip(
+        _BLOCKED + ["clone", "clone3"],
+        [101, 310, 311, 250, 248, 249, 272, 308, 165, 166, 155, 161, 321, 298, 323, 425, 426, 427,
+         29, 64, 68, 240, 246, 175, 313, 176, 304, 303, 300, 440, 438, 56, 435]))),
+    "aarch64": (0xC00000B7, dict(zip(
+        _BLOCKED + ["clone", "clone3"],
+        [117, 270, 271, 219, 217, 218, 97, 268, 40, 39, 41, 51, 280, 241, 282, 425, 426, 427,
+         194, 190, 186, 180, 104, 105, 273, 106, 265, 264, 262, 440, 438, 220, 435]))),
+}
+CLONE_NAMESPACES = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+
+
+def seccomp_filter() -> bytes | None:
+    """A classic-BPF seccomp program for bubblewrap's ``--seccomp`` (None on other machines).
+
+    Other ABIs (i386, x32) are killed; the ``_BLOCKED`` calls fail with EPERM; ``clone`` with any
+    namespace flag fails with EPERM; ``clone3`` fails with ENOSYS (libc falls back to ``clone``).
+    """
+    import platform
+    import struct
+
+    arch = _SYSCALLS.get(platform.machine())
+    if arch is None:
+        return None
+    audit_arch, nr = arch
+    ld, jeq, jset, jge, ret = 0x20, 0x15, 0x45, 0x35, 0x06
+    allow, kill, eperm, enosys = 0x7FFF0000, 0x80000000, 0x00050000 | 1, 0x00050000 | 38
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    if audit_arch == 0xC000003E:
+        prog += [(jge, 0, 1, 0x40000000), (ret, 0, 0, kill)]  # x32 system calls
+    for name in _BLOCKED:
+        prog += [(jeq, 0, 1, nr[name]), (ret, 0, 0, eperm)]
+    prog += [(jeq, 0, 1, nr["clone3"]), (ret, 0, 0, enosys),
+             (jeq, 0, 3, nr["clone"]), (ld, 0, 0, 16), (jset, 0, 1, CLONE_NAMESPACES),
+             (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    return b"".join(struct.pack("<HBBI", *ins) for ins in prog)
+
+
+def _seccomp_fd() -> int | None:
+    """A pipe read end holding the seccomp program (bubblewrap reads and closes it)."""
+    data = seccomp_filter()
+    if data is None:
+        return None
+    r, w = os.pipe()
+    os.write(w, data)  # a few hundred bytes: fits in the pipe buffer
+    os.close(w)
+    return r
+
+
 @lru_cache(maxsize=None)
 def _probe(bwrap: str) -> str | None:
     """None when a minimal sandbox starts here, else bubblewrap's one-line complaint."""
-    cmd = bwrap_command(bwrap, tmpfs_mb=1) + [python_executable(), "-I", "-S", "-c", "pass"]
+    fd = _seccomp_fd()
+    cmd = bwrap_command(bwrap, tmpfs_mb=1, seccomp_fd=fd) + [python_executable(), "-I", "-S", "-c", "pass"]
     try:
-        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                           pass_fds=() if fd is None else (fd,))
     except (OSError, subprocess.SubprocessError) as e:
         return str(e)
+    finally:
+        if fd is not None:
+            os.close(fd)
     if r.returncode == 0:
         return None
     return (r.stderr.decode("utf-8", "replace").strip().splitlines() or [f"exit {r.returncode}"])[-1]
@@ -222,8 +284,10 @@ class Sandbox:
     def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cfg = {"ctl_fd": child.fileno(), "preimport": PREIMPORT}
+        seccomp = None
         if self._bwrap is not None:
-            cmd = bwrap_command(self._bwrap, tmpfs_mb=self.tmpfs_mb)
+            seccomp = _seccomp_fd()
+            cmd = bwrap_command(self._bwrap, tmpfs_mb=self.tmpfs_mb, seccomp_fd=seccomp)
             cfg.update(work_dir=WORK_DIR, drop_uid=SANDBOX_UID if os.geteuid() == 0 else None,
                        pid1=True)
             cmd += [python_executable(), "-I", "-S", "-B", "/opt/rlvr/_sandbox_launcher.py", json.dumps(cfg)]
@@ -231,10 +295,15 @@ class Sandbox:
             self._work = tempfile.mkdtemp(prefix="rlvr-unsandboxed-")
             cfg.update(work_dir=self._work, drop_uid=None, pid1=False)
             cmd = [python_executable(), "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, pass_fds=(child.fileno(),),
-                                      start_new_session=True)
-        child.close()
+        keep = (child.fileno(),) + (() if seccomp is None else (seccomp,))
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, pass_fds=keep,
+                                          start_new_session=True)
+        finally:
+            child.close()
+            if seccomp is not None:
+                os.close(seccomp)
         self._ctl = parent
         self.mode = {"isolation": "bwrap" if self._bwrap else "none",
                      "uid": SANDBOX_UID if self._bwrap else os.geteuid(),
