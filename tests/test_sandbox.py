@@ -532,6 +532,55 @@ def test_explicit_unsandboxed_mode_warns_on_every_run(caplog):
         v.close()
 
 
+def test_unprivileged_user_namespace_mode():
+    """The mode a non-root scorer gets (a user namespace whose only uid is 65534 inside), run
+    here as the real uid 65534 with the system interpreter (when this machine has one)."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from verifiers.sandbox import bwrap_path
+
+    python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None)
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or python is None:
+        pytest.skip("needs root (to become uid 65534), setpriv and a system python3")
+    tmp_path = Path(tempfile.mkdtemp(prefix="rlvr-userns-test-"))  # (pytest's own is 0700)
+    try:
+        _run_as_nobody(tmp_path, python)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _run_as_nobody(tmp_path, python):
+    import subprocess
+
+    from verifiers.sandbox import bwrap_path
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "bwrap").symlink_to(bwrap_path())
+    os.chmod(tmp_path, 0o755)
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import os, sys\nsys.path.insert(0, %r)\n" % os.getcwd()
+        + "from verifiers.code import CodeVerifier\n"
+        "v = CodeVerifier(timeout=20)\n"
+        f"task = {TASK!r}\n"
+        "good, wrong = v.score(%r, task), v.score(%r, task)\n" % (GOOD, WRONG)
+        + "probe = v.score(\"import os\\nos.makedirs('/tmp/a/b')\\nos.chmod('/tmp/a', 0)\\n"
+        "print('UID', os.getuid())\\n\" + %r, task)\n" % GOOD_DEF
+        + "after = v.score(\"import os\\nprint('LEFT', os.listdir('/tmp'))\\n\" + %r, task)\n" % GOOD_DEF
+        + "print(good.reward, wrong.reward, v.sandbox.mode['user_namespace'], probe.info['output'].strip(),"
+        " after.info['output'].strip())\n")
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, str(script)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    if r.returncode and "No module named" in r.stderr:
+        pytest.skip(f"the system python cannot import the verifiers package: {r.stderr.strip()[-200:]}")
+    assert r.stdout.strip() == "1.0 0.0 True UID 65534 LEFT []", (r.stdout, r.stderr)
+
+
 def test_refuses_to_score_where_bubblewrap_cannot_run():
     """A non-root user whose user namespaces are disabled (made real with bwrap --disable-userns):
     constructing the code verifier fails with one line that names the fix."""

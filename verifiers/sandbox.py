@@ -141,7 +141,7 @@ def bwrap_command(bwrap: str, *, tmpfs_mb: int, seccomp_fd: int | None = None) -
         if os.path.exists(f):
             cmd += ["--ro-bind", f, f]
     prefix = python_prefix()
-    if not prefix.startswith("/usr/"):
+    if prefix != "/usr" and not prefix.startswith("/usr/"):
         parents = [str(p) for p in reversed(Path(prefix).parents) if str(p) != "/"]
         for d in parents:  # (bwrap would copy the host's modes: /root is 0700)
             cmd += ["--perms", "0755", "--dir", d]
