@@ -1,0 +1,40 @@
+"""The code verifier on whole data sets, through the public API (``verifiers.score_batch``):
+HumanEval canonical solutions all pass and the stubs all fail; MBPP reference code all passes."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+import verifiers
+from verifiers.bench import data_dir
+
+HUMANEVAL = data_dir() / "humaneval" / "HumanEval.jsonl.gz"
+MBPP = data_dir() / "mbpp" / "mbpp.jsonl"
+
+
+def _failures(results, rows, key):
+    return [(row[key], r.info.get("status"), r.info.get("reason")) for r, row in zip(results, rows) if r.reward != 1.0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HUMANEVAL.is_file(), reason=f"HumanEval not found at {HUMANEVAL}")
+def test_humaneval_canonical_solutions_pass_and_stubs_fail():
+    rows = [json.loads(line) for line in gzip.open(HUMANEVAL, "rt", encoding="utf-8")]
+    assert len(rows) == 164
+    good = verifiers.score_batch("code", [f"```python\n{r['prompt']}{r['canonical_solution']}```" for r in rows],
+                                 rows, workers=2)
+    assert _failures(good, rows, "task_id") == []
+    stubs = verifiers.score_batch("code", [r["prompt"] + "    pass\n" for r in rows], rows, workers=2)
+    assert sum(r.reward for r in stubs) == 0.0
+    assert {r.info["status"] for r in stubs} <= {"failed"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MBPP.is_file(), reason=f"MBPP not found at {MBPP}")
+def test_mbpp_reference_code_passes():
+    rows = [json.loads(line) for line in open(MBPP, encoding="utf-8")]
+    assert len(rows) == 974
+    results = verifiers.score_batch("code", [r["code"] for r in rows], rows, workers=2)
+    assert _failures(results, rows, "task_id") == []
