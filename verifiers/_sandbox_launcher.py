@@ -185,7 +185,13 @@ def main(argv):
             break
         req = json.loads(msg)
         if req["op"] == "run" and child is None and len(fds) == 3:
-            child = os.fork()
+            try:
+                child = os.fork()
+            except OSError as e:  # e.g. EAGAIN: answer, and let the scorer fail this run
+                for fd in fds:
+                    os.close(fd)
+                ctl.send(json.dumps({"op": "error", "error": "fork failed: %s" % e}).encode())
+                continue
             if child == 0:
                 try:
                     ctl.close()
@@ -262,18 +268,23 @@ def _wipe(top):
         topfd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return False
-    counter = 0
+    counter, previous = 0, None
     try:
-        for _ in range(1_000_000):
-            names = os.listdir(topfd)
+        while True:
+            names = sorted(os.listdir(topfd))
             if not names:
                 return True
+            if names == previous:  # no progress: give up (the scorer then starts a new sandbox)
+                return False
+            previous = names
             for name in names:
                 counter += 1
-                _empty_entry(topfd, name, counter)
+                try:
+                    _empty_entry(topfd, name, counter)
+                except OSError:
+                    pass
     finally:
         os.close(topfd)
-    return False
 
 
 def _empty_entry(topfd, name, counter):

@@ -259,7 +259,10 @@ class Channel:
             wire_kwargs = [[str(k), encode(v, self._outgoing)] for k, v in kwargs.items()]
         except RecursionError:
             raise CallFailed("arguments nested too deeply") from None
-        self._send(dumps([seq, target, wire_args, wire_kwargs]))
+        data = dumps([seq, target, wire_args, wire_kwargs])
+        if len(data) > MAX_FRAME:
+            raise CallFailed("arguments larger than %d bytes" % MAX_FRAME)
+        self._send(data)
         msg = self._recv()
         kind = msg[0]
         if len(msg) < 2 or msg[1] != seq or type(msg[1]) is not int:

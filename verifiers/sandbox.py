@@ -381,7 +381,9 @@ class Sandbox:
                     "cpu_s": wall + 1.0, "memory_mb": self.memory_mb, "fsize_mb": self.fsize_mb,
                     "nproc": self.nproc}
             try:
-                self._ctl_call(spec, [req_r, rep_w, out_w])
+                started = self._ctl_call(spec, [req_r, rep_w, out_w])
+                if started.get("op") != "started":
+                    raise OSError(str(started.get("error", started))[:200])
             except (OSError, TimeoutError, ValueError) as e:
                 for fd in (req_r, req_w, rep_r, rep_w, out_r, out_w):
                     os.close(fd)
@@ -405,6 +407,9 @@ class Sandbox:
                             verdict.get("reason", ""), verdict.get("output", ""),
                             round(time.monotonic() - t0, 4), done.get("exit"))
         self.last_wiped = done.get("wiped")
+        if self.last_wiped is False:  # something survived the wipe: a fresh sandbox (and tmpfs) next time
+            with self._lock:
+                self.close()
         res.extra = {"wiped": done.get("wiped"), "isolation": self.mode.get("isolation")}
         if self._bwrap is None:
             res.extra["warning"] = "no OS sandbox (isolation='none')"
