@@ -28,6 +28,8 @@ after the last ``####``), LaTeX with ``\boxed{}``/``$...$``, a number, a GSM8K/M
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import re
 from fractions import Fraction
@@ -136,19 +138,68 @@ def extraction_config() -> tuple:
 
 
 def _math_verify_extract(text: str) -> tuple[str, list] | None:
-    """``(answer as text, parse result)`` from Math-Verify's own extraction (``parse`` with
-    :func:`extraction_config`), or None when nothing it extracts parses."""
+    """``(answer as text, parse result)`` from Math-Verify's own extraction, or None when nothing
+    it extracts parses.
+
+    This is ``math_verify.parse(text, extraction_config(), parsing_timeout=None)``: Math-Verify's
+    regexes, priorities (answer anchors, then the rightmost LaTeX span or expression) and parsers,
+    run by the loop of ``math_verify.parser.extract_target_from_pred``, with one shortcut: a plain
+    integer that wins is returned as text with an empty parse result, since building a sympy
+    ``Number`` costs about 2 ms and the numeric fast path of :func:`answers_match` decides it
+    (the string is parsed like any answer when sympy is needed after all). Text without
+    ``\\boxed`` skips the boxed patterns, which cannot match it.
+    """
     plain = text.strip()
     if _PLAIN_NUMBER.fullmatch(plain):  # the whole completion is one number: what Math-Verify finds
         return plain.rstrip("."), []
-    from math_verify import parse
+    from math_verify.parser import extract_match
 
-    found = parse(text, list(extraction_config()), fallback_mode="first_match", parsing_timeout=None)
-    parsed = [f for f in found if not isinstance(f, str)]
-    if not parsed:
+    try:
+        patterns = _extraction_patterns("\\boxed" in text)
+        fallback = None
+        for _, group in itertools.groupby(patterns, key=lambda x: x[2]):
+            matches = sorted(((m, target) for pattern, target, _ in group for m in pattern.finditer(text)),
+                             key=lambda x: (x[0].end(), -x[0].start()), reverse=True)
+            for m, target in matches:
+                integer = None if fallback else _integer_of(m)
+                if integer is not None:
+                    return integer, []
+                value, shown = extract_match(m, target)
+                fallback = fallback or shown
+                if value is not None:
+                    found = [value, fallback] if fallback else [value]
+                    return (fallback or str(value)).strip(), found
+    except Exception:  # noqa: BLE001 - as math_verify.parse: an input it cannot handle has no answer
         return None
-    shown = next((f for f in found if isinstance(f, str)), None) or str(parsed[0])
-    return shown.strip(), found  # the value and, as Math-Verify returns it, the matched text
+    return None
+
+
+@lru_cache(maxsize=2)
+def _extraction_patterns(boxed: bool) -> list:
+    """Math-Verify's compiled patterns for :func:`extraction_config` as ``(pattern, target,
+    priority)`` sorted by priority; ``boxed=False`` leaves out the boxed patterns (for text without
+    ``\\boxed``, where they cannot match). Cached here: Math-Verify caches one config at a time."""
+    from math_verify.parser import get_extraction_regexes
+
+    config = list(extraction_config())
+    if not boxed:
+        config[0] = dataclasses.replace(config[0], boxed_match_priority=-1)
+    return sorted(((pattern, target, priority) for target_patterns, target in get_extraction_regexes(config)
+                   for pattern, priority in target_patterns), key=lambda x: x[2])
+
+
+def _integer_of(m: re.Match) -> str | None:
+    """The integer a Math-Verify plain-number match stands for (as its ``extract_expr`` reads it:
+    separators dropped, leading zeros stripped), or None for decimals, percentages and the rest."""
+    groups = m.groupdict()
+    if not any(k.startswith("integer") for k in groups) or groups.get("percent"):
+        return None
+    if any(v for k, v in groups.items() if k.startswith("decimal")):
+        return None
+    integer = next((v for k, v in groups.items() if k.startswith("integer") and v), "")
+    if not integer:
+        return None
+    return integer.translate(str.maketrans("", "", ", ")).lstrip("0") or "0"
 
 
 def extract_math_verify(text: str) -> str | None:
