@@ -247,6 +247,9 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
                                      verifier=verifier, workers=workers, timeout=timeout, threshold=threshold,
                                      on_chunk=(lambda k, t=task_id: bar.advance(t, k)) if bar else None)
     records = build_records(examples, results, ks)
+    if verifier:  # the verifier that scored them, not the task's default
+        for rec in records:
+            rec["verifier"] = verifier
     summary = summarize(records, ks, passes)
     summary.update(task=task, model=label, samples=samples if temperature > 0 else 1, temperature=temperature,
                    max_new_tokens=max_new_tokens, time_s=time.perf_counter() - t0)

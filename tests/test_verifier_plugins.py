@@ -257,7 +257,7 @@ def test_eval_with_file_and_module_verifiers(tmp_path, monkeypatch, tiny_model_p
         assert main(["eval", "tiny-random", "--task", "arithmetic:add2", "--limit", "3", "--max-new-tokens", "4",
                      "--verifier", spec, "--workers", "2", "--out", str(out)]) == 0
         records = read_jsonl(out)
-        assert len(records) == 3 and all(r["rewards"] == [1.0] for r in records)
+        assert len(records) == 3 and all(r["rewards"] == [1.0] and r["verifier"] == spec for r in records)
         scorer_pids = {int(r["extracted"][0]) for r in records}
         assert scorer_pids and os.getpid() not in scorer_pids  # scored in worker processes
         summary = json.loads(Path(str(out) + ".summary.json").read_text())
