@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from verifiers.errors import VerifierError
+
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
 SANDBOX_UID = 65534
 WORK_DIR = "/tmp"
@@ -74,8 +76,9 @@ log = logging.getLogger(__name__)
 _LIVE: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
 
 
-class SandboxUnavailable(RuntimeError):
-    """bubblewrap cannot run here; the message is one line and names the fix."""
+class SandboxUnavailable(VerifierError, RuntimeError):
+    """bubblewrap cannot run here; the message is one line and names the fix (the CLI prints it
+    as is, like every ``VerifierError``)."""
 
 
 @dataclass
