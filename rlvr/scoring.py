@@ -42,8 +42,9 @@ def _field(rc) -> str:
 
 def validate_reward(rc) -> None:
     """Config-time checks of a ``RewardConfig``: ConfigError naming the field. Every named verifier
-    is resolved (a spec's file or module imported and its signature checked); the task's own
-    verifiers and the probe that catches non-number rewards wait for the data (:func:`check_reward`)."""
+    that is not built in is resolved (a spec's file or module imported, its signature checked);
+    building the built-ins, the task's own verifiers and the probe that catches non-number rewards
+    wait for the data (:func:`check_reward`)."""
     if rc.workers < 0:
         raise ConfigError("reward.workers must be >= 0 (0 = score in the training process)")
     if not rc.timeout_s > 0:
@@ -61,7 +62,7 @@ def validate_reward(rc) -> None:
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
                 raise ConfigError(f"reward.verifiers.{key}: weight must be a finite number, got {weight!r}")
     for spec, _ in reward_terms(rc):
-        if spec is not None:
+        if spec is not None and not verifiers.is_builtin(spec):  # built-ins are built at trainer start
             try:
                 verifiers.get(spec)
             except Exception as e:  # noqa: BLE001 - VerifierError, or a built-in that cannot run here
