@@ -33,7 +33,6 @@ import signal
 import socket
 import stat
 import sys
-import time
 
 MAX_DEPTH = 200
 MAX_FRAME = 16 << 20  # bytes of one encoded value; larger answers fail the call

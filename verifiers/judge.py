@@ -89,10 +89,8 @@ def prepare(req: dict) -> Job:
     job.test = compile(tree, "<test>", "exec")
     job.units = _make_units(req, mode, tree, job)
     if mode != "humaneval":
-        job.remote_names = tuple(sorted(_remote_names(req, tree)))
-        stdlib = getattr(sys, "stdlib_module_names", frozenset())
-        free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-        job.stdlib_names = tuple(sorted(n for n in free if n in stdlib and n not in job.remote_names))
+        remote, modules = _split_names(req, tree)
+        job.remote_names, job.stdlib_names = tuple(sorted(remote)), tuple(sorted(modules))
     return job
 
 
@@ -137,8 +135,13 @@ def _make_units(req: dict, mode: str, tree: ast.Module, job: Job) -> list:
     return [unit([s], not isinstance(s, setup)) for s in tree.body]
 
 
-def _remote_names(req: dict, tree: ast.Module) -> set:
-    """Free names of the tests that are the program's (see the module docstring)."""
+def _split_names(req: dict, tree: ast.Module) -> tuple[set, set]:
+    """(names of the program, standard-library modules) among the tests' free names.
+
+    A name is the program's unless it is a builtin (then only when the reference solution
+    defines it) or a standard-library module the tests use as one (``math.isclose`` without an
+    import); those the judge imports itself.
+    """
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     defined = set()
     if req.get("reference_code"):
@@ -148,8 +151,10 @@ def _remote_names(req: dict, tree: ast.Module) -> set:
         except (SyntaxError, ValueError):
             pass
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
-    return {n for n in used
-            if (n not in vars(builtins) or n in defined) and (n not in stdlib or n in defined)}
+    as_module = {n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    modules = {n for n in used if n in stdlib and n in as_module and n not in defined}
+    remote = {n for n in used if (n not in vars(builtins) or n in defined) and n not in modules}
+    return remote, modules
 
 
 # ----------------------------------------------------------------------------------- the channel
