@@ -166,9 +166,9 @@ def _math_verify_extract(text: str) -> tuple[str, list] | None:
                     return integer, []
                 value, shown = extract_match(m, target)
                 fallback = fallback or shown
-                if value is not None:
+                if value is not None:  # verify() gets what parse() returns: the value, the first text
                     found = [value, fallback] if fallback else [value]
-                    return (fallback or str(value)).strip(), found
+                    return (shown or str(value)).strip(), found
     except Exception:  # noqa: BLE001 - as math_verify.parse: an input it cannot handle has no answer
         return None
     return None
@@ -514,14 +514,17 @@ class MathVerifier(Verifier):
         golds = normalize_reference(reference)
         answer, how, parsed = _extract(completion, self.order, self.tail_chars)
         info = {"extracted": answer, "extractor": how, "reference": golds[0] if len(golds) == 1 else golds}
-        if answer is None:
-            return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
-        if len(answer) > MAX_ANSWER_CHARS:
+        mv_extraction = "math_verify" in self.order and how in (None, "math_verify", "last_number")
+        if answer is None or len(answer) > MAX_ANSWER_CHARS:
+            if mv_extraction:
+                _exit_if_near_cap()
+            if answer is None:
+                return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
             return ScoreResult(0.0, {**info, "extracted": answer[:100] + "...", "reason": "answer too long"})
         for gold in golds:
             ok, match = answers_match(gold, answer, parsed)
             if ok:
                 break
-        if how == "math_verify" or match == "math_verify":  # sympy ran: check the memory it took
-            _exit_if_near_cap()
+        if match == "math_verify" or parsed or (mv_extraction and how != "math_verify"):
+            _exit_if_near_cap()  # sympy ran (or Math-Verify extraction failed): check the memory it took
         return ScoreResult(1.0 if ok else 0.0, {**info, "match": match, "reason": "correct" if ok else "wrong answer"})
