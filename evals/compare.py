@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run")
     p.add_argument("--presets", default="ppo,grpo", help="comma-separated presets (default: ppo,grpo)")
     p.add_argument("--ladder", action="store_true", help="run the REINFORCE->PPO ladder plus grpo")
+    p.add_argument("--controlled", action="store_true",
+                   help="runs that differ only in the baseline: ctrl_critic, ctrl_group, ctrl_loo")
     p.add_argument("--seeds", type=int, default=3, help="seeds per preset (default 3)")
     p.add_argument("--out", help="output directory (default runs/compare_<recipe name>)")
     p.add_argument("--max-tokens", type=int, help="cap on generated response tokens per run")
@@ -42,9 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def plan(args: argparse.Namespace) -> tuple[list[str], list[int]]:
-    from rlvr.algorithms.presets import LADDER, PRESETS
+    from rlvr.algorithms.presets import CONTROLLED, LADDER, PRESETS
 
-    presets = [*LADDER, "grpo"] if args.ladder else [s.strip() for s in args.presets.split(",") if s.strip()]
+    if args.ladder and getattr(args, "controlled", False):
+        raise ConfigError("--ladder and --controlled are two different studies; pick one")
+    if args.ladder:
+        presets = [*LADDER, "grpo"]
+    elif getattr(args, "controlled", False):
+        presets = list(CONTROLLED)
+    else:
+        presets = [s.strip() for s in args.presets.split(",") if s.strip()]
     for name in presets:
         if name not in PRESETS:
             raise ConfigError(f"--presets: unknown preset '{name}'; valid: {', '.join(sorted(PRESETS))}")
@@ -57,12 +66,72 @@ def _run_overrides(cfg, preset: str, seed: int, run_dir: Path, args) -> list[str
     t, r = cfg.trainer, cfg.rollout
     budget = t.total_steps * t.prompts_per_step * r.n
     ov = [f"algorithm.preset={preset}", f"trainer.seed={seed}", f"trainer.output_dir={run_dir}",
-          f"trainer.max_samples={budget}", "trainer.progress=false"]
+          f"trainer.max_samples={budget}"]
     if args.max_tokens:
         ov.append(f"trainer.max_tokens={args.max_tokens}")
     if args.max_time:
         ov.append(f"trainer.max_time_s={args.max_time}")
     return ov
+
+
+def settings_that_differ(cfg, presets: list[str]) -> dict[str, dict[str, object]]:
+    """Every resolved setting (recipe + preset fields) whose value differs between the presets'
+    runs: ``{"algorithm.estimator": {"ppo": "gae", "grpo": "grpo"}, ...}``. Seeds and output
+    directories are not listed (they differ by design)."""
+    from rlvr.algorithms.presets import get_preset
+
+    flat: dict[str, dict[str, object]] = {}
+    for name in presets:
+        preset = get_preset(name).with_overrides(**cfg.algorithm.overrides)
+        d = cfg.to_dict()
+        d["algorithm"] = {**{k: v for k, v in d["algorithm"].items() if k != "preset"},
+                          **{k: v for k, v in preset.to_dict().items() if k not in ("name", "description")}}
+        for section, values in d.items():
+            if not isinstance(values, dict):
+                continue
+            for k, v in values.items():
+                flat.setdefault(f"{section}.{k}", {})[name] = v
+    skip = {"trainer.seed", "trainer.output_dir"}
+    return {k: v for k, v in flat.items()
+            if k not in skip and len({json.dumps(x, sort_keys=True, default=str) for x in v.values()}) > 1}
+
+
+def run_child(cmd: list[str], grace_s: float = 600.0) -> tuple[int, bool]:
+    """Run one training run as a child process; returns (exit code, interrupted).
+
+    The child has its own session, so a Ctrl-C at the terminal reaches only this process, which
+    forwards exactly one SIGINT: the trainer finishes its current step, checkpoints and exits (a
+    second Ctrl-C is forwarded too and stops it at once). It is killed only if it has not exited
+    ``grace_s`` seconds after the last signal. SIGTERM is handled the same way.
+    """
+    import signal
+
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    received: list[float] = []  # when each signal arrived
+    old = {}
+
+    def _forward(signum, frame):
+        received.append(time.monotonic())
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, _forward)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        while True:
+            try:
+                rc = proc.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if received and time.monotonic() - received[-1] > grace_s:
+                    proc.kill()
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    return rc, bool(received)
 
 
 def _base_eval(cfg, out: Path) -> dict | None:
@@ -72,19 +141,28 @@ def _base_eval(cfg, out: Path) -> dict | None:
     if not cfg.data.eval:
         return None
     from evals.harness import evaluate
-    from rlvr.data import load_prompts
+    from rlvr.data import load_eval_examples
 
-    examples = load_prompts(cfg.data.eval, split=cfg.data.eval_split or "test", limit=cfg.data.eval_limit,
-                            system_prompt=cfg.data.system_prompt, seed=cfg.trainer.seed)
+    examples = load_eval_examples(cfg)  # the same held-out items as every run (data.eval_seed)
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    res = evaluate(cfg.model.name, examples, temperature=0.0,
+    from rlvr.scoring import eval_verifier
+
+    t = cfg.trainer
+    n = t.final_eval_samples  # the same final eval as every run: greedy + n samples per item
+    extra = dict(temperature=0.0)
+    if n:
+        extra = dict(samples=n, k_values=list(range(1, n + 1)), seed=0,
+                     temperature=t.final_eval_temperature if t.final_eval_temperature is not None
+                     else cfg.rollout.temperature)
+    res = evaluate(cfg.model.name, examples,
                    max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
-                   batch_size=cfg.rollout.micro_batch_size, verifier=cfg.reward.verifier,
+                   batch_size=cfg.rollout.micro_batch_size, verifier=eval_verifier(cfg.reward),
                    workers=cfg.reward.workers, timeout=cfg.reward.timeout_s,
-                   out_path=dest.parent / "eval_items.jsonl", progress=False)
-    summary = {"preset": "base", "final_eval/pass@1": res["pass@1"], "eval/n": res["n"],
-               "elapsed_s": time.perf_counter() - t0}
+                   out_path=dest.parent / "eval_items.jsonl", progress=False, **extra)
+    summary = {"preset": "base", "final_eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"],
+               "elapsed_s": time.perf_counter() - t0,
+               **{f"final_eval/{k}": v for k, v in res.items() if k.startswith("sampled/") and isinstance(v, (int, float))}}
     dest.write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -100,7 +178,10 @@ def run(args: argparse.Namespace) -> int:
     manifest = {"recipe": str(args.recipe), "overrides": list(args.overrides), "presets": presets,
                 "seeds": seeds, "budget": {"samples": cfg.trainer.total_steps * cfg.trainer.prompts_per_step
                                            * cfg.rollout.n, "tokens": args.max_tokens, "time_s": args.max_time},
-                "runs": {}}
+                "runs": {}, "differences": settings_that_differ(cfg, presets)}
+    print("settings that differ between the compared runs:")
+    for key, per in manifest["differences"].items():
+        print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()))
     if not args.no_base_eval:
         base = _base_eval(cfg, out)
         if base is not None:
@@ -117,13 +198,14 @@ def run(args: argparse.Namespace) -> int:
                 continue
             cmd = [sys.executable, "-m", "rlvr.cli", "train", str(args.recipe), *args.overrides,
                    *_run_overrides(cfg, preset, seed, run_dir, args), "--resume"]
-            print(f"[run ] {key}")
-            rc = subprocess.call(cmd)
+            print(f"[run ] {key}", flush=True)
+            rc, interrupted = run_child(cmd)
             ok = rc == 0 and (run_dir / "summary.json").is_file()
-            manifest["runs"][key] = "done" if ok else f"failed (exit {rc})"
+            manifest["runs"][key] = "done" if ok else ("interrupted" if interrupted else f"failed (exit {rc})")
             manifest_path.write_text(json.dumps(manifest, indent=2))
-            if rc in (-2, 130):  # interrupted by the user: stop the whole comparison
-                raise RlvrError(f"interrupted during {key}; rerun the same command to continue")
+            if interrupted or rc in (-2, 130):  # interrupted by the user: stop the whole comparison
+                raise RlvrError(f"interrupted during {key} (checkpointed at a step boundary); "
+                                "rerun the same command to continue")
             if not ok:
                 failed.append(key)
     manifest_path.write_text(json.dumps(manifest, indent=2))

@@ -30,14 +30,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of one sub-command (``rlvr <command> ...``)."""
+    module, help_ = COMMANDS[command]
+    p = argparse.ArgumentParser(prog=f"rlvr {command}", description=help_)
+    importlib.import_module(module).add_arguments(p)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(command)
-    args = parser.parse_args(argv)
     if command is None:
+        parser = build_parser(None)
+        parser.parse_args(argv)  # --help / unknown command messages
         parser.print_help()
         return 2
+    # intermixed: dotted overrides may come before or after options
+    # (``rlvr compare RECIPE --seeds 3 trainer.lr=1e-5``)
+    parser = command_parser(command)
+    if any(a.nargs == argparse.REMAINDER for a in parser._actions):
+        args = parser.parse_args(argv[1:])  # the command passes the rest on (rlvr bench ...)
+    else:
+        args = parser.parse_intermixed_args(argv[1:])
+    args.command = command
     from rlvr.errors import RlvrError
     from verifiers.errors import VerifierError
 

@@ -41,6 +41,7 @@ class DataConfig:
     eval: str | None = None
     eval_split: str | None = None
     eval_limit: int | None = 128
+    eval_seed: int = 0  # draws the held-out items (synthetic sets); independent of trainer.seed
     system_prompt: str | None = None
     shuffle: bool = True
 
@@ -62,10 +63,15 @@ class RolloutConfig:
 
 @dataclass
 class RewardConfig:
-    verifier: str | None = None  # None: the task's own verifier
+    # None: the task's own verifier; else a name (math, code, format, reasoning_gym:<task>, a
+    # plugin), path/to/file.py:function or package.module:function
+    verifier: str | None = None
+    # several verifiers with weights, reward = sum(weight * reward): {math: 1.0, format: 0.1,
+    # my_rewards.py:length_penalty: -0.01}; the first decides accuracy; key "task" = the task's own
+    verifiers: dict[str, float] = field(default_factory=dict)
     workers: int = 2
-    timeout_s: float = 10.0
-    format_weight: float = 0.0  # add format_weight * format reward (answer in \boxed{})
+    timeout_s: float = 10.0  # hard per-item limit (the scoring worker is killed)
+    format_weight: float = 0.0  # shorthand for verifiers: {<verifier>: 1, format: format_weight}
 
 
 @dataclass
@@ -80,6 +86,10 @@ class AlgorithmConfig:
     overlong_penalty: float = 0.0  # reward given to truncated responses when overlong == "penalty"
     value_clip: float | None = 0.2
     value_coef: float = 0.5  # weight of the value loss when the critic shares the policy trunk
+    # a value head that starts at the first batch's mean score instead of 0 (critic lambda and value
+    # warm-up are preset fields: algorithm.lam_critic, algorithm.value_warmup_steps)
+    value_init_from_returns: bool = True
+    kl_clamp: float | None = 10.0  # bound on each token's k3 estimate (None: unbounded)
 
 
 @dataclass
@@ -98,6 +108,9 @@ class TrainerConfig:
     # log-softmax in chunks of about this many tokens when a micro-batch has more (bounds the
     # [tokens, V] float32 logits); 0 disables chunking
     logprob_chunk_size: int = 4096
+    # with model.trainable_layers = k, run the frozen lower blocks once per step (or take their
+    # output from the embedded engine) and only the top k blocks in every later pass
+    frozen_prefix_cache: bool = True
     lr: float = 1e-6
     critic_lr: float = 1e-5
     lr_schedule: str = "constant"  # "constant" | "linear" | "cosine"
@@ -106,6 +119,10 @@ class TrainerConfig:
     max_grad_norm: float = 1.0
     eval_every: int = 0  # 0: only at the end (if data.eval is set)
     eval_at_start: bool = False  # also evaluate before the first step (the base model's score)
+    # the final eval also samples this many completions per item (pass@k for k = 1..N) and writes
+    # per-item results to eval_items.jsonl; at final_eval_temperature (None: rollout.temperature)
+    final_eval_samples: int = 0
+    final_eval_temperature: float | None = None
     checkpoint_every: int = 0  # 0: only at the end and on SIGINT/SIGTERM
     gradvar_every: int = 0  # 0: off; else the gradient-variance diagnostic every N steps
     gradvar_splits: int = 4
@@ -285,6 +302,9 @@ def validate(cfg: Config) -> Config:
          "trainer.reuse_sampler_logprobs needs rollout.engine=hf and rollout.top_p=1 (the sampler's "
          "log-probs must be the policy's own)"),
         (cfg.model.lora_r >= 0, "model.lora_r must be >= 0"),
+        (cfg.model.lora_dropout == 0, "model.lora_dropout must be 0: dropout is off in every RL pass (pi_old is "
+         "taken without it, so an on-policy ratio pi/pi_old stays exactly 1)"),
+        (cfg.algorithm.kl_clamp is None or cfg.algorithm.kl_clamp > 0, "algorithm.kl_clamp must be > 0"),
         (cfg.model.trainable_layers is None or cfg.model.trainable_layers >= 1,
          "model.trainable_layers must be >= 1"),
         (cfg.model.dtype in (None, "float32", "bfloat16", "float16"),
@@ -293,6 +313,12 @@ def validate(cfg: Config) -> Config:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    from rlvr.algorithms.presets import check_rollout
+
+    check_rollout(preset.with_overrides(**cfg.algorithm.overrides), cfg.rollout.n, cfg.rollout.max_new_tokens)
+    from rlvr.scoring import validate_reward
+
+    validate_reward(cfg.reward)  # every named verifier resolves (a spec imports, right signature)
     return cfg
 
 

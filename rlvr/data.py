@@ -343,3 +343,13 @@ def encode_prompt(tokenizer, example: Example) -> list[int]:
         text = tokenizer.apply_chat_template(example.prompt, add_generation_prompt=True, tokenize=False)
         return tokenizer.encode(text, add_special_tokens=False)
     return tokenizer.encode("\n\n".join(m["content"] for m in example.prompt) + "\n\n")
+
+
+def load_eval_examples(cfg) -> list[Example] | None:
+    """The recipe's held-out set: ``data.eval`` drawn with ``data.eval_seed`` (never the training
+    seed), so every run of a comparison, whatever its seed, and the base model see the same items."""
+    d = cfg.data
+    if not d.eval:
+        return None
+    return load_prompts(d.eval, split=d.eval_split or "test", limit=d.eval_limit,
+                        system_prompt=d.system_prompt, seed=d.eval_seed)

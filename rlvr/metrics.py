@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,18 @@ def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def plain_line(row: dict[str, Any], stream: str, total: int) -> str:
+    """One line for a log that is not a terminal: ``step 3/20  reward=0.12 accuracy=0.11 ... 9.8s``."""
+    if stream != "metrics":
+        vals = "  ".join(f"{k}={v:.4g}" for k, v in row.items()
+                         if k.startswith("eval/") and isinstance(v, (int, float)))
+        return f"eval at step {row.get('step', 0)}: {vals}"
+    vals = "  ".join(f"{k.split('/')[0] if k.endswith('/mean') else k}={row[k]:.3g}"
+                     for k in PROGRESS_KEYS if isinstance(row.get(k), (int, float)))
+    t = row.get("time/step")
+    return f"step {row.get('step', 0)}/{total}  {vals}" + (f"  {t:.1f}s" if isinstance(t, (int, float)) else "")
 
 
 class MetricsLogger:
@@ -50,7 +63,10 @@ class MetricsLogger:
             import wandb  # explicit opt-in: fail loudly when missing
 
             self._wandb = wandb.init(project=wandb_project, config=wandb_config, dir=str(self.run_dir))
-        if progress and progress_total:
+        self._plain_total = None
+        if progress and progress_total and not sys.stdout.isatty():
+            self._plain_total = progress_total  # piped to a file: one plain line per step instead
+        elif progress and progress_total:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
@@ -75,6 +91,8 @@ class MetricsLogger:
             self._tb.flush()
         if self._wandb is not None:
             self._wandb.log(row, step=step)
+        if self._plain_total is not None:
+            print(plain_line(row, stream, self._plain_total), flush=True)
         if self._progress is not None and stream == "metrics":
             desc = "  ".join(f"{k.split('/')[0] if k.endswith('/mean') else k}={row[k]:.3g}"
                              for k in PROGRESS_KEYS if isinstance(row.get(k), (int, float)))

@@ -347,6 +347,82 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def block_list(model) -> tuple[nn.Module, str, nn.ModuleList]:
+    """``(parent, attribute, blocks)``: the transformer block list of a causal LM, critic or trunk
+    (the longest ``nn.ModuleList`` in the module tree)."""
+    best = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) > 0 and (best is None or len(mod) > len(best[1])):
+            best = (name, mod)
+    if best is None:
+        raise ModelError(f"{type(model).__name__}: no transformer block list found")
+    name, blocks = best
+    parent_name, _, attr = name.rpartition(".")
+    return model.get_submodule(parent_name) if parent_name else model, attr, blocks
+
+
+class run_blocks:  # noqa: N801 - used as a context manager, reads like a function
+    """Make ``trunk`` run only ``blocks[start:stop]`` (and skip the final norm when ``norm=False``).
+
+    A decoder trunk's forward is ``h = embed(ids); for b in blocks: h = b(h); h = norm(h)``. Inside
+    this context the loop runs over the slice only, so
+
+    * ``run_blocks(trunk, 0, L - k, norm=False)``: ``trunk(input_ids=...)`` returns the *boundary*
+      hidden states ``h_b`` entering block ``L - k`` (the frozen lower stack, computed once);
+    * ``run_blocks(trunk, L - k, L)``: ``trunk(inputs_embeds=h_b, ...)`` runs the trainable top ``k``
+      blocks from those states: the same result as the full forward when the lower blocks are frozen.
+    """
+
+    def __init__(self, trunk: nn.Module, start: int, stop: int, *, norm: bool = True):
+        self.parent, self.attr, self.blocks = block_list(trunk)
+        self.slice = nn.ModuleList(list(self.blocks)[start:stop])
+        self.trunk, self.norm = trunk, norm
+        self._saved_norm = None
+
+    def __enter__(self):
+        setattr(self.parent, self.attr, self.slice)
+        if not self.norm:
+            self._saved_norm = self.trunk.norm
+            self.trunk.norm = nn.Identity()
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.parent, self.attr, self.blocks)
+        if self._saved_norm is not None:
+            self.trunk.norm = self._saved_norm
+        return False
+
+
+def boundary_hidden(model, input_ids, attention_mask, num_top: int) -> torch.Tensor:
+    """Hidden states ``[N, T, H]`` entering the top ``num_top`` blocks (no grad), so that later
+    passes over the same batch run only the top blocks (see :class:`run_blocks`)."""
+    trunk = _trunk_of(model)
+    L = len(block_list(trunk)[2])
+    with torch.no_grad(), run_blocks(trunk, 0, L - num_top, norm=False):
+        return trunk(input_ids=input_ids, attention_mask=attention_mask,
+                     position_ids=position_ids_from_mask(attention_mask), use_cache=False).last_hidden_state
+
+
+def _trunk_of(model):
+    if isinstance(model, ValueModel):
+        return model.trunk
+    return _unwrap(model).base_model
+
+
+def _trunk_forward(trunk, input_ids, attention_mask, boundary):
+    """Trunk's last hidden states ``[N, T, H]``: the full stack, or only the top ``k`` blocks
+    from ``boundary = (k, h_b)`` (hidden states entering block ``L - k``)."""
+    positions = position_ids_from_mask(attention_mask)
+    if boundary is None:
+        return trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                     use_cache=False).last_hidden_state
+    k, h = boundary
+    L = len(block_list(trunk)[2])
+    with run_blocks(trunk, L - k, L):
+        return trunk(inputs_embeds=h, attention_mask=attention_mask, position_ids=positions,
+                     use_cache=False).last_hidden_state
+
+
 def _trunk_and_head(model):
     lm = _unwrap(model)
     head = lm.get_output_embeddings()
@@ -368,7 +444,8 @@ def _token_logprobs(head, softcap, temperature, want_entropy, hidden, targets):
 
 
 def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, temperature: float = 1.0,
-                      chunk_size: int | None = None, return_entropy: bool = False, return_hidden: bool = False):
+                      chunk_size: int | None = None, return_entropy: bool = False, return_hidden: bool = False,
+                      boundary: tuple[int, torch.Tensor] | None = None):
     """Log-probs ``log pi(y_j | x, y_<j)`` of the R response tokens: ``[N, R]`` float32.
 
     Returns ``logprobs``, or a tuple ``(logprobs, entropy?, hidden?)`` with the extras asked for:
@@ -381,14 +458,13 @@ def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, te
     time. With gradients on and ``chunk_size`` set, each chunk is activation-checkpointed, so the
     backward pass recomputes the chunk's logits instead of keeping all of them.
     ``temperature`` 0 means greedy sampling, scored on the raw distribution (as the engine does).
+    ``boundary = (k, h_b)``: run only the top ``k`` blocks from the hidden states ``h_b [N, T, H]``
+    entering them (:func:`boundary_hidden`, or captured by the rollout engine).
     """
     N, T = input_ids.shape
     P = T - response_len
     trunk, head, softcap = _trunk_and_head(model)
-    hidden = trunk(
-        input_ids=input_ids, attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-    ).last_hidden_state[:, P - 1 : T - 1]  # [N, R, H]
+    hidden = _trunk_forward(trunk, input_ids, attention_mask, boundary)[:, P - 1 : T - 1]  # [N, R, H]
     targets = input_ids[:, P:]  # [N, R]
     temperature = temperature or 1.0
     step = chunk_size or max(response_len, 1)
@@ -409,8 +485,11 @@ def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, te
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def sequence_values(critic: ValueModel, input_ids, attention_mask, response_len: int) -> torch.Tensor:
+def sequence_values(critic: ValueModel, input_ids, attention_mask, response_len: int,
+                    boundary: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Values ``[N, R]`` aligned with :func:`sequence_logprobs`: entry j is V(s_j), the critic at
-    position ``P-1+j`` (the state before emitting response token j)."""
+    position ``P-1+j`` (the state before emitting response token j). ``boundary`` as in
+    :func:`sequence_logprobs` (the critic's lower blocks must be the policy's frozen ones)."""
     T = input_ids.shape[1]
-    return critic(input_ids, attention_mask)[:, T - response_len - 1 : T - 1]
+    hidden = _trunk_forward(critic.trunk, input_ids, attention_mask, boundary)
+    return critic.head(hidden)[:, T - response_len - 1 : T - 1]

@@ -36,6 +36,10 @@ from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.consistency import logprob_mismatch
 
 
+# preset fields beyond the PPO/GRPO core that this loop implements (Preset.extensions())
+SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is"})
+
+
 class NonFiniteLossError(RlvrError):
     """Raised after ``trainer.max_bad_steps`` consecutive non-finite losses."""
 
@@ -43,6 +47,17 @@ class NonFiniteLossError(RlvrError):
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
     n = mask.sum()
     return float((x * mask).sum() / n) if n > 0 else float("nan")
+
+
+def _train_without_dropout(model: torch.nn.Module) -> None:
+    """Train mode (gradient checkpointing engages) with every dropout layer off: pi_old is taken
+    without dropout, so the update must be too, or an on-policy ratio is not 1."""
+    model.train()
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Dropout) or type(mod).__name__.endswith("Dropout"):
+            mod.eval()
+        if isinstance(getattr(mod, "attention_dropout", None), float):  # functional dropout in attention
+            mod.attention_dropout = 0.0
 
 
 def _peak_memory_gb(device: torch.device) -> float:
@@ -60,6 +75,10 @@ class Trainer:
 
         self.cfg = cfg
         self.preset: Preset = get_preset(cfg.algorithm.preset).with_overrides(**cfg.algorithm.overrides)
+        unsupported = {k: v for k, v in self.preset.extensions().items() if k not in SUPPORTED_EXTENSIONS}
+        if unsupported:
+            k, v = next(iter(unsupported.items()))
+            raise ConfigError(f"algorithm.preset={self.preset.name}: {k}={v!r} is not run by this trainer yet")
         t = cfg.trainer
         cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu)
@@ -70,7 +89,16 @@ class Trainer:
         self.run_dir = Path(t.output_dir)
         set_seed(t.seed + self.rank)
         self._load_data()
+        from rlvr.scoring import check_reward
+
+        check_reward(cfg.reward, self.train_examples)  # a bad verifier: one line, before any model loads
         self._build_models()
+        self._setup_frozen_prefix()
+        self._critic_initialised = False
+        if t.reuse_sampler_logprobs and next(self.policy.parameters()).dtype != torch.float32:
+            raise ConfigError("trainer.reuse_sampler_logprobs needs a float32 policy (model.dtype=float32): in "
+                              f"{next(self.policy.parameters()).dtype} the sampler's log-probs are not the "
+                              "trainer's, so pi_old must be recomputed")
         self._build_optimizers()
         self.kl_ctl = A.make_kl_controller(self.preset)  # reference KL coefficient
         self.kl_old_ctl = A.make_old_kl_controller(self.preset)  # PPO-KL trust-region coefficient
@@ -87,6 +115,8 @@ class Trainer:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
             self._restore(ckpt)
+        else:
+            self._set_aside_earlier_attempt()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
@@ -94,7 +124,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _load_data(self) -> None:
-        from rlvr.data import load_prompts
+        from rlvr.data import load_eval_examples, load_prompts
 
         d = self.cfg.data
         self.train_examples = load_prompts(d.train, split=d.train_split or "train", limit=d.train_limit,
@@ -103,8 +133,7 @@ class Trainer:
             raise ConfigError(f"data.train: '{d.train}' has no examples")
         self.eval_examples = None
         if d.eval:
-            self.eval_examples = load_prompts(d.eval, split=d.eval_split or "test", limit=d.eval_limit,
-                                              system_prompt=d.system_prompt, seed=self.cfg.trainer.seed)
+            self.eval_examples = load_eval_examples(self.cfg)
 
     def _build_models(self) -> None:
         from rlvr.models import build_critic, build_reference, load_policy
@@ -213,29 +242,83 @@ class Trainer:
 
     # ------------------------------------------------------------------ scoring
     def _score(self, examples: list, texts: list[str], n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Verifier scores for each sample -> (rewards [N], correct [N], info)."""
-        import verifiers
+        """Verifier scores for each sample -> (rewards [N], correct [N], info).
+
+        ``info``: ``reward/<verifier>`` per weighted verifier and ``verifier/{timeout,crash,
+        violation}_rate`` (see :mod:`rlvr.scoring`)."""
+        from rlvr.scoring import reward_labels, reward_terms, score_examples
 
         rc = self.cfg.reward
-        refs = [ex.reference for ex in examples for _ in range(n)]
-        names = [rc.verifier or ex.verifier for ex in examples for _ in range(n)]
-        rewards = torch.zeros(len(texts))
-        for name in sorted(set(names)):
-            idx = [i for i, nm in enumerate(names) if nm == name]
-            res = verifiers.score_batch(name, [texts[i] for i in idx], [refs[i] for i in idx],
-                                        workers=rc.workers, timeout=rc.timeout_s)
-            for i, r in zip(idx, res):
-                rewards[i] = float(r.reward)
-        correct = (rewards >= 1.0).float()
-        info: dict[str, float] = {}
-        if rc.format_weight:
-            fmt = verifiers.score_batch("format", texts, [None] * len(texts), workers=0, timeout=rc.timeout_s)
-            f = torch.tensor([float(r.reward) for r in fmt])
-            info["reward/format"] = float(f.mean())
-            rewards = rewards + rc.format_weight * f
-        return rewards, correct, info
+        res = score_examples(examples, texts, n, reward_terms(rc), workers=rc.workers, timeout=rc.timeout_s)
+        rewards = torch.tensor(res.rewards, dtype=torch.float32)
+        correct = torch.tensor([float(r.reward >= 1.0) for r in res.primary])
+        return rewards, correct, res.metrics(reward_labels(rc, self.train_examples))
 
     # ------------------------------------------------------------------ forward passes
+    def _setup_frozen_prefix(self) -> None:
+        """With only the top k of L blocks trainable, every pass over a batch can start from the
+        hidden states entering block L-k (the frozen lower stack is computed once per step, or
+        captured by the embedded engine while it samples). ``self.top_k`` None: full passes."""
+        self.top_k = None
+        k = self.cfg.model.trainable_layers
+        if k is None or not self.cfg.trainer.frozen_prefix_cache:
+            return
+        from rlvr.models import block_list
+
+        L = len(block_list(self.policy)[2])
+        if k < L:
+            self.top_k = k
+        self._prefix_checked = False
+
+    def _boundary(self, batch: dict, rows):
+        if self.top_k is None or "boundary_hidden" not in batch:
+            return None
+        return self.top_k, batch["boundary_hidden"][rows]
+
+    def _ensure_boundary(self, batch: dict) -> None:
+        """Add ``boundary_hidden [N, T, H]`` to the batch (engine capture or one lower-stack pass),
+        and on first use check that top-only passes reproduce full passes (else turn them off)."""
+        if self.top_k is None:
+            return
+        from rlvr.models import boundary_hidden
+
+        if "boundary_hidden" not in batch:
+            mb, N = self.cfg.trainer.micro_batch_size, batch["input_ids"].shape[0]
+            batch["boundary_hidden"] = torch.cat([
+                boundary_hidden(self.policy, batch["input_ids"][i:i + mb], batch["attention_mask"][i:i + mb], self.top_k)
+                for i in range(0, N, mb)], 0)
+        if self._prefix_checked:
+            return
+        self._prefix_checked = True
+        rows = slice(0, min(4, batch["input_ids"].shape[0]))
+        models = [("policy", self.policy), ("reference", self.reference)]
+        if self.critic is not None and not self.shared_critic:
+            models.append(("critic", self.critic))
+        worst = 0.0
+        with torch.no_grad():
+            for _, model in models:
+                if model is None:
+                    continue
+                fast = self._forward_for_check(model, batch, rows, self._boundary(batch, rows))
+                full = self._forward_for_check(model, batch, rows, None)
+                worst = max(worst, float(((fast - full).abs() * batch["response_mask"][rows]).max()))
+        if worst > 1e-3:
+            import warnings
+
+            warnings.warn(f"trainer.frozen_prefix_cache: top-block passes differ from full passes by {worst:.2g}; "
+                          "using full passes", stacklevel=2)
+            self.top_k = None
+            batch.pop("boundary_hidden")
+
+    def _forward_for_check(self, model, batch, rows, boundary):
+        from rlvr.models import sequence_logprobs, sequence_values
+
+        ids, attn = batch["input_ids"][rows], batch["attention_mask"][rows]
+        R = batch["response_mask"].shape[1]
+        if model is self.critic:
+            return sequence_values(self.critic, ids, attn, R, boundary=boundary)
+        return sequence_logprobs(model, ids, attn, R, boundary=boundary)
+
     def _logprobs(self, model, batch: dict, rows: torch.Tensor | slice, *, entropy: bool = False,
                   hidden: bool = False):
         """Response log-probs [n, R] (and entropy, hidden states) of ``rows`` under ``model``.
@@ -250,7 +333,8 @@ class Trainer:
         budget = self.cfg.trainer.logprob_chunk_size
         chunk = max(1, budget // ids.shape[0]) if budget and ids.shape[0] * R > budget else None
         return sequence_logprobs(model, ids, attn, R, temperature=self.cfg.rollout.temperature,
-                                 chunk_size=chunk, return_entropy=entropy, return_hidden=hidden)
+                                 chunk_size=chunk, return_entropy=entropy, return_hidden=hidden,
+                                 boundary=self._boundary(batch, rows))
 
     def _values(self, batch: dict, rows) -> torch.Tensor:
         """Critic values [n, R]: a separate value model, or a head on the policy's own trunk."""
@@ -260,7 +344,8 @@ class Trainer:
         from rlvr.models import sequence_values
 
         R = batch["response_mask"].shape[1]
-        return sequence_values(self.critic, batch["input_ids"][rows], batch["attention_mask"][rows], R)
+        return sequence_values(self.critic, batch["input_ids"][rows], batch["attention_mask"][rows], R,
+                               boundary=self._boundary(batch, rows))
 
     @torch.no_grad()
     def _no_grad_pass(self, fn, N: int) -> torch.Tensor:
@@ -271,14 +356,20 @@ class Trainer:
     def train_step(self) -> dict[str, Any]:
         cfg, p, t = self.cfg, self.preset, self.cfg.trainer
         timer = PhaseTimer()
-        t_step = time.perf_counter()
+        t_step, c_step = time.perf_counter(), time.process_time()
         examples = self._step_examples(self.step)
         from rlvr.data import encode_prompt
 
         prompts = [encode_prompt(self.tokenizer, ex) for ex in examples]
+        capture = None
+        if self.top_k is not None and cfg.rollout.engine == "hf":
+            from rlvr.models import block_list
+
+            capture = len(block_list(self.policy)[2]) - self.top_k
         params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                 max_new_tokens=cfg.rollout.max_new_tokens,
-                                seed=(t.seed * 1_000_003 + self.step * 1009 + self.rank) % (2**31))
+                                seed=(t.seed * 1_000_003 + self.step * 1009 + self.rank) % (2**31),
+                                capture_block=capture)
         with timer("generate"):
             rollout = self.engine.generate(prompts, params)
         with timer("score"):
@@ -293,18 +384,20 @@ class Trainer:
             "accuracy": float(correct.mean()), "response_length/mean": float(lengths.mean()),
             "truncation_rate": float((~finished).float().mean()), **score_info,
         }
+        # the overlong penalty changes the scores the estimator (and the zero-std check) sees;
+        # "mask" keeps truncated samples' real scores in the group statistics and drops their loss
+        if cfg.algorithm.overlong == "penalty":
+            scores = torch.where(finished.cpu(), scores, torch.full_like(scores, cfg.algorithm.overlong_penalty))
+        loss_mask = mask.clone()
+        if cfg.algorithm.overlong == "mask":
+            loss_mask = loss_mask * finished[:, None].float()
         # groups whose rewards are all equal carry no signal for group baselines
         gid = batch["group_ids"]
         uniq, inv = torch.unique(gid, return_inverse=True)
         gmax = torch.full((len(uniq),), -math.inf).scatter_reduce(0, inv.cpu(), scores, "amax")
         gmin = torch.full((len(uniq),), math.inf).scatter_reduce(0, inv.cpu(), scores, "amin")
-        zero_std = (gmax - gmin).abs() < 1e-8
+        zero_std = gmax == gmin
         m["zero_std_groups"] = float(zero_std.float().mean())
-        loss_mask = mask.clone()
-        if cfg.algorithm.overlong == "mask":
-            loss_mask = loss_mask * finished[:, None].float()
-        elif cfg.algorithm.overlong == "penalty":
-            scores = torch.where(finished.cpu(), scores, torch.full_like(scores, cfg.algorithm.overlong_penalty))
         keep = torch.ones(N, dtype=torch.bool)
         if cfg.algorithm.filter_zero_std_groups:
             keep = ~zero_std[inv.cpu()]
@@ -316,59 +409,87 @@ class Trainer:
             rows = keep.nonzero().squeeze(1).to(self.device)
             batch = {k: v[rows] for k, v in batch.items()}
             scores, loss_mask = scores[keep], loss_mask[rows]
+            with timer("trunk"):
+                self._ensure_boundary(batch)
             m.update(self._learn(batch, scores, loss_mask, timer))
             with timer("sync"):  # the engine samples the next batch from the updated weights
                 self.engine.sync_weights(self.policy)
         else:
             m["skipped_update"] = 1.0
         if t.gradvar_every and self.step % t.gradvar_every == 0:
-            m.update(self._gradient_variance(batch, scores, loss_mask))
+            with timer("gradvar"):
+                self._ensure_boundary(batch)
+                m.update(self._gradient_variance(batch, scores, loss_mask))
         self.step += 1
         phase = timer.pop()
         step_time = time.perf_counter() - t_step
         m.update(phase)
         m["time/step"] = step_time
+        m["time/step_cpu"] = time.process_time() - c_step  # CPU seconds of this process (all threads)
         m["tokens_per_s"] = float(lengths.sum()) / max(phase.get("time/generate", step_time), 1e-9)
         m["memory/peak_gb"] = _peak_memory_gb(self.device)
         m["lr"] = self.scheduler.get_last_lr()[0]
         return self._reduce(m)
 
-    def _learn(self, batch: dict, scores: torch.Tensor, mask: torch.Tensor, timer: PhaseTimer) -> dict[str, Any]:
-        p, t = self.preset, self.cfg.trainer
-        N, R = mask.shape
+    def _learn(self, batch: dict, scores: torch.Tensor, loss_mask: torch.Tensor, timer: PhaseTimer) -> dict[str, Any]:
+        """Old/ref log-probs and values, token rewards, advantages, then the update.
+
+        ``batch["response_mask"]`` marks every response token (the estimator sees every sample's
+        score); ``loss_mask`` marks the tokens that are trained on (overlong masking removes
+        truncated samples from the losses only)."""
+        p, t, a = self.preset, self.cfg.trainer, self.cfg.algorithm
+        resp = batch["response_mask"]
+        N, R = resp.shape
         m: dict[str, Any] = {}
         with timer("logprob"):
             if t.reuse_sampler_logprobs:
-                old_logp = batch["sampler_logprobs"] * mask
+                old_logp = batch["sampler_logprobs"] * resp
             else:
                 old_logp = self._no_grad_pass(lambda s: self._logprobs(self.policy, batch, s), N)
-                m.update(logprob_mismatch(batch["sampler_logprobs"], old_logp, mask))
+                m.update(logprob_mismatch(batch["sampler_logprobs"], old_logp, resp))
             ref_logp = None
             if self.reference is not None:
                 ref_logp = self._no_grad_pass(lambda s: self._logprobs(self.reference, batch, s), N)
             values = None
             if self.critic is not None:
-                values = self._no_grad_pass(lambda s: self._values(batch, s), N) * mask
+                self.critic.eval()
+                values = self._no_grad_pass(lambda s: self._values(batch, s), N) * resp
+                if self.step == 0 and a.value_init_from_returns and not self._critic_initialised:
+                    # a value head that starts at the mean outcome, not at 0: the first advantages
+                    # then already have a baseline (the head's bias is the value of every state)
+                    head = self.critic if self.shared_critic else self.critic.head
+                    with torch.no_grad():
+                        head.linear.bias.add_(float(scores.mean()) - _masked_mean(values, resp))
+                    values = self._no_grad_pass(lambda s: self._values(batch, s), N) * resp
+                    self._critic_initialised = True
         # token rewards: the verifier score at the last response token, KL penalty on every token
-        token_rewards = A.outcome_rewards(scores.to(mask.device), batch["response_mask"]) * mask
+        token_rewards = A.outcome_rewards(scores.to(resp.device), resp) * resp
         if ref_logp is not None:
-            kl_tok = A.kl_estimate(old_logp, ref_logp, p.kl_kind) * mask
-            m["kl/ref"] = _masked_mean(kl_tok, mask)
+            kl_tok = A.kl_estimate(old_logp, ref_logp, p.kl_kind, clamp=a.kl_clamp) * resp
+            m["kl/ref"] = _masked_mean(kl_tok, loss_mask)
             if p.kl_placement == "reward":
                 token_rewards = token_rewards - self.kl_ctl.value * kl_tok
-        adv, returns = p.advantages(token_rewards, mask, values=values, group_ids=batch["group_ids"])
-        adv = adv * mask
-        valid = adv[mask > 0]
-        m["adv/mean"] = float(valid.mean())
+        adv, returns = p.advantages(token_rewards, resp, values=values, group_ids=batch["group_ids"])
+        adv = adv * loss_mask
+        valid = adv[loss_mask > 0]
+        m["adv/mean"] = float(valid.mean()) if valid.numel() else 0.0
         m["adv/std"] = float(valid.std()) if valid.numel() > 1 else 0.0
-        tis = None
-        if self.cfg.algorithm.tis_cap is not None:
-            tis = A.truncated_is_weights(old_logp, batch["sampler_logprobs"], mask, self.cfg.algorithm.tis_cap)
+        tis = None  # importance weights for the rollout/trainer mismatch: token-level TIS, sequence-level IS
+        if a.tis_cap is not None:
+            tis = A.truncated_is_weights(old_logp, batch["sampler_logprobs"], loss_mask, a.tis_cap)
+        if p.seq_is is not None:
+            w = A.sequence_is_weights(old_logp, batch["sampler_logprobs"], loss_mask, p.seq_is,
+                                      high=p.seq_is_high, low=p.seq_is_low)
+            tis = w if tis is None else tis * w
+        warmup = self.step < p.value_warmup_steps and values is not None
         with timer("update"):
-            m.update(self._update(batch, mask, old_logp, ref_logp, adv, values, returns, tis))
+            m.update(self._update(batch, loss_mask, old_logp, ref_logp, adv, values, returns, tis,
+                                  policy=not warmup))
+        if warmup:
+            m["value/warmup"] = 1.0
         if values is not None:
-            m["value/explained_variance"] = float(A.explained_variance(values, returns, mask))
-            m["value/mean"] = _masked_mean(values, mask)
+            m["value/explained_variance"] = float(A.explained_variance(values, returns, loss_mask))
+            m["value/mean"] = _masked_mean(values, loss_mask)
         if p.adaptive_kl and "kl/ref" in m:  # Ziegler et al. 2019: beta tracks the KL to the reference
             self.kl_ctl.update(m["kl/ref"], N)
         if p.kl_old_target is not None and "kl/old" in m:  # PPO-KL (Schulman 2017 sec. 4) doubling rule
@@ -378,11 +499,13 @@ class Trainer:
             m["kl/old_coef"] = self.kl_old_ctl.value
         return m
 
-    def _update(self, batch, mask, old_logp, ref_logp, adv, values, returns, tis) -> dict[str, Any]:
+    def _update(self, batch, mask, old_logp, ref_logp, adv, values, returns, tis, *, policy: bool = True) -> dict[str, Any]:
         """K epochs x mini-batches x micro-batches of the preset's losses.
 
         Micro-batch losses are aggregated with the mini-batch's token/sequence totals
         (``num_tokens`` / ``num_seqs``), so their gradients sum to exactly the mini-batch gradient.
+        ``policy=False`` (value warm-up): only the critic learns.
+        Dropout stays off in every pass (the ratio pi/pi_old must be exactly 1 on-policy).
         """
         p, t = self.preset, self.cfg.trainer
         N = mask.shape[0]
@@ -390,7 +513,10 @@ class Trainer:
         norm_len = self.cfg.rollout.max_new_tokens  # Dr. GRPO's constant normaliser: the budget
         stats: dict[str, list[float]] = {}
         gen = torch.Generator().manual_seed(t.seed * 104729 + self.step)
-        self.policy.train()
+        _train_without_dropout(self.policy)
+        if self.critic is not None:
+            _train_without_dropout(self.critic)
+        first_pass: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, logp) before any optimizer step
         for epoch in range(p.epochs):
             order = torch.randperm(N, generator=gen).to(mask.device)
             for s in range(0, N, mini):
@@ -403,29 +529,37 @@ class Trainer:
                 for u in range(0, len(mb_rows), t.micro_batch_size):
                     rows = mb_rows[u:u + t.micro_batch_size]
                     mk = mask[rows]
-                    if self.shared_critic:
-                        logp, ent, hid = self._logprobs(self.policy, batch, rows, entropy=True, hidden=True)
-                    else:
-                        logp, ent = self._logprobs(self.policy, batch, rows, entropy=True)
-                    loss, st = A.policy_loss(logp, old_logp[rows], adv[rows], mk, clip_low=p.clip_low,
-                                             clip_high=p.clip_high, dual_clip=p.dual_clip, agg=p.loss_agg,
-                                             tis_weights=None if tis is None else tis[rows], **totals)
-                    st = {k: float(v) for k, v in st.items()}
-                    st["loss/policy"] = float(loss.detach())
-                    ent_agg = A.aggregate(ent, mk, p.loss_agg, **totals)
-                    st["entropy"] = float((ent.detach() * mk).sum() / mk.sum().clamp(min=1))
-                    if p.entropy_coef:
-                        loss = loss - p.entropy_coef * ent_agg
-                    if p.kl_placement == "loss" and ref_logp is not None:
-                        kl = A.aggregate(A.kl_estimate(logp, ref_logp[rows], p.kl_kind), mk, p.loss_agg, **totals)
-                        loss = loss + self.kl_ctl.value * kl
-                        st["loss/kl"] = float(kl.detach())
-                    if p.kl_old_coef:  # PPO-KL: penalise KL(pi_old || pi) instead of clipping
-                        kl_old = A.aggregate(A.kl_estimate(old_logp[rows], logp, "k3"), mk, p.loss_agg, **totals)
-                        loss = loss + self.kl_old_ctl.value * kl_old
-                    if not torch.isfinite(loss):
-                        finite = False
-                        break
+                    st: dict[str, float] = {}
+                    loss = torch.zeros((), device=mask.device)
+                    hid = None
+                    if policy or self.shared_critic:
+                        if self.shared_critic:
+                            logp, ent, hid = self._logprobs(self.policy, batch, rows, entropy=True, hidden=True)
+                        else:
+                            logp, ent = self._logprobs(self.policy, batch, rows, entropy=True)
+                        if epoch == 0 and s == 0:
+                            first_pass.append((rows, logp.detach()))
+                    if policy:
+                        loss, pst = A.first_order_loss(p.policy_loss, logp, old_logp[rows], adv[rows], mk,
+                                                       p.clip_low, p.clip_high, p.dual_clip, p.loss_agg,
+                                                       None if tis is None else tis[rows], **totals)
+                        st = {k: float(v) for k, v in pst.items()}
+                        st["loss/policy"] = float(loss.detach())
+                        ent_agg = A.aggregate(ent, mk, p.loss_agg, **totals)
+                        st["entropy"] = float((ent.detach() * mk).sum() / mk.sum().clamp(min=1))
+                        if p.entropy_coef:
+                            loss = loss - p.entropy_coef * ent_agg
+                        if p.kl_placement == "loss" and ref_logp is not None:
+                            kl = A.aggregate(A.kl_estimate(logp, ref_logp[rows], p.kl_kind, clamp=self.cfg.algorithm.kl_clamp),
+                                             mk, p.loss_agg, **totals)
+                            loss = loss + self.kl_ctl.value * kl
+                            st["loss/kl"] = float(kl.detach())
+                        if p.kl_old_coef:  # PPO-KL: penalise KL(pi_old || pi) instead of clipping
+                            kl_old = A.aggregate(A.kl_estimate(old_logp[rows], logp, "k3"), mk, p.loss_agg, **totals)
+                            loss = loss + self.kl_old_ctl.value * kl_old
+                        if not torch.isfinite(loss):
+                            finite = False
+                            break
                     if self.critic is not None:
                         # separate critic: its own graph and optimizer; shared trunk: one backward of
                         # policy loss + value_coef * value loss through the common trunk
@@ -442,17 +576,26 @@ class Trainer:
                             vloss.backward()
                         st["loss/value"] = float(vloss.detach())
                         st.update({k: float(v) for k, v in vst.items()})
-                    loss.backward()
+                    if loss.requires_grad:
+                        loss.backward()
                     for k, v in st.items():
                         mb_stats.setdefault(k, []).append(v)
                 # loss pieces are already scaled by mini-batch totals: sum them; average the rest
                 for k, v in mb_stats.items():
                     stats.setdefault(k, []).append(sum(v) if k.startswith("loss/") else sum(v) / len(v))
-                self._apply_gradients(finite, stats)
+                self._apply_gradients(finite, stats, policy=policy)
         self.policy.eval()
-        return {k: sum(v) / len(v) for k, v in stats.items() if v}
+        if self.critic is not None:
+            self.critic.eval()
+        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+        if self.cfg.trainer.reuse_sampler_logprobs and first_pass:
+            # pi_old was taken from the sampler: measure it against the trainer's own first pass
+            rows = torch.cat([r for r, _ in first_pass])
+            lp = torch.cat([x for _, x in first_pass])
+            out.update(logprob_mismatch(batch["sampler_logprobs"][rows], lp, batch["response_mask"][rows]))
+        return out
 
-    def _apply_gradients(self, finite: bool, stats: dict[str, list[float]]) -> bool:
+    def _apply_gradients(self, finite: bool, stats: dict[str, list[float]], *, policy: bool = True) -> bool:
         """All-reduce, clip and step; skip the step (and count it) when the loss was not finite."""
         t = self.cfg.trainer
         if self.world > 1:
@@ -473,7 +616,7 @@ class Trainer:
         self.bad_steps = 0
         for model, opt, sched, key in ((self.policy, self.optimizer, self.scheduler, "grad_norm"),
                                        (self.critic, self.critic_optimizer, self.critic_scheduler, "value/grad_norm")):
-            if model is None:
+            if model is None or (model is self.policy and not policy and not self.shared_critic):
                 continue
             params = [q for q in model.parameters() if q.requires_grad]
             if self.world > 1:
@@ -551,19 +694,31 @@ class Trainer:
             m[k] = float(col.max() if k.endswith("_max") or k.startswith("memory") else col.nanmean())
         return m
 
-    def evaluate(self) -> dict[str, Any] | None:
+    def evaluate(self, final: bool = False) -> dict[str, Any] | None:
+        """Greedy pass@1 on the held-out items; the final eval also samples
+        ``trainer.final_eval_samples`` completions per item (pass@k, k = 1..that) and writes
+        per-item results to ``eval_items.jsonl`` (what the report's paired intervals resample)."""
         if self.eval_examples is None:
             return None
         from evals.harness import evaluate
+        from rlvr.scoring import eval_verifier
 
-        r = self.cfg.rollout
+        r, t = self.cfg.rollout, self.cfg.trainer
+        n = t.final_eval_samples if final else 0
+        extra = {}
+        if n:
+            temp = t.final_eval_temperature if t.final_eval_temperature is not None else r.temperature
+            extra = dict(samples=n, temperature=temp, k_values=list(range(1, n + 1)), seed=t.seed)
+        else:
+            extra = dict(temperature=0.0)
         res = None
         if self.is_main:
-            res = evaluate((self.policy, self.tokenizer), self.eval_examples, temperature=0.0,
+            res = evaluate((self.policy, self.tokenizer), self.eval_examples,
                            max_new_tokens=r.eval_max_new_tokens or r.max_new_tokens,
                            batch_size=r.micro_batch_size, engine=self.engine if r.engine == "hf" else None,
-                           verifier=self.cfg.reward.verifier, workers=self.cfg.reward.workers,
-                           timeout=self.cfg.reward.timeout_s, progress=False)
+                           verifier=eval_verifier(self.cfg.reward), workers=self.cfg.reward.workers,
+                           timeout=self.cfg.reward.timeout_s, progress=False,
+                           out_path=self.run_dir / "eval_items.jsonl" if final else None, **extra)
         self.accelerator.wait_for_everyone()
         return res
 
@@ -595,6 +750,7 @@ class Trainer:
         self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
         if self.critic is not None and st["critic"] is not None:
+            self._critic_initialised = True
             self.critic.load_state_dict(st["critic"])
             self.critic_optimizer.load_state_dict(st["critic_optimizer"])
             self.critic_scheduler.load_state_dict(st["critic_scheduler"])
@@ -605,6 +761,26 @@ class Trainer:
         self._trim_logs_after(self.step)
         if self.is_main:
             print(f"rlvr train: resumed from {ckpt} (step {self.step})")
+
+    def _set_aside_earlier_attempt(self) -> None:
+        """A fresh start in a directory that already has logs (a run stopped before its first
+        checkpoint, or a finished one being redone): move them to ``attempts/<k>/`` so that the new
+        ``metrics.jsonl`` never continues an older attempt's steps."""
+        if not self.is_main:
+            return
+        names = ("metrics.jsonl", "eval.jsonl", "summary.json", "metrics.jsonl.after_checkpoint",
+                 "eval.jsonl.after_checkpoint", "tb")
+        found = [self.run_dir / n for n in names if (self.run_dir / n).exists()]
+        if not found:
+            return
+        k = 1
+        while (self.run_dir / "attempts" / str(k)).exists():
+            k += 1
+        dest = self.run_dir / "attempts" / str(k)
+        dest.mkdir(parents=True)
+        for f in found:
+            f.rename(dest / f.name)
+        print(f"rlvr train: no checkpoint to resume; earlier logs moved to {dest}")
 
     def _trim_logs_after(self, step: int) -> None:
         """Steps logged after the checkpoint will be redone: move their lines aside (not deleted)."""
@@ -676,7 +852,8 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 m.update(step=self.step, samples=self.samples, tokens=self.tokens, elapsed_s=elapsed)
                 logger.log(m)
-                if t.eval_every and self.step % t.eval_every == 0:
+                last = self._stop_reason(time.perf_counter() - t0) is not None
+                if t.eval_every and self.step % t.eval_every == 0 and not last:  # the final eval covers the last step
                     self._log_eval(logger, time.perf_counter() - t0)
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save(time.perf_counter() - t0)
@@ -696,9 +873,9 @@ class Trainer:
                           f"continue with --resume (checkpoint in {self.run_dir / 'checkpoints'})")
                 return summary
             if self.eval_examples is not None:
-                ev = self._last_eval if self._last_eval and self._last_eval["step"] == self.step \
-                    else self._log_eval(logger, elapsed)
+                ev = self._log_eval(logger, elapsed, final=True)
                 summary["final_eval/pass@1"] = ev.get("eval/pass@1") if ev else None
+                summary.update({f"final_eval/{k[5:]}": v for k, v in (ev or {}).items() if k.startswith("eval/sampled/")})
             summary["elapsed_s"] = time.perf_counter() - t0
             summary["peak_memory_gb"] = _peak_memory_gb(self.device)
             if self.is_main:
@@ -711,11 +888,13 @@ class Trainer:
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
 
-    def _log_eval(self, logger: MetricsLogger, elapsed: float) -> dict[str, Any] | None:
-        res = self.evaluate()
+    def _log_eval(self, logger: MetricsLogger, elapsed: float, final: bool = False) -> dict[str, Any] | None:
+        res = self.evaluate(final=final)
         if res is None:
             return None
         row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed,
-               "eval/pass@1": res["pass@1"], "eval/n": res["n"]}
+               "eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"]}
+        row.update({f"eval/{k}": v for k, v in res.items()
+                    if k.startswith("sampled/") and isinstance(v, (int, float))})
         self._last_eval = logger.log(row, stream="eval")
         return self._last_eval

@@ -264,6 +264,9 @@ def _build(spec: Any) -> Verifier | str:
         else:
             verifier = pickle.loads(spec[1])
         verifier.warm()
+        from verifiers.math import cap_worker_memory
+
+        cap_worker_memory(verifier)  # a math verifier's address-space cap (MathVerifier.memory_mb)
         return verifier
     except Exception as e:  # noqa: BLE001 - reported per item, never fatal
         return f"error: verifier could not be built in a worker: {type(e).__name__}: {e}"[:400]

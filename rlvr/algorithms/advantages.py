@@ -14,6 +14,8 @@ penalty, when the preset puts KL in the reward, is added to every valid token by
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 
 import torch
@@ -103,15 +105,25 @@ def compute_gae(
 
 
 def _group_stats(scores: Tensor, group_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-element group size n, group mean, and unbiased group std (0 for singletons). All [N]."""
+    """Per-element group size n, group mean, and unbiased group std (0 for singletons). All [N].
+
+    Computed in float64, and a group whose scores are all equal gets its first score as mean and
+    std 0 exactly, so ``s - mean`` is exactly 0 there (in float32, sum/n of eight 0.7s is not 0.7,
+    and (s - mean) / (std + eps) would turn that rounding into advantages of ~0.06)."""
     _, inv = torch.unique(group_ids, return_inverse=True)  # [N] -> dense group index
     G = int(inv.max()) + 1
-    zeros = torch.zeros(G, dtype=scores.dtype, device=scores.device)
-    n = zeros.index_add(0, inv, torch.ones_like(scores))  # [G]
-    mean = zeros.index_add(0, inv, scores) / n
-    sq = zeros.index_add(0, inv, (scores - mean[inv]) ** 2)
-    std = (sq / (n - 1).clamp(min=1)).sqrt()
-    return n[inv], mean[inv], std[inv]
+    s = scores.double()
+    zeros = torch.zeros(G, dtype=torch.float64, device=scores.device)
+    n = zeros.index_add(0, inv, torch.ones_like(s))  # [G]
+    mean = zeros.index_add(0, inv, s) / n
+    gmax = torch.full_like(zeros, -math.inf).scatter_reduce(0, inv, s, "amax")
+    gmin = torch.full_like(zeros, math.inf).scatter_reduce(0, inv, s, "amin")
+    equal = gmax == gmin
+    mean = torch.where(equal, gmax, mean)
+    sq = zeros.index_add(0, inv, (s - mean[inv]) ** 2)
+    std = torch.where(equal, zeros, (sq / (n - 1).clamp(min=1)).sqrt())
+    dt = scores.dtype
+    return n[inv].to(dt), mean[inv].to(dt), std[inv].to(dt)
 
 
 def _batch_whiten(x: Tensor, eps: float) -> Tensor:

@@ -20,21 +20,25 @@ KL_KINDS = ("k1", "k2", "k3")
 _MAX_LOG_RATIO = 20.0  # exp(20) ~ 5e8: keeps k3 finite when a token's probabilities disagree wildly
 
 
-def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str) -> Tensor:
+def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str, clamp: float | None = None) -> Tensor:
     """Per-token estimate of KL(pi || pi_ref) from log-probs of tokens sampled from pi.
 
     logp, ref_logp [...] -> [...] (same shape; mask and aggregate it with ``aggregate``).
     For k3 the log-ratio is clamped to [-20, 20] so that garbage at padding positions cannot overflow.
+    ``clamp`` bounds every token's estimate to [-clamp, clamp] (k3 alone is unbounded above: 4.9e8
+    at a log-ratio of 20; verl clamps it at 10 for the same reason).
     """
     check_choice(kind, KL_KINDS, "kind")
     check_shape(ref_logp, logp.shape, "ref_logp", "logp")
     log_ratio = ref_logp - logp  # l = log pi_ref - log pi
     if kind == "k1":
-        return -log_ratio
-    if kind == "k2":
-        return 0.5 * log_ratio**2
-    log_ratio = log_ratio.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
-    return torch.expm1(log_ratio) - log_ratio
+        est = -log_ratio
+    elif kind == "k2":
+        est = 0.5 * log_ratio**2
+    else:
+        lr = log_ratio.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+        est = torch.expm1(lr) - lr
+    return est if clamp is None else est.clamp(-clamp, clamp)
 
 
 class FixedKLController:

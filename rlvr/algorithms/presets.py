@@ -454,8 +454,36 @@ _ALL += [
     ),
 ]
 
+# ---- the controlled comparison: runs that differ only in the baseline ----
+# Everything but the estimator (and the critic it needs) is shared: one on-policy epoch (so the clip
+# is inert and no run reuses samples), token-mean loss, no KL term, gamma 1, and advantages whitened
+# over the batch, so every run takes steps of the same scale (without it GRPO's division by the group
+# std makes its steps ~3x those of unwhitened GAE at 10% accuracy). Under batch whitening a
+# leave-one-out baseline equals the plain group mean (RLOO's n/(n-1) factor is a global scale), so
+# ``ctrl_loo`` also stands for Dr. GRPO's baseline.
+_CONTROLLED = dict(
+    epochs=1, clip_low=0.2, clip_high=0.2, gamma=1.0, kl_coef=0.0, kl_placement="none",
+    loss_agg="token-mean", whiten_advantages=True, entropy_coef=0.0,
+)
+_ALL += [
+    Preset(
+        "ctrl_critic", "gae", critic=True, lam=0.95, lam_critic=1.0, **_CONTROLLED,
+        description="Controlled: learned critic, GAE (lambda 0.95) advantages, critic trained on lambda = 1 "
+        "(Monte-Carlo) targets; shared settings as ctrl_group / ctrl_loo.",
+    ),
+    Preset(
+        "ctrl_group", "grpo", critic=False, **_CONTROLLED,
+        description="Controlled: GRPO's group baseline (s - group mean) / group std; shared settings as ctrl_critic.",
+    ),
+    Preset(
+        "ctrl_loo", "rloo", critic=False, **_CONTROLLED,
+        description="Controlled: leave-one-out group baseline (RLOO); shared settings as ctrl_critic.",
+    ),
+]
+
 PRESETS: dict[str, Preset] = {p.name: p for p in _ALL}
 LADDER: list[str] = ["reinforce", "reinforce_baseline", "a2c", "a2c_gae", "ppo_noclip", "ppo"]
+CONTROLLED: list[str] = ["ctrl_critic", "ctrl_group", "ctrl_loo"]
 
 
 def get_preset(name: str) -> Preset:

@@ -1,4 +1,4 @@
-"""``rlvr bench verifiers|rollout|train``: benchmarks that write JSON under benchmarks/results/."""
+"""``rlvr bench verifiers|rollout|train|step``: benchmarks that write JSON under benchmarks/results/."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ TARGETS = {
     "verifiers": "verifiers.bench",
     "rollout": "rlvr.rollout.bench",
     "train": "rlvr.bench_train",
+    "step": "rlvr.bench_step",
 }
 
 

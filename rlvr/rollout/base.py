@@ -31,6 +31,10 @@ class SamplingParams:
     max_new_tokens: int = 256
     seed: int | None = None
     stop_token_ids: list[int] = field(default_factory=list)  # in addition to the model's EOS
+    # Engines that run the trainer's own module may also return the hidden states entering block
+    # ``capture_block`` for every fed token (Rollout.hidden), so the trainer can skip the frozen
+    # lower blocks in its own passes; engines that cannot simply return hidden=None.
+    capture_block: int | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -56,6 +60,9 @@ class Rollout:
     finished: list[bool]  # [N] True when the response ended on EOS/stop, False when truncated
     group_ids: list[int]  # [N] index of the prompt in the request
     texts: list[str] = field(default_factory=list)  # [N] decoded responses (special tokens skipped)
+    # [N] hidden states entering block ``SamplingParams.capture_block`` for each fed token: the
+    # prompt, then every response token but the last ([len(prompt) + len(response) - 1, H]); or None
+    hidden: list[torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.prompt_ids)
@@ -90,7 +97,14 @@ class Rollout:
                 input_ids[i, P : P + len(r)] = torch.tensor(r, dtype=torch.long)
                 sampler_logprobs[i, : len(r)] = torch.tensor(lp, dtype=torch.float32)
                 response_mask[i, : len(r)] = 1.0
-        out = {
+        out = {}
+        if self.hidden is not None:
+            H = self.hidden[0].shape[-1]
+            hid = torch.zeros((N, P + R, H), dtype=self.hidden[0].dtype)
+            for i, (p, h) in enumerate(zip(self.prompt_ids, self.hidden)):
+                hid[i, P - len(p) : P - len(p) + h.shape[0]] = h
+            out["boundary_hidden"] = hid
+        out |= {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "response_mask": response_mask,

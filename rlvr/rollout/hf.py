@@ -58,6 +58,41 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     return ids.to(device), mask.to(device)
 
 
+class _Capture:
+    """Records the hidden states entering block ``block`` (the output of block ``block - 1``) on
+    every forward while active; ``block`` None records nothing."""
+
+    def __init__(self, model: torch.nn.Module, block: int | None):
+        self.model, self.block, self.outputs, self._handle = model, block, [], None
+
+    def __enter__(self):
+        if self.block is not None:
+            from rlvr.models import block_list
+
+            blocks = block_list(self.model)[2]
+            if not 1 <= self.block < len(blocks):
+                raise ValueError(f"capture_block must be in [1, {len(blocks) - 1}], got {self.block}")
+            self._handle = blocks[self.block - 1].register_forward_hook(self._hook)
+        return self
+
+    def _hook(self, module, args, output):
+        self.outputs.append((output[0] if isinstance(output, tuple) else output).detach())
+
+    def take(self) -> torch.Tensor | None:
+        """The oldest recorded output (the prefill), or None when not capturing."""
+        return self.outputs.pop(0) if self.block is not None else None
+
+    def take_all(self) -> list[torch.Tensor]:
+        out, self.outputs = self.outputs, []
+        return out
+
+    def __exit__(self, *exc):
+        if self._handle is not None:
+            self._handle.remove()
+        self.outputs = []
+        return False
+
+
 class HFEngine:
     """:class:`~rlvr.rollout.base.RolloutEngine` that samples from ``model`` in-process.
 
@@ -95,31 +130,41 @@ class HFEngine:
         stops = torch.tensor(self.stop_ids(params), device=device)
         was_training = self.model.training
         self.model.eval()
-        responses, logprobs, finished = [], [], []
+        responses, logprobs, finished, hidden = [], [], [], []
+        capture = params.capture_block
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _Capture(self.model, capture) as cap:
                 for s in range(0, len(samples), self.micro_batch_size):
-                    r, lp, f = self._decode(samples[s : s + self.micro_batch_size], params, stops, gen)
+                    r, lp, f, h = self._decode(samples[s : s + self.micro_batch_size], params, stops, gen, cap)
                     responses += r
                     logprobs += lp
                     finished += f
+                    hidden += h
         finally:
             self.model.train(was_training)
         texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
-        return Rollout(samples, responses, logprobs, finished, group_ids, texts)
+        return Rollout(samples, responses, logprobs, finished, group_ids, texts,
+                       hidden=hidden if capture is not None else None)
 
-    def _decode(self, prompts, params: SamplingParams, stops: torch.Tensor, gen):
-        """Prefill the left-padded prompts, then sample one token per step with the KV cache."""
-        ids, mask = left_pad(prompts, self.pad_id, stops.device)  # [B, P]
-        positions = position_ids_from_mask(mask)
+    def _decode(self, prompts, params: SamplingParams, stops: torch.Tensor, gen, cap: _Capture):
+        """Prefill each distinct prompt once, share its KV cache with its group's samples, then
+        sample one token per step with the cache."""
+        index: dict[tuple[int, ...], int] = {}
+        rows = [index.setdefault(tuple(p), len(index)) for p in prompts]  # sample -> distinct prompt
+        uids, umask = left_pad([list(p) for p in index], self.pad_id, stops.device)  # [U, P]
+        upos = position_ids_from_mask(umask)
         cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+        out = self.model(input_ids=uids, attention_mask=umask, position_ids=upos,
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
-        next_pos = positions[:, -1:] + 1  # [B, 1]
-        done = torch.zeros(len(prompts), dtype=torch.bool, device=ids.device)
+        sel = torch.tensor(rows, device=uids.device)
+        if len(index) < len(prompts):
+            cache.reorder_cache(sel)  # [U, ...] -> [B, ...]: each sample gets its prompt's keys/values
+        logits, mask, next_pos = out.logits[sel, -1, :], umask[sel], upos[sel, -1:] + 1
+        prompt_hidden = cap.take()  # [U, P, H] or None
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=uids.device)
         tokens, logps = [], []
         for step in range(params.max_new_tokens):
-            tok, lp = sample_next(out.logits[:, -1, :], params.temperature, params.top_p, gen)
+            tok, lp = sample_next(logits, params.temperature, params.top_p, gen)
             tok = tok.masked_fill(done, self.pad_id)  # finished rows only emit padding
             tokens.append(tok)
             logps.append(lp)
@@ -129,8 +174,17 @@ class HFEngine:
             mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
             out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
                              past_key_values=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
-        return self._trim(torch.stack(tokens, 1), torch.stack(logps, 1), stops)
+        responses, lps, finished = self._trim(torch.stack(tokens, 1), torch.stack(logps, 1), stops)
+        hidden = []
+        if prompt_hidden is not None:
+            steps = cap.take_all()  # each [B, 1, H]: the states of response tokens 0, 1, ...
+            dec = torch.cat(steps, 1) if steps else prompt_hidden.new_zeros((len(prompts), 0, prompt_hidden.shape[-1]))
+            P = prompt_hidden.shape[1]
+            for i, (p, r) in enumerate(zip(prompts, responses)):
+                hidden.append(torch.cat([prompt_hidden[rows[i], P - len(p):], dec[i, : max(len(r) - 1, 0)]], 0))
+        return responses, lps, finished, hidden
 
     @staticmethod
     def _trim(tokens: torch.Tensor, logps: torch.Tensor, stops: torch.Tensor):
