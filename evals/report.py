@@ -4,12 +4,16 @@ RUN_DIR is either a single run directory written by ``rlvr train`` (``config.yam
 ``metrics.jsonl``, ``eval.jsonl``, ``summary.json``) or a comparison directory written by
 ``rlvr compare`` (``<preset>/seed<k>/`` run directories plus ``compare.json``).
 
-Runs are grouped by preset. Every curve is the mean over seeds with a 95% Student-t band
-(``evals.passk.mean_ci95``), drawn against generated samples and against wall-clock seconds.
-Seeds are put on a common x grid by linear interpolation, each inside its own logged range
-(a grid point where only one seed has data shows that seed's value, with no band).
-Metrics a run does not log (e.g. the value loss of a critic-free preset) are skipped.
-The untrained base model's eval (``base/summary.json`` of a comparison) is drawn as a dashed line.
+Runs are grouped by preset. Every curve is the mean over seeds with the band of their range
+(min to max), drawn against generated samples and against wall-clock seconds, with each seed as a
+thin line. Seeds are put on a common x grid by linear interpolation; the mean is drawn only where
+every seed has data (so a seed that ran longer cannot make the mean jump). Metrics a run does not
+log (e.g. the value loss of a critic-free preset) are skipped. The untrained base model's eval
+(``base/summary.json`` of a comparison) is drawn as a dashed line and is every run's eval at x = 0.
+
+Final accuracies (greedy pass@1, sampled pass@k) come from each run's per-item results
+(``eval_items.jsonl``) with two-level bootstrap intervals over seeds and items, and paired
+differences between presets and against the base model (:mod:`evals.stats`).
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ class Run:
     metrics: list[dict] = field(default_factory=list)  # one row per step
     evals: list[dict] = field(default_factory=list)  # one row per periodic eval
     summary: dict = field(default_factory=dict)  # empty when the run did not finish
+    items: dict = field(default_factory=dict)  # item id -> per-item final metrics (eval_items.jsonl)
 
 
 @dataclass
@@ -70,7 +75,9 @@ PANELS = (
     Panel("losses", "Losses", ("loss/policy", "loss/value")),
     Panel("signal", "Groups with zero reward spread", ("zero_std_groups",)),
 )
-X_AXES = (("samples", "generated samples"), ("elapsed_s", "wall-clock seconds"))
+# x = training wall-clock (train_s: generation, scoring and updates; evals and diagnostics excluded)
+X_AXES = (("samples", "generated samples"), ("train_s", "training wall-clock seconds"),
+          ("train_cpu_s", "training CPU seconds (all threads)"))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -143,8 +150,25 @@ def load_run(path: Path, notes: list[str], in_compare: bool = False) -> Run:
     evals = read_jsonl(path / "eval.jsonl", notes) if (path / "eval.jsonl").is_file() else []
     if not summary:
         notes.append(f"{path}: no summary.json (run unfinished?); final numbers come from the last logged rows")
+    items = load_items(path / "eval_items.jsonl", notes)
     return Run(path, _preset_of(path, config, summary, in_compare), _seed_of(path, config, summary),
-               config, metrics, evals, summary)
+               config, metrics, evals, summary, items)
+
+
+ITEM_METRICS = ("greedy/pass@1",) + tuple(f"sampled/pass@{k}" for k in range(1, 65))
+
+
+def load_items(path: Path, notes: list[str]) -> dict[str, dict[str, float]]:
+    """Per-item final metrics ``{id: {"greedy/pass@1": 1.0, "sampled/pass@4": 0.8, ...}}``."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for row in read_jsonl(path, notes):
+        m = {k: float(row[k]) for k in ITEM_METRICS if isinstance(row.get(k), (int, float))}
+        if "greedy/pass@1" not in m and isinstance(row.get("pass@1"), (int, float)) and "greedy" not in row:
+            m["greedy/pass@1"] = float(row["pass@1"])  # a greedy-only eval
+        out[str(row.get("id"))] = m
+    return out
 
 
 def _is_run_dir(d: Path) -> bool:
@@ -177,7 +201,10 @@ def find_runs(root: Path, notes: list[str]) -> tuple[list[Run], dict, dict]:
     if not found:
         raise RlvrError(f"{root}: no run found (expected metrics.jsonl/summary.json here "
                         "or in <preset>/seed<k>/ subdirectories)")
-    return [load_run(p, notes, in_compare=True) for p in found], compare, base if isinstance(base, dict) else {}
+    base = dict(base) if isinstance(base, dict) else {}
+    if base:
+        base["_items"] = load_items(root / "base" / "eval_items.jsonl", notes)
+    return [load_run(p, notes, in_compare=True) for p in found], compare, base
 
 
 def group_by_preset(runs: list[Run], compare: dict) -> dict[str, list[Run]]:
@@ -201,7 +228,10 @@ def _num(v) -> float:
 
 
 def series(rows: list[dict], x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x [M], y [M]) of the rows where both are finite, sorted by x."""
+    """(x [M], y [M]) of the rows where both are finite, sorted by x. Runs logged before
+    ``train_s`` existed fall back to ``elapsed_s``."""
+    if x_key == "train_s" and rows and not any("train_s" in r for r in rows):
+        x_key = "elapsed_s"
     pts = [(_num(r.get(x_key)), _num(r.get(y_key))) for r in rows]
     pts = sorted((x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y))
     if not pts:
@@ -242,6 +272,23 @@ def seed_band(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 20
     return grid, mean, half, count
 
 
+def seed_range(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 200):
+    """Mean, min and max over seeds of several (x, y) curves, on the points where *every* curve has
+    data (inside its own logged x range), so a seed that logged further cannot move the mean.
+    Returns ``grid [G], mean [G], lo [G], hi [G]``."""
+    curves = [(x, y) for x, y in curves if len(x)]
+    if not curves:
+        return (np.zeros(0),) * 4
+    grid, *_ , count = seed_band(curves, grid_points)
+    lo_x = max(x[0] for x, _ in curves)
+    hi_x = min(x[-1] for x, _ in curves)
+    grid = grid[(grid >= lo_x) & (grid <= hi_x)]
+    if not len(grid):
+        return (np.zeros(0),) * 4
+    ys = np.stack([np.interp(grid, x, y) for x, y in curves])
+    return grid, ys.mean(0), ys.min(0), ys.max(0)
+
+
 # ----------------------------------------------------------------------------- plots
 def _rows(run: Run, source: str) -> list[dict]:
     return run.evals if source == "evals" else run.metrics
@@ -271,20 +318,29 @@ def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path,
     if not keys:
         return None
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(len(keys), len(X_AXES), figsize=(11, 2.9 * len(keys) + 0.6),
+    x_axes = [(k, lab) for k, lab in X_AXES if k != "train_cpu_s" or any(
+        len(series(_rows(r, panel.source), k, keys[0])[0]) for rs in groups.values() for r in rs)]
+    fig, axes = plt.subplots(len(keys), len(x_axes), figsize=(5.5 * len(x_axes), 2.9 * len(keys) + 0.6),
                              squeeze=False, layout="constrained")
     for row, key in enumerate(keys):
-        for col, (x_key, x_label) in enumerate(X_AXES):
+        for col, (x_key, x_label) in enumerate(x_axes):
             ax = axes[row][col]
+            base_y = _num((hlines or {}).get(key))
             for g, (preset, runs) in enumerate(groups.items()):
-                grid, mean, half, _ = seed_band([series(_rows(r, panel.source), x_key, key) for r in runs])
+                curves = [series(_rows(r, panel.source), x_key, key) for r in runs]
+                if panel.source == "evals" and math.isfinite(base_y):  # the base model is every run's x = 0
+                    curves = [(np.r_[0.0, x], np.r_[base_y, y]) if len(x) and x[0] > 0 else (x, y) for x, y in curves]
+                grid, mean, lo, hi = seed_range(curves)
                 if not len(grid):
                     continue
                 c = colors[g % len(colors)]
+                for x, y in curves:
+                    if len(curves) > 1 and len(x):
+                        ax.plot(x, y, color=c, lw=0.6, alpha=0.35)
                 marker = "o" if len(grid) <= 25 else None
                 ax.plot(grid, mean, color=c, marker=marker, markersize=3, lw=1.5, label=f"{preset} (n={len(runs)})")
-                if np.any(np.isfinite(half)):
-                    ax.fill_between(grid, mean - half, mean + half, color=c, alpha=0.2, lw=0)
+                if len(curves) > 1:
+                    ax.fill_between(grid, lo, hi, color=c, alpha=0.15, lw=0)
             if hlines and math.isfinite(_num(hlines.get(key))):
                 ax.axhline(hlines[key], color="0.4", ls="--", lw=1.2, label="base model")
             ax.set_title(key, fontsize=10)
@@ -292,7 +348,8 @@ def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path,
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
     axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle(f"{panel.title} - mean and 95% CI over seeds", fontsize=12)
+    fig.suptitle(f"{panel.title} - mean over seeds (where all have data), range band, thin line per seed",
+                 fontsize=11)
     path = out_dir / f"{panel.name}.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -323,6 +380,7 @@ def run_finals(run: Run) -> dict[str, float]:
         "final_eval": pick("final_eval/pass@1", _last(run.evals, "eval/pass@1")),
         "train_acc": sum(tail) / len(tail) if tail else math.nan,  # mean over the last 10% of steps
         "elapsed_s": pick("elapsed_s", _last(m, "elapsed_s")),
+        "train_s": _last(m, "train_s"),
         "peak_memory_gb": pick("peak_memory_gb", max(mem) if mem else math.nan),
         "tokens": pick("tokens", _last(m, "tokens")),
         "samples": pick("samples", _last(m, "samples")),
@@ -340,24 +398,127 @@ def fmt(mean: float, half: float = math.nan, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {half:.{digits}f}" if math.isfinite(half) else f"{mean:.{digits}f}"
 
 
-PRESET_COLUMNS = ("preset", "seeds", "final eval pass@1", "train accuracy (last 10%)", "wall time (s)",
-                  "peak memory (GB)", "tokens", "samples")
+PRESET_COLUMNS = ("preset", "seeds", "final eval pass@1 (mean over seeds)", "train accuracy (last 10%)",
+                  "training time (s)", "wall time (s)", "peak memory (GB)", "tokens", "samples")
+
+
+def _mean_range(values: list[float], digits: int = 3) -> str:
+    """``"0.41 (0.38-0.45)"``: mean and [min, max] over seeds; just the value for one seed."""
+    v = [x for x in values if math.isfinite(x)]
+    if not v:
+        return "n/a"
+    m = sum(v) / len(v)
+    f = (lambda x: f"{x:,.0f}") if digits == 0 else (lambda x: f"{x:.{digits}f}")
+    return f(m) if len(v) == 1 else f"{f(m)} ({f(min(v))}-{f(max(v))})"
 
 
 def preset_table(groups: dict[str, list[Run]]) -> list[list[str]]:
-    """One row per preset: mean ± 95% CI over seeds (peak memory: max over seeds)."""
+    """One row per preset: mean and (min-max) over seeds; peak memory: max over seeds."""
     rows = []
     for preset, runs in groups.items():
         f = [run_finals(r) for r in runs]
         col = lambda k: [d[k] for d in f]  # noqa: E731
         mem = [v for v in col("peak_memory_gb") if math.isfinite(v)]
         rows.append([
-            preset, str(len(runs)),
-            fmt(*mean_ci95(col("final_eval"))), fmt(*mean_ci95(col("train_acc"))),
-            fmt(*mean_ci95(col("elapsed_s")), digits=0), fmt(max(mem) if mem else math.nan, digits=2),
+            preset, str(len(runs)), _mean_range(col("final_eval")), _mean_range(col("train_acc")),
+            _mean_range(col("train_s"), digits=0), _mean_range(col("elapsed_s"), digits=0), fmt(max(mem) if mem else math.nan, digits=2),
             fmt(mean_ci95(col("tokens"))[0], digits=0), fmt(mean_ci95(col("samples"))[0], digits=0),
         ])
     return rows
+
+
+CI_TEXT = ("Final accuracies: 95% two-level percentile-bootstrap intervals (2,000 replicates; seeds and "
+           "held-out items both resampled with replacement; every run and the base model are scored on the "
+           "same items). Differences are paired: the same item and seed draws for both presets (seed k of one "
+           "preset with seed k of the other), so an interval that excludes 0 is a significant difference at "
+           "the 5% level. Curves: mean over seeds, band = range over seeds.")
+
+
+def item_matrix(runs: list[Run], key: str, ids: list[str]) -> tuple[np.ndarray, list]:
+    """``[S, I]`` matrix of per-item ``key`` for runs that have it on all of ``ids`` (rows by seed)."""
+    rows, seeds = [], []
+    for r in sorted(runs, key=lambda r: (r.seed is None, r.seed or 0)):
+        if r.items and all(key in r.items.get(i, {}) for i in ids):
+            rows.append([r.items[i][key] for i in ids])
+            seeds.append(r.seed)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(ids)), seeds
+
+
+def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None) -> dict:
+    """Bootstrap estimates per preset and paired differences (vs ``reference`` and vs the base
+    model) for every per-item metric all runs share. ``{"metrics": [...], "presets": {name: {metric:
+    [mean, lo, hi]}}, "vs_reference": {...}, "vs_base": {...}, "items": I}``."""
+    from evals.stats import bootstrap_mean, bootstrap_paired_diff
+
+    runs = [r for rs in groups.values() for r in rs if r.items]
+    if not runs:
+        return {}
+    ids = sorted(set.intersection(*(set(r.items) for r in runs)))
+    base_items = base.get("_items") or {}
+    metrics = [k for k in ITEM_METRICS if ids and all(k in r.items[i] for r in runs for i in ids)]
+    out: dict = {"metrics": metrics, "items": len(ids), "reference": reference, "presets": {},
+                 "vs_reference": {}, "vs_base": {}, "seeds": {}}
+    for preset, rs in groups.items():
+        out["presets"][preset], out["vs_reference"][preset], out["vs_base"][preset] = {}, {}, {}
+        for k in metrics:
+            C, seeds = item_matrix(rs, k, ids)
+            if not len(C):
+                continue
+            out["seeds"][preset] = seeds
+            out["presets"][preset][k] = list(bootstrap_mean(C))
+            if base_items and all(k in base_items.get(i, {}) for i in ids):
+                out["vs_base"][preset][k] = list(bootstrap_paired_diff(C, [[base_items[i][k] for i in ids]]))
+            if reference and reference in groups and preset != reference:
+                R, rseeds = item_matrix(groups[reference], k, ids)
+                common = [s for s in seeds if s in rseeds]
+                if common:
+                    a = C[[seeds.index(s) for s in common]]
+                    b = R[[rseeds.index(s) for s in common]]
+                    out["vs_reference"][preset][k] = list(bootstrap_paired_diff(a, b))
+    if base_items and all(k in base_items.get(i, {}) for k in metrics for i in ids):
+        out["base"] = {k: list(bootstrap_mean([[base_items[i][k] for i in ids]])) for k in metrics}
+    return out
+
+
+def _ci(v) -> str:
+    return "n/a" if not v else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
+def _diff(v) -> str:
+    from evals.stats import significant
+
+    if not v:
+        return "n/a"
+    return f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]" + (" *" if significant(v[1], v[2]) else "")
+
+
+def stats_tables(stats: dict) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """(columns, rows) of the final-accuracy table and of the paired-difference table."""
+    if not stats:
+        return [], [], [], []
+    metrics = stats["metrics"]
+    cols = ["preset", "seeds"] + metrics
+    rows = [[p, str(len(stats["seeds"].get(p, [])))] + [_ci(v.get(k)) for k in metrics]
+            for p, v in stats["presets"].items()]
+    if "base" in stats:
+        rows.append(["base model", "-"] + [_ci(stats["base"].get(k)) for k in metrics])
+    dcols = ["difference"] + metrics
+    drows = []
+    ref = stats.get("reference")
+    for p in stats["presets"]:
+        if stats["vs_reference"].get(p):
+            drows.append([f"{p} - {ref}"] + [_diff(stats["vs_reference"][p].get(k)) for k in metrics])
+    for p in stats["presets"]:
+        if stats["vs_base"].get(p):
+            drows.append([f"{p} - base model"] + [_diff(stats["vs_base"][p].get(k)) for k in metrics])
+    return cols, rows, dcols, drows
+
+
+def differences_rows(compare: dict) -> list[list[str]]:
+    """The settings that differ between the compared presets (compare.json ``differences``)."""
+    diff = compare.get("differences") if isinstance(compare.get("differences"), dict) else {}
+    return [[k, ", ".join(f"{p}: {json.dumps(v, default=str)}" for p, v in per.items())]
+            for k, per in diff.items() if isinstance(per, dict)]
 
 
 RUN_COLUMNS = ("preset", "seed", "run", "steps", "final eval pass@1", "train accuracy (last 10%)",
@@ -401,16 +562,30 @@ def base_line(base: dict) -> str:
 
 
 def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], notes, compare: dict,
-                    base: dict) -> str:
-    parts = [f"# {title}", "", "Mean ± 95% Student-t confidence interval over seeds.", "",
-             "## Final numbers per preset", "", _md_table(PRESET_COLUMNS, presets), ""]
+                    base: dict, stats: dict | None = None) -> str:
+    parts = [f"# {title}", ""]
+    cols, rows, dcols, drows = stats_tables(stats or {})
+    if rows:
+        parts += [f"## Final accuracy on {stats['items']} held-out items (mean [95% CI])", "",
+                  _md_table(cols, rows), ""]
+        if drows:
+            parts += ["## Paired differences (mean [95% CI]; * = interval excludes 0)", "",
+                      _md_table(dcols, drows), ""]
+        parts += [CI_TEXT, ""]
+    diffs = differences_rows(compare)
+    if diffs:
+        parts += ["## Settings that differ between the compared runs", "",
+                  _md_table(("setting", "value per preset"), diffs), ""]
+    parts += ["## Final numbers per preset (mean and min-max over seeds)", "",
+              _md_table(PRESET_COLUMNS, presets), ""]
     if base_line(base):
         parts += [base_line(base), ""]
     parts += [
              "## Runs", "", _md_table(RUN_COLUMNS, runs), ""]
     if compare:
         parts += ["## Comparison settings (compare.json)", "", "```json",
-                  json.dumps(compare, indent=2, default=str)[:4000], "```", ""]
+                  json.dumps({k: v for k, v in compare.items() if k != "differences"}, indent=2, default=str)[:4000],
+                  "```", ""]
     parts += ["## Curves", ""]
     for panel, path in plots:
         parts += [f"### {panel.title}", "", f"![{panel.name}]({path.name})", ""]
@@ -426,18 +601,31 @@ img{max-width:100%;border:1px solid #ddd}pre{background:#f6f6f6;padding:8px;over
 
 
 def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], notes, compare: dict,
-                base: dict) -> str:
+                base: dict, stats: dict | None = None) -> str:
     """A self-contained page: tables plus the plots embedded as base64 PNG."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             "<p>Mean ± 95% Student-t confidence interval over seeds.</p>",
-             "<h2>Final numbers per preset</h2>", _html_table(PRESET_COLUMNS, presets, "presets")]
+             f"<style>{HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    cols, rows, dcols, drows = stats_tables(stats or {})
+    if rows:
+        parts += [f"<h2>Final accuracy on {stats['items']} held-out items (mean [95% CI])</h2>",
+                  _html_table(cols, rows, "final")]
+        if drows:
+            parts += ["<h2>Paired differences (mean [95% CI]; * = interval excludes 0)</h2>",
+                      _html_table(dcols, drows, "differences")]
+        parts.append(f"<p id='ci'>{html.escape(CI_TEXT)}</p>")
+    diffs = differences_rows(compare)
+    if diffs:
+        parts += ["<h2>Settings that differ between the compared runs</h2>",
+                  _html_table(("setting", "value per preset"), diffs, "settings")]
+    parts += ["<h2>Final numbers per preset (mean and min-max over seeds)</h2>",
+              _html_table(PRESET_COLUMNS, presets, "presets")]
     if base_line(base):
         parts.append(f'<p id="base">{html.escape(base_line(base))}</p>')
     parts += ["<h2>Runs</h2>", _html_table(RUN_COLUMNS, runs, "runs")]
     if compare:
+        shown = {k: v for k, v in compare.items() if k != "differences"}
         parts += ["<h2>Comparison settings (compare.json)</h2>",
-                  f"<pre>{html.escape(json.dumps(compare, indent=2, default=str)[:4000])}</pre>"]
+                  f"<pre>{html.escape(json.dumps(shown, indent=2, default=str)[:4000])}</pre>"]
     parts.append("<h2>Curves</h2>")
     for panel, path in plots:
         b64 = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -449,13 +637,28 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
     return "\n".join(parts)
 
 
-def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: tuple[Panel, ...] = PANELS) -> dict:
-    """Load ``run_dir``, write the PNG plots of ``panels``, ``report.md`` and ``report.html`` into
-    ``out_dir`` (default ``run_dir/report``). Returns the written paths and the per-preset table."""
+def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: tuple[Panel, ...] = PANELS,
+                presets: list[str] | None = None, reference: str | None = None, title: str | None = None) -> dict:
+    """Load ``run_dir``, write the PNG plots of ``panels``, ``report.md``, ``report.html`` and
+    ``summary.json`` (per run: preset, seed, final metrics; per preset: bootstrap estimates and paired
+    differences) into ``out_dir`` (default ``run_dir/report``). ``presets`` keeps only those (in that
+    order); ``reference`` is the preset the others are compared with (default: the first)."""
     root = Path(run_dir).expanduser().resolve()
     notes: list[str] = []
     runs, compare, base = find_runs(root, notes)
     groups = group_by_preset(runs, compare)
+    if presets:
+        missing = [p for p in presets if p not in groups]
+        if missing:
+            raise RlvrError(f"--presets: no runs of {', '.join(missing)} under {root}")
+        groups = {p: groups[p] for p in presets}
+        if isinstance(compare.get("differences"), dict):
+            compare = {**compare, "differences": {
+                k: {p: v[p] for p in presets if p in v} for k, v in compare["differences"].items()
+                if len({json.dumps(v.get(p), default=str) for p in presets if p in v}) > 1}}
+    reference = reference or next(iter(groups))
+    if reference not in groups:
+        raise RlvrError(f"--reference: no runs of {reference} under {root}")
     runs_status = compare.get("runs") if isinstance(compare.get("runs"), dict) else {}
     notes += [f"compare.json: run {k} {v}" for k, v in runs_status.items() if v != "done"]
     out = Path(out_dir).expanduser().resolve() if out_dir else root / "report"
@@ -470,25 +673,38 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
             notes.append(f"{panel.title}: not logged by any run, no plot")
         else:
             plots.append((panel, path))
-    presets, per_run = preset_table(groups), run_table(groups, root)
-    title = f"rlvr report: {root.name}"
-    args = (title, presets, per_run, plots, notes, compare, base)
+    table, per_run = preset_table(groups), run_table(groups, root)
+    stats = final_stats(groups, base, reference)
+    title = title or f"rlvr report: {root.name}"
+    args = (title, table, per_run, plots, notes, compare, base, stats)
     (out / "report.md").write_text(render_markdown(*args), encoding="utf-8")
     (out / "report.html").write_text(render_html(*args), encoding="utf-8")
+    summary = {"runs": [{"preset": r.preset, "seed": r.seed, "dir": str(r.path.relative_to(root)) if r.path != root else ".",
+                         **{k: (v if math.isfinite(v) else None) for k, v in run_finals(r).items()},
+                         **{k: v for k, v in r.summary.items() if k.startswith("final_eval/")}}
+                        for rs in groups.values() for r in rs],
+               "stats": stats, "base": {k: v for k, v in base.items() if k != "_items"},
+               "differences": compare.get("differences", {}), "intervals": CI_TEXT}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return {"out_dir": out, "markdown": out / "report.md", "html": out / "report.html",
-            "plots": [p for _, p in plots], "presets": presets, "notes": notes}
+            "plots": [p for _, p in plots], "presets": table, "notes": notes, "stats": stats,
+            "summary": out / "summary.json"}
 
 
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory or a compare directory")
     p.add_argument("--out", metavar="DIR", default=None, help="output directory (default: RUN_DIR/report)")
+    p.add_argument("--presets", default=None, help="comma-separated presets to include, in this order")
+    p.add_argument("--reference", default=None, help="preset the others are compared with (default: the first)")
+    p.add_argument("--title", default=None, help="report title")
 
 
 def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # truncated lines etc. are listed as notes below
-        res = make_report(args.run_dir, args.out)
+        presets = [x.strip() for x in args.presets.split(",") if x.strip()] if args.presets else None
+        res = make_report(args.run_dir, args.out, presets=presets, reference=args.reference, title=args.title)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {len(res['plots'])} plots, {res['markdown']} and {res['html']}")

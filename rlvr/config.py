@@ -113,6 +113,7 @@ class TrainerConfig:
     frozen_prefix_cache: bool = True
     lr: float = 1e-6
     critic_lr: float = 1e-5
+    value_head_lr: float | None = None  # the value head's own learning rate (None: critic_lr)
     lr_schedule: str = "constant"  # "constant" | "linear" | "cosine"
     warmup_steps: int = 0
     weight_decay: float = 0.0

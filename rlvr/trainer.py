@@ -106,6 +106,8 @@ class Trainer:
         self.samples = 0
         self.tokens = 0
         self.elapsed_offset = 0.0
+        self.train_s = 0.0  # wall seconds spent training (no evals, no diagnostics, no checkpoints)
+        self.train_cpu_s = 0.0  # the same in CPU seconds of this process (robust to a shared machine)
         self.bad_steps = 0
         self._stop_signal: int | None = None
         self._perm_cache: dict[int, list[int]] = {}
@@ -196,8 +198,13 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.critic_optimizer = self.critic_scheduler = None
         if self.critic is not None:
-            cparams = [p for p in self.critic.parameters() if p.requires_grad]
-            self.critic_optimizer = torch.optim.AdamW(cparams, lr=t.critic_lr, weight_decay=t.weight_decay)
+            head = self.critic if self.shared_critic else self.critic.head
+            head_ids = {id(p) for p in head.parameters()}
+            trunk = [p for p in self.critic.parameters() if p.requires_grad and id(p) not in head_ids]
+            groups = [{"params": list(head.parameters()), "lr": t.value_head_lr or t.critic_lr}]
+            if trunk:
+                groups.append({"params": trunk, "lr": t.critic_lr})
+            self.critic_optimizer = torch.optim.AdamW(groups, lr=t.critic_lr, weight_decay=t.weight_decay)
             self.critic_scheduler = torch.optim.lr_scheduler.LambdaLR(self.critic_optimizer, self._lr_lambda)
 
     def _lr_lambda(self, step: int) -> float:
@@ -417,9 +424,11 @@ class Trainer:
         else:
             m["skipped_update"] = 1.0
         if t.gradvar_every and self.step % t.gradvar_every == 0:
+            c0 = time.process_time()
             with timer("gradvar"):
                 self._ensure_boundary(batch)
                 m.update(self._gradient_variance(batch, scores, loss_mask))
+            m["time/gradvar_cpu"] = time.process_time() - c0
         self.step += 1
         phase = timer.pop()
         step_time = time.perf_counter() - t_step
@@ -725,6 +734,7 @@ class Trainer:
     def _state(self, elapsed: float) -> dict[str, Any]:
         return {
             "step": self.step, "samples": self.samples, "tokens": self.tokens, "elapsed_s": elapsed,
+            "train_s": self.train_s, "train_cpu_s": self.train_cpu_s,
             "policy": trainable_state(self.policy), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "critic": None if self.critic is None else self.critic.state_dict(),
@@ -757,6 +767,8 @@ class Trainer:
         self.kl_ctl.value, self.kl_old_ctl.value = st["kl_coef"], st["kl_old_coef"]
         self.step, self.samples, self.tokens = st["step"], st["samples"], st["tokens"]
         self.elapsed_offset, self.bad_steps = st["elapsed_s"], st["bad_steps"]
+        self.train_s = st.get("train_s", st["elapsed_s"])
+        self.train_cpu_s = st.get("train_cpu_s", 0.0)
         set_rng_state(st["rng"])
         self._trim_logs_after(self.step)
         if self.is_main:
@@ -850,7 +862,10 @@ class Trainer:
                 self._finish_lr_step()
                 done += 1
                 elapsed = time.perf_counter() - t0
-                m.update(step=self.step, samples=self.samples, tokens=self.tokens, elapsed_s=elapsed)
+                self.train_s += m["time/step"] - m.get("time/gradvar", 0.0)
+                self.train_cpu_s += m["time/step_cpu"] - m.get("time/gradvar_cpu", 0.0)
+                m.update(step=self.step, samples=self.samples, tokens=self.tokens, elapsed_s=elapsed,
+                         train_s=self.train_s, train_cpu_s=self.train_cpu_s)
                 logger.log(m)
                 last = self._stop_reason(time.perf_counter() - t0) is not None
                 if t.eval_every and self.step % t.eval_every == 0 and not last:  # the final eval covers the last step
@@ -892,7 +907,8 @@ class Trainer:
         res = self.evaluate(final=final)
         if res is None:
             return None
-        row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed,
+        row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed, "train_s": self.train_s,
+               "train_cpu_s": self.train_cpu_s,
                "eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"]}
         row.update({f"eval/{k}": v for k, v in res.items()
                     if k.startswith("sampled/") and isinstance(v, (int, float))})
