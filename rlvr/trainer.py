@@ -34,10 +34,11 @@ from rlvr.errors import ConfigError, RlvrError
 from rlvr.metrics import MetricsLogger, PhaseTimer
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.consistency import logprob_mismatch
+from rlvr.updates import UPDATES, UpdateInputs
 
 
 # preset fields beyond the PPO/GRPO core that this loop implements (Preset.extensions())
-SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is"})
+SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is"})
 
 
 class NonFiniteLossError(RlvrError):
@@ -79,6 +80,10 @@ class Trainer:
         if unsupported:
             k, v = next(iter(unsupported.items()))
             raise ConfigError(f"algorithm.preset={self.preset.name}: {k}={v!r} is not run by this trainer yet")
+        if self.preset.update_rule not in UPDATES:
+            raise ConfigError(f"algorithm.update_rule={self.preset.update_rule!r} has no driver in rlvr.updates "
+                              f"(known: {', '.join(UPDATES)})")
+        self.update_rule = UPDATES[self.preset.update_rule]
         t = cfg.trainer
         cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu)
@@ -492,8 +497,8 @@ class Trainer:
             tis = w if tis is None else tis * w
         warmup = self.step < p.value_warmup_steps and values is not None
         with timer("update"):
-            m.update(self._update(batch, loss_mask, old_logp, ref_logp, adv, values, returns, tis,
-                                  policy=not warmup))
+            m.update(self._update(UpdateInputs(batch, loss_mask, old_logp, ref_logp, adv, values, returns, tis,
+                                               scores.to(resp.device), policy=not warmup)))
         if warmup:
             m["value/warmup"] = 1.0
         if values is not None:
@@ -508,101 +513,20 @@ class Trainer:
             m["kl/old_coef"] = self.kl_old_ctl.value
         return m
 
-    def _update(self, batch, mask, old_logp, ref_logp, adv, values, returns, tis, *, policy: bool = True) -> dict[str, Any]:
-        """K epochs x mini-batches x micro-batches of the preset's losses.
+    def _update(self, inputs: UpdateInputs) -> dict[str, Any]:
+        """Run the preset's update rule (``rlvr.updates``) on the batch.
 
-        Micro-batch losses are aggregated with the mini-batch's token/sequence totals
-        (``num_tokens`` / ``num_seqs``), so their gradients sum to exactly the mini-batch gradient.
-        ``policy=False`` (value warm-up): only the critic learns.
-        Dropout stays off in every pass (the ratio pi/pi_old must be exactly 1 on-policy).
-        """
-        p, t = self.preset, self.cfg.trainer
-        N = mask.shape[0]
-        mini = t.mini_batch_size or N
-        norm_len = self.cfg.rollout.max_new_tokens  # Dr. GRPO's constant normaliser: the budget
-        stats: dict[str, list[float]] = {}
-        gen = torch.Generator().manual_seed(t.seed * 104729 + self.step)
+        Dropout stays off in every pass (the ratio pi/pi_old must be exactly 1 on-policy); the models
+        go back to eval mode afterwards."""
         _train_without_dropout(self.policy)
         if self.critic is not None:
             _train_without_dropout(self.critic)
-        first_pass: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, logp) before any optimizer step
-        for epoch in range(p.epochs):
-            order = torch.randperm(N, generator=gen).to(mask.device)
-            for s in range(0, N, mini):
-                mb_rows = order[s:s + mini]
-                mb_mask = mask[mb_rows]
-                totals = {"num_tokens": mb_mask.sum().clamp(min=1),
-                          "num_seqs": (mb_mask.sum(1) > 0).sum().clamp(min=1), "norm_len": norm_len}
-                finite = True
-                mb_stats: dict[str, list[float]] = {}
-                for u in range(0, len(mb_rows), t.micro_batch_size):
-                    rows = mb_rows[u:u + t.micro_batch_size]
-                    mk = mask[rows]
-                    st: dict[str, float] = {}
-                    loss = torch.zeros((), device=mask.device)
-                    hid = None
-                    if policy or self.shared_critic:
-                        if self.shared_critic:
-                            logp, ent, hid = self._logprobs(self.policy, batch, rows, entropy=True, hidden=True)
-                        else:
-                            logp, ent = self._logprobs(self.policy, batch, rows, entropy=True)
-                        if epoch == 0 and s == 0:
-                            first_pass.append((rows, logp.detach()))
-                    if policy:
-                        loss, pst = A.first_order_loss(p.policy_loss, logp, old_logp[rows], adv[rows], mk,
-                                                       p.clip_low, p.clip_high, p.dual_clip, p.loss_agg,
-                                                       None if tis is None else tis[rows], **totals)
-                        st = {k: float(v) for k, v in pst.items()}
-                        st["loss/policy"] = float(loss.detach())
-                        ent_agg = A.aggregate(ent, mk, p.loss_agg, **totals)
-                        st["entropy"] = float((ent.detach() * mk).sum() / mk.sum().clamp(min=1))
-                        if p.entropy_coef:
-                            loss = loss - p.entropy_coef * ent_agg
-                        if p.kl_placement == "loss" and ref_logp is not None:
-                            kl = A.aggregate(A.kl_estimate(logp, ref_logp[rows], p.kl_kind, clamp=self.cfg.algorithm.kl_clamp),
-                                             mk, p.loss_agg, **totals)
-                            loss = loss + self.kl_ctl.value * kl
-                            st["loss/kl"] = float(kl.detach())
-                        if p.kl_old_coef:  # PPO-KL: penalise KL(pi_old || pi) instead of clipping
-                            kl_old = A.aggregate(A.kl_estimate(old_logp[rows], logp, "k3"), mk, p.loss_agg, **totals)
-                            loss = loss + self.kl_old_ctl.value * kl_old
-                        if not torch.isfinite(loss):
-                            finite = False
-                            break
-                    if self.critic is not None:
-                        # separate critic: its own graph and optimizer; shared trunk: one backward of
-                        # policy loss + value_coef * value loss through the common trunk
-                        v_new = self.critic(hid) if self.shared_critic else self._values(batch, rows)
-                        vloss, vst = A.value_loss(v_new, values[rows], returns[rows], mk,
-                                                  clip=self.cfg.algorithm.value_clip, agg="token-mean",
-                                                  num_tokens=totals["num_tokens"])
-                        if not torch.isfinite(vloss):
-                            finite = False
-                            break
-                        if self.shared_critic:
-                            loss = loss + self.cfg.algorithm.value_coef * vloss
-                        else:
-                            vloss.backward()
-                        st["loss/value"] = float(vloss.detach())
-                        st.update({k: float(v) for k, v in vst.items()})
-                    if loss.requires_grad:
-                        loss.backward()
-                    for k, v in st.items():
-                        mb_stats.setdefault(k, []).append(v)
-                # loss pieces are already scaled by mini-batch totals: sum them; average the rest
-                for k, v in mb_stats.items():
-                    stats.setdefault(k, []).append(sum(v) if k.startswith("loss/") else sum(v) / len(v))
-                self._apply_gradients(finite, stats, policy=policy)
-        self.policy.eval()
-        if self.critic is not None:
-            self.critic.eval()
-        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
-        if self.cfg.trainer.reuse_sampler_logprobs and first_pass:
-            # pi_old was taken from the sampler: measure it against the trainer's own first pass
-            rows = torch.cat([r for r, _ in first_pass])
-            lp = torch.cat([x for _, x in first_pass])
-            out.update(logprob_mismatch(batch["sampler_logprobs"][rows], lp, batch["response_mask"][rows]))
-        return out
+        try:
+            return self.update_rule(self, inputs)
+        finally:
+            self.policy.eval()
+            if self.critic is not None:
+                self.critic.eval()
 
     def _apply_gradients(self, finite: bool, stats: dict[str, list[float]], *, policy: bool = True) -> bool:
         """All-reduce, clip and step; skip the step (and count it) when the loss was not finite."""

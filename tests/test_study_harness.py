@@ -210,7 +210,7 @@ def test_overlong_mask_keeps_truncated_scores_in_the_group_statistics(tmp_path):
     loss_mask[1] = 0  # sample 1 was truncated (its score, 1, still counts in its group's mean)
     calls = _spy(tr, "_update")
     tr._learn(batch, scores, loss_mask, PhaseTimer())
-    adv = calls[0][0][4]
+    adv = calls[0][0][0].adv  # the UpdateInputs handed to the update rule
     # group 0 mean is 0.5 with the truncated sample's real score (it was 0.25 when masked to 0)
     assert torch.allclose(adv[0], torch.full((3,), 0.5)) and torch.allclose(adv[2], torch.full((3,), -0.5))
     assert torch.equal(adv[1], torch.zeros(3))  # and it is not trained on
@@ -236,17 +236,19 @@ def test_dropout_is_off_in_every_pass_so_the_on_policy_ratio_is_one(tmp_path):
         if hasattr(mod, "attention_dropout"):
             mod.attention_dropout = 0.5
     seen = []
-    real = A.first_order_loss
+    from rlvr.algorithms import objective
+
+    real = objective.first_order_loss  # the policy term of every micro-batch loss
 
     def spy(name, logp, old_logp, *args, **kw):
         seen.append((logp.detach().clone(), old_logp.clone(), args[0]))
         return real(name, logp, old_logp, *args, **kw)
 
-    A.first_order_loss = spy
+    objective.first_order_loss = spy
     try:
         tr.train_step()
     finally:
-        A.first_order_loss = real
+        objective.first_order_loss = real
     logp, old, mask = seen[0][0], seen[0][1], seen[0][2]
     ratio = torch.exp(logp - old)[mask > 0]
     assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-5), ratio.max()
@@ -296,7 +298,7 @@ def test_value_head_starts_at_the_mean_score(tmp_path):
     scores = torch.tensor([1.0, 0, 0, 0, 1, 1, 0, 0])
     calls = _spy(tr, "_update")
     tr._learn(batch, scores, batch["response_mask"], PhaseTimer())
-    values = calls[0][0][5]
+    values = calls[0][0][0].values
     assert abs(float(values.mean()) - 0.375) < 1e-4
 
 
@@ -312,9 +314,12 @@ def test_value_warmup_steps_train_only_the_critic(tmp_path):
     assert any(not torch.equal(p, before[n]) for n, p in tr.policy.named_parameters() if p.requires_grad)
 
 
-def test_presets_the_loop_cannot_run_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="update_rule"):
-        Trainer(tiny(tmp_path, **{"algorithm.preset": "trpo"}))
+def test_presets_the_loop_cannot_run_are_refused(tmp_path, monkeypatch):
+    # an update rule known to the algorithms layer but with no driver in rlvr.updates
+    monkeypatch.setitem(A.UPDATE_RULES, "natural_pg", lambda *args: None)
+    monkeypatch.setitem(A.UPDATE_RULES.needs, "natural_pg", A.Needs())
+    with pytest.raises(ConfigError, match="update_rule='natural_pg' has no driver"):
+        Trainer(tiny(tmp_path, **{"algorithm.update_rule": "natural_pg"}))
 
 
 def test_group_presets_need_groups(tmp_path):

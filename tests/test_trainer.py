@@ -62,8 +62,12 @@ def test_one_step_of_every_preset(tmp_path, preset):
     rows = read_jsonl(cfg.trainer.output_dir + "/metrics.jsonl")
     assert len(rows) == 1
     m = rows[0]
-    for key in ("reward/mean", "accuracy", "entropy", "response_length/mean", "clip/inside",
-                "time/generate", "time/update", "tokens_per_s", "memory/peak_gb", "grad_norm"):
+    # every rule's keys, then its own: the clip table (first-order, TRPO at ratio 1), the trust
+    # region's line search, the preference pairs
+    own = {"first_order": ("clip/inside",), "trpo": ("clip/inside", "trpo/accepted", "trpo/kl"),
+           "dpo": ("dpo/pairs", "dpo/groups_without_pair", "dpo/margin")}[PRESETS[preset].update_rule]
+    for key in ("reward/mean", "accuracy", "entropy", "response_length/mean", "time/generate", "time/update",
+                "tokens_per_s", "memory/peak_gb", "grad_norm", *own):
         assert key in m, key
     assert (trainer.critic is not None) == PRESETS[preset].critic
     if PRESETS[preset].critic:
@@ -116,9 +120,9 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_nonfinite_loss_skips_then_stops(tmp_path, monkeypatch):
-    import rlvr.algorithms as A
+    from rlvr.algorithms import objective
 
-    real = A.first_order_loss  # the trainer's policy term goes through the preset's policy loss
+    real = objective.first_order_loss  # the trainer's policy term goes through the preset's policy loss
 
     def nan_loss(*args, **kw):
         loss, stats = real(*args, **kw)
@@ -127,7 +131,7 @@ def test_nonfinite_loss_skips_then_stops(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 10, "trainer.max_bad_steps": 2})
     trainer = Trainer(cfg)
     before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
-    monkeypatch.setattr(A, "first_order_loss", nan_loss)
+    monkeypatch.setattr(objective, "first_order_loss", nan_loss)
     with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite"):
         trainer.train()
     rows = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")

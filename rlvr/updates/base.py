@@ -1,0 +1,54 @@
+"""The update-rule protocol: ``rule(trainer, inputs) -> metrics``.
+
+A rule reads the batch in :class:`UpdateInputs`, runs its forward passes through the trainer
+(``trainer._logprobs`` / ``trainer._values``, so the frozen-prefix fast path applies to every pass),
+changes the policy (and critic) in place, and returns float metrics for the step's log.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+Rule = Callable[[Any, "UpdateInputs"], dict[str, float]]
+UPDATES: dict[str, Rule] = {}
+
+
+def register(name: str) -> Callable[[Rule], Rule]:
+    """Decorator: ``@register("trpo")`` makes ``UPDATES["trpo"]`` the rule (a second, different one raises)."""
+
+    def deco(fn: Rule) -> Rule:
+        if UPDATES.get(name, fn) is not fn:
+            raise ValueError(f"update rule {name!r} is already registered")
+        UPDATES[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class UpdateInputs:
+    """One step's training batch, N samples x R response positions.
+
+    batch       the packed rollout (``Rollout.to_tensors`` + ``boundary_hidden``): input_ids,
+                attention_mask, response_mask [N, R], group_ids [N], sampler_logprobs [N, R], ...
+    mask        [N, R] tokens that are trained on (overlong masking may remove some)
+    old_logp    [N, R] log pi_old;  ref_logp [N, R] log pi_ref or None
+    adv         [N, R] advantages;  values / returns [N, R] (critic presets) or None
+    is_weights  [N, R] rollout/trainer importance weights (TIS, sequence IS) or None
+    scores      [N] the samples' rewards (pairwise rules form pairs from them)
+    policy      False during value warm-up: only the critic learns
+    """
+
+    batch: dict[str, Tensor]
+    mask: Tensor
+    old_logp: Tensor
+    ref_logp: Tensor | None
+    adv: Tensor
+    values: Tensor | None
+    returns: Tensor | None
+    is_weights: Tensor | None
+    scores: Tensor
+    policy: bool = True

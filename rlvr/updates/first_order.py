@@ -1,0 +1,86 @@
+"""The first-order update rule: K epochs x mini-batches x micro-batches of the preset's loss.
+
+Each micro-batch loss comes from :func:`rlvr.algorithms.objective.micro_batch_loss`, aggregated with
+its mini-batch's token/sequence totals (``num_tokens`` / ``num_seqs``), so the micro-batch gradients
+sum to exactly the mini-batch gradient; after each mini-batch the trainer all-reduces, clips and
+steps (``trainer._apply_gradients``). A non-finite micro-batch loss skips that optimizer step.
+``inputs.policy`` False (value warm-up): only the critic learns.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rlvr.algorithms import objective
+from rlvr.rollout.consistency import logprob_mismatch
+
+from .base import UpdateInputs, register
+
+
+@register("first_order")
+def first_order_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
+    """Run the preset's epochs over the batch in shuffled mini-batches; return the averaged stats.
+
+    Micro-batch stats named ``loss/*`` are summed within a mini-batch (they are already scaled by the
+    mini-batch totals), the others averaged; then every stat is averaged over mini-batches.
+    """
+    p, t = tr.preset, tr.cfg.trainer
+    mask, policy = x.mask, x.policy
+    N = mask.shape[0]
+    mini = t.mini_batch_size or N
+    norm_len = tr.cfg.rollout.max_new_tokens  # Dr. GRPO's constant normaliser: the budget
+    value_weight = tr.cfg.algorithm.value_coef if tr.shared_critic else 1.0
+    stats: dict[str, list[float]] = {}
+    gen = torch.Generator().manual_seed(t.seed * 104729 + tr.step)
+    first_pass: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, logp) before any optimizer step
+    for epoch in range(p.epochs):
+        order = torch.randperm(N, generator=gen).to(mask.device)
+        for s in range(0, N, mini):
+            mb_rows = order[s:s + mini]
+            mb_mask = mask[mb_rows]
+            totals = {"num_tokens": mb_mask.sum().clamp(min=1),
+                      "num_seqs": (mb_mask.sum(1) > 0).sum().clamp(min=1), "norm_len": norm_len}
+            finite = True
+            mb_stats: dict[str, list[float]] = {}
+            for u in range(0, len(mb_rows), t.micro_batch_size):
+                rows = mb_rows[u:u + t.micro_batch_size]
+                logp = ent = hid = None
+                if policy or tr.shared_critic:
+                    if tr.shared_critic:
+                        logp, ent, hid = tr._logprobs(tr.policy, x.batch, rows, entropy=True, hidden=True)
+                    else:
+                        logp, ent = tr._logprobs(tr.policy, x.batch, rows, entropy=True)
+                    if epoch == 0 and s == 0:
+                        first_pass.append((rows, logp.detach()))
+                v_new = None
+                if tr.critic is not None:
+                    # separate critic: its own parameters and optimizer; shared trunk: one backward
+                    # of policy loss + value_coef * value loss through the common trunk
+                    v_new = tr.critic(hid) if tr.shared_critic else tr._values(x.batch, rows)
+                loss, st = objective.micro_batch_loss(
+                    p, mask[rows], logp=logp if policy else None, old_logp=x.old_logp[rows],
+                    advantages=x.adv[rows], entropy=ent, ref_logp=None if x.ref_logp is None else x.ref_logp[rows],
+                    kl_coef=tr.kl_ctl.value, kl_old_coef=tr.kl_old_ctl.value if p.kl_old_coef else 0.0,
+                    kl_clamp=tr.cfg.algorithm.kl_clamp, is_weights=None if x.is_weights is None else x.is_weights[rows],
+                    values=v_new, old_values=None if x.values is None else x.values[rows],
+                    returns=None if x.returns is None else x.returns[rows], value_clip=tr.cfg.algorithm.value_clip,
+                    value_weight=value_weight, **totals)
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
+                if loss.requires_grad:
+                    loss.backward()
+                for k, v in st.items():
+                    mb_stats.setdefault(k, []).append(v)
+            # loss pieces are already scaled by mini-batch totals: sum them; average the rest
+            for k, v in mb_stats.items():
+                stats.setdefault(k, []).append(sum(v) if k.startswith("loss/") else sum(v) / len(v))
+            tr._apply_gradients(finite, stats, policy=policy)
+    out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+    if t.reuse_sampler_logprobs and first_pass:
+        # pi_old was taken from the sampler: measure it against the trainer's own first pass
+        rows = torch.cat([r for r, _ in first_pass])
+        lp = torch.cat([lp for _, lp in first_pass])
+        out.update(logprob_mismatch(x.batch["sampler_logprobs"][rows], lp, x.batch["response_mask"][rows]))
+    return out
