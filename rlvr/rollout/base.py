@@ -81,6 +81,32 @@ class Rollout:
         """Generated tokens in this rollout."""
         return sum(len(r) for r in self.response_ids)
 
+    def take_groups(self, groups: list[int]) -> "Rollout":
+        """The samples of the given prompts (``group_ids`` values), in that order, renumbered 0..G-1."""
+        new_id = {g: k for k, g in enumerate(groups)}
+        rows = sorted((i for i, g in enumerate(self.group_ids) if g in new_id),
+                      key=lambda i: (new_id[self.group_ids[i]], i))
+        pick = lambda xs: [xs[i] for i in rows]  # noqa: E731
+        return Rollout(pick(self.prompt_ids), pick(self.response_ids), pick(self.logprobs), pick(self.finished),
+                       [new_id[self.group_ids[i]] for i in rows], pick(self.texts) if self.texts else [],
+                       pick(self.hidden) if self.hidden is not None else None)
+
+    @staticmethod
+    def concat(parts: list["Rollout"]) -> "Rollout":
+        """One rollout of several, group ids offset so that groups stay distinct and contiguous."""
+        out = Rollout([], [], [], [], [], [], [] if all(r.hidden is not None for r in parts) else None)
+        for r in parts:
+            base = max(out.group_ids) + 1 if out.group_ids else 0
+            out.prompt_ids += r.prompt_ids
+            out.response_ids += r.response_ids
+            out.logprobs += r.logprobs
+            out.finished += r.finished
+            out.group_ids += [base + g - min(r.group_ids) for g in r.group_ids] if r.group_ids else []
+            out.texts += r.texts
+            if out.hidden is not None:
+                out.hidden += r.hidden
+        return out
+
     def to_tensors(self, pad_token_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Pack into padded tensors (layout in the module docstring)."""
         N = len(self)

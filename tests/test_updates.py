@@ -1,0 +1,245 @@
+"""Update rules run by the trainer on a real (tiny random) model: TRPO's trust region, DPO from
+verifier pairs and from a file, DAPO's dynamic sampling, and the rule registry."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import verifiers
+from rlvr import algorithms as A
+from rlvr.config import from_dict
+from rlvr.errors import ConfigError, DataError
+from rlvr.trainer import Trainer
+from rlvr.updates import UPDATES
+
+
+@verifiers.register("test_updates_parity")
+def _parity(completion: str, reference) -> float:
+    """Mixed rewards for a random-weight model: 1 for an even-length completion."""
+    return float(len(completion) % 2 == 0)
+
+
+@verifiers.register("test_updates_half_mixed")
+def _half_mixed(completion: str, reference) -> float:
+    """Length parity for about half of the prompts, 0 for the others (their groups are all-wrong)."""
+    return float(len(completion) % 2 == 0) if sum(map(ord, str(reference))) % 2 == 0 else 0.0
+
+
+def tiny(tmp_path, verifier="test_updates_parity", **over):
+    tree = {
+        "model": {"name": "tiny-random"},
+        "data": {"train": "arithmetic:add2", "train_limit": 64},
+        "rollout": {"n": 4, "max_new_tokens": 6, "micro_batch_size": 16},
+        "reward": {"workers": 0, "verifier": verifier},
+        "trainer": {"total_steps": 2, "prompts_per_step": 2, "micro_batch_size": 3, "lr": 1e-3,
+                    "critic_lr": 1e-3, "output_dir": str(tmp_path / "run"), "progress": False,
+                    "tensorboard": False},
+    }
+    return from_dict(tree, [f"{k}={v}" for k, v in over.items()])
+
+
+def spy_update(tr):
+    """Record the UpdateInputs of every update (the batch, pi_old, advantages... the rule sees)."""
+    seen = []
+    real = tr._update
+
+    def wrapper(inputs):
+        seen.append(inputs)
+        return real(inputs)
+
+    tr._update = wrapper
+    return seen
+
+
+def trainable(tr):
+    return {n: p.detach().clone() for n, p in tr.policy.named_parameters() if p.requires_grad}
+
+
+def test_every_update_rule_has_a_driver():
+    assert set(UPDATES) == set(A.UPDATE_RULES)
+
+
+# ----------------------------------------------------------------------------- TRPO
+def _surrogate_and_kl(tr, x):
+    """L = token-mean r_t A_t (the unclipped surrogate) and token-mean k3(pi_old || pi) on the batch."""
+    N = x.mask.shape[0]
+    logp = tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N)
+    loss, _ = A.policy_loss(logp, x.old_logp, x.adv, x.mask, None, None, agg="token-mean")
+    kl = A.aggregate(A.kl_estimate(x.old_logp, logp, "k3"), x.mask, "token-mean")
+    return -float(loss), float(kl)
+
+
+@pytest.mark.parametrize("critic", [True, False])
+def test_trpo_step_stays_in_the_trust_region_and_improves_the_surrogate(tmp_path, critic):
+    over = {"algorithm.preset": "trpo", "algorithm.trpo_max_kl": 0.005}
+    if not critic:  # TRPO without a critic: a group baseline
+        over.update({"algorithm.estimator": "grpo", "algorithm.critic": False})
+    tr = Trainer(tiny(tmp_path, **over))
+    seen = spy_update(tr)
+    before = trainable(tr)
+    m = tr.train_step()
+    x = seen[0]
+    surr, kl = _surrogate_and_kl(tr, x)
+    surr_old = float(A.aggregate(x.adv, x.mask, "token-mean"))  # r = 1 at theta_old
+    if m["trpo/accepted"]:
+        assert kl <= 0.005 * (1 + 1e-4), kl
+        assert surr > surr_old, (surr, surr_old)
+        assert m["trpo/kl"] == pytest.approx(kl, rel=1e-3, abs=1e-7)
+        assert m["trpo/improvement"] == pytest.approx(surr - surr_old, rel=1e-3, abs=1e-7)
+        assert any(not torch.equal(before[n], p) for n, p in trainable(tr).items())
+    else:
+        assert all(torch.equal(before[n], p) for n, p in trainable(tr).items())
+    assert (trainer_has_critic := tr.critic is not None) == critic
+    if trainer_has_critic:
+        assert "loss/value" in m and "value/grad_norm" in m  # the critic takes first-order steps
+
+
+def test_trpo_rejected_step_leaves_the_weights_bit_identical(tmp_path, monkeypatch):
+    import rlvr.updates.trpo as rule
+
+    real = rule.kl_estimate
+    # every trial point reports KL >= 1 > delta (a constant shift: g and F v are unchanged)
+    monkeypatch.setattr(rule, "kl_estimate", lambda *a, **k: real(*a, **k) + 1.0)
+    tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "trpo"}))
+    before = trainable(tr)
+    critic_before = [p.detach().clone() for p in tr.critic.parameters() if p.requires_grad]
+    m = tr.train_step()
+    assert m["trpo/accepted"] == 0.0 and m["trpo/step_frac"] == 0.0 and m["trpo/grad_norm"] > 0
+    assert all(torch.equal(before[n], p) for n, p in trainable(tr).items())
+    critic_after = [p for p in tr.critic.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, critic_after))  # the critic still learned
+
+
+def test_trpo_with_a_shared_trunk_critic_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="critic_shared_trunk"):
+        tiny(tmp_path, **{"algorithm.preset": "trpo", "model.critic_shared_trunk": True})
+
+
+# ----------------------------------------------------------------------------- DPO
+def _chosen_rejected_logp(tr, x, pairs):
+    N = x.mask.shape[0]
+    logp = tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N)
+    seq = A.sequence_logp(logp, x.mask)
+    return seq[pairs.chosen], seq[pairs.rejected]
+
+
+def test_dpo_starts_at_log_2_and_raises_the_chosen_log_probs(tmp_path):
+    tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "dpo", "trainer.lr": 1e-4}))
+    seen = spy_update(tr)
+    m = tr.train_step()
+    x = seen[0]
+    pairs = A.verifier_pairs(x.scores, x.batch["group_ids"])
+    assert m["dpo/pairs"] == len(pairs.chosen) > 0
+    assert m["dpo/groups_without_pair"] == pairs.groups_without_pair / pairs.groups
+    # one mini-batch: the loss logged is the loss at the first step, where pi == pi_ref
+    assert m["loss/policy"] == pytest.approx(math.log(2), abs=1e-5)
+    assert m["dpo/margin"] == pytest.approx(0.0, abs=1e-4)
+    ref_w = A.sequence_logp(x.ref_logp, x.mask)[pairs.chosen]
+    ref_l = A.sequence_logp(x.ref_logp, x.mask)[pairs.rejected]
+    new_w, new_l = _chosen_rejected_logp(tr, x, pairs)
+    assert float((new_w - ref_w).sum()) > 0  # the chosen completions became more likely
+    assert float(((new_w - ref_w) - (new_l - ref_l)).mean()) > 0  # and the preference margin grew
+    loss_after = float(A.dpo_loss(new_w, new_l, ref_w, ref_l, beta=tr.preset.dpo_beta)[0])
+    assert loss_after < math.log(2)
+
+
+def test_dpo_reports_groups_without_a_pair_and_skips_without_any(tmp_path):
+    @verifiers.register("test_updates_zero")
+    def _zero(completion: str, reference) -> float:
+        return 0.0
+
+    tr = Trainer(tiny(tmp_path, verifier="test_updates_zero", **{"algorithm.preset": "dpo"}))
+    before = trainable(tr)
+    m = tr.train_step()
+    assert m["dpo/pairs"] == 0.0 and m["dpo/groups_without_pair"] == 1.0
+    assert all(torch.equal(before[n], p) for n, p in trainable(tr).items())
+
+
+def _write_pairs(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_offline_dpo_from_a_jsonl(tmp_path):
+    rows = [{"prompt": f"What is {a} + {a}?", "chosen": f"The answer is {2 * a}.", "rejected": f"It is {2 * a + 1}."}
+            for a in range(5)]
+    path = _write_pairs(tmp_path / "pairs.jsonl", rows)
+    cfg = tiny(tmp_path, **{"algorithm.preset": "dpo", "data.pairs": str(path), "trainer.prompts_per_step": 3,
+                            "rollout.max_new_tokens": 16})
+    tr = Trainer(cfg)
+    seen = spy_update(tr)
+    before = trainable(tr)
+    m = tr.train_step()
+    x = seen[0]
+    assert x.batch["group_ids"].tolist() == [0, 0, 1, 1, 2, 2] and x.scores.tolist() == [1, 0] * 3
+    assert m["dpo/pairs"] == 3.0 and m["dpo/groups_without_pair"] == 0.0
+    assert m["loss/policy"] == pytest.approx(math.log(2), abs=1e-5)
+    assert any(not torch.equal(before[n], p) for n, p in trainable(tr).items())
+    # the completions are the file's text, tokenised, each ending in EOS
+    tok = tr.tokenizer
+    first = x.batch["input_ids"][0, -x.mask.shape[1]:][x.batch["response_mask"][0] > 0].tolist()
+    assert first[-1] == tok.eos_token_id and tok.decode(first[:-1]) in {r["chosen"] for r in rows}
+    summary = tr.train()  # and through the loop
+    assert summary["steps"] == 2
+
+
+def test_offline_dpo_bad_row_is_reported_with_file_and_line(tmp_path):
+    path = _write_pairs(tmp_path / "pairs.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"},
+                                                   {"prompt": "p", "chosen": "a"}])
+    with pytest.raises(DataError, match=r"pairs.jsonl:2: missing field 'rejected'"):
+        Trainer(tiny(tmp_path, **{"algorithm.preset": "dpo", "data.pairs": str(path)}))
+
+
+def test_offline_pairs_need_a_pairwise_preset(tmp_path):
+    path = _write_pairs(tmp_path / "pairs.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(ConfigError, match="data.pairs needs a pairwise preset"):
+        tiny(tmp_path, **{"algorithm.preset": "grpo", "data.pairs": str(path)})
+
+
+# ----------------------------------------------------------------------------- DAPO
+def test_dapo_dynamic_sampling_returns_a_full_batch_of_mixed_groups(tmp_path):
+    cfg = tiny(tmp_path, verifier="test_updates_half_mixed",
+               **{"algorithm.preset": "dapo", "trainer.prompts_per_step": 4, "algorithm.dynamic_sampling_max_rounds": 8})
+    tr = Trainer(cfg)
+    seen = spy_update(tr)
+    rounds = []
+    for _ in range(2):
+        samples_before = tr.samples
+        m = tr.train_step()
+        x = seen[-1]
+        gid = x.batch["group_ids"]
+        assert len(torch.unique(gid)) == 4 and len(gid) == 16  # a full batch: 4 groups of n = 4
+        assert bool(A.mixed_groups(x.scores, gid).all())  # every group mixed (after the soft penalty too)
+        assert m["dapo/batch_fill"] == 1.0
+        generated = tr.samples - samples_before
+        assert generated >= 16 and (generated > 16) == (m["dapo/rounds"] > 0)  # dropped samples still count
+        rounds.append(m["dapo/rounds"])
+    assert max(rounds) >= 1  # about half the groups are all-wrong: refills were needed
+
+
+def test_dapo_without_refills_trains_on_the_mixed_groups_it_has(tmp_path):
+    cfg = tiny(tmp_path, verifier="test_updates_half_mixed",
+               **{"algorithm.preset": "dapo", "trainer.prompts_per_step": 8, "algorithm.dynamic_sampling_max_rounds": 0})
+    tr = Trainer(cfg)
+    seen = spy_update(tr)
+    m = tr.train_step()
+    assert m["dapo/rounds"] == 0.0 and m["dapo/batch_fill"] < 1.0
+    gid = seen[0].batch["group_ids"]
+    assert len(torch.unique(gid)) == round(8 * m["dapo/batch_fill"]) and bool(A.mixed_groups(seen[0].scores, gid).all())
+    assert tr.samples == 32
+
+
+def test_dapo_soft_overlong_penalty_enters_the_scores(tmp_path):
+    # every tiny-model sample runs to the 6-token budget: L_cache = round(0.5 * 6) = 3, penalty
+    # ((6 - 3) - 6) / 3 = -1 on every sample
+    cfg = tiny(tmp_path, **{"algorithm.preset": "dapo", "algorithm.overlong_buffer": 0.5,
+                            "algorithm.dynamic_sampling": False})
+    tr = Trainer(cfg)
+    seen = spy_update(tr)
+    m = tr.train_step()
+    lengths = seen[0].batch["response_mask"].sum(1)
+    want = A.overlong_penalty(lengths, 6, 3)
+    assert m["overlong/penalty_mean"] == pytest.approx(float(want.mean()))
+    assert set(seen[0].scores.tolist()) <= {0.0 + float(w) for w in want} | {1.0 + float(w) for w in want}
