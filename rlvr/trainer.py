@@ -32,14 +32,13 @@ from rlvr.checkpoint import latest_checkpoint, load_state, rng_state, save_check
 from rlvr.config import Config, save_config
 from rlvr.errors import ConfigError, RlvrError
 from rlvr.metrics import MetricsLogger, PhaseTimer
-from rlvr.rollout.base import Rollout, SamplingParams
+from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.consistency import logprob_mismatch
 from rlvr.updates import UPDATES, UpdateInputs
 
 
 # preset fields beyond the PPO/GRPO core that this loop implements (Preset.extensions())
-SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is",
-                                  "dynamic_sampling", "overlong_buffer"})
+SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is"})
 
 
 class NonFiniteLossError(RlvrError):
@@ -87,7 +86,13 @@ class Trainer:
         self.update_rule = UPDATES[self.preset.update_rule]
         t = cfg.trainer
         cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
-        self.accelerator = Accelerator(cpu=cpu)
+        from datetime import timedelta
+
+        from accelerate.utils import InitProcessGroupKwargs
+
+        # a bounded wait in every collective: a dead or hung peer is an error, never a hang
+        self.accelerator = Accelerator(cpu=cpu, kwargs_handlers=[
+            InitProcessGroupKwargs(timeout=timedelta(seconds=t.dist_timeout_s))])
         self.device = self.accelerator.device
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
@@ -99,6 +104,7 @@ class Trainer:
 
         check_reward(cfg.reward, self.train_examples)  # a bad verifier: one line, before any model loads
         self._build_models()
+        self._broadcast_parameters()
         self._setup_frozen_prefix()
         self._critic_initialised = False
         if t.reuse_sampler_logprobs and next(self.policy.parameters()).dtype != torch.float32:
@@ -116,6 +122,7 @@ class Trainer:
         self.train_cpu_s = 0.0  # the same in CPU seconds of this process (robust to a shared machine)
         self.bad_steps = 0
         self._stop_signal: int | None = None
+        self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (see _learn_rows)
         self._perm_cache: dict[int, list[int]] = {}
         self._last_eval: dict[str, Any] | None = None
         ckpt = latest_checkpoint(self.run_dir) if resume else None
@@ -139,11 +146,6 @@ class Trainer:
                                            system_prompt=d.system_prompt, seed=self.cfg.trainer.seed)
         if not self.train_examples:
             raise ConfigError(f"data.train: '{d.train}' has no examples")
-        self.pairs = None  # offline preference pairs (data.pairs): they replace sampling
-        if d.pairs:
-            from rlvr.pairs import load_preference_pairs
-
-            self.pairs = load_preference_pairs(d.pairs)
         self.eval_examples = None
         if d.eval:
             self.eval_examples = load_eval_examples(self.cfg)
@@ -170,6 +172,18 @@ class Trainer:
         self.reference = None
         if self._needs_reference():
             self.reference = build_reference(self.policy).to(self.device)
+
+    def _broadcast_parameters(self) -> None:
+        """Several processes: every model starts from process 0's parameters (randomly initialised
+        parts such as LoRA adapters are drawn with a per-process seed)."""
+        if self.world == 1:
+            return
+        for model in (self.policy, self.critic, self.reference):
+            if model is None:
+                continue
+            with torch.no_grad():
+                for q in model.parameters():
+                    torch.distributed.broadcast(q.data, src=0)
 
     def _needs_reference(self) -> bool:
         return self.preset.needs_reference
@@ -242,22 +256,20 @@ class Trainer:
         return HFEngine(self.policy, self.tokenizer, micro_batch_size=r.micro_batch_size)
 
     # ------------------------------------------------------------------ data order
-    def _step_examples(self, step: int, items: list | None = None) -> list:
-        """Prompts (or ``items``, e.g. offline pairs) for ``step`` on this process: a seeded permutation
-        per data epoch, so the data position is a pure function of the step (exact resume, no
-        iterator state to save)."""
-        items = self.train_examples if items is None else items
-        n, k = len(items), self.cfg.trainer.prompts_per_step
+    def _step_examples(self, step: int) -> list:
+        """Prompts for ``step`` on this process: a seeded permutation per data epoch, so the data
+        position is a pure function of the step (exact resume, no iterator state to save)."""
+        n, k = len(self.train_examples), self.cfg.trainer.prompts_per_step
         start = (step * self.world + self.rank) * k
         out = []
         for g in range(start, start + k):
             epoch, i = divmod(g, n)
             if self.cfg.data.shuffle:
-                if (n, epoch) not in self._perm_cache:
+                if epoch not in self._perm_cache:
                     gen = torch.Generator().manual_seed(self.cfg.trainer.seed * 7919 + epoch)
-                    self._perm_cache[n, epoch] = torch.randperm(n, generator=gen).tolist()
-                i = self._perm_cache[n, epoch][i]
-            out.append(items[i])
+                    self._perm_cache[epoch] = torch.randperm(n, generator=gen).tolist()
+                i = self._perm_cache[epoch][i]
+            out.append(self.train_examples[i])
         return out
 
     # ------------------------------------------------------------------ scoring
@@ -377,7 +389,23 @@ class Trainer:
         cfg, p, t = self.cfg, self.preset, self.cfg.trainer
         timer = PhaseTimer()
         t_step, c_step = time.perf_counter(), time.process_time()
-        rollout, scores, correct, score_info = self._collect(timer)
+        examples = self._step_examples(self.step)
+        from rlvr.data import encode_prompt
+
+        prompts = [encode_prompt(self.tokenizer, ex) for ex in examples]
+        capture = None
+        if self.top_k is not None and cfg.rollout.engine == "hf":
+            from rlvr.models import block_list
+
+            capture = len(block_list(self.policy)[2]) - self.top_k
+        params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                max_new_tokens=cfg.rollout.max_new_tokens,
+                                seed=(t.seed * 1_000_003 + self.step * 1009 + self.rank) % (2**31),
+                                capture_block=capture)
+        with timer("generate"):
+            rollout = self.engine.generate(prompts, params)
+        with timer("score"):
+            scores, correct, score_info = self._score(examples, rollout.texts, cfg.rollout.n)
         batch = rollout.to_tensors(self.tokenizer.pad_token_id, self.device)
         mask = batch["response_mask"]
         N, R = mask.shape
@@ -392,11 +420,6 @@ class Trainer:
         # "mask" keeps truncated samples' real scores in the group statistics and drops their loss
         if cfg.algorithm.overlong == "penalty":
             scores = torch.where(finished.cpu(), scores, torch.full_like(scores, cfg.algorithm.overlong_penalty))
-        if p.overlong_buffer is not None:  # DAPO's soft overlong punishment (Yu et al. 2025, eq. 13)
-            budget = cfg.rollout.max_new_tokens
-            pen = A.overlong_penalty(lengths.cpu(), budget, p.overlong_cache_len(budget), p.overlong_penalty)
-            scores = scores + pen.to(scores.dtype)
-            m["overlong/penalty_mean"] = float(pen.mean())
         loss_mask = mask.clone()
         if cfg.algorithm.overlong == "mask":
             loss_mask = loss_mask * finished[:, None].float()
@@ -411,13 +434,17 @@ class Trainer:
         if cfg.algorithm.filter_zero_std_groups:
             keep = ~zero_std[inv.cpu()]
             m["filtered_samples"] = float((~keep).float().mean())
+        # one all-gather agrees on the global token count, the rows every process trains on (equal,
+        # so every process runs the same number of mini-batches) and whether anyone updates at all
+        agreed = self._gather_floats([float(lengths.sum()), float(keep.sum()),
+                                      float(loss_mask[keep.to(self.device)].sum())])
         self.samples += N * self.world
-        self.tokens += int(lengths.sum()) * self.world
+        self.tokens += int(agreed[:, 0].sum())
 
-        if keep.any() and loss_mask[keep.to(self.device)].sum() > 0:
-            rows = keep.nonzero().squeeze(1).to(self.device)
+        if agreed[:, 2].sum() > 0:
+            rows, self._active_rows = self._learn_rows(keep, int(agreed[:, 1].max()))
             batch = {k: v[rows] for k, v in batch.items()}
-            scores, loss_mask = scores[keep], loss_mask[rows]
+            scores, loss_mask = scores[rows.cpu()], loss_mask[rows] * self._active_rows[:, None]
             with timer("trunk"):
                 self._ensure_boundary(batch)
             m.update(self._learn(batch, scores, loss_mask, timer))
@@ -441,105 +468,6 @@ class Trainer:
         m["memory/peak_gb"] = _peak_memory_gb(self.device)
         m["lr"] = self.scheduler.get_last_lr()[0]
         return self._reduce(m)
-
-    def _generate(self, examples: list, round_: int, timer: PhaseTimer) -> tuple:
-        """Sample ``rollout.n`` completions of each example and score them -> (rollout, scores [N],
-        correct [N], info). ``round_`` > 0: a dynamic-sampling refill (its own sampling seed)."""
-        from rlvr.data import encode_prompt
-
-        cfg, t = self.cfg, self.cfg.trainer
-        prompts = [encode_prompt(self.tokenizer, ex) for ex in examples]
-        capture = None
-        if self.top_k is not None and cfg.rollout.engine == "hf":
-            from rlvr.models import block_list
-
-            capture = len(block_list(self.policy)[2]) - self.top_k
-        seed = t.seed * 1_000_003 + self.step * 1009 + self.rank + round_ * 100_000_007
-        params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                                max_new_tokens=cfg.rollout.max_new_tokens, seed=seed % (2**31),
-                                capture_block=capture)
-        with timer("generate"):
-            rollout = self.engine.generate(prompts, params)
-        with timer("score"):
-            scores, correct, info = self._score(examples, rollout.texts, cfg.rollout.n)
-        return rollout, scores, correct, info
-
-    def _collect(self, timer: PhaseTimer) -> tuple:
-        """This step's scored rollout -> (rollout, scores [N], correct [N], info).
-
-        With the preset's ``dynamic_sampling`` (DAPO, Yu et al. 2025, sec. 3.2 and Algorithm 1) only
-        groups whose verifier scores are mixed are kept (``A.mixed_groups``), and more prompts are
-        sampled (``A.prompts_to_refill``, drawn from the training set by a generator seeded with the
-        step, so a resumed run draws the same) until ``trainer.prompts_per_step`` mixed groups are in
-        hand or ``algorithm.dynamic_sampling_max_rounds`` extra rounds were spent; the surplus is
-        dropped. Every generated sample counts toward ``samples``/``tokens`` (matched budgets), and
-        reward/mean and accuracy are over all of them. Metrics: dapo/rounds (extra rounds needed),
-        dapo/mixed_groups (fraction of generated groups that were mixed), dapo/batch_fill (kept
-        groups / prompts_per_step; < 1 when the cap was hit).
-        """
-        if self.pairs is not None:
-            return self._pair_rollout(self._step_examples(self.step, self.pairs))
-        examples = self._step_examples(self.step)
-        rollout, scores, correct, info = self._generate(examples, 0, timer)
-        if not self.preset.dynamic_sampling:
-            return rollout, scores, correct, info
-        want, cap = len(examples), self.cfg.algorithm.dynamic_sampling_max_rounds
-        parts = [(rollout, scores, correct)]
-        rounds = 0
-        while True:
-            mixed = [sorted(set(torch.as_tensor(ro.group_ids)[A.mixed_groups(s, ro.group_ids)].tolist()))
-                     for ro, s, _ in parts]
-            have, seen = sum(len(g) for g in mixed), sum(len(set(ro.group_ids)) for ro, _, _ in parts)
-            if have >= want or rounds >= cap:
-                break
-            rounds += 1
-            k = A.prompts_to_refill(have, want, have / seen if have else None, max_prompts=4 * want)
-            gen = torch.Generator().manual_seed(self.cfg.trainer.seed * 7919 + self.step * 104_729 + rounds * 131
-                                                + self.rank * 1_000_003)
-            extra = [self.train_examples[i] for i in torch.randint(len(self.train_examples), (k,), generator=gen)]
-            parts.append(self._generate(extra, rounds, timer)[:3])
-        all_scores, all_correct = torch.cat([s for _, s, _ in parts]), torch.cat([c for _, _, c in parts])
-        info = {**info, "reward/mean": float(all_scores.mean()), "accuracy": float(all_correct.mean()),
-                "dapo/rounds": float(rounds), "dapo/mixed_groups": have / seen, "dapo/batch_fill": min(have, want) / want}
-        if have == 0:  # nothing mixed within the cap: the first round's batch (all advantages 0)
-            return rollout, scores, correct, info
-        kept, left = [], want
-        for (ro, s, c), groups in zip(parts, mixed):
-            groups = groups[:left]
-            left -= len(groups)
-            if groups:
-                sub = ro.take_groups(groups)
-                rows = [i for g in groups for i, gi in enumerate(ro.group_ids) if gi == g]
-                kept.append((sub, s[rows], c[rows]))
-        n_gen = sum(len(ro) for ro, _, _ in parts)
-        out = Rollout.concat([ro for ro, _, _ in kept])
-        # the kept samples are counted by train_step; the dropped ones here (generated all the same)
-        self.samples += (n_gen - len(out)) * self.world
-        self.tokens += (sum(ro.num_tokens for ro, _, _ in parts) - out.num_tokens) * self.world
-        return out, torch.cat([s for _, s, _ in kept]), torch.cat([c for _, _, c in kept]), info
-
-    def _pair_rollout(self, pairs: list) -> tuple:
-        """Offline pairs as a rollout: one group per pair, (chosen, rejected) scored (1, 0), so the
-        pairwise rule pairs exactly them. The prompt is chat-encoded like a training prompt (with
-        ``data.system_prompt``); each completion gets the tokenizer's EOS and is cut to
-        ``rollout.max_new_tokens`` (then marked unfinished). Sampler log-probs are unknown (0)."""
-        from rlvr.data import Example, encode_prompt
-
-        tok, budget, system = self.tokenizer, self.cfg.rollout.max_new_tokens, self.cfg.data.system_prompt
-        ro = Rollout([], [], [], [], [], [])
-        for g, pair in enumerate(pairs):
-            chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": pair.prompt}]
-            prompt = encode_prompt(tok, Example(pair.where, chat, None, "pairs", ""))
-            for text in (pair.chosen, pair.rejected):
-                ids = tok.encode(text, add_special_tokens=False) + [tok.eos_token_id]
-                ro.prompt_ids.append(prompt)
-                ro.response_ids.append(ids[:budget])
-                ro.logprobs.append([0.0] * len(ids[:budget]))
-                ro.finished.append(len(ids) <= budget)
-                ro.group_ids.append(g)
-                ro.texts.append(text)
-        scores = torch.tensor([1.0, 0.0] * len(pairs))
-        return ro, scores, scores.clone(), {}
 
     def _learn(self, batch: dict, scores: torch.Tensor, loss_mask: torch.Tensor, timer: PhaseTimer) -> dict[str, Any]:
         """Old/ref log-probs and values, token rewards, advantages, then the update.
@@ -569,17 +497,17 @@ class Trainer:
                     # then already have a baseline (the head's bias is the value of every state)
                     head = self.critic if self.shared_critic else self.critic.head
                     with torch.no_grad():
-                        head.linear.bias.add_(float(scores.mean()) - _masked_mean(values, resp))
+                        head.linear.bias.add_(self._value_init_shift(scores, values, resp))
                     values = self._no_grad_pass(lambda s: self._values(batch, s), N) * resp
                     self._critic_initialised = True
         # token rewards: the verifier score at the last response token, KL penalty on every token
         token_rewards = A.outcome_rewards(scores.to(resp.device), resp) * resp
         if ref_logp is not None:
             kl_tok = A.kl_estimate(old_logp, ref_logp, p.kl_kind, clamp=a.kl_clamp) * resp
-            m["kl/ref"] = _masked_mean(kl_tok, loss_mask)
+            m["kl/ref"] = self._global_mean(kl_tok, loss_mask)
             if p.kl_placement == "reward":
                 token_rewards = token_rewards - self.kl_ctl.value * kl_tok
-        adv, returns = p.advantages(token_rewards, resp, values=values, group_ids=batch["group_ids"])
+        adv, returns = self._advantages(token_rewards, resp, values, batch["group_ids"])
         adv = adv * loss_mask
         valid = adv[loss_mask > 0]
         m["adv/mean"] = float(valid.mean()) if valid.numel() else 0.0
@@ -602,8 +530,10 @@ class Trainer:
             m["value/mean"] = _masked_mean(values, loss_mask)
         if p.adaptive_kl and "kl/ref" in m:  # Ziegler et al. 2019: beta tracks the KL to the reference
             self.kl_ctl.update(m["kl/ref"], N)
-        if p.kl_old_target is not None and "kl/old" in m:  # PPO-KL (Schulman 2017 sec. 4) doubling rule
-            self.kl_old_ctl.update(m["kl/old"])
+        if p.kl_old_target is not None:  # PPO-KL (Schulman 2017 sec. 4) doubling rule, on the processes' mean
+            kl_old = self._process_mean(m.get("kl/old", float("nan")))
+            if not math.isnan(kl_old):
+                self.kl_old_ctl.update(kl_old)
         m["kl/coef"] = self.kl_ctl.value
         if p.kl_old_coef:
             m["kl/old_coef"] = self.kl_old_ctl.value
@@ -710,17 +640,117 @@ class Trainer:
             q.grad = None
         return out
 
+    # ------------------------------------------------------------------ agreement across processes
+    # Every branch that changes how many collective calls a process makes (update or skip, how many
+    # rows and so mini-batches, stop) is taken on values that all processes share; statistics that
+    # define the update (advantage baselines, loss normalisers) are those of the global batch.
+    def _gather_floats(self, values: list[float]) -> torch.Tensor:
+        """[world, len(values)] float64: every process's ``values`` (one all-gather)."""
+        x = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world == 1:
+            return x[None]
+        out = [torch.empty_like(x) for _ in range(self.world)]
+        torch.distributed.all_gather(out, x)
+        return torch.stack(out).cpu()
+
+    def _gather_objects(self, obj: Any) -> list[Any]:
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def _learn_rows(self, keep: torch.Tensor, rows_per_process: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows to train on ([n] indices) and which are real ([n] 1.0/0.0), n = ``rows_per_process``.
+
+        Every process trains on the same number of rows, the largest kept count, so all run the
+        same mini-batches and optimizer steps. A process that kept fewer pads with rows it filtered
+        out (repeated if it has too few); padding has no loss tokens and no part in the batch
+        statistics (``_advantages``)."""
+        kept = keep.nonzero().squeeze(1)
+        src = torch.cat([(~keep).nonzero().squeeze(1), kept])
+        need = max(0, rows_per_process - len(kept))
+        pad = src[torch.arange(need) % len(src)] if need else src[:0]
+        rows = torch.cat([kept, pad]).to(self.device)
+        active = torch.cat([torch.ones(len(kept)), torch.zeros(len(pad))]).to(self.device)
+        return rows, active
+
+    def _global_mean(self, x: torch.Tensor, weight: torch.Tensor) -> float:
+        """sum(w x) / sum(w) over the rows of every process (NaN when the weights sum to 0)."""
+        w = weight.to(x.device)
+        s, n = self._gather_floats([float((x * w).sum()), float(w.sum())]).sum(0).tolist()
+        return s / n if n > 0 else float("nan")
+
+    def _process_mean(self, value: float) -> float:
+        """Mean of one number over processes, ignoring NaN (a process that has no value)."""
+        col = self._gather_floats([value])[:, 0]
+        return float(col.nanmean())
+
+    def _value_init_shift(self, scores: torch.Tensor, values: torch.Tensor, resp: torch.Tensor) -> float:
+        """mean outcome - mean value over the real rows of every process: a critic initialised from
+        the returns starts identical on every process."""
+        act = self._active_rows if self._active_rows is not None else torch.ones(len(scores), device=resp.device)
+        return (self._global_mean(scores.float(), act.to(scores.device))
+                - self._global_mean(values, resp * act[:, None]))
+
+    def _advantages(self, rewards: torch.Tensor, resp: torch.Tensor, values: torch.Tensor | None,
+                    group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The preset's (advantages, returns) [N, R] for this process's rows, computed on the
+        global batch: with several processes the real rows of all are gathered in rank order (group
+        ids made distinct, responses padded to the longest), so batch-level statistics (batch_mean,
+        reinforce_pp, whitening) are exactly those one process computes on the same data."""
+        p = self.preset
+        if self.world == 1:
+            return p.advantages(rewards, resp, values=values, group_ids=group_ids)
+        act = self._active_rows.bool()
+        parts = self._gather_objects([x.detach().cpu() if x is not None else None
+                                      for x in (rewards, resp, values, group_ids, act)])
+        R = max(q[0].shape[1] for q in parts)
+        padR = lambda x: torch.nn.functional.pad(x, (0, R - x.shape[1]))  # noqa: E731
+        offset = 1 + max(int(q[3].max()) for q in parts)
+        cat = lambda i: torch.cat([padR(q[i]) if q[i].dim() == 2 else q[i] for q in parts])  # noqa: E731
+        rew, msk, ids = cat(0), cat(1), torch.cat([q[3] + r * offset for r, q in enumerate(parts)])
+        vals = cat(2) if values is not None else None
+        real = cat(4)
+        adv, ret = p.advantages(rew[real], msk[real], values=None if vals is None else vals[real],
+                                group_ids=ids[real])
+        full_adv, full_ret = torch.zeros_like(rew), torch.zeros_like(rew)
+        full_adv[real], full_ret[real] = adv.to(rew.dtype), ret.to(rew.dtype)
+        start = sum(len(q[4]) for q in parts[:self.rank])
+        N, Rl = rewards.shape
+        return (full_adv[start:start + N, :Rl].to(rewards.device),
+                full_ret[start:start + N, :Rl].to(rewards.device))
+
+    def _minibatch_totals(self, mb_mask: torch.Tensor, norm_len: int) -> dict[str, Any]:
+        """Loss normalisers of one mini-batch [n, R]: tokens and sequences with a loss token.
+
+        With W processes these are the global counts divided by W: each process's loss is then W x
+        its share of the global mini-batch loss, and the averaged all-reduce in
+        ``_apply_gradients`` gives the gradient of the global token mean (not a mean of
+        per-process means), exactly as one process would on the union."""
+        n_tok, n_seq = mb_mask.sum(), (mb_mask.sum(1) > 0).sum()
+        if self.world == 1:
+            return {"num_tokens": n_tok.clamp(min=1), "num_seqs": n_seq.clamp(min=1), "norm_len": norm_len}
+        tok, seq = self._gather_floats([float(n_tok), float(n_seq)]).sum(0).tolist()
+        return {"num_tokens": max(tok, 1.0) / self.world, "num_seqs": max(seq, 1.0) / self.world,
+                "norm_len": norm_len}
+
     # ------------------------------------------------------------------ metrics / eval / checkpoints
     def _reduce(self, m: dict[str, Any]) -> dict[str, Any]:
-        """Average metrics over processes (max for *_max and memory)."""
+        """Average metrics over processes (max for *_max and memory), over the union of the
+        processes' keys: a key a process lacks counts as missing there (NaN-mean)."""
         if self.world == 1:
             return m
-        keys = sorted(k for k, v in m.items() if isinstance(v, (int, float)))
-        vals = torch.tensor([float(m[k]) for k in keys], device=self.device, dtype=torch.float64)
-        gathered = self.accelerator.gather(vals[None]).reshape(self.world, -1)
-        for i, k in enumerate(keys):
-            col = gathered[:, i]
-            m[k] = float(col.max() if k.endswith("_max") or k.startswith("memory") else col.nanmean())
+        mine = {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
+        parts = self._gather_objects(mine)
+        for k in sorted(set().union(*parts)):
+            vals = [q[k] for q in parts if k in q and not math.isnan(q[k])]
+            if not vals:
+                m[k] = float("nan")
+            elif k.endswith("_max") or k.startswith("memory"):
+                m[k] = max(vals)
+            else:
+                m[k] = sum(vals) / len(vals)
         return m
 
     def evaluate(self, final: bool = False) -> dict[str, Any] | None:
@@ -838,7 +868,16 @@ class Trainer:
                 path.write_text("".join(line + "\n" for line in keep))
 
     def _stop_reason(self, elapsed: float) -> str | None:
+        """Why to stop now, the same answer on every process (one all-gather): a signal received by
+        any process first, then the first budget reached, on global counts and the slowest
+        process's clock."""
         t = self.cfg.trainer
+        sig = self._stop_signal or 0
+        if self.world > 1:
+            g = self._gather_floats([float(sig), float(elapsed)])
+            sig, elapsed = int(g[:, 0].max()), float(g[:, 1].max())
+        if sig:
+            return signal.Signals(sig).name
         if self.step >= t.total_steps:
             return "total_steps"
         if t.max_samples is not None and self.samples >= t.max_samples:
@@ -858,7 +897,10 @@ class Trainer:
         old_handlers = {}
 
         def _on_signal(signum, frame):
-            if self._stop_signal is not None:  # second signal: stop now
+            # the first signal stops every process at the next step boundary, with a checkpoint; a
+            # second one stops this process now (its peers' next collective then fails, within
+            # trainer.dist_timeout_s at most, instead of waiting for it)
+            if self._stop_signal is not None:
                 raise KeyboardInterrupt
             self._stop_signal = signum
 
@@ -892,9 +934,7 @@ class Trainer:
                     self._log_eval(logger, time.perf_counter() - t0)
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save(time.perf_counter() - t0)
-                if self._stop_signal is not None:
-                    reason = signal.Signals(self._stop_signal).name
-                    break
+                # a signal is acted on at the top of the loop, by every process at the same step
             elapsed = time.perf_counter() - t0
             self.save(elapsed)
             summary: dict[str, Any] = {"preset": self.preset.name, "seed": t.seed, "steps": self.step,

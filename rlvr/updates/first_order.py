@@ -39,8 +39,7 @@ def first_order_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
         for s in range(0, N, mini):
             mb_rows = order[s:s + mini]
             mb_mask = mask[mb_rows]
-            totals = {"num_tokens": mb_mask.sum().clamp(min=1),
-                      "num_seqs": (mb_mask.sum(1) > 0).sum().clamp(min=1), "norm_len": norm_len}
+            totals = tr._minibatch_totals(mb_mask, norm_len)  # global counts (several processes)
             finite = True
             mb_stats: dict[str, list[float]] = {}
             for u in range(0, len(mb_rows), t.micro_batch_size):

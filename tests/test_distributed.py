@@ -1,0 +1,269 @@
+"""Two real processes on CPU (gloo), started by ``accelerate launch`` as users do: every decision
+that changes the number of collective calls is agreed, so rank-dependent data, a non-finite loss
+on one rank, a token budget and a signal to one rank all end within a bounded time; and the global
+normalisers make a 2-process step equal to the 1-process step on the same data."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RECIPE = ("model: {name: tiny-random}\n"
+          "data: {train: 'arithmetic:add2', train_limit: 64}\n"
+          "rollout: {n: 4, max_new_tokens: 6}\n"
+          "reward: {workers: 0, verifier: 'REWARDS:FN'}\n"
+          "trainer: {total_steps: 2, prompts_per_step: 2, micro_batch_size: 4, lr: 1.0e-3,"
+          " progress: false, tensorboard: false, dist_timeout_s: 60}\n")
+
+# verifiers that know which process scores them (workers=0: scoring runs in the trainer process)
+REWARDS = '''
+import os
+
+def _rank():
+    rank = os.environ.get("RANK", "0")
+    pid_dir = os.environ.get("RLVR_TEST_PIDS")
+    if pid_dir:
+        open(os.path.join(pid_dir, rank), "w").write(str(os.getpid()))
+    return int(rank)
+
+def rank0_flat(completion, reference):
+    """Rank 0: every group has equal rewards (all filtered); rank 1: rewards vary."""
+    return 0.0 if _rank() == 0 else float(len(completion) % 2)
+
+def rank1_only(completion, reference):
+    """Rank 1: 0 or 1 (weighted 3e38 in the recipe, its policy loss overflows); rank 0: 0."""
+    return float(len(completion) % 2) if _rank() == 1 else 0.0
+'''
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _launcher() -> str:
+    return shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+
+
+def _launch_cmd(*args: str) -> list[str]:
+    # accelerate 1.x starts several CPU processes through its torchrun path (--multi_gpu); with no
+    # GPU the processes form a gloo group
+    return [_launcher(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *args]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "RLVR_TEST_PIDS": str(tmp_path / "pids")}
+
+
+def _train(tmp_path: Path, fn: str, *overrides: str, weight: str | None = None) -> tuple[subprocess.Popen, Path]:
+    (tmp_path / "pids").mkdir(exist_ok=True)
+    (tmp_path / "rank_rewards.py").write_text(REWARDS)
+    recipe = tmp_path / "tiny.yaml"
+    spec = f"{tmp_path / 'rank_rewards.py'}:{fn}"
+    text = RECIPE.replace("REWARDS:FN", spec)
+    if weight is not None:  # verifier scores are clamped to [0, 1]; a weight scales them
+        text = text.replace(f"verifier: '{spec}'", f"verifiers: {{'{spec}': {weight}}}")
+    recipe.write_text(text)
+    out = tmp_path / "run"
+    cmd = _launch_cmd("-m", "rlvr.cli", "train", str(recipe), f"trainer.output_dir={out}", *overrides)
+    proc = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    return proc, out
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s (a rank waits in a collective?)\n{err[-3000:]}")
+    return proc.returncode, out, err
+
+
+def _checkpoint_steps(out: Path) -> list[int]:
+    return sorted(int(p.name.split("_")[1]) for p in (out / "checkpoints").glob("step_*"))
+
+
+def test_rank_dependent_zero_std_filtering_with_a_token_budget(tmp_path):
+    """Rank 0 filters every group away, rank 1 keeps some: both run the same mini-batches (rank 0
+    on padding rows) and stop at the same step on the global token count."""
+    proc, out = _train(tmp_path, "rank0_flat", "algorithm.filter_zero_std_groups=true",
+                       "trainer.total_steps=50", "trainer.max_tokens=150")
+    rc, stdout, err = _finish(proc, 300)
+    assert rc == 0, err[-3000:]
+    rows = read_jsonl(out / "metrics.jsonl")
+    steps = [r["step"] for r in rows]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2
+    # true global counts: each step adds the responses of both ranks (2 ranks x 2 prompts x 4)
+    prev = 0
+    for r in rows:
+        assert r["tokens"] - prev == round(r["response_length/mean"] * 16)
+        prev = r["tokens"]
+    assert rows[-2]["tokens"] < 150 <= rows[-1]["tokens"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "max_tokens" and summary["steps"] == steps[-1]
+    assert all(r["filtered_samples"] >= 0.5 for r in rows)  # rank 0 drops all of its samples
+    assert any("grad_norm" in r for r in rows)  # rank 1's groups were trained on
+    assert _checkpoint_steps(out)[-1] == steps[-1]
+
+
+def test_nonfinite_loss_on_one_rank_skips_the_step_on_both(tmp_path):
+    proc, out = _train(tmp_path, "rank1_only", "algorithm.preset=dr_grpo", "trainer.max_bad_steps=10",
+                       weight="3.0e+38")
+    rc, _, err = _finish(proc, 300)
+    assert rc == 0, err[-3000:]
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    bad = [r for r in rows if r.get("nonfinite_loss")]
+    assert bad, "rank 1's loss was expected to overflow"
+    # the skip is agreed: both ranks report it (mean 1.0) and no optimizer step ran that step
+    assert all(r["nonfinite_loss"] == 1.0 and "grad_norm" not in r for r in bad)
+
+
+def test_sigterm_to_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
+    proc, out = _train(tmp_path, "rank0_flat", "trainer.total_steps=100000")
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and metrics.read_text().strip() and (tmp_path / "pids" / "1").exists():
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    os.kill(int((tmp_path / "pids" / "1").read_text()), signal.SIGTERM)
+    t0 = time.time()
+    rc, stdout, err = _finish(proc, 120)
+    assert rc == 0, err[-3000:]
+    assert time.time() - t0 < 120
+    rows = read_jsonl(metrics)
+    last = rows[-1]["step"]
+    assert [r["step"] for r in rows] == list(range(1, last + 1))
+    assert f"stopped by SIGTERM at step {last}" in stdout
+    assert _checkpoint_steps(out)[-1] == last
+    assert not (out / "summary.json").exists()  # interrupted, resumable
+
+
+def test_a_dead_rank_ends_the_other_within_the_collective_timeout(tmp_path):
+    """A rank killed outright (as after a second signal) never leaves its peer waiting forever."""
+    proc, out = _train(tmp_path, "rank0_flat", "trainer.total_steps=100000", "trainer.dist_timeout_s=30")
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and metrics.read_text().strip() and (tmp_path / "pids" / "1").exists():
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None
+    os.kill(int((tmp_path / "pids" / "1").read_text()), signal.SIGKILL)
+    rc, _, _ = _finish(proc, 120)
+    assert rc != 0
+
+
+# ---------------------------------------------------------------- global normalisers
+STEP_SCRIPT = '''
+import json, pickle, sys
+import torch
+from rlvr.config import load_config
+from rlvr.rollout.base import Rollout
+from rlvr.trainer import Trainer
+
+recipe, record, out, per_rank = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+PRESETS = [("grpo", []), ("reinforce_pp", []), ("ppo", []),
+           ("ctrl_group", ["algorithm.filter_zero_std_groups=true"])]
+
+
+class Replay:
+    """This process's slice of one recorded rollout (prompts k*rank .. k*(rank+1))."""
+
+    def __init__(self, rollout, rank, k, n):
+        a, b = rank * k * n, (rank + 1) * k * n
+        self.r = Rollout(rollout.prompt_ids[a:b], rollout.response_ids[a:b], rollout.logprobs[a:b],
+                         rollout.finished[a:b], [g - rank * k for g in rollout.group_ids[a:b]], rollout.texts[a:b])
+
+    def generate(self, prompts, params):
+        return self.r
+
+    def sync_weights(self, model):
+        pass
+
+
+for name, extra in PRESETS:
+    cfg = load_config(recipe, [f"algorithm.preset={name}", f"trainer.prompts_per_step={per_rank}",
+                               f"trainer.output_dir={out}/{name}", *extra])
+    tr = Trainer(cfg)
+    if tr.world == 1:  # the reference run records the rollout it trains on
+        real = tr.engine
+
+        class Record:
+            def generate(self, prompts, params):
+                r = real.generate(prompts, params)
+                pickle.dump(r, open(f"{record}/{name}.pkl", "wb"))
+                return r
+
+            def sync_weights(self, model):
+                real.sync_weights(model)
+
+        tr.engine = Record()
+    else:
+        tr.engine = Replay(pickle.load(open(f"{record}/{name}.pkl", "rb")), tr.rank, per_rank, cfg.rollout.n)
+    before = {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
+    m = tr.train_step()
+    if tr.is_main:
+        state = {k: v.detach().clone() for k, v in tr.policy.state_dict().items()}
+        if tr.critic is not None:
+            state |= {"critic." + k: v.detach().clone() for k, v in tr.critic.state_dict().items()}
+        torch.save({"metrics": {k: v for k, v in m.items() if isinstance(v, float)}, "state": state,
+                    "before": before},
+                   f"{out}/{name}.pt")
+'''
+
+
+def test_two_processes_equal_one_process_on_the_same_data(tmp_path):
+    """Sequence-mean and token-mean losses, a batch-level baseline (reinforce_pp), a critic with GAE
+    (ppo, two epochs) and whitened advantages with zero-std filtering and uneven kept rows (ctrl_group): one step on 2 processes x
+    2 prompts gives the loss and weights of 1 process x 4 prompts on the same samples."""
+    (tmp_path / "rank_rewards.py").write_text(
+        REWARDS + "\ndef parity(completion, reference):\n    return float(len(completion) % 2)\n")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE.replace("REWARDS:FN", f"{tmp_path / 'rank_rewards.py'}:parity")
+                      .replace("lr: 1.0e-3", "lr: 1.0e-2"))
+    script = tmp_path / "step.py"
+    script.write_text(STEP_SCRIPT)
+    (tmp_path / "rec").mkdir()
+    env = _env(tmp_path)
+    single = subprocess.run([sys.executable, str(script), str(recipe), str(tmp_path / "rec"), str(tmp_path / "one"), "4"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    multi = subprocess.run(_launch_cmd(str(script), str(recipe), str(tmp_path / "rec"), str(tmp_path / "two"), "2"),
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    for name in ("grpo", "reinforce_pp", "ppo", "ctrl_group"):
+        one = torch.load(tmp_path / "one" / f"{name}.pt")
+        two = torch.load(tmp_path / "two" / f"{name}.pt")
+        for k in ("loss/policy", "loss/value", "grad_norm", "value/grad_norm"):
+            if k in one["metrics"]:
+                assert two["metrics"][k] == pytest.approx(one["metrics"][k], rel=1e-5, abs=1e-6), (name, k)
+        moved = max(float((v - one["before"][k]).abs().max()) for k, v in one["state"].items() if k in one["before"])
+        assert moved > 5e-3, name  # Adam's first step moves weights by about lr = 1e-2
+        for k, v in one["state"].items():
+            # equal up to summation order: Adam's first step is lr * g / (|g| + eps), so entries with
+            # |g| near eps may differ by a fraction of lr; all others agree to float precision
+            torch.testing.assert_close(two["state"][k], v, rtol=0, atol=1e-4, msg=f"{name}: {k}")
+            assert float(((two["state"][k] - v).abs() > 1e-6).float().mean()) < 5e-3, (name, k)
