@@ -44,6 +44,9 @@ class DataConfig:
     eval_seed: int = 0  # draws the held-out items (synthetic sets); independent of trainer.seed
     system_prompt: str | None = None
     shuffle: bool = True
+    # offline preference pairs for a pairwise preset (update_rule "dpo"): a .jsonl of
+    # {"prompt", "chosen", "rejected"} rows that replaces sampling (see rlvr/pairs.py)
+    pairs: str | None = None
 
 
 @dataclass
@@ -90,6 +93,9 @@ class AlgorithmConfig:
     # warm-up are preset fields: algorithm.lam_critic, algorithm.value_warmup_steps)
     value_init_from_returns: bool = True
     kl_clamp: float | None = 10.0  # bound on each token's k3 estimate (None: unbounded)
+    # dynamic sampling (a preset's dynamic_sampling, DAPO): at most this many extra generation rounds
+    # per step to refill the batch with mixed groups; then it trains on the mixed groups it has
+    dynamic_sampling_max_rounds: int = 3
 
 
 @dataclass
@@ -309,6 +315,7 @@ def validate(cfg: Config) -> Config:
         (cfg.model.lora_dropout == 0, "model.lora_dropout must be 0: dropout is off in every RL pass (pi_old is "
          "taken without it, so an on-policy ratio pi/pi_old stays exactly 1)"),
         (cfg.algorithm.kl_clamp is None or cfg.algorithm.kl_clamp > 0, "algorithm.kl_clamp must be > 0"),
+        (cfg.algorithm.dynamic_sampling_max_rounds >= 0, "algorithm.dynamic_sampling_max_rounds must be >= 0"),
         (cfg.model.trainable_layers is None or cfg.model.trainable_layers >= 1,
          "model.trainable_layers must be >= 1"),
         (cfg.model.dtype in (None, "float32", "bfloat16", "float16"),
@@ -319,7 +326,18 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(msg)
     from rlvr.algorithms.presets import check_rollout
 
-    check_rollout(preset.with_overrides(**cfg.algorithm.overrides), cfg.rollout.n, cfg.rollout.max_new_tokens)
+    built = preset.with_overrides(**cfg.algorithm.overrides)
+    if cfg.data.pairs:
+        if built.update_rule != "dpo":
+            raise ConfigError(f"data.pairs needs a pairwise preset (update_rule 'dpo'), not "
+                              f"{built.name} (update_rule {built.update_rule!r})")
+        if cfg.trainer.reuse_sampler_logprobs or built.dynamic_sampling:
+            raise ConfigError("data.pairs: offline pairs have no sampler log-probs and no sampling; "
+                              "set trainer.reuse_sampler_logprobs=false and no dynamic_sampling")
+    if built.update_rule == "trpo" and cfg.model.critic_shared_trunk:
+        raise ConfigError("model.critic_shared_trunk must be false with update_rule 'trpo': value-loss steps "
+                          "through a shared trunk would move the policy outside its trust region")
+    check_rollout(built, 2 if cfg.data.pairs else cfg.rollout.n, cfg.rollout.max_new_tokens)
     from rlvr.scoring import validate_reward
 
     validate_reward(cfg.reward)  # every named verifier resolves (a spec imports, right signature)

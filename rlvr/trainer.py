@@ -32,13 +32,14 @@ from rlvr.checkpoint import latest_checkpoint, load_state, rng_state, save_check
 from rlvr.config import Config, save_config
 from rlvr.errors import ConfigError, RlvrError
 from rlvr.metrics import MetricsLogger, PhaseTimer
-from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.base import Rollout, SamplingParams
 from rlvr.rollout.consistency import logprob_mismatch
 from rlvr.updates import UPDATES, UpdateInputs
 
 
 # preset fields beyond the PPO/GRPO core that this loop implements (Preset.extensions())
-SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is"})
+SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is",
+                                  "dynamic_sampling", "overlong_buffer"})
 
 
 class NonFiniteLossError(RlvrError):
@@ -146,6 +147,11 @@ class Trainer:
                                            system_prompt=d.system_prompt, seed=self.cfg.trainer.seed)
         if not self.train_examples:
             raise ConfigError(f"data.train: '{d.train}' has no examples")
+        self.pairs = None  # offline preference pairs (data.pairs): they replace sampling
+        if d.pairs:
+            from rlvr.pairs import load_preference_pairs
+
+            self.pairs = load_preference_pairs(d.pairs)
         self.eval_examples = None
         if d.eval:
             self.eval_examples = load_eval_examples(self.cfg)
@@ -256,20 +262,22 @@ class Trainer:
         return HFEngine(self.policy, self.tokenizer, micro_batch_size=r.micro_batch_size)
 
     # ------------------------------------------------------------------ data order
-    def _step_examples(self, step: int) -> list:
-        """Prompts for ``step`` on this process: a seeded permutation per data epoch, so the data
-        position is a pure function of the step (exact resume, no iterator state to save)."""
-        n, k = len(self.train_examples), self.cfg.trainer.prompts_per_step
+    def _step_examples(self, step: int, items: list | None = None) -> list:
+        """Prompts (or ``items``, e.g. offline pairs) for ``step`` on this process: a seeded permutation
+        per data epoch, so the data position is a pure function of the step (exact resume, no
+        iterator state to save)."""
+        items = self.train_examples if items is None else items
+        n, k = len(items), self.cfg.trainer.prompts_per_step
         start = (step * self.world + self.rank) * k
         out = []
         for g in range(start, start + k):
             epoch, i = divmod(g, n)
             if self.cfg.data.shuffle:
-                if epoch not in self._perm_cache:
+                if (n, epoch) not in self._perm_cache:
                     gen = torch.Generator().manual_seed(self.cfg.trainer.seed * 7919 + epoch)
-                    self._perm_cache[epoch] = torch.randperm(n, generator=gen).tolist()
-                i = self._perm_cache[epoch][i]
-            out.append(self.train_examples[i])
+                    self._perm_cache[n, epoch] = torch.randperm(n, generator=gen).tolist()
+                i = self._perm_cache[n, epoch][i]
+            out.append(items[i])
         return out
 
     # ------------------------------------------------------------------ scoring
@@ -389,23 +397,7 @@ class Trainer:
         cfg, p, t = self.cfg, self.preset, self.cfg.trainer
         timer = PhaseTimer()
         t_step, c_step = time.perf_counter(), time.process_time()
-        examples = self._step_examples(self.step)
-        from rlvr.data import encode_prompt
-
-        prompts = [encode_prompt(self.tokenizer, ex) for ex in examples]
-        capture = None
-        if self.top_k is not None and cfg.rollout.engine == "hf":
-            from rlvr.models import block_list
-
-            capture = len(block_list(self.policy)[2]) - self.top_k
-        params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                                max_new_tokens=cfg.rollout.max_new_tokens,
-                                seed=(t.seed * 1_000_003 + self.step * 1009 + self.rank) % (2**31),
-                                capture_block=capture)
-        with timer("generate"):
-            rollout = self.engine.generate(prompts, params)
-        with timer("score"):
-            scores, correct, score_info = self._score(examples, rollout.texts, cfg.rollout.n)
+        rollout, scores, correct, score_info = self._collect(timer)
         batch = rollout.to_tensors(self.tokenizer.pad_token_id, self.device)
         mask = batch["response_mask"]
         N, R = mask.shape
@@ -420,6 +412,11 @@ class Trainer:
         # "mask" keeps truncated samples' real scores in the group statistics and drops their loss
         if cfg.algorithm.overlong == "penalty":
             scores = torch.where(finished.cpu(), scores, torch.full_like(scores, cfg.algorithm.overlong_penalty))
+        if p.overlong_buffer is not None:  # DAPO's soft overlong punishment (Yu et al. 2025, eq. 13)
+            budget = cfg.rollout.max_new_tokens
+            pen = A.overlong_penalty(lengths.cpu(), budget, p.overlong_cache_len(budget), p.overlong_penalty)
+            scores = scores + pen.to(scores.dtype)
+            m["overlong/penalty_mean"] = float(pen.mean())
         loss_mask = mask.clone()
         if cfg.algorithm.overlong == "mask":
             loss_mask = loss_mask * finished[:, None].float()
@@ -468,6 +465,105 @@ class Trainer:
         m["memory/peak_gb"] = _peak_memory_gb(self.device)
         m["lr"] = self.scheduler.get_last_lr()[0]
         return self._reduce(m)
+
+    def _generate(self, examples: list, round_: int, timer: PhaseTimer) -> tuple:
+        """Sample ``rollout.n`` completions of each example and score them -> (rollout, scores [N],
+        correct [N], info). ``round_`` > 0: a dynamic-sampling refill (its own sampling seed)."""
+        from rlvr.data import encode_prompt
+
+        cfg, t = self.cfg, self.cfg.trainer
+        prompts = [encode_prompt(self.tokenizer, ex) for ex in examples]
+        capture = None
+        if self.top_k is not None and cfg.rollout.engine == "hf":
+            from rlvr.models import block_list
+
+            capture = len(block_list(self.policy)[2]) - self.top_k
+        seed = t.seed * 1_000_003 + self.step * 1009 + self.rank + round_ * 100_000_007
+        params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                max_new_tokens=cfg.rollout.max_new_tokens, seed=seed % (2**31),
+                                capture_block=capture)
+        with timer("generate"):
+            rollout = self.engine.generate(prompts, params)
+        with timer("score"):
+            scores, correct, info = self._score(examples, rollout.texts, cfg.rollout.n)
+        return rollout, scores, correct, info
+
+    def _collect(self, timer: PhaseTimer) -> tuple:
+        """This step's scored rollout -> (rollout, scores [N], correct [N], info).
+
+        With the preset's ``dynamic_sampling`` (DAPO, Yu et al. 2025, sec. 3.2 and Algorithm 1) only
+        groups whose verifier scores are mixed are kept (``A.mixed_groups``), and more prompts are
+        sampled (``A.prompts_to_refill``, drawn from the training set by a generator seeded with the
+        step, so a resumed run draws the same) until ``trainer.prompts_per_step`` mixed groups are in
+        hand or ``algorithm.dynamic_sampling_max_rounds`` extra rounds were spent; the surplus is
+        dropped. Every generated sample counts toward ``samples``/``tokens`` (matched budgets), and
+        reward/mean and accuracy are over all of them. Metrics: dapo/rounds (extra rounds needed),
+        dapo/mixed_groups (fraction of generated groups that were mixed), dapo/batch_fill (kept
+        groups / prompts_per_step; < 1 when the cap was hit).
+        """
+        if self.pairs is not None:
+            return self._pair_rollout(self._step_examples(self.step, self.pairs))
+        examples = self._step_examples(self.step)
+        rollout, scores, correct, info = self._generate(examples, 0, timer)
+        if not self.preset.dynamic_sampling:
+            return rollout, scores, correct, info
+        want, cap = len(examples), self.cfg.algorithm.dynamic_sampling_max_rounds
+        parts = [(rollout, scores, correct)]
+        rounds = 0
+        while True:
+            mixed = [sorted(set(torch.as_tensor(ro.group_ids)[A.mixed_groups(s, ro.group_ids)].tolist()))
+                     for ro, s, _ in parts]
+            have, seen = sum(len(g) for g in mixed), sum(len(set(ro.group_ids)) for ro, _, _ in parts)
+            if have >= want or rounds >= cap:
+                break
+            rounds += 1
+            k = A.prompts_to_refill(have, want, have / seen if have else None, max_prompts=4 * want)
+            gen = torch.Generator().manual_seed(self.cfg.trainer.seed * 7919 + self.step * 104_729 + rounds * 131
+                                                + self.rank * 1_000_003)
+            extra = [self.train_examples[i] for i in torch.randint(len(self.train_examples), (k,), generator=gen)]
+            parts.append(self._generate(extra, rounds, timer)[:3])
+        all_scores, all_correct = torch.cat([s for _, s, _ in parts]), torch.cat([c for _, _, c in parts])
+        info = {**info, "reward/mean": float(all_scores.mean()), "accuracy": float(all_correct.mean()),
+                "dapo/rounds": float(rounds), "dapo/mixed_groups": have / seen, "dapo/batch_fill": min(have, want) / want}
+        if have == 0:  # nothing mixed within the cap: the first round's batch (all advantages 0)
+            return rollout, scores, correct, info
+        kept, left = [], want
+        for (ro, s, c), groups in zip(parts, mixed):
+            groups = groups[:left]
+            left -= len(groups)
+            if groups:
+                sub = ro.take_groups(groups)
+                rows = [i for g in groups for i, gi in enumerate(ro.group_ids) if gi == g]
+                kept.append((sub, s[rows], c[rows]))
+        n_gen = sum(len(ro) for ro, _, _ in parts)
+        out = Rollout.concat([ro for ro, _, _ in kept])
+        # the kept samples are counted by train_step; the dropped ones here (generated all the same)
+        self.samples += (n_gen - len(out)) * self.world
+        self.tokens += (sum(ro.num_tokens for ro, _, _ in parts) - out.num_tokens) * self.world
+        return out, torch.cat([s for _, s, _ in kept]), torch.cat([c for _, _, c in kept]), info
+
+    def _pair_rollout(self, pairs: list) -> tuple:
+        """Offline pairs as a rollout: one group per pair, (chosen, rejected) scored (1, 0), so the
+        pairwise rule pairs exactly them. The prompt is chat-encoded like a training prompt (with
+        ``data.system_prompt``); each completion gets the tokenizer's EOS and is cut to
+        ``rollout.max_new_tokens`` (then marked unfinished). Sampler log-probs are unknown (0)."""
+        from rlvr.data import Example, encode_prompt
+
+        tok, budget, system = self.tokenizer, self.cfg.rollout.max_new_tokens, self.cfg.data.system_prompt
+        ro = Rollout([], [], [], [], [], [])
+        for g, pair in enumerate(pairs):
+            chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": pair.prompt}]
+            prompt = encode_prompt(tok, Example(pair.where, chat, None, "pairs", ""))
+            for text in (pair.chosen, pair.rejected):
+                ids = tok.encode(text, add_special_tokens=False) + [tok.eos_token_id]
+                ro.prompt_ids.append(prompt)
+                ro.response_ids.append(ids[:budget])
+                ro.logprobs.append([0.0] * len(ids[:budget]))
+                ro.finished.append(len(ids) <= budget)
+                ro.group_ids.append(g)
+                ro.texts.append(text)
+        scores = torch.tensor([1.0, 0.0] * len(pairs))
+        return ro, scores, scores.clone(), {}
 
     def _learn(self, batch: dict, scores: torch.Tensor, loss_mask: torch.Tensor, timer: PhaseTimer) -> dict[str, Any]:
         """Old/ref log-probs and values, token rewards, advantages, then the update.
