@@ -176,3 +176,22 @@ def test_extraction_returns_what_math_verify_parse_returns(data_dir):
             shortcut += 1
             assert values and values[0].is_Integer and int(values[0]) == int(ours[0].rstrip(".")), (text, theirs)
     assert shortcut > 20
+
+
+# --------------------------------------------------------------- a reward a policy found to forge
+def test_restating_the_question_is_not_an_answer():
+    """Trained on 2-digit addition, a policy learned to answer "What is 28 + 54?" with "To calculate
+    28 + 54, we can simply add them together" (cut at 16 tokens): Math-Verify's expression extraction
+    reads "28 + 54" and evaluates it to 82. A numeric reference needs a number."""
+    v = MathVerifier()
+    for completion, gold in [("To calculate 28 + 54, we can simply add them together", "82"),
+                             ("To find 74 - 23, subtract", "51"), ("\\boxed{28+54}", "82"),
+                             ("The answer is $6 \\times 7$.", "42"), ("The answer is $2^{10}$", "1024")]:
+        r = v.score(completion, gold)
+        assert r.reward == 0.0 and r.info["reason"] == "arithmetic expression, not a number", completion
+    for completion, gold in [("28 + 54 = 82", "82"), ("82", "82"), ("The answer is 82.", "82"),
+                             ("Therefore $n = 2^{10} = 1024$.", "1024"), ("Thus $p = \\frac{1}{2}$", "0.5"),
+                             ("It costs 1,000 dollars.", "1000"), ("$\\frac{3}{4}$", "3/4")]:
+        assert v.score(completion, gold).reward == 1.0, completion
+    # a symbolic reference still takes an expression
+    assert v.score("\\boxed{1 + 2\\sqrt{2}}", "2\\sqrt{2}+1").reward == 1.0

@@ -180,7 +180,10 @@ def test_adversarial_math_input_times_out_and_scorer_keeps_working():
     comps = ["\\boxed{9^{9^{9^{9}}}}", "\\boxed{9**9**9**9}", "\\boxed{" + "{" * 10_000 + "1" + "}" * 10_000 + "}",
              "The answer is 5. " * 60_000 + "\\boxed{7}", "\\boxed{" * 100_000, "9" * 1_000_000, "\\boxed{7}"]
     t0 = time.monotonic()
-    res = verifiers.score_batch("math", comps, ["7"] * len(comps), workers=2, timeout=2.0)
+    # symbolic references for the towers, so sympy is asked to compare them (a numeric reference
+    # rejects an unevaluated power before any sympy work)
+    refs = ["2^{x}", "2^{x}"] + ["7"] * (len(comps) - 2)
+    res = verifiers.score_batch("math", comps, refs, workers=2, timeout=2.0)
     assert time.monotonic() - t0 < 2.0 * 2 + 15  # at most two timeouts back to back, plus start-up
     assert [r.reward for r in res] == [0, 0, 0, 1, 0, 0, 1]
     assert res[0].info["reason"] == "timeout"

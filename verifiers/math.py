@@ -398,6 +398,22 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None) -> tupl
     return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
 
 
+_OPERAND = r"(?:\d|\)|\}|[a-zA-Z])"
+_BINARY_OP = re.compile(_OPERAND + r"\s*(?:[+*×·÷^]|\\times|\\cdot|\\div|-(?=\s*[\d(\\]))\s*(?:[\d({]|\\d?frac)")
+
+
+def unevaluated_arithmetic(answer: str) -> bool:
+    r"""True when ``answer`` is arithmetic still to be done (``28 + 54``, ``6 \times 7``, ``2^10``,
+    ``x = 5 + 2``) rather than a number. Only what the last ``=`` gives counts (``x = 5`` and
+    ``n = 2^{10} = 1024`` are numbers). A fraction written as one (``3/4``, ``\frac{3}{4}``), a sign,
+    thousands separators, a percent sign or a unit are parts of a number, not operations."""
+    s = _strip_math_delimiters(answer.strip()).replace("\\left", "").replace("\\right", "")
+    s = s.rsplit("=", 1)[-1]
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?", "", s)  # 60^{\circ}: degrees, not a power
+    s = re.sub(r"(?<=\d)[ ,](?=\d{3}\b)", "", s)  # 1 000 / 1,000
+    return bool(_BINARY_OP.search(s))
+
+
 def _exact_number(parsed: list) -> tuple[Fraction, bool] | None:
     """``(value, is_integer)`` when Math-Verify parsed a plain sympy Integer or Rational."""
     value = parsed[0] if parsed else None
@@ -521,6 +537,10 @@ class MathVerifier(Verifier):
             if answer is None:
                 return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
             return ScoreResult(0.0, {**info, "extracted": answer[:100] + "...", "reason": "answer too long"})
+        if all(parse_number(normalize(g)) is not None for g in golds) and unevaluated_arithmetic(answer):
+            # a numeric reference needs a number: "28 + 54" restates the question, it does not answer it
+            # (Math-Verify would evaluate it to 82; a policy trained on that learns to echo the prompt)
+            return ScoreResult(0.0, {**info, "match": "form", "reason": "arithmetic expression, not a number"})
         for gold in golds:
             ok, match = answers_match(gold, answer, parsed)
             if ok:
