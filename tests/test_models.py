@@ -241,3 +241,16 @@ def test_left_padding_invariance(tiny):
         batched = sequence_logprobs(model, ids, mask, R)
     assert mask[0, 0] == 0  # really left-padded
     torch.testing.assert_close(batched[0, :R1], alone[0], atol=1e-5, rtol=0)
+
+
+def test_smollm2_gguf_path_from_the_environment(tmp_path, monkeypatch):
+    from rlvr.errors import ModelError
+    from rlvr.models import smollm2_gguf
+
+    monkeypatch.setenv("RLVR_SMOLLM2_GGUF", str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelError, match="RLVR_SMOLLM2_GGUF=.*missing.gguf: no such file"):
+        smollm2_gguf()
+    staged = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    staged.write_bytes(b"GGUF")
+    monkeypatch.setenv("RLVR_SMOLLM2_GGUF", str(staged))
+    assert smollm2_gguf() == staged
