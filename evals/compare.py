@@ -1,7 +1,7 @@
 """``rlvr compare RECIPE``: several presets x N seeds on matched budgets, in one directory.
 
     rlvr compare recipes/quickstart.yaml                       # ppo vs grpo, 3 seeds
-    rlvr compare recipes/ladder.yaml --ladder --seeds 2        # REINFORCE -> PPO ladder + grpo
+    rlvr compare recipes/ladder.yaml --ladder --seeds 2        # REINFORCE -> PPO ladder + trpo, grpo
     rlvr report runs/compare_quickstart
 
 Matched budgets: every run gets the same prompts per step, samples per prompt and steps, so the
@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="YAML recipe shared by every run")
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run")
     p.add_argument("--presets", default="ppo,grpo", help="comma-separated presets (default: ppo,grpo)")
-    p.add_argument("--ladder", action="store_true", help="run the REINFORCE->PPO ladder plus grpo")
+    p.add_argument("--ladder", action="store_true",
+                   help="run the REINFORCE->PPO ladder plus its comparators trpo and grpo")
     p.add_argument("--controlled", action="store_true",
                    help="runs that differ only in the baseline: ctrl_critic, ctrl_group, ctrl_loo")
     p.add_argument("--seeds", type=int, default=3, help="seeds per preset (default 3)")
@@ -44,12 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def plan(args: argparse.Namespace) -> tuple[list[str], list[int]]:
-    from rlvr.algorithms.presets import CONTROLLED, LADDER, PRESETS
+    from rlvr.algorithms.presets import CONTROLLED, LADDER, LADDER_COMPARATORS, PRESETS
 
     if args.ladder and getattr(args, "controlled", False):
         raise ConfigError("--ladder and --controlled are two different studies; pick one")
     if args.ladder:
-        presets = [*LADDER, "grpo"]
+        presets = [*LADDER, *LADDER_COMPARATORS]
     elif getattr(args, "controlled", False):
         presets = list(CONTROLLED)
     else:

@@ -50,18 +50,33 @@ class DataConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """``rollout.vllm.*``: settings of the vLLM engine only (see ``rlvr.rollout.vllm.VLLMEngine``)."""
+
+    kv_cache_memory_bytes: int | None = None  # None: 1 GiB on CPU, else gpu_memory_utilization
+    gpu_memory_utilization: float | None = None
+    enforce_eager: bool = False  # no torch.compile / CUDA graphs
+    tensor_parallel_size: int = 1
+    max_model_len: int = 4096  # prompt + response tokens per sequence
+    serving_threads: int | None = None  # torch threads while vLLM decodes (None: unchanged)
+
+
+# flat keys of earlier versions -> their place in the engine's own section (read with a warning)
+_MOVED_ROLLOUT_KEYS = {"vllm_kv_cache_memory_bytes": "vllm.kv_cache_memory_bytes",
+                       "vllm_gpu_memory_utilization": "vllm.gpu_memory_utilization",
+                       "vllm_enforce_eager": "vllm.enforce_eager", "tensor_parallel_size": "vllm.tensor_parallel_size"}
+
+
+@dataclass
 class RolloutConfig:
-    engine: str = "hf"  # "hf" | "vllm"
+    engine: str = "hf"  # a name in rlvr.rollout.ENGINES: "hf" (embedded) | "vllm"
     n: int = 8  # samples per prompt
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 256
     micro_batch_size: int = 64  # sequences per generation forward (hf engine)
     eval_max_new_tokens: int | None = None
-    vllm_kv_cache_memory_bytes: int | None = None  # None: 1 GiB on CPU, else gpu_memory_utilization
-    vllm_gpu_memory_utilization: float | None = None
-    vllm_enforce_eager: bool = False
-    tensor_parallel_size: int = 1
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)  # rollout.engine=vllm only
 
 
 @dataclass
@@ -290,8 +305,11 @@ def validate(cfg: Config) -> Config:
         preset.with_overrides(**cfg.algorithm.overrides)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"algorithm: {e}") from None
+    from rlvr.rollout import ENGINES
+
+    embedded = cfg.rollout.engine in ENGINES and ENGINES[cfg.rollout.engine].embedded
     checks = [
-        (cfg.rollout.engine in ("hf", "vllm"), "rollout.engine must be 'hf' or 'vllm'"),
+        (cfg.rollout.engine in ENGINES, f"rollout.engine must be one of {', '.join(ENGINES)}"),
         (cfg.rollout.n >= 1, "rollout.n must be >= 1"),
         (cfg.rollout.temperature > 0, "rollout.temperature must be > 0 for training"),
         (0 < cfg.rollout.top_p <= 1, "rollout.top_p must be in (0, 1]"),
@@ -308,9 +326,9 @@ def validate(cfg: Config) -> Config:
         (cfg.algorithm.overlong in ("keep", "mask", "penalty"),
          "algorithm.overlong must be keep, mask or penalty"),
         (cfg.algorithm.tis_cap is None or cfg.algorithm.tis_cap >= 1, "algorithm.tis_cap must be >= 1"),
-        (not cfg.trainer.reuse_sampler_logprobs or (cfg.rollout.engine == "hf" and cfg.rollout.top_p == 1.0),
-         "trainer.reuse_sampler_logprobs needs rollout.engine=hf and rollout.top_p=1 (the sampler's "
-         "log-probs must be the policy's own)"),
+        (not cfg.trainer.reuse_sampler_logprobs or (embedded and cfg.rollout.top_p == 1.0),
+         "trainer.reuse_sampler_logprobs needs an embedded engine (rollout.engine=hf) and rollout.top_p=1 "
+         "(the sampler's log-probs must be the policy's own)"),
         (cfg.model.lora_r >= 0, "model.lora_r must be >= 0"),
         (cfg.model.lora_dropout == 0, "model.lora_dropout must be 0: dropout is off in every RL pass (pi_old is "
          "taken without it, so an on-policy ratio pi/pi_old stays exactly 1)"),
@@ -344,11 +362,33 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def _move_renamed_keys(tree: dict[str, Any]) -> None:
+    """Read the flat ``rollout.vllm_*`` keys of earlier versions into ``rollout.vllm.*``, with a warning."""
+    import warnings
+
+    rollout = tree.get("rollout")
+    if not isinstance(rollout, dict):
+        return
+    for old, new in _MOVED_ROLLOUT_KEYS.items():
+        if old not in rollout:
+            continue
+        section, key = new.split(".")
+        dest = rollout.setdefault(section, {}) or {}
+        rollout[section] = dest
+        if not isinstance(dest, dict):
+            raise ConfigError(f"rollout.{section}: expected a mapping, got {dest!r}")
+        if key in dest:
+            raise ConfigError(f"rollout.{old} and rollout.{new} are both set; keep only rollout.{new}")
+        dest[key] = rollout.pop(old)
+        warnings.warn(f"rollout.{old} is deprecated: it is now rollout.{new}", FutureWarning, stacklevel=3)
+
+
 def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    tree = dict(data or {})
+    tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
+    _move_renamed_keys(tree)
     return validate(_build(Config, tree, ""))
 
 

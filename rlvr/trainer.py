@@ -22,7 +22,7 @@ import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -71,11 +71,13 @@ def _peak_memory_gb(device: torch.device) -> float:
 class Trainer:
     """Compose model, engine, verifiers and algorithms according to a :class:`Config`."""
 
-    def __init__(self, cfg: Config, *, resume: bool = False):
+    def __init__(self, cfg: Config, *, resume: bool = False,
+                 evaluator: Callable[[Trainer, bool], dict[str, Any] | None] | None = None):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         self.cfg = cfg
+        self.evaluator = evaluator  # (trainer, final) -> eval metrics; the core never imports evals/
         self.preset: Preset = get_preset(cfg.algorithm.preset).with_overrides(**cfg.algorithm.overrides)
         unsupported = {k: v for k, v in self.preset.extensions().items() if k not in SUPPORTED_EXTENSIONS}
         if unsupported:
@@ -155,6 +157,12 @@ class Trainer:
         self.eval_examples = None
         if d.eval:
             self.eval_examples = load_eval_examples(self.cfg)
+            if self.evaluator is None:
+                import warnings
+
+                warnings.warn("data.eval is set but no evaluator was given, so nothing is evaluated; "
+                              "`rlvr train` passes the evals harness (rlvr.commands.train.harness_evaluator)",
+                              stacklevel=3)
 
     def _build_models(self) -> None:
         from rlvr.models import build_critic, build_reference, load_policy
@@ -250,16 +258,16 @@ class Trainer:
         return 1.0
 
     def _build_engine(self):
-        r = self.cfg.rollout
-        if r.engine == "vllm":
-            from rlvr.rollout.vllm import VLLMEngine
+        """The engine ``rollout.engine`` names, from the table in :mod:`rlvr.rollout`."""
+        from rlvr.rollout import ENGINES, EngineContext, build_engine
 
-            engine = VLLMEngine.from_config(self.cfg, tokenizer=self.tokenizer)
+        r, m = self.cfg.rollout, self.cfg.model
+        self.engine_embedded = ENGINES[r.engine].embedded
+        engine = build_engine(r, EngineContext(self.policy, self.tokenizer, m.name, m.dtype, self.cfg.trainer.seed,
+                                               r.micro_batch_size))
+        if not self.engine_embedded:
             engine.sync_weights(self.policy)  # resumed or LoRA-wrapped weights differ from the path
-            return engine
-        from rlvr.rollout.hf import HFEngine
-
-        return HFEngine(self.policy, self.tokenizer, micro_batch_size=r.micro_batch_size)
+        return engine
 
     # ------------------------------------------------------------------ data order
     def _step_examples(self, step: int, items: list | None = None) -> list:
@@ -474,7 +482,7 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.trainer
         prompts = [encode_prompt(self.tokenizer, ex) for ex in examples]
         capture = None
-        if self.top_k is not None and cfg.rollout.engine == "hf":
+        if self.top_k is not None and self.engine_embedded:  # it can hand back the trainable blocks' input
             from rlvr.models import block_list
 
             capture = len(block_list(self.policy)[2]) - self.top_k
@@ -850,30 +858,13 @@ class Trainer:
         return m
 
     def evaluate(self, final: bool = False) -> dict[str, Any] | None:
-        """Greedy pass@1 on the held-out items; the final eval also samples
-        ``trainer.final_eval_samples`` completions per item (pass@k, k = 1..that) and writes
-        per-item results to ``eval_items.jsonl`` (what the report's paired intervals resample)."""
-        if self.eval_examples is None:
+        """Run the ``evaluator`` given at construction on the main process: ``evaluator(trainer,
+        final) -> metrics`` (``rlvr train`` passes the evals harness: greedy pass@1 on the held-out
+        items; the final eval also samples ``trainer.final_eval_samples`` per item and writes
+        ``eval_items.jsonl``). None without held-out items or without an evaluator."""
+        if self.eval_examples is None or self.evaluator is None:
             return None
-        from evals.harness import evaluate
-        from rlvr.scoring import eval_verifier
-
-        r, t = self.cfg.rollout, self.cfg.trainer
-        n = t.final_eval_samples if final else 0
-        extra = {}
-        if n:
-            temp = t.final_eval_temperature if t.final_eval_temperature is not None else r.temperature
-            extra = dict(samples=n, temperature=temp, k_values=list(range(1, n + 1)), seed=t.seed)
-        else:
-            extra = dict(temperature=0.0)
-        res = None
-        if self.is_main:
-            res = evaluate((self.policy, self.tokenizer), self.eval_examples,
-                           max_new_tokens=r.eval_max_new_tokens or r.max_new_tokens,
-                           batch_size=r.micro_batch_size, engine=self.engine if r.engine == "hf" else None,
-                           verifier=eval_verifier(self.cfg.reward), workers=self.cfg.reward.workers,
-                           timeout=self.cfg.reward.timeout_s, progress=False,
-                           out_path=self.run_dir / "eval_items.jsonl" if final else None, **extra)
+        res = self.evaluator(self, final) if self.is_main else None
         self.accelerator.wait_for_everyone()
         return res
 

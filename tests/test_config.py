@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr.config import Config, load_config, parse_override
+from rlvr.config import Config, from_dict, load_config, parse_override
 from rlvr.errors import ConfigError
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
@@ -75,3 +75,30 @@ def test_bad_yaml_names_file_and_line(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="recipe not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_vllm_settings_live_in_their_own_section():
+    cfg = from_dict({"rollout": {"engine": "vllm", "vllm": {"enforce_eager": True, "max_model_len": 1024}}})
+    assert cfg.rollout.vllm.enforce_eager and cfg.rollout.vllm.max_model_len == 1024
+    assert cfg.to_dict()["rollout"]["vllm"]["enforce_eager"] is True  # saved nested, read back the same
+    assert from_dict(cfg.to_dict()).rollout.vllm == cfg.rollout.vllm
+    with pytest.raises(ConfigError, match="rollout.vllm.enforce_eeger"):
+        from_dict({}, ["rollout.vllm.enforce_eeger=true"])
+
+
+def test_flat_vllm_keys_of_earlier_versions_still_load_with_a_warning():
+    with pytest.warns(FutureWarning, match=r"rollout.vllm_enforce_eager is deprecated: it is now rollout.vllm.enforce_eager"):
+        cfg = from_dict({"rollout": {"vllm_enforce_eager": True, "tensor_parallel_size": 2}})
+    assert cfg.rollout.vllm.enforce_eager and cfg.rollout.vllm.tensor_parallel_size == 2
+    with pytest.raises(ConfigError, match="both set"):
+        from_dict({"rollout": {"vllm_enforce_eager": True, "vllm": {"enforce_eager": False}}})
+
+
+def test_engine_names_come_from_the_engine_table():
+    from rlvr.rollout import ENGINES
+
+    assert {"hf", "vllm"} <= set(ENGINES) and ENGINES["hf"].embedded and ENGINES["vllm"].section == "vllm"
+    with pytest.raises(ConfigError, match="rollout.engine must be one of hf, vllm"):
+        from_dict({"rollout": {"engine": "sglang"}})
+    with pytest.raises(ConfigError, match="embedded engine"):
+        from_dict({"rollout": {"engine": "vllm"}, "trainer": {"reuse_sampler_logprobs": True}})

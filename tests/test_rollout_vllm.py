@@ -40,8 +40,8 @@ def engine(smollm2_path, tmp_path_factory):
     os.environ["VLLM_CACHE_ROOT"] = str(cache / "vllm")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache / "inductor")
     cfg = Config()
-    cfg.rollout.vllm_kv_cache_memory_bytes = 256 << 20
-    eng = VLLMEngine.from_config(cfg, smollm2_path, load_tokenizer(smollm2_path), dtype="float32",
+    cfg.rollout.vllm.kv_cache_memory_bytes = 256 << 20
+    eng = VLLMEngine.from_config(cfg.rollout.vllm, smollm2_path, load_tokenizer(smollm2_path), dtype="float32",
                                  enforce_eager=True, max_model_len=1024)
     yield eng
     eng.close()

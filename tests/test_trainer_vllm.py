@@ -32,7 +32,7 @@ def test_training_steps_with_the_vllm_engine(tmp_path, vllm_env, smollm2_path, p
         "model": {"name": smollm2_path, "dtype": "float32", "trainable_layers": 2},
         "data": {"train": "arithmetic:add2", "train_limit": 32},
         "rollout": {"engine": "vllm", "n": 4, "temperature": 0.7, "max_new_tokens": 8,
-                    "vllm_enforce_eager": True},
+                    "vllm": {"enforce_eager": True}},
         "reward": {"workers": 0, "verifier": "test_even_length"},
         "algorithm": {"preset": preset, "kl_coef": 0.0},
         "trainer": {"total_steps": 2, "prompts_per_step": 2, "micro_batch_size": 8, "lr": 1e-4,

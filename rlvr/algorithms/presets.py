@@ -483,6 +483,9 @@ _ALL += [
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _ALL}
 LADDER: list[str] = ["reinforce", "reinforce_baseline", "a2c", "a2c_gae", "ppo_noclip", "ppo"]
+# run next to the ladder: ppo's trust-region ancestor (same estimator, critic and reward KL; a
+# natural-gradient step in place of clipped epochs) and its critic-free successor
+LADDER_COMPARATORS: list[str] = ["trpo", "grpo"]
 CONTROLLED: list[str] = ["ctrl_critic", "ctrl_group", "ctrl_loo"]
 
 

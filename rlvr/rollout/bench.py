@@ -32,13 +32,14 @@ from pathlib import Path
 import torch
 
 from rlvr.errors import ConfigError
+from rlvr.rollout import ENGINES, EngineContext
 from rlvr.rollout.base import SamplingParams
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", choices=["vllm", "hf"], default="vllm")
+    p.add_argument("--engine", choices=list(ENGINES), default="vllm")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model name or directory")
     p.add_argument("--data", default="gsm8k", help="prompt source (rlvr.data.load_prompts)")
     p.add_argument("--split", default="test")
@@ -75,20 +76,22 @@ def _version(pkg: str) -> str | None:
 
 
 def build_engine(args: argparse.Namespace, model_path: str, tokenizer):
-    """The engine under test (built here so its start-up time is measured)."""
-    if args.engine == "vllm":
-        from rlvr.rollout.vllm import VLLMEngine
+    """The engine under test, from the table in :mod:`rlvr.rollout` (built here so its start-up time
+    is measured). An embedded engine samples from a transformers copy loaded here."""
+    from rlvr.config import VLLMConfig
 
-        kv = int(args.kv_cache_gb * (1 << 30)) if _device() == "cpu" else None
-        return VLLMEngine(model_path, tokenizer, dtype=args.dtype, enforce_eager=args.enforce_eager,
-                          kv_cache_memory_bytes=kv, seed=args.seed, serving_threads=args.serving_threads,
-                          max_model_len=max(2048, 4 * args.max_new_tokens))
-    from rlvr.models import load_policy
-    from rlvr.rollout.hf import HFEngine
+    entry = ENGINES[args.engine]
+    policy = None
+    if entry.embedded:
+        from rlvr.models import load_policy
 
-    model, _ = load_policy(model_path, dtype=args.dtype, device=_device())
-    model.eval()
-    return HFEngine(model, tokenizer, micro_batch_size=args.micro_batch_size)
+        policy, _ = load_policy(model_path, dtype=args.dtype, device=_device())
+        policy.eval()
+    kv = int(args.kv_cache_gb * (1 << 30)) if _device() == "cpu" else None
+    sections = {"vllm": VLLMConfig(kv_cache_memory_bytes=kv, enforce_eager=args.enforce_eager,
+                                   serving_threads=args.serving_threads, max_model_len=max(2048, 4 * args.max_new_tokens))}
+    ctx = EngineContext(policy, tokenizer, model_path, args.dtype, args.seed, args.micro_batch_size)
+    return entry.build(sections.get(entry.section), ctx)
 
 
 def _time_sync(engine, model_path: str, args: argparse.Namespace) -> dict:
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         rollout = engine.generate(prompts, params)
         runs.append((time.perf_counter() - t0, rollout))
-    sync = _time_sync(engine, model_path, args) if args.engine == "vllm" else {}
+    sync = {} if ENGINES[args.engine].embedded else _time_sync(engine, model_path, args)
     consistency = _logprob_consistency(rollout, model_path, tokenizer, args)
     walls = [w for w, _ in runs]
     wall = statistics.median(walls)
@@ -177,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         "ms_per_token": round(1000 * wall / max(tokens, 1), 3), "ms_per_step": round(1000 * wall / max(longest, 1), 2),
         "startup_s": round(startup_s, 2), "warmup_s": round(warmup_s, 2), **sync, **consistency,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-        "enforce_eager": bool(args.enforce_eager) if args.engine == "vllm" else None,
+        "enforce_eager": None if ENGINES[args.engine].embedded else bool(args.enforce_eager),
         "serving_threads": getattr(engine, "serving_threads", None),
         "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

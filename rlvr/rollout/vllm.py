@@ -276,24 +276,21 @@ class VLLMEngine:
             self._set_threads(trainer_threads)
 
     @classmethod
-    def from_config(cls, cfg, model_path: str | None = None, tokenizer=None, **overrides: Any) -> "VLLMEngine":
-        """Build from an :class:`rlvr.config.Config` (``model.*``, ``rollout.vllm_*``, ``trainer.seed``).
+    def from_config(cls, section, model_path: str, tokenizer=None, *, dtype: str | None = None, seed: int = 0,
+                    **overrides: Any) -> "VLLMEngine":
+        """Build from the engine's own config section (``rollout.vllm``, a ``rlvr.config.VLLMConfig``).
 
-        ``model_path`` defaults to ``resolve_model_path(cfg.model.name)``; ``overrides`` win over the
-        config (e.g. ``enforce_eager=True, dtype="float32"`` in tests).
+        ``dtype`` None: the trainer's own default (bf16 on CUDA, fp32 on CPU; the same dtype keeps
+        sampling on-policy). ``overrides`` win over the section (e.g. ``enforce_eager=True`` in tests).
         """
-        from rlvr.models import resolve_model_path
-
-        r = cfg.rollout
         kwargs: dict[str, Any] = dict(
-            # the trainer's own default (bf16 on CUDA, fp32 on CPU): same dtype keeps sampling on-policy
-            dtype=cfg.model.dtype or ("bfloat16" if torch.cuda.is_available() else "float32"),
-            kv_cache_memory_bytes=r.vllm_kv_cache_memory_bytes,
-            gpu_memory_utilization=r.vllm_gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,
-            enforce_eager=r.vllm_enforce_eager, seed=cfg.trainer.seed,
+            dtype=dtype or ("bfloat16" if torch.cuda.is_available() else "float32"),
+            kv_cache_memory_bytes=section.kv_cache_memory_bytes, gpu_memory_utilization=section.gpu_memory_utilization,
+            tensor_parallel_size=section.tensor_parallel_size, enforce_eager=section.enforce_eager,
+            max_model_len=section.max_model_len, serving_threads=section.serving_threads, seed=seed,
         )
         kwargs.update(overrides)
-        return cls(model_path or resolve_model_path(cfg.model.name), tokenizer, **kwargs)
+        return cls(model_path, tokenizer, **kwargs)
 
     # ------------------------------------------------------------------ sampling
 
