@@ -243,3 +243,74 @@ def test_dapo_soft_overlong_penalty_enters_the_scores(tmp_path):
     want = A.overlong_penalty(lengths, 6, 3)
     assert m["overlong/penalty_mean"] == pytest.approx(float(want.mean()))
     assert set(seen[0].scores.tolist()) <= {0.0 + float(w) for w in want} | {1.0 + float(w) for w in want}
+
+
+# ----------------------------------------------------------------------------- the studies' entry points
+def test_ladder_runs_trpo_as_the_comparator_of_ppo():
+    import argparse
+
+    from evals.compare import plan, settings_that_differ
+    from rlvr.algorithms.presets import LADDER
+    from rlvr.config import load_config
+
+    presets, seeds = plan(argparse.Namespace(ladder=True, controlled=False, presets="", seeds=2))
+    assert presets == [*LADDER, "trpo", "grpo"] and seeds == [0, 1]
+    cfg = load_config(Path(__file__).resolve().parents[1] / "recipes" / "ladder.yaml")
+    diff = settings_that_differ(cfg, ["ppo", "trpo"])  # same estimator, critic and reward KL as ppo
+    assert {"algorithm.update_rule", "algorithm.epochs", "algorithm.clip_low", "algorithm.clip_high"} <= set(diff)
+    assert not {"algorithm.estimator", "algorithm.critic", "algorithm.kl_coef", "algorithm.lam"} & set(diff)
+    new = "trpo,dpo,dapo,vapo,gspo,cispo"
+    assert plan(argparse.Namespace(ladder=False, controlled=False, presets=new, seeds=1))[0] == new.split(",")
+
+
+@pytest.mark.slow
+def test_compare_runs_trpo_and_dpo_through_rlvr_train(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "model: {name: tiny-random}\n"
+        "data: {train: 'arithmetic:add2', train_limit: 64, eval: 'arithmetic:add2', eval_limit: 4}\n"
+        "rollout: {n: 4, max_new_tokens: 6}\n"
+        "reward: {workers: 0}\n"
+        "trainer: {total_steps: 1, prompts_per_step: 2, micro_batch_size: 4, lr: 1.0e-3, critic_lr: 1.0e-3,"
+        " progress: false, tensorboard: false}\n")
+    out = tmp_path / "cmp"
+    res = subprocess.run([sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", "trpo,dpo",
+                          "--seeds", "1", "--out", str(out), "--no-base-eval"], capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    for preset in ("trpo", "dpo"):
+        summary = json.loads((out / preset / "seed0" / "summary.json").read_text())
+        assert summary["preset"] == preset and summary["steps"] == 1
+        assert summary["final_eval/pass@1"] is not None  # the command layer wired the evals harness in
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["trpo", "dpo", "dapo"])
+def test_one_step_on_smollm2(tmp_path, smollm2_path, preset):
+    cfg = from_dict({
+        "model": {"name": smollm2_path, "trainable_layers": 4},
+        "data": {"train": "arithmetic:add2", "train_limit": 16},
+        "rollout": {"n": 4, "max_new_tokens": 16, "micro_batch_size": 8},
+        "reward": {"workers": 0, "verifier": "test_updates_parity"},
+        "algorithm": {"preset": preset},
+        "trainer": {"total_steps": 1, "prompts_per_step": 2, "micro_batch_size": 4, "lr": 1e-5,
+                    "critic_lr": 1e-5, "output_dir": str(tmp_path / "run"), "progress": False,
+                    "tensorboard": False},
+    })
+    tr = Trainer(cfg)
+    assert tr.top_k == 4  # the frozen-prefix fast path is on for every pass of the rule
+    before = trainable(tr)
+    m = tr.train_step()
+    moved = any(not torch.equal(before[n], p) for n, p in trainable(tr).items())
+    if preset == "trpo":
+        assert moved == bool(m["trpo/accepted"])
+        assert not moved or m["trpo/kl"] <= tr.preset.trpo_max_kl * (1 + 1e-4)
+    elif preset == "dpo":
+        assert m["dpo/pairs"] == 0 or (moved and m["loss/policy"] == pytest.approx(math.log(2), abs=1e-3))
+    else:
+        assert moved and m["dapo/batch_fill"] > 0 and "overlong/penalty_mean" in m
