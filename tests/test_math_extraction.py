@@ -114,7 +114,9 @@ def test_memory_hungry_answer_scores_zero_and_the_worker_is_replaced():
         watcher.start()
         try:
             res = pool.score("capped", spec, ["\\boxed{2^{2^{33}}}", "\\boxed{7}", "so $2^{2^{32}}$", "#### 8"],
-                             ["7", "7", "7", "8"], timeout=60)  # boxed, then found by Math-Verify's extraction
+                             # symbolic references, so sympy is asked to compare the towers (a numeric
+                             # reference rejects an unevaluated power before any sympy work)
+                             ["2^{x}", "7", "2^{x}", "8"], timeout=60)  # boxed, then found by Math-Verify's extraction
         finally:
             done.set()
             watcher.join(5)
