@@ -399,7 +399,8 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None) -> tupl
 
 
 _OPERAND = r"(?:\d|\)|\}|[a-zA-Z])"
-_BINARY_OP = re.compile(_OPERAND + r"\s*(?:[+*×·÷^]|\\times|\\cdot|\\div|-(?=\s*[\d(\\]))\s*(?:[\d({]|\\d?frac)")
+_BINARY_OP = re.compile(r"(?:" + _OPERAND + r"\s*(?:[+*×·÷^]|\\times|\\cdot|\\div)|[\d)}]\s*-)\s*(?:[\d({]|\\d?frac)")
+_STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|mathrm|mathbf|text|left|right)\b|\\[!,;: ]")
 
 
 def unevaluated_arithmetic(answer: str) -> bool:
@@ -407,7 +408,7 @@ def unevaluated_arithmetic(answer: str) -> bool:
     ``x = 5 + 2``) rather than a number. Only what the last ``=`` gives counts (``x = 5`` and
     ``n = 2^{10} = 1024`` are numbers). A fraction written as one (``3/4``, ``\frac{3}{4}``), a sign,
     thousands separators, a percent sign or a unit are parts of a number, not operations."""
-    s = _strip_math_delimiters(answer.strip()).replace("\\left", "").replace("\\right", "")
+    s = _STYLE.sub(" ", _strip_math_delimiters(answer.strip()))
     s = s.rsplit("=", 1)[-1]
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?", "", s)  # 60^{\circ}: degrees, not a power
     s = re.sub(r"(?<=\d)[ ,](?=\d{3}\b)", "", s)  # 1 000 / 1,000
