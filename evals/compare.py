@@ -141,26 +141,15 @@ def _base_eval(cfg, out: Path) -> dict | None:
         return json.loads(dest.read_text())
     if not cfg.data.eval:
         return None
-    from evals.harness import evaluate
+    from evals.harness import evaluate, recipe_eval_settings
     from rlvr.data import load_eval_examples
 
     examples = load_eval_examples(cfg)  # the same held-out items as every run (data.eval_seed)
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    from rlvr.scoring import eval_verifier
-
-    t = cfg.trainer
-    n = t.final_eval_samples  # the same final eval as every run: greedy + n samples per item
-    extra = dict(temperature=0.0)
-    if n:
-        extra = dict(samples=n, k_values=list(range(1, n + 1)), seed=0,
-                     temperature=t.final_eval_temperature if t.final_eval_temperature is not None
-                     else cfg.rollout.temperature)
-    res = evaluate(cfg.model.name, examples,
-                   max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
-                   batch_size=cfg.rollout.micro_batch_size, verifier=eval_verifier(cfg.reward),
-                   workers=cfg.reward.workers, timeout=cfg.reward.timeout_s,
-                   out_path=dest.parent / "eval_items.jsonl", progress=False, **extra)
+    # the same final eval as every run: greedy, plus trainer.final_eval_samples per item
+    res = evaluate(cfg.model.name, examples, out_path=dest.parent / "eval_items.jsonl", progress=False,
+                   **recipe_eval_settings(cfg, final=True, seed=0))
     summary = {"preset": "base", "final_eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"],
                "elapsed_s": time.perf_counter() - t0,
                **{f"final_eval/{k}": v for k, v in res.items() if k.startswith("sampled/") and isinstance(v, (int, float))}}

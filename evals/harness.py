@@ -299,3 +299,21 @@ def summarize(records: list[dict], ks: list[int], passes) -> dict[str, Any]:
     summary["n"] = len(records)
     summary["tokens"] = sum(sum(r["tokens"]) + sum((r.get("greedy") or {}).get("tokens", [])) for r in records)
     return summary
+
+
+def recipe_eval_settings(cfg, *, final: bool, seed: int) -> dict[str, Any]:
+    """The :func:`evaluate` settings a recipe gives its held-out evals: greedy pass@1, and for the
+    ``final`` eval also ``trainer.final_eval_samples`` completions per item (pass@k for k = 1..that,
+    at ``trainer.final_eval_temperature``, default the rollout temperature). Shared by the trainer's
+    evals and the base-model eval of ``rlvr compare``, so both measure the same thing."""
+    from rlvr.scoring import eval_verifier
+
+    r, t = cfg.rollout, cfg.trainer
+    out: dict[str, Any] = dict(max_new_tokens=r.eval_max_new_tokens or r.max_new_tokens,
+                               batch_size=r.micro_batch_size, verifier=eval_verifier(cfg.reward),
+                               workers=cfg.reward.workers, timeout=cfg.reward.timeout_s, temperature=0.0)
+    n = t.final_eval_samples if final else 0
+    if n:
+        out.update(samples=n, k_values=list(range(1, n + 1)), seed=seed,
+                   temperature=t.final_eval_temperature if t.final_eval_temperature is not None else r.temperature)
+    return out

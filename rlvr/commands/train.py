@@ -39,19 +39,9 @@ def harness_evaluator(trainer: Any, final: bool) -> dict[str, Any]:
     ``trainer.final_eval_temperature``) and writes per-item results to ``eval_items.jsonl`` (what the
     report's paired intervals resample). An embedded engine is reused (no second copy of the model).
     """
-    from evals.harness import evaluate
-    from rlvr.scoring import eval_verifier
+    from evals.harness import evaluate, recipe_eval_settings
 
-    cfg = trainer.cfg
-    r, t = cfg.rollout, cfg.trainer
-    n = t.final_eval_samples if final else 0
-    if n:
-        temp = t.final_eval_temperature if t.final_eval_temperature is not None else r.temperature
-        extra = dict(samples=n, temperature=temp, k_values=list(range(1, n + 1)), seed=t.seed)
-    else:
-        extra = dict(temperature=0.0)
+    settings = recipe_eval_settings(trainer.cfg, final=final, seed=trainer.cfg.trainer.seed)
     return evaluate((trainer.policy, trainer.tokenizer), trainer.eval_examples,
-                    max_new_tokens=r.eval_max_new_tokens or r.max_new_tokens, batch_size=r.micro_batch_size,
                     engine=trainer.engine if trainer.engine_embedded else None,
-                    verifier=eval_verifier(cfg.reward), workers=cfg.reward.workers, timeout=cfg.reward.timeout_s,
-                    progress=False, out_path=trainer.run_dir / "eval_items.jsonl" if final else None, **extra)
+                    progress=False, out_path=trainer.run_dir / "eval_items.jsonl" if final else None, **settings)
