@@ -240,6 +240,15 @@ def series(rows: list[dict], x_key: str, y_key: str) -> tuple[np.ndarray, np.nda
     return xy[:, 0], xy[:, 1]
 
 
+def _shared_grid(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int) -> np.ndarray:
+    """The x values of the curves when they all share them, else an even grid over their union
+    plus every curve's own points."""
+    if all(len(x) == len(curves[0][0]) and np.array_equal(x, curves[0][0]) for x, _ in curves):
+        return curves[0][0]
+    lo, hi = min(x[0] for x, _ in curves), max(x[-1] for x, _ in curves)
+    return np.unique(np.concatenate([np.linspace(lo, hi, grid_points)] + [x for x, _ in curves]))
+
+
 def seed_band(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 200):
     """Mean and 95% CI over seeds of several (x, y) curves.
 
@@ -250,13 +259,10 @@ def seed_band(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 20
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
         return (np.zeros(0),) * 4
+    grid = _shared_grid(curves, grid_points)
     if all(len(x) == len(curves[0][0]) and np.array_equal(x, curves[0][0]) for x, _ in curves):
-        grid = curves[0][0]
         ys = np.stack([y for _, y in curves])  # [S, G]
     else:
-        lo = min(x[0] for x, _ in curves)
-        hi = max(x[-1] for x, _ in curves)
-        grid = np.unique(np.concatenate([np.linspace(lo, hi, grid_points)] + [x for x, _ in curves]))
         ys = np.full((len(curves), len(grid)), np.nan)
         for s, (x, y) in enumerate(curves):
             inside = (grid >= x[0]) & (grid <= x[-1])
@@ -279,7 +285,7 @@ def seed_range(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 2
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
         return (np.zeros(0),) * 4
-    grid, *_ , count = seed_band(curves, grid_points)
+    grid = _shared_grid(curves, grid_points)
     lo_x = max(x[0] for x, _ in curves)
     hi_x = min(x[-1] for x, _ in curves)
     grid = grid[(grid >= lo_x) & (grid <= hi_x)]
