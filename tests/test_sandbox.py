@@ -591,7 +591,12 @@ def test_refuses_to_score_where_bubblewrap_cannot_run():
 
     code = ("import os\nfrom verifiers.code import CodeVerifier\nassert os.getuid() == 1000\n"
             "try:\n    CodeVerifier()\nexcept Exception as e:\n    print(type(e).__name__, '|', e)\n")
+    # The tmpfs on /tmp hides whatever lives under it on the host: a venv made in /tmp (CI makes one
+    # there) or a checkout there are bound back, read-only, over it.
+    keep = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.getcwd())
+                   if os.path.realpath(p).startswith("/tmp/")})
     cmd = [bwrap_path(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+           *[a for p in keep for a in ("--ro-bind", p, p)],
            "--unshare-user", "--uid", "1000", "--gid", "1000", "--disable-userns", "--unshare-pid",
            "--chdir", os.getcwd(), sys.executable, "-c", code]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
