@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evals.report", "render plots and an HTML/Markdown summary of a run directory"),
     "verify": ("verifiers.cli", "score completions against references with a verifier"),
     "bench": ("rlvr.commands.bench", "benchmarks: verifiers | rollout | train"),
+    "rollout-server": ("rlvr.commands.rollout_server", "serve vLLM generation and weight updates to a remote trainer"),
 }
 
 

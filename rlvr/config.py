@@ -68,6 +68,17 @@ _MOVED_ROLLOUT_KEYS = {"vllm_kv_cache_memory_bytes": "vllm.kv_cache_memory_bytes
 
 
 @dataclass
+class VLLMServerConfig:
+    """``rollout.server.*``: where the rollout server is and how long to wait for it."""
+
+    url: str = "http://127.0.0.1:8000"
+    timeout_s: float = 600.0  # one request (a generation of the whole step's batch, a weight push)
+    connect_timeout_s: float = 10.0  # opening a connection
+    reconnect_s: float = 60.0  # keep retrying a refused/dropped connection this long (server restart)
+    verify_tol: float | None = None  # sync fingerprint tolerance (None: by dtype, as the vllm engine)
+
+
+@dataclass
 class RolloutConfig:
     engine: str = "hf"  # a name in rlvr.rollout.ENGINES: "hf" (embedded) | "vllm"
     n: int = 8  # samples per prompt
@@ -77,6 +88,7 @@ class RolloutConfig:
     micro_batch_size: int = 64  # sequences per generation forward (hf engine)
     eval_max_new_tokens: int | None = None
     vllm: VLLMConfig = field(default_factory=VLLMConfig)  # rollout.engine=vllm only
+    server: VLLMServerConfig = field(default_factory=VLLMServerConfig)  # rollout.engine=vllm_server only
 
 
 @dataclass

@@ -42,6 +42,12 @@ def _vllm(section: Any, ctx: EngineContext) -> RolloutEngine:
                                   seed=ctx.seed)
 
 
+def _vllm_server(section: Any, ctx: EngineContext) -> RolloutEngine:
+    from rlvr.rollout.remote import VLLMServerEngine
+
+    return VLLMServerEngine.from_config(section, ctx.tokenizer)
+
+
 @dataclass(frozen=True)
 class Engine:
     """One row of the table. ``embedded``: the engine runs the trainer's own module in-process (it
@@ -56,6 +62,7 @@ class Engine:
 ENGINES: dict[str, Engine] = {
     "hf": Engine(_hf, None, embedded=True),
     "vllm": Engine(_vllm, "vllm", embedded=False),
+    "vllm_server": Engine(_vllm_server, "server", embedded=False),
 }
 
 

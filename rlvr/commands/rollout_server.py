@@ -1,0 +1,54 @@
+"""``rlvr rollout-server MODEL [--host H] [--port P] ...``: vLLM generation for a remote trainer.
+
+Start it on the devices it should own (``CUDA_VISIBLE_DEVICES=4,5,6,7 rlvr rollout-server ...
+--tensor-parallel-size 4``) and point the trainer at it: ``rollout.engine=vllm_server
+rollout.server.url=http://HOST:PORT``. See docs/scaling.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model name or Hugging Face directory (the trainer's model.name)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free port, printed on start)")
+    p.add_argument("--dtype", default=None, help="vLLM dtype (default: bfloat16 on CUDA, float32 on CPU; "
+                                                  "match the trainer's model.dtype to sample on-policy)")
+    p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--gpu-memory-utilization", type=float, default=None)
+    p.add_argument("--kv-cache-memory-bytes", type=int, default=None)
+    p.add_argument("--enforce-eager", action="store_true", help="no compilation / CUDA graphs (faster start)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rlvr.models import resolve_model_path
+    from rlvr.rollout.server import serve
+    from rlvr.rollout.vllm import VLLMEngine
+
+    engine = VLLMEngine(resolve_model_path(args.model), dtype=args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32"),
+                        max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
+                        gpu_memory_utilization=args.gpu_memory_utilization,
+                        kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
+                        seed=args.seed, enable_sleep_mode=False)
+
+    def ready(port: int) -> None:
+        print(f"rlvr rollout-server: serving {engine.model_path} ({engine.dtype}) on http://{args.host}:{port}",
+              flush=True)
+
+    try:
+        serve(engine, args.host, args.port, ready=ready)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:  # the port is taken, the address is not ours
+        print(f"rlvr rollout-server: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
+              file=sys.stderr)
+        return 2
+    finally:
+        engine.close()
+    return 0
