@@ -450,10 +450,23 @@ def item_matrix(runs: list[Run], key: str, ids: list[str]) -> tuple[np.ndarray, 
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(ids)), seeds
 
 
-def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None) -> dict:
+def _paired(groups: dict[str, list[Run]], preset: str, other: str, k: str, ids: list[str]) -> list | None:
+    """Paired bootstrap difference ``preset - other`` of metric ``k`` over the seeds both have."""
+    from evals.stats import bootstrap_paired_diff
+
+    C, seeds = item_matrix(groups[preset], k, ids)
+    R, rseeds = item_matrix(groups[other], k, ids)
+    common = [s for s in seeds if s in rseeds]
+    if not (len(C) and len(R) and common):
+        return None
+    return list(bootstrap_paired_diff(C[[seeds.index(s) for s in common]], R[[rseeds.index(s) for s in common]]))
+
+
+def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None, steps: bool = False) -> dict:
     """Bootstrap estimates per preset and paired differences (vs ``reference`` and vs the base
     model) for every per-item metric all runs share. ``{"metrics": [...], "presets": {name: {metric:
-    [mean, lo, hi]}}, "vs_reference": {...}, "vs_base": {...}, "items": I}``."""
+    [mean, lo, hi]}}, "vs_reference": {...}, "vs_base": {...}, "items": I}``. ``steps``: also each
+    preset against the one before it in ``groups``' order (``"vs_previous"``: a ladder's rungs)."""
     from evals.stats import bootstrap_mean, bootstrap_paired_diff
 
     runs = [r for rs in groups.values() for r in rs if r.items]
@@ -475,12 +488,15 @@ def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None)
             if base_items and all(k in base_items.get(i, {}) for i in ids):
                 out["vs_base"][preset][k] = list(bootstrap_paired_diff(C, [[base_items[i][k] for i in ids]]))
             if reference and reference in groups and preset != reference:
-                R, rseeds = item_matrix(groups[reference], k, ids)
-                common = [s for s in seeds if s in rseeds]
-                if common:
-                    a = C[[seeds.index(s) for s in common]]
-                    b = R[[rseeds.index(s) for s in common]]
-                    out["vs_reference"][preset][k] = list(bootstrap_paired_diff(a, b))
+                d = _paired(groups, preset, reference, k, ids)
+                if d is not None:
+                    out["vs_reference"][preset][k] = d
+    if steps:
+        order = list(groups)
+        out["vs_previous"] = {}
+        for prev, preset in zip(order, order[1:]):
+            out["vs_previous"][preset] = {"previous": prev, **{
+                k: d for k in metrics if (d := _paired(groups, preset, prev, k, ids)) is not None}}
     if base_items and all(k in base_items.get(i, {}) for k in metrics for i in ids):
         out["base"] = {k: list(bootstrap_mean([[base_items[i][k] for i in ids]])) for k in metrics}
     return out
@@ -500,7 +516,7 @@ def _diff(v) -> str:
 
 def stats_tables(stats: dict) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
     """(columns, rows) of the final-accuracy table and of the paired-difference table."""
-    if not stats:
+    if not stats or "metrics" not in stats:
         return [], [], [], []
     metrics = stats["metrics"]
     cols = ["preset", "seeds"] + metrics
@@ -514,10 +530,25 @@ def stats_tables(stats: dict) -> tuple[list[str], list[list[str]], list[str], li
     for p in stats["presets"]:
         if stats["vs_reference"].get(p):
             drows.append([f"{p} - {ref}"] + [_diff(stats["vs_reference"][p].get(k)) for k in metrics])
+    for p, v in (stats.get("vs_previous") or {}).items():
+        if v.get("previous") != ref:  # (against the reference it is a row above already)
+            drows.append([f"{p} - {v['previous']} (one rung)"] + [_diff(v.get(k)) for k in metrics])
     for p in stats["presets"]:
         if stats["vs_base"].get(p):
             drows.append([f"{p} - base model"] + [_diff(stats["vs_base"][p].get(k)) for k in metrics])
     return cols, rows, dcols, drows
+
+
+def step_rows(compare: dict, order: list[str]) -> list[list[str]]:
+    """What changes from each preset to the next in ``order`` (a ladder): the settings of
+    compare.json's ``differences`` whose value differs between the two."""
+    diff = compare.get("differences") if isinstance(compare.get("differences"), dict) else {}
+    rows = []
+    for prev, cur in zip(order, order[1:]):
+        changed = [f"{k}: {json.dumps(per.get(prev), default=str)} -> {json.dumps(per.get(cur), default=str)}"
+                   for k, per in diff.items() if isinstance(per, dict) and per.get(prev) != per.get(cur)]
+        rows.append([f"{prev} -> {cur}", "; ".join(changed) or "(nothing recorded)"])
+    return rows
 
 
 def differences_rows(compare: dict) -> list[list[str]]:
@@ -578,6 +609,9 @@ def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], 
             parts += ["## Paired differences (mean [95% CI]; * = interval excludes 0)", "",
                       _md_table(dcols, drows), ""]
         parts += [CI_TEXT, ""]
+    if (stats or {}).get("steps"):
+        parts += ["## What each rung changes (in the order given)", "",
+                  _md_table(("step", "settings that change"), stats["steps"]), ""]
     diffs = differences_rows(compare)
     if diffs:
         parts += ["## Settings that differ between the compared runs", "",
@@ -619,6 +653,9 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
             parts += ["<h2>Paired differences (mean [95% CI]; * = interval excludes 0)</h2>",
                       _html_table(dcols, drows, "differences")]
         parts.append(f"<p id='ci'>{html.escape(CI_TEXT)}</p>")
+    if (stats or {}).get("steps"):
+        parts += ["<h2>What each rung changes (in the order given)</h2>",
+                  _html_table(("step", "settings that change"), stats["steps"], "steps")]
     diffs = differences_rows(compare)
     if diffs:
         parts += ["<h2>Settings that differ between the compared runs</h2>",
@@ -644,11 +681,13 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
 
 
 def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: tuple[Panel, ...] = PANELS,
-                presets: list[str] | None = None, reference: str | None = None, title: str | None = None) -> dict:
+                presets: list[str] | None = None, reference: str | None = None, title: str | None = None,
+                steps: bool = False) -> dict:
     """Load ``run_dir``, write the PNG plots of ``panels``, ``report.md``, ``report.html`` and
     ``summary.json`` (per run: preset, seed, final metrics; per preset: bootstrap estimates and paired
     differences) into ``out_dir`` (default ``run_dir/report``). ``presets`` keeps only those (in that
-    order); ``reference`` is the preset the others are compared with (default: the first)."""
+    order); ``reference`` is the preset the others are compared with (default: the first);
+    ``steps``: a ladder, each preset also compared with the one before it, and what changes listed."""
     root = Path(run_dir).expanduser().resolve()
     notes: list[str] = []
     runs, compare, base = find_runs(root, notes)
@@ -680,7 +719,9 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
         else:
             plots.append((panel, path))
     table, per_run = preset_table(groups), run_table(groups, root)
-    stats = final_stats(groups, base, reference)
+    stats = final_stats(groups, base, reference, steps=steps)
+    if steps:
+        stats["steps"] = step_rows(compare, list(groups))
     title = title or f"rlvr report: {root.name}"
     args = (title, table, per_run, plots, notes, compare, base, stats)
     (out / "report.md").write_text(render_markdown(*args), encoding="utf-8")
@@ -704,13 +745,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--presets", default=None, help="comma-separated presets to include, in this order")
     p.add_argument("--reference", default=None, help="preset the others are compared with (default: the first)")
     p.add_argument("--title", default=None, help="report title")
+    p.add_argument("--steps", action="store_true",
+                   help="a ladder: also compare each preset with the one before it in --presets order, "
+                        "and list the settings that change at each step")
 
 
 def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # truncated lines etc. are listed as notes below
         presets = [x.strip() for x in args.presets.split(",") if x.strip()] if args.presets else None
-        res = make_report(args.run_dir, args.out, presets=presets, reference=args.reference, title=args.title)
+        res = make_report(args.run_dir, args.out, presets=presets, reference=args.reference, title=args.title,
+                          steps=args.steps)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {len(res['plots'])} plots, {res['markdown']} and {res['html']}")

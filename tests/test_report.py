@@ -257,3 +257,36 @@ def test_final_accuracy_uses_paired_bootstrap_over_items_and_seeds(tmp_path):
     summary = json.loads(res["summary"].read_text())
     assert {(r["preset"], r["seed"]) for r in summary["runs"]} == {(p, s) for p in ("ctrl_critic", "ctrl_group") for s in (0, 1, 2)}
     assert summary["stats"]["vs_base"]["ctrl_group"]["greedy/pass@1"][1] > 0
+
+
+def test_ladder_report_compares_each_rung_with_the_one_before(tmp_path):
+    """``--steps``: every rung against the previous one (paired, same items and seeds) and the
+    settings that change at each rung, in the order given."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "ladder"
+    base_correct = rng.random(96) < 0.3
+    solved = {"reinforce": 0, "reinforce_baseline": 10, "a2c": 16}  # extra items each rung solves
+    for preset, extra in solved.items():
+        for seed in (0, 1):
+            d = root / preset / f"seed{seed}"
+            write_run(d, preset, seed, critic=preset == "a2c")
+            c = base_correct.copy()
+            c[:extra] = True
+            _items(d / "eval_items.jsonl", c)
+    (root / "compare.json").write_text(json.dumps({"differences": {
+        "algorithm.estimator": {"reinforce": "mc", "reinforce_baseline": "batch_mean", "a2c": "td"},
+        "algorithm.critic": {"reinforce": False, "reinforce_baseline": False, "a2c": True}}}))
+    res = make_report(root, panels=FEW_PANELS, presets=["reinforce", "reinforce_baseline", "a2c"], steps=True)
+    prev = res["stats"]["vs_previous"]
+    d = prev["a2c"]["greedy/pass@1"][0]
+    assert prev["a2c"]["previous"] == "reinforce_baseline"
+    assert abs(d - (base_correct[10:16] == 0).sum() / 96) < 1e-9  # the 6 items a2c adds over the rung below
+    md = res["markdown"].read_text()
+    assert "a2c - reinforce_baseline (one rung)" in md
+    assert "reinforce_baseline - reinforce (one rung)" not in md  # reinforce is the reference: shown once
+    assert "reinforce_baseline - reinforce |" in md
+    assert '| reinforce_baseline -> a2c | algorithm.estimator: "batch_mean" -> "td"; algorithm.critic: false -> true |' in md
+    assert "What each rung changes" in res["html"].read_text()
+    # without --steps nothing of this appears
+    plain = make_report(root, tmp_path / "plain", panels=FEW_PANELS)
+    assert "vs_previous" not in plain["stats"] and "one rung" not in plain["markdown"].read_text()
