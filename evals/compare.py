@@ -75,26 +75,37 @@ def _run_overrides(cfg, preset: str, seed: int, run_dir: Path, args) -> list[str
     return ov
 
 
+def resolved_settings(cfg, preset: str) -> dict[str, object]:
+    """Every setting of a run of ``preset`` under ``cfg``, flat (``{"algorithm.estimator": "gae",
+    "trainer.lr": 4e-05, ...}``): the recipe's sections with the preset's fields resolved (the
+    recipe's algorithm keys override the preset's, as in the run)."""
+    from rlvr.algorithms.presets import get_preset
+
+    built = get_preset(preset).with_overrides(**cfg.algorithm.overrides)
+    d = cfg.to_dict()
+    d["algorithm"] = {**{k: v for k, v in d["algorithm"].items() if k != "preset"},
+                      **{k: v for k, v in built.to_dict().items() if k not in ("name", "description")}}
+    return {f"{section}.{k}": v for section, values in d.items() if isinstance(values, dict)
+            for k, v in values.items()}
+
+
+def differing(per_preset: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """``{setting: {preset: value}}`` for the settings whose value is not the same for every preset
+    (seeds and output directories differ by design and are left out)."""
+    flat: dict[str, dict[str, object]] = {}
+    for name, settings in per_preset.items():
+        for k, v in settings.items():
+            flat.setdefault(k, {})[name] = v
+    skip = {"trainer.seed", "trainer.output_dir"}
+    return {k: v for k, v in flat.items() if k not in skip and (
+        len(v) < len(per_preset) or len({json.dumps(x, sort_keys=True, default=str) for x in v.values()}) > 1)}
+
+
 def settings_that_differ(cfg, presets: list[str]) -> dict[str, dict[str, object]]:
     """Every resolved setting (recipe + preset fields) whose value differs between the presets'
     runs: ``{"algorithm.estimator": {"ppo": "gae", "grpo": "grpo"}, ...}``. Seeds and output
     directories are not listed (they differ by design)."""
-    from rlvr.algorithms.presets import get_preset
-
-    flat: dict[str, dict[str, object]] = {}
-    for name in presets:
-        preset = get_preset(name).with_overrides(**cfg.algorithm.overrides)
-        d = cfg.to_dict()
-        d["algorithm"] = {**{k: v for k, v in d["algorithm"].items() if k != "preset"},
-                          **{k: v for k, v in preset.to_dict().items() if k not in ("name", "description")}}
-        for section, values in d.items():
-            if not isinstance(values, dict):
-                continue
-            for k, v in values.items():
-                flat.setdefault(f"{section}.{k}", {})[name] = v
-    skip = {"trainer.seed", "trainer.output_dir"}
-    return {k: v for k, v in flat.items()
-            if k not in skip and len({json.dumps(x, sort_keys=True, default=str) for x in v.values()}) > 1}
+    return differing({name: resolved_settings(cfg, name) for name in presets})
 
 
 def run_child(cmd: list[str], grace_s: float = 600.0) -> tuple[int, bool]:

@@ -551,6 +551,32 @@ def step_rows(compare: dict, order: list[str]) -> list[list[str]]:
     return rows
 
 
+def run_differences(groups: dict[str, list[Run]], notes: list[str]) -> dict[str, dict[str, object]] | None:
+    """The settings that differ between the presets, read from what the runs recorded (each run's
+    ``config.yaml``, the preset's fields resolved): right however the runs were started, in one
+    compare or several. None when a run has no readable config (then compare.json's list is used).
+    Runs of one preset that differ in anything but seed and output directory are noted."""
+    from evals.compare import differing, resolved_settings
+    from rlvr.config import from_dict
+
+    per: dict[str, dict[str, object]] = {}
+    for preset, rs in groups.items():
+        settings = []
+        for r in rs:
+            try:
+                cfg = from_dict(r.config) if r.config else None
+            except Exception:  # noqa: BLE001 - an older or foreign config: fall back to compare.json
+                cfg = None
+            if cfg is None:
+                return None
+            settings.append(resolved_settings(cfg, cfg.algorithm.preset))
+        within = differing({f"#{i}": x for i, x in enumerate(settings)})
+        if within:
+            notes.append(f"{preset}: its runs differ in {', '.join(sorted(within))} (the first run's values are listed)")
+        per[preset] = settings[0]
+    return differing(per) if len(per) > 1 else {}
+
+
 def differences_rows(compare: dict) -> list[list[str]]:
     """The settings that differ between the compared presets (compare.json ``differences``)."""
     diff = compare.get("differences") if isinstance(compare.get("differences"), dict) else {}
@@ -701,6 +727,11 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
             compare = {**compare, "differences": {
                 k: {p: v[p] for p in presets if p in v} for k, v in compare["differences"].items()
                 if len({json.dumps(v.get(p), default=str) for p in presets if p in v}) > 1}}
+    derived = run_differences(groups, notes)
+    if derived is not None:
+        compare = {**compare, "differences": derived}
+    else:
+        notes.append("settings that differ: from compare.json (a run's config.yaml is missing or unreadable)")
     reference = reference or next(iter(groups))
     if reference not in groups:
         raise RlvrError(f"--reference: no runs of {reference} under {root}")

@@ -270,6 +270,8 @@ def test_ladder_report_compares_each_rung_with_the_one_before(tmp_path):
         for seed in (0, 1):
             d = root / preset / f"seed{seed}"
             write_run(d, preset, seed, critic=preset == "a2c")
+            if preset == "reinforce":  # started with an override that compare.json does not know of
+                (d / "config.yaml").write_text((d / "config.yaml").read_text() + "  gradvar_every: 8\n")
             c = base_correct.copy()
             c[:extra] = True
             _items(d / "eval_items.jsonl", c)
@@ -287,6 +289,9 @@ def test_ladder_report_compares_each_rung_with_the_one_before(tmp_path):
     assert "reinforce_baseline - reinforce |" in md
     assert '| reinforce_baseline -> a2c | algorithm.estimator: "batch_mean" -> "td"; algorithm.critic: false -> true |' in md
     assert "What each rung changes" in res["html"].read_text()
+    # the settings come from what the runs recorded, not only from compare.json
+    assert "| reinforce -> reinforce_baseline |" in md and "trainer.gradvar_every: 8 -> 0" in md
+    assert "| trainer.gradvar_every | reinforce: 8, reinforce_baseline: 0, a2c: 0 |" in md
     # without --steps nothing of this appears
     plain = make_report(root, tmp_path / "plain", panels=FEW_PANELS)
     assert "vs_previous" not in plain["stats"] and "one rung" not in plain["markdown"].read_text()
