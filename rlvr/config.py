@@ -332,7 +332,8 @@ def validate(cfg: Config) -> Config:
         (0 < cfg.rollout.top_p <= 1, "rollout.top_p must be in (0, 1]"),
         (cfg.rollout.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1"),
         (cfg.rollout.server.weight_transport in ("http", "collective", "auto"),
-         f"rollout.server.weight_transport must be http, collective or auto, got {cfg.rollout.server.weight_transport!r}"),
+         "rollout.server.weight_transport must be http, collective or auto, "
+         f"got {cfg.rollout.server.weight_transport!r}"),
         (0 <= cfg.rollout.server.collective_port < 65536, "rollout.server.collective_port must be in 0..65535"),
         (cfg.trainer.total_steps >= 1, "trainer.total_steps must be >= 1"),
         (cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step must be >= 1"),

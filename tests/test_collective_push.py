@@ -119,7 +119,8 @@ def test_the_server_refuses_announced_tensors_that_are_not_its_checkpoints():
     engine = FakeEngine(model)
     client = VLLMServerEngine(start(engine), tokenizer, weight_transport="collective", timeout_s=30)
     group = client._open_group("gloo")
-    with pytest.raises(RolloutServerError, match=r"HTTP 500 .*announced tensors do not match .*1 missing \(e.g. 2.bias\)"):
+    refused = r"HTTP 500 .*announced tensors do not match .*1 missing \(e.g. 2.bias\)"
+    with pytest.raises(RolloutServerError, match=refused):
         client._request("/collective/begin", json.dumps({"tensors": [
             [k, list(v.shape), "float32"] for k, v in model.state_dict().items() if k != "2.bias"]}).encode())
     client.sync_weights(moved(model, 1.0), verify=False)  # nothing was received: the group still works
@@ -168,8 +169,35 @@ def test_a_server_whose_load_fails_midway_is_a_bounded_one_line_error():
         client.sync_weights(moved(model, 1.0), verify=False)
     assert time.monotonic() - t0 < 10 and "\n" not in str(e.value)
     # the server's receive failed and closed its side: either the broadcast fails, or /collective/end says why
-    assert re.search(r"failed after \d of 4 tensors|the loader failed; the server reloaded its checkpoint", str(e.value))
+    assert re.search(r"failed after \d of 4 tensors|the loader failed; the server reloaded its checkpoint",
+                     str(e.value))
     engine.fail_after = None
     client.sync_weights(model, verify=False)
     assert same(engine, model)
     client.close()
+
+
+def test_the_weight_group_is_independent_of_the_default_group(tmp_path):
+    """A trainer with its own default group (accelerate/DDP): the push neither uses nor disturbs it,
+    and the engine is built from rollout.server (weight_transport, collective_port) like the trainer's."""
+    import torch.distributed as dist
+
+    from rlvr.config import load_config
+
+    model = make_model()
+    engine = FakeEngine(model)
+    url = start(engine)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
+    try:
+        overrides = [f"rollout.server.url={url}", "rollout.server.weight_transport=collective"]
+        section = load_config(None, overrides).rollout.server
+        client = VLLMServerEngine.from_config(section, tokenizer)
+        assert (client.weight_transport, client.collective_port) == ("collective", 0)
+        client.sync_weights(moved(model, 1.0), verify=False)
+        assert same(engine, model) and client._group.pg is not dist.group.WORLD
+        x = torch.ones(3)
+        dist.all_reduce(x)  # the default group still works
+        assert x.tolist() == [1.0, 1.0, 1.0]
+        client.close()
+    finally:
+        dist.destroy_process_group()

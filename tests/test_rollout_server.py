@@ -191,7 +191,8 @@ def test_collective_push_cut_midway_leaves_the_checkpoint_then_is_pushed_again(s
 
     engine._broadcast = cut
     try:
-        with pytest.raises(RolloutServerError, match=r"failed after 5 of \d+ tensors: .*server reloaded its checkpoint"):
+        with pytest.raises(RolloutServerError,
+                           match=r"failed after 5 of \d+ tensors: .*server reloaded its checkpoint"):
             engine.sync_weights(moved_copy(policy, 0.05, seed=3))
     finally:
         del engine._broadcast

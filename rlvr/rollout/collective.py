@@ -12,8 +12,12 @@ side of the protocol is in :mod:`rlvr.rollout.server` (``/collective/*``) and
 :mod:`rlvr.rollout.remote` (:meth:`~rlvr.rollout.remote.VLLMServerEngine.sync_weights`).
 
 Every wait is bounded by the timeout the group is opened with: a peer that dies makes the next
-broadcast fail (gloo: at once, the connection is reset; NCCL: when the work is not done by the
-deadline, the group is aborted), never a hang.
+broadcast fail (gloo: at once, the connection is reset; NCCL: each broadcast is polled against the
+deadline, past which the group is aborted), never a hang.
+
+Tested over gloo (tests/test_collective_push.py, tests/test_rollout_server.py). The NCCL path has
+not run yet where this was written (no pair of GPUs): ``benchmarks/gpu/scale_check.sh`` runs it on
+a machine with two.
 """
 from __future__ import annotations
 
@@ -96,6 +100,7 @@ class WeightGroup:
         else:
             opts = dist.ProcessGroupNCCL.Options()
             opts._timeout = timeout
+            opts.group_name, opts.global_ranks_in_group = "rlvr-weights", [SOURCE, SERVER]
             # on an error the NCCL watchdog aborts the communicator; its default (3) also tears the
             # whole process down -- the trainer's, for a rollout server that died
             # (2: abort the communicator only; our bounded waits then raise a one-line error)

@@ -233,13 +233,17 @@ class VLLMServerEngine:
         meta = [(k, list(v.shape), dtype_name(dtype)) for k, v in weights]
         self._request("/collective/begin", json.dumps({"tensors": meta}).encode())
         sent = nbytes = 0
+        deadline = time.monotonic() + self.timeout_s
         try:
             for _, v in weights:  # one tensor at a time: at most one converted copy exists
-                t = v.to(device=group.device, dtype=dtype).contiguous()
+                # gloo: CPU tensors; NCCL: the tensor stays on its own GPU
+                t = v.to(device=group.device if backend == "gloo" else v.device, dtype=dtype).contiguous()
                 self._broadcast(group, t)
+                # NCCL: done before the next (a converted copy is freed, not queued; a dead server
+                # is seen by the deadline); gloo's broadcast has returned when it is done
+                group.wait_all(deadline)
                 sent += 1
                 nbytes += t.numel() * t.element_size()
-            group.wait_all(time.monotonic() + self.timeout_s)
         except Exception as e:  # noqa: BLE001 - the server died, hung, or the group broke
             self.close_group()
             reason = str(e).splitlines()[0] if isinstance(e, RuntimeError) else one_line(e)
