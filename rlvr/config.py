@@ -76,6 +76,11 @@ class VLLMServerConfig:
     connect_timeout_s: float = 10.0  # opening a connection
     reconnect_s: float = 60.0  # keep retrying a refused/dropped connection this long (server restart)
     verify_tol: float | None = None  # sync fingerprint tolerance (None: by dtype, as the vllm engine)
+    # how process 0 pushes the weights: "http" (one safetensors blob), "collective" (a broadcast per
+    # tensor: NCCL when both sides are on CUDA, else gloo), "auto" (collective over NCCL where both
+    # sides are on CUDA and the server's engine is in its process, else http)
+    weight_transport: str = "auto"
+    collective_port: int = 0  # the server's rendezvous port for the collective push (0: a free one)
 
 
 @dataclass
@@ -326,6 +331,10 @@ def validate(cfg: Config) -> Config:
         (cfg.rollout.temperature > 0, "rollout.temperature must be > 0 for training"),
         (0 < cfg.rollout.top_p <= 1, "rollout.top_p must be in (0, 1]"),
         (cfg.rollout.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1"),
+        (cfg.rollout.server.weight_transport in ("http", "collective", "auto"),
+         "rollout.server.weight_transport must be http, collective or auto, "
+         f"got {cfg.rollout.server.weight_transport!r}"),
+        (0 <= cfg.rollout.server.collective_port < 65536, "rollout.server.collective_port must be in 0..65535"),
         (cfg.trainer.total_steps >= 1, "trainer.total_steps must be >= 1"),
         (cfg.trainer.prompts_per_step >= 1, "trainer.prompts_per_step must be >= 1"),
         (cfg.trainer.micro_batch_size >= 1, "trainer.micro_batch_size must be >= 1"),

@@ -66,6 +66,10 @@ def test_cross_field_validation():
         load_config(None, ["algorithm.not_a_preset_field=1"])
     with pytest.raises(ConfigError, match="rollout.temperature"):
         load_config(None, ["rollout.temperature=0"])
+    with pytest.raises(ConfigError, match="^rollout.server.weight_transport must be http, collective or auto, got"):
+        load_config(None, ["rollout.server.weight_transport=nccl"])
+    server = load_config(None, ["rollout.server.weight_transport=collective"]).rollout.server
+    assert server.weight_transport == "collective"
 
 
 def test_bad_yaml_names_file_and_line(tmp_path):

