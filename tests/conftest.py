@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import verifiers
+
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -51,3 +53,9 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"data sets not found at {DATA_DIR}")
     return DATA_DIR
+
+
+@verifiers.register("test_len_parity")
+def len_parity(completion: str, reference) -> float:
+    """Mixed rewards whatever the model knows (tests/tiny.py's recipe): 1 for an even-length completion."""
+    return float(len(completion) % 2 == 0)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import verifiers
 from rlvr import algorithms as A
 from rlvr.algorithms.presets import CONTROLLED, PRESETS
 from rlvr.config import from_dict, load_config
@@ -19,29 +18,9 @@ from rlvr.data import load_eval_examples
 from rlvr.errors import ConfigError
 from rlvr.metrics import PhaseTimer
 from rlvr.trainer import Trainer
+from tiny import tiny_cfg as tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@verifiers.register("test_harness_parity")
-def _parity(completion: str, reference) -> float:
-    """Mixed rewards for a random-weight model: 1 for an even-length completion."""
-    return float(len(completion) % 2 == 0)
-
-
-def tiny(tmp_path, **over):
-    tree = {
-        "name": "tiny",
-        "model": {"name": "tiny-random"},
-        "data": {"train": "arithmetic:add2", "train_limit": 64},
-        "rollout": {"n": 4, "max_new_tokens": 6, "micro_batch_size": 16},
-        "reward": {"workers": 0, "verifier": "test_harness_parity"},
-        "algorithm": {"preset": "grpo"},
-        "trainer": {"total_steps": 2, "prompts_per_step": 2, "micro_batch_size": 4, "lr": 1e-3,
-                    "critic_lr": 1e-3, "output_dir": str(tmp_path / "run"), "progress": False,
-                    "tensorboard": False},
-    }
-    return from_dict(tree, [f"{k}={v}" for k, v in over.items()])
 
 
 def rows(path):

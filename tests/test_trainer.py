@@ -9,35 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import verifiers
 from rlvr.algorithms.presets import PRESETS
 from rlvr.config import from_dict
 from rlvr.errors import ConfigError
 from rlvr.trainer import NonFiniteLossError, Trainer
+from tiny import tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@verifiers.register("test_len_parity")
-def len_parity(completion: str, reference) -> float:
-    """A verifier that gives a random-weight model mixed rewards: 1 for an even-length completion."""
-    return float(len(completion) % 2 == 0)
-
-
-def tiny_cfg(tmp_path, **over):
-    tree = {
-        "name": "tiny",
-        "model": {"name": "tiny-random"},
-        "data": {"train": "arithmetic:add2", "train_limit": 64},
-        "rollout": {"n": 4, "max_new_tokens": 6, "micro_batch_size": 16},
-        "reward": {"workers": 0, "verifier": "test_len_parity"},
-        "algorithm": {"preset": "grpo"},
-        "trainer": {"total_steps": 2, "prompts_per_step": 2, "micro_batch_size": 4, "lr": 1e-3,
-                    "critic_lr": 1e-3, "output_dir": str(tmp_path / "run"), "progress": False,
-                    "tensorboard": False},
-    }
-    overrides = [f"{k}={v}" for k, v in over.items()]
-    return from_dict(tree, overrides)
 
 
 def read_jsonl(path):
