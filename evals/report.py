@@ -722,6 +722,8 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
         missing = [p for p in presets if p not in groups]
         if missing:
             raise RlvrError(f"--presets: no runs of {', '.join(missing)} under {root}")
+        left_out = [str(r.path) for p, rs in groups.items() if p not in presets for r in rs]
+        notes = [n for n in notes if not any(n.startswith(path + ":") for path in left_out)]
         groups = {p: groups[p] for p in presets}
         if isinstance(compare.get("differences"), dict):
             compare = {**compare, "differences": {
