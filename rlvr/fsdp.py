@@ -78,6 +78,10 @@ def shard(model: nn.Module, device: torch.device, *, reshard_after_forward: bool
 
     from rlvr.models import block_list
 
+    import warnings
+
+    # the root's outputs (log-probs, hidden states) are only used out of place by the trainer
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPFSDPRoot\) returned a view tensor")
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     for block in block_list(model)[2]:
         fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward)
