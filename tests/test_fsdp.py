@@ -13,6 +13,7 @@ One launch of each kind serves every check (process start-up dominates on a 2-co
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_distributed import RECIPE, REWARDS, _env, _free_port, _launcher
+from test_distributed import RECIPE, REWARDS, _env, _finish, _free_port, _launcher, _train, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
+# seconds per launch (a few tens on an idle 2-core machine; raise it on a machine shared with other work)
+TIMEOUT = float(os.environ.get("RLVR_FSDP_TEST_TIMEOUT", "600"))
 
 SCRIPT = '''
 import pickle, sys
@@ -123,25 +126,8 @@ def _assert_same_state(two: dict, one: dict, what: str) -> None:
         assert float(((two[k] - v).abs() > 1e-6).float().mean()) < 5e-3, (what, k)
 
 
-@pytest.mark.slow
-def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tmp_path):
-    (tmp_path / "rank_rewards.py").write_text(
-        REWARDS + "\ndef parity(completion, reference):\n    return float(len(completion) % 2)\n")
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(RECIPE.replace("REWARDS:FN", f"{tmp_path / 'rank_rewards.py'}:parity")
-                      .replace("lr: 1.0e-3", "lr: 1.0e-2"))
-    script = tmp_path / "step.py"
-    script.write_text(SCRIPT)
-    rec, one, two = tmp_path / "rec", tmp_path / "one", tmp_path / "two"
-    rec.mkdir()
-    env = _env(tmp_path)
-    run = subprocess.run([sys.executable, str(script), str(recipe), str(rec), str(one), "4", "train"],
-                         env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "train"),
-                         env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-
+def check_steps(one: Path, two: Path) -> None:
+    """The 2-process FSDP2 records in ``two`` against the 1-process records in ``one``."""
     for name in ("grpo", "ppo"):
         a, b = torch.load(one / f"{name}.pt"), torch.load(two / f"{name}.pt")
         # gathered full weights are the unsharded ones, exactly, under the same HF names
@@ -171,16 +157,57 @@ def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tmp_path):
         assert torch.equal(v, saved[k]), k
     assert isinstance(next(iter(st["optimizer"]["state"])), int)  # torch.optim's layout, as one process saves
 
-    # resume in a fresh 2-process launch: the next step equals the uninterrupted run's, exactly
-    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "resume"),
-                         env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
+
+def check_resume(two: Path) -> None:
+    """The resumed launch's step 2 against the uninterrupted run's: exactly equal."""
     cont, res = torch.load(two / "ppo.pt")["next"], torch.load(two / "ppo_resumed.pt")
-    assert res["metrics"]["loss/policy"] == cont["metrics"]["loss/policy"]
-    assert res["metrics"]["grad_norm"] == cont["metrics"]["grad_norm"]
-    assert res["metrics"]["reward/mean"] == cont["metrics"]["reward/mean"]
+    for k in ("loss/policy", "loss/value", "grad_norm", "value/grad_norm", "reward/mean"):
+        assert res["metrics"][k] == cont["metrics"][k], k
     assert res["state"].keys() == cont["state"].keys()
     for k, v in cont["state"].items():
         assert torch.equal(res["state"][k], v), k
+    saved = torch.load(two / "ppo.pt")["state"]
     moved = max(float((v - saved[k]).abs().max()) for k, v in cont["state"].items() if k in saved)
     assert moved > 1e-3  # the second step did train
+
+
+@pytest.mark.slow
+def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tmp_path):
+    (tmp_path / "rank_rewards.py").write_text(
+        REWARDS + "\ndef parity(completion, reference):\n    return float(len(completion) % 2)\n")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE.replace("REWARDS:FN", f"{tmp_path / 'rank_rewards.py'}:parity")
+                      .replace("lr: 1.0e-3", "lr: 1.0e-2"))
+    script = tmp_path / "step.py"
+    script.write_text(SCRIPT)
+    rec, one, two = tmp_path / "rec", tmp_path / "one", tmp_path / "two"
+    rec.mkdir()
+    env = _env(tmp_path)
+    run = subprocess.run([sys.executable, str(script), str(recipe), str(rec), str(one), "4", "train"],
+                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "train"),
+                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    check_steps(one, two)
+    # resume in a fresh 2-process launch: the next step equals the uninterrupted run's, exactly
+    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "resume"),
+                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    check_resume(two)
+
+@pytest.mark.slow
+def test_fsdp2_nonfinite_loss_on_one_rank_skips_the_step_on_both(tmp_path):
+    """`rlvr train` under FSDP2 (embedded engine sampling from the gathered policy, the final
+    checkpoint consolidated): rank 1's loss overflows, rank 0's does not; both still run every
+    backward pass (each is a collective) and agree to skip the optimizer step."""
+    proc, out = _train(tmp_path, "rank1_only", "algorithm.preset=dr_grpo", "trainer.max_bad_steps=10",
+                       "trainer.distributed=fsdp2", weight="3.0e+38")
+    rc, _, err = _finish(proc, TIMEOUT)
+    assert rc == 0, err[-3000:]
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    bad = [r for r in rows if r.get("nonfinite_loss")]
+    assert bad, "rank 1's loss was expected to overflow"
+    assert all(r["nonfinite_loss"] == 1.0 and "grad_norm" not in r for r in bad)
+    assert (out / "checkpoints" / "step_2" / "policy" / "model.safetensors").is_file()
