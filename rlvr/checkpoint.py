@@ -6,6 +6,10 @@ Layout of ``<run_dir>/checkpoints/step_<N>/``::
     trainer_state.pt    trainable policy params, critic, optimizers, schedulers, KL controller,
                         counters, RNG states
 
+With FSDP2 (``trainer.distributed=fsdp2``) the sharded models are gathered first and process 0
+writes exactly this layout (a consolidated checkpoint; :mod:`rlvr.fsdp`), so any number of processes
+can resume from it and ``rlvr eval`` reads ``policy/`` as usual.
+
 A checkpoint directory appears only once complete (written to a temp dir, then renamed), so a
 crash while saving never leaves a checkpoint that ``--resume`` would pick up half-written.
 """
@@ -44,7 +48,9 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: torch.nn.Module,
-                    tokenizer: Any) -> Path:
+                    tokenizer: Any, weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``step_<step>`` atomically. ``weights``: the policy's full state dict when the module
+    itself holds only a shard (FSDP2; gathered by the caller); the HF export is written from it."""
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step_{step}"
@@ -56,7 +62,10 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: tor
         import copy
 
         export = copy.deepcopy(policy).merge_and_unload()
-    export.save_pretrained(tmp / "policy", safe_serialization=True)
+    if weights is not None:
+        export.save_pretrained(tmp / "policy", state_dict=weights, safe_serialization=True)
+    else:
+        export.save_pretrained(tmp / "policy", safe_serialization=True)
     tokenizer.save_pretrained(tmp / "policy")
     torch.save(state, tmp / "trainer_state.pt")
     if final.exists():

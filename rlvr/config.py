@@ -169,6 +169,10 @@ class TrainerConfig:
     # several processes: a collective that waits longer than this fails (a peer died or hangs)
     # instead of blocking forever; it must exceed the longest eval/checkpoint the others wait for
     dist_timeout_s: float = 1800.0
+    # several processes: "ddp" (every process holds the full models, gradients all-reduced),
+    # "fsdp2" (policy, critic and reference sharded with FSDP2; docs/scaling.md), "auto" (fsdp2
+    # when accelerate launch was given an FSDP config, e.g. recipes/accelerate/fsdp2.yaml, else ddp)
+    distributed: str = "auto"
     output_dir: str = "runs/default"
     tensorboard: bool = True
     wandb_project: str | None = None
@@ -344,6 +348,7 @@ def validate(cfg: Config) -> Config:
         (cfg.trainer.lr_schedule in ("constant", "linear", "cosine"),
          "trainer.lr_schedule must be constant, linear or cosine"),
         (cfg.trainer.gradvar_splits >= 2, "trainer.gradvar_splits must be >= 2"),
+        (cfg.trainer.distributed in ("auto", "ddp", "fsdp2"), "trainer.distributed must be auto, ddp or fsdp2"),
         (cfg.algorithm.overlong in ("keep", "mask", "penalty"),
          "algorithm.overlong must be keep, mask or penalty"),
         (cfg.algorithm.tis_cap is None or cfg.algorithm.tis_cap >= 1, "algorithm.tis_cap must be >= 1"),

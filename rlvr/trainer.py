@@ -12,7 +12,8 @@ name, only on the preset's fields (estimator, critic, epochs, clip, KL placement
 
 Distributed: under ``accelerate launch`` each process generates for its own slice of the prompts
 (whole groups stay on one process, so group baselines are exact) and gradients are averaged with
-an all-reduce before every optimizer step.
+an all-reduce before every optimizer step (``trainer.distributed=ddp``), or policy, critic and
+reference are sharded with FSDP2 and their gradients reduce-scattered (``fsdp2``, :mod:`rlvr.fsdp`).
 """
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ class Trainer:
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         self.run_dir = Path(t.output_dir)
+        self.fsdp = self._use_fsdp()
         set_seed(t.seed + self.rank)
         self._load_data()
         from rlvr.scoring import check_reward
@@ -108,6 +110,7 @@ class Trainer:
         check_reward(cfg.reward, self.train_examples)  # a bad verifier: one line, before any model loads
         self._build_models()
         self._broadcast_parameters()
+        self._shard_models()
         self._setup_frozen_prefix()
         self._critic_initialised = False
         if t.reuse_sampler_logprobs and next(self.policy.parameters()).dtype != torch.float32:
@@ -141,6 +144,38 @@ class Trainer:
         self.engine = self._build_engine()
 
     # ------------------------------------------------------------------ setup
+    def _use_fsdp(self) -> bool:
+        """``trainer.distributed`` resolved: "auto" follows accelerate's launch config (``accelerate
+        launch --config_file recipes/accelerate/fsdp2.yaml`` sets ACCELERATE_USE_FSDP and
+        FSDP_VERSION). FSDP2 with one process shards over a group of one (same code path)."""
+        import os
+
+        t, m = self.cfg.trainer, self.cfg.model
+        launched = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        if launched and os.environ.get("FSDP_VERSION", "1") != "2":
+            raise ConfigError("accelerate config: fsdp_version must be 2 (FSDP2); rlvr does not run FSDP1 "
+                              "(see recipes/accelerate/fsdp2.yaml)")
+        if t.distributed == "ddp" and launched:
+            raise ConfigError("trainer.distributed=ddp, but accelerate launch was given an FSDP config; "
+                              "use trainer.distributed=fsdp2 (or auto), or launch without the FSDP config")
+        if not (t.distributed == "fsdp2" or (t.distributed == "auto" and launched)):
+            return False
+        if m.lora_r > 0:
+            raise ConfigError("model.lora_r: LoRA is not supported with trainer.distributed=fsdp2 (use ddp: the "
+                              "adapters are small, only the frozen base would be sharded)")
+        if self.preset.update_rule != "first_order":
+            why = {"trpo": "its Fisher-vector products take autograd.grad, which FSDP does not reduce",
+                   "dpo": "each process has its own number of pairs, so of backward passes"}
+            raise ConfigError(f"algorithm.update_rule={self.preset.update_rule} is not supported with "
+                              f"trainer.distributed=fsdp2 ({why.get(self.preset.update_rule, 'only first_order is')}); use ddp")
+        if t.gradvar_every:
+            raise ConfigError("trainer.gradvar_every is not supported with trainer.distributed=fsdp2 (per-part "
+                              "gradients would be averaged over processes); set it to 0 or use ddp")
+        if not torch.distributed.is_initialized():  # one process: a group of one
+            torch.distributed.init_process_group("gloo" if self.device.type == "cpu" else "nccl",
+                                                 store=torch.distributed.HashStore(), rank=0, world_size=1)
+        return True
+
     def _load_data(self) -> None:
         from rlvr.data import load_eval_examples, load_prompts
 
@@ -198,6 +233,46 @@ class Trainer:
             with torch.no_grad():
                 for q in model.parameters():
                     torch.distributed.broadcast(q.data, src=0)
+
+    def _shard_models(self) -> None:
+        """``trainer.distributed=fsdp2``: shard policy, separate critic and reference (every process
+        holds process 0's parameters by now); ``self._roots`` maps each to the root every pass goes
+        through (:meth:`_call`). A shared-trunk value head stays whole (its gradients all-reduced)."""
+        self._roots: dict[int, torch.nn.Module] = {}
+        if not self.fsdp:
+            return
+        import os
+
+        from rlvr.fsdp import shard
+
+        reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() != "false"
+        models = [self.policy, self.reference] + ([self.critic] if not self.shared_critic else [])
+        for model in models:
+            if model is not None:
+                self._roots[id(model)] = shard(model, self.device, reshard_after_forward=reshard)
+
+    def _call(self, model: torch.nn.Module, fn: Callable, *args, **kwargs):
+        """``fn(model, *args, **kwargs)``; for a sharded model inside its FSDP root's forward (which
+        gathers the parameters outside the blocks and registers the gradient reduction)."""
+        root = self._roots.get(id(model))
+        return fn(model, *args, **kwargs) if root is None else root(*args, fn=fn, **kwargs)
+
+    @property
+    def sampling_model(self) -> torch.nn.Module:
+        """The policy as a module to call (generate, probe): its FSDP root when sharded."""
+        return self._roots.get(id(self.policy), self.policy)
+
+    def _sampling_weights(self, embedded: bool = True):
+        """Context in which the policy's own module samples: with FSDP2 (and an ``embedded``
+        engine) all of its units are gathered once (:func:`rlvr.fsdp.gathered`), so decoding, whose
+        length differs between processes, makes no collective."""
+        import contextlib
+
+        if not (self.fsdp and embedded):
+            return contextlib.nullcontext()
+        from rlvr.fsdp import gathered
+
+        return gathered(self.sampling_model)
 
     def _needs_reference(self) -> bool:
         return self.preset.needs_reference
@@ -263,10 +338,10 @@ class Trainer:
 
         r, m = self.cfg.rollout, self.cfg.model
         self.engine_embedded = ENGINES[r.engine].embedded
-        engine = build_engine(r, EngineContext(self.policy, self.tokenizer, m.name, m.dtype, self.cfg.trainer.seed,
-                                               r.micro_batch_size))
+        engine = build_engine(r, EngineContext(self.sampling_model, self.tokenizer, m.name, m.dtype,
+                                               self.cfg.trainer.seed, r.micro_batch_size))
         if not self.engine_embedded:
-            engine.sync_weights(self.policy)  # resumed or LoRA-wrapped weights differ from the path
+            engine.sync_weights(self.sampling_model)  # resumed or LoRA-wrapped weights differ from the path
         return engine
 
     # ------------------------------------------------------------------ data order
@@ -333,7 +408,8 @@ class Trainer:
         if "boundary_hidden" not in batch:
             mb, N = self.cfg.trainer.micro_batch_size, batch["input_ids"].shape[0]
             batch["boundary_hidden"] = torch.cat([
-                boundary_hidden(self.policy, batch["input_ids"][i:i + mb], batch["attention_mask"][i:i + mb], self.top_k)
+                self._call(self.policy, boundary_hidden, batch["input_ids"][i:i + mb], batch["attention_mask"][i:i + mb],
+                           self.top_k)
                 for i in range(0, N, mb)], 0)
         if self._prefix_checked:
             return
@@ -364,8 +440,8 @@ class Trainer:
         ids, attn = batch["input_ids"][rows], batch["attention_mask"][rows]
         R = batch["response_mask"].shape[1]
         if model is self.critic:
-            return sequence_values(self.critic, ids, attn, R, boundary=boundary)
-        return sequence_logprobs(model, ids, attn, R, boundary=boundary)
+            return self._call(self.critic, sequence_values, ids, attn, R, boundary=boundary)
+        return self._call(model, sequence_logprobs, ids, attn, R, boundary=boundary)
 
     def _logprobs(self, model, batch: dict, rows: torch.Tensor | slice, *, entropy: bool = False,
                   hidden: bool = False):
@@ -380,9 +456,9 @@ class Trainer:
         R = batch["response_mask"].shape[1]
         budget = self.cfg.trainer.logprob_chunk_size
         chunk = max(1, budget // ids.shape[0]) if budget and ids.shape[0] * R > budget else None
-        return sequence_logprobs(model, ids, attn, R, temperature=self.cfg.rollout.temperature,
-                                 chunk_size=chunk, return_entropy=entropy, return_hidden=hidden,
-                                 boundary=self._boundary(batch, rows))
+        return self._call(model, sequence_logprobs, ids, attn, R, temperature=self.cfg.rollout.temperature,
+                          chunk_size=chunk, return_entropy=entropy, return_hidden=hidden,
+                          boundary=self._boundary(batch, rows))
 
     def _values(self, batch: dict, rows) -> torch.Tensor:
         """Critic values [n, R]: a separate value model, or a head on the policy's own trunk."""
@@ -392,8 +468,8 @@ class Trainer:
         from rlvr.models import sequence_values
 
         R = batch["response_mask"].shape[1]
-        return sequence_values(self.critic, batch["input_ids"][rows], batch["attention_mask"][rows], R,
-                               boundary=self._boundary(batch, rows))
+        return self._call(self.critic, sequence_values, batch["input_ids"][rows], batch["attention_mask"][rows], R,
+                          boundary=self._boundary(batch, rows))
 
     @torch.no_grad()
     def _no_grad_pass(self, fn, N: int) -> torch.Tensor:
@@ -454,7 +530,7 @@ class Trainer:
                 self._ensure_boundary(batch)
             m.update(self._learn(batch, scores, loss_mask, timer))
             with timer("sync"):  # the engine samples the next batch from the updated weights
-                self.engine.sync_weights(self.policy)
+                self.engine.sync_weights(self.sampling_model)
         else:
             m["skipped_update"] = 1.0
         if t.gradvar_every and self.step % t.gradvar_every == 0:
@@ -490,7 +566,7 @@ class Trainer:
         params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                                 max_new_tokens=cfg.rollout.max_new_tokens, seed=seed % (2**31),
                                 capture_block=capture)
-        with timer("generate"):
+        with timer("generate"), self._sampling_weights(self.engine_embedded):
             rollout = self.engine.generate(prompts, params)
         with timer("score"):
             scores, correct, info = self._score(examples, rollout.texts, cfg.rollout.n)
@@ -659,7 +735,11 @@ class Trainer:
                 self.critic.eval()
 
     def _apply_gradients(self, finite: bool, stats: dict[str, list[float]], *, policy: bool = True) -> bool:
-        """All-reduce, clip and step; skip the step (and count it) when the loss was not finite."""
+        """All-reduce, clip and step; skip the step (and count it) when the loss was not finite.
+
+        An FSDP2-sharded model's gradients were already averaged over processes (reduce-scattered
+        in the backward pass), the same average the all-reduce takes; they are clipped by the
+        global norm over the shards."""
         t = self.cfg.trainer
         if self.world > 1:
             flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
@@ -682,13 +762,15 @@ class Trainer:
             if model is None or (model is self.policy and not policy and not self.shared_critic):
                 continue
             params = [q for q in model.parameters() if q.requires_grad]
-            if self.world > 1:
+            if self.world > 1 and id(model) not in self._roots:
                 for q in params:
                     if q.grad is None:
                         q.grad = torch.zeros_like(q)
                     torch.distributed.all_reduce(q.grad)
                     q.grad /= self.world
             norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            if hasattr(norm, "full_tensor"):  # a DTensor (sharded gradients): the global norm
+                norm = norm.full_tensor()
             stats.setdefault(key, []).append(float(norm))
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -864,42 +946,85 @@ class Trainer:
         ``eval_items.jsonl``). None without held-out items or without an evaluator."""
         if self.eval_examples is None or self.evaluator is None:
             return None
-        res = self.evaluator(self, final) if self.is_main else None
+        # with FSDP2 the evaluator samples from the policy on process 0 alone: gathered (whatever
+        # the engine, the harness's own sampler runs the policy's module)
+        with self._sampling_weights():
+            res = self.evaluator(self, final) if self.is_main else None
         self.accelerator.wait_for_everyone()
         return res
 
-    def _state(self, elapsed: float) -> dict[str, Any]:
+    def _state(self, elapsed: float, policy_full: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """Everything a resume needs. With FSDP2 the sharded parts are gathered (``policy_full``: the
+        policy's full state dict, already gathered by :meth:`save`): a collective, the same layout
+        as one process's, complete on process 0 only."""
+        if self.fsdp:
+            from rlvr.fsdp import full_model_state, full_optimizer_state
+
+            names = [n for n, q in self.policy.named_parameters() if q.requires_grad]
+            policy = {n: policy_full[n] for n in names if n in policy_full}
+            optimizer = full_optimizer_state(self.policy, self.optimizer)
+            critic = critic_opt = None
+            if self.critic is not None and id(self.critic) in self._roots:
+                critic, critic_opt = full_model_state(self.critic), full_optimizer_state(self.critic, self.critic_optimizer)
+            elif self.critic is not None:
+                critic, critic_opt = self.critic.state_dict(), self.critic_optimizer.state_dict()
+        else:
+            policy, optimizer = trainable_state(self.policy), self.optimizer.state_dict()
+            critic = None if self.critic is None else self.critic.state_dict()
+            critic_opt = None if self.critic_optimizer is None else self.critic_optimizer.state_dict()
         return {
             "step": self.step, "samples": self.samples, "tokens": self.tokens, "elapsed_s": elapsed,
             "train_s": self.train_s, "train_cpu_s": self.train_cpu_s,
-            "policy": trainable_state(self.policy), "optimizer": self.optimizer.state_dict(),
+            "policy": policy, "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict(),
-            "critic": None if self.critic is None else self.critic.state_dict(),
-            "critic_optimizer": None if self.critic_optimizer is None else self.critic_optimizer.state_dict(),
+            "critic": critic,
+            "critic_optimizer": critic_opt,
             "critic_scheduler": None if self.critic_scheduler is None else self.critic_scheduler.state_dict(),
             "kl_coef": self.kl_ctl.value, "kl_old_coef": self.kl_old_ctl.value, "rng": rng_state(), "bad_steps": self.bad_steps,
             "preset": asdict(self.preset),
         }
 
     def save(self, elapsed: float) -> Path | None:
+        """Write ``checkpoints/step_<N>`` (process 0). With FSDP2 every process first takes part in
+        gathering the full (consolidated) state, so the checkpoint is the one a single process
+        writes: ``rlvr eval`` and a resume with any number of processes read it."""
         path = None
-        if self.is_main:
+        if self.fsdp:
+            from rlvr.fsdp import full_model_state
+
+            full = full_model_state(self.policy)
+            state = self._state(elapsed, full)
+            if self.is_main:
+                path = save_checkpoint(self.run_dir, self.step, state, self.policy, self.tokenizer, weights=full)
+            del full, state
+        elif self.is_main:
             path = save_checkpoint(self.run_dir, self.step, self._state(elapsed), self.policy, self.tokenizer)
         self.accelerator.wait_for_everyone()
         return path
 
     def _restore(self, ckpt: Path) -> None:
         st = load_state(ckpt)
-        missing = self.policy.load_state_dict(st["policy"], strict=False)
-        if missing.unexpected_keys:
+        unexpected = sorted(set(st["policy"]) - {n for n, _ in self.policy.named_parameters()})
+        if unexpected:
             raise ConfigError(f"checkpoint {ckpt} does not match model.name/lora settings: "
-                              f"unexpected keys {missing.unexpected_keys[:3]}")
-        self.optimizer.load_state_dict(st["optimizer"])
+                              f"unexpected keys {unexpected[:3]}")
+        if self.fsdp:  # every process reads the full state and keeps its own slices
+            from rlvr.fsdp import load_model_state, load_optimizer_state
+
+            load_model_state(self.policy, st["policy"], strict=False)
+            load_optimizer_state(self.policy, self.optimizer, st["optimizer"])
+        else:
+            self.policy.load_state_dict(st["policy"], strict=False)
+            self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
         if self.critic is not None and st["critic"] is not None:
             self._critic_initialised = True
-            self.critic.load_state_dict(st["critic"])
-            self.critic_optimizer.load_state_dict(st["critic_optimizer"])
+            if id(self.critic) in self._roots:
+                load_model_state(self.critic, st["critic"])
+                load_optimizer_state(self.critic, self.critic_optimizer, st["critic_optimizer"])
+            else:
+                self.critic.load_state_dict(st["critic"])
+                self.critic_optimizer.load_state_dict(st["critic_optimizer"])
             self.critic_scheduler.load_state_dict(st["critic_scheduler"])
         self.kl_ctl.value, self.kl_old_ctl.value = st["kl_coef"], st["kl_old_coef"]
         self.step, self.samples, self.tokens = st["step"], st["samples"], st["tokens"]

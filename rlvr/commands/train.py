@@ -42,6 +42,6 @@ def harness_evaluator(trainer: Any, final: bool) -> dict[str, Any]:
     from evals.harness import evaluate, recipe_eval_settings
 
     settings = recipe_eval_settings(trainer.cfg, final=final, seed=trainer.cfg.trainer.seed)
-    return evaluate((trainer.policy, trainer.tokenizer), trainer.eval_examples,
+    return evaluate((trainer.sampling_model, trainer.tokenizer), trainer.eval_examples,
                     engine=trainer.engine if trainer.engine_embedded else None,
                     progress=False, out_path=trainer.run_dir / "eval_items.jsonl" if final else None, **settings)

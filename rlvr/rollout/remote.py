@@ -22,6 +22,7 @@ import json
 import socket
 import time
 import urllib.parse
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -29,7 +30,20 @@ import torch
 from rlvr.errors import RlvrError
 from rlvr.rollout.base import Rollout, SamplingParams
 from rlvr.rollout.collective import TRANSPORTS, WeightGroup, dtype_name, local_address, one_line
-from rlvr.rollout.vllm import VLLMEngine, hf_weights, select_weights
+from rlvr.rollout.vllm import VLLMEngine, _alias_key, hf_weights, select_weights
+
+
+def _sharded_world(model: torch.nn.Module | None) -> int:
+    """The number of processes ``model`` is sharded over (FSDP2), else 1."""
+    from rlvr.fsdp import is_sharded
+
+    if model is None or not is_sharded(model):
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 class RolloutServerError(RlvrError):
@@ -127,7 +141,7 @@ class VLLMServerEngine:
     # ------------------------------------------------------------------ the engine protocol
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
         """Sample ``params.n`` responses per prompt on the server (groups contiguous, as vllm's)."""
-        if self._model is not None and self.health()["boot"] != self.boot:
+        if self._model is not None and self._restarted():
             self.sync_weights(self._model)  # restarted: it serves its checkpoint again, not the policy
         out = self._request("/generate", json.dumps({
             "prompts": [list(map(int, p)) for p in prompts], "n": params.n, "temperature": params.temperature,
@@ -137,6 +151,16 @@ class VLLMServerEngine:
             raise RolloutServerError(f"rollout server {self.url}: restarted during generation (stale weights)")
         return Rollout(out["prompt_ids"], out["response_ids"], out["logprobs"], out["finished"],
                        out["group_ids"], out["texts"])
+
+    def _restarted(self) -> bool:
+        """Whether the server has a new boot id. A sharded (FSDP2) policy is pushed by every process
+        together (gathering is a collective), so then the processes agree on the answer."""
+        new = self.health()["boot"] != self.boot
+        if _sharded_world(self._model) > 1:
+            flag = torch.tensor([float(new)], device=_device(self._model))
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            new = bool(flag.item() > 0)
+        return new
 
     def prompt_logprobs(self, token_ids: list[int]) -> torch.Tensor:
         out = self._request("/prompt_logprobs", json.dumps({"token_ids": list(map(int, token_ids))}).encode())
@@ -148,27 +172,50 @@ class VLLMServerEngine:
         Checked here, before any byte is sent: the checkpoint's names and shapes (a tied tensor,
         lm_head sharing the embedding, travels once under the checkpoint's name). The transport is
         :meth:`transport`'s: one safetensors blob over HTTP (any pair of hosts, one CPU copy of the
-        weights on the trainer), or a broadcast per tensor (no copy beyond one tensor at a time)."""
+        weights on the trainer), or a broadcast per tensor (no copy beyond one tensor at a time). FSDP2:
+        every process takes part in gathering each full tensor in turn; process 0 sends it."""
+        from rlvr.fsdp import full_tensors
+
+
         dist = torch.distributed.is_available() and torch.distributed.is_initialized() and \
             torch.distributed.get_world_size() > 1
+        sharded = _sharded_world(model) > 1
         if dist and torch.distributed.get_rank() != 0:
-            # several trainer processes hold the same weights: process 0 pushes, the others wait for it
-            torch.distributed.barrier()
+            # several trainer processes hold the same weights: process 0 pushes, the others wait for
+            # it; sharded (FSDP2), they take part in gathering each tensor and in the probe's forward
+            try:
+                if sharded:
+                    self._model = model
+                    for _ in full_tensors(select_weights(hf_weights(model), self.expected_shapes)):
+                        pass
+                    if verify:
+                        self.trainer_probe_logprobs(model)
+            finally:
+                torch.distributed.barrier()
             self.boot = self.health()["boot"]
             return
         try:
             weights = select_weights(hf_weights(model), self.expected_shapes)
-            unique: list[tuple[str, torch.Tensor]] = []
-            ptrs: set[int] = set()
-            for k, v in weights:  # (with no checkpoint to check against, the first name of a tied tensor)
-                if v.data_ptr() not in ptrs:
-                    ptrs.add(v.data_ptr())
-                    unique.append((k, v.detach()))
+            keys = {k: _alias_key(v) for k, v in weights}
+            first: list[str] = []  # (with no checkpoint to check against, the first name of a tied tensor)
+            seen: set = set()
+            for k, _ in weights:
+                if keys[k] not in seen:
+                    seen.add(keys[k])
+                    first.append(k)
+            send = set(first)
+            shapes = {k: list(v.shape) for k, v in weights}  # (a sharded tensor's shape is the full one)
+
+            def stream():  # full tensors one at a time (FSDP2: gathered, every process taking part)
+                for k, v in full_tensors(weights):
+                    if k in send:
+                        yield k, v.detach()
+
             transport, backend = self.transport(model)
             if transport == "http":
-                self._push_http(unique)
+                self._push_http(stream())
             else:
-                self._push_collective(unique, backend)
+                self._push_collective(stream(), backend, [(k, shapes[k]) for k in first])
             self._model = model
             if verify:
                 self.verify_sync(model)
@@ -194,7 +241,7 @@ class VLLMServerEngine:
                                      f"is not possible: {info.get('collective_refusal') or 'an older server'}")
         return "collective", "nccl" if both_cuda else "gloo"
 
-    def _push_http(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+    def _push_http(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         from safetensors.torch import save
 
         t0 = time.perf_counter()
@@ -226,11 +273,13 @@ class VLLMServerEngine:
         self._group, self._group_boot = group, out["boot"]
         return group
 
-    def _push_collective(self, weights: list[tuple[str, torch.Tensor]], backend: str) -> None:
+    def _push_collective(self, weights: Iterable[tuple[str, torch.Tensor]], backend: str,
+                         shapes: list[tuple[str, list[int]]]) -> None:
+        """Announce ``shapes`` (name, shape; the order of ``weights``), then broadcast each tensor."""
         t0 = time.perf_counter()
         group = self._open_group(backend)
         dtype = self.dtype  # sent as the engine's dtype (its load would cast anyway): fewer bytes
-        meta = [(k, list(v.shape), dtype_name(dtype)) for k, v in weights]
+        meta = [(k, shape, dtype_name(dtype)) for k, shape in shapes]
         self._request("/collective/begin", json.dumps({"tensors": meta}).encode())
         sent = nbytes = 0
         deadline = time.monotonic() + self.timeout_s
@@ -253,7 +302,7 @@ class VLLMServerEngine:
                 if "HTTP 500" in str(server_side):
                     reason += f" (server: {str(server_side).split('HTTP 500 ', 1)[1]})"
             raise RolloutServerError(f"rollout server {self.url}: collective weight push ({backend}) failed after "
-                                     f"{sent} of {len(weights)} tensors: {reason}") from None
+                                     f"{sent} of {len(meta)} tensors: {reason}") from None
         send_s = time.perf_counter() - t0
         try:
             out = self._request("/collective/end", json.dumps({"timeout_s": self.timeout_s}).encode())

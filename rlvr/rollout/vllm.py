@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 ENV_DEFAULTS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 INSTALL_HINT = 'pip install -e ".[vllm]"'
 SYNC_PATHS = ("load_weights", "reload_weights", "reload_from_disk")
+SYNC_FILE_BYTES = 1 << 30  # reload_from_disk: safetensors files of about this size
 # Fixed probe text for the sync fingerprint: ordinary prose and arithmetic, so next-token
 # distributions are peaked and log-prob differences reflect weights, not noise in flat tails.
 PROBE_TEXT = (
@@ -121,9 +122,12 @@ def _peft_base_name(name: str) -> str | None:
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """Look through DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    """Look through DDP (``.module``), FSDP2 root (:class:`rlvr.fsdp.FSDPRoot`) and
+    ``torch.compile`` (``._orig_mod``) wrappers."""
+    from rlvr.fsdp import FSDPRoot
+
     while True:
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, FSDPRoot)):
             model = model.module
         elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
             model = model._orig_mod
@@ -140,8 +144,17 @@ def hf_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     (``lm_head.weight`` sharing the embedding) appear under every name; :meth:`VLLMEngine.sync_weights`
     keeps the names the checkpoint has. DDP (``.module``) and ``torch.compile`` (``._orig_mod``)
     wrappers are looked through.
+
+    FSDP2-sharded models: the values are the sharded parameters themselves (tied names share one
+    object); :func:`rlvr.fsdp.full_tensors` gathers them one at a time as they are sent.
     """
+    from rlvr.fsdp import is_sharded
+
     model = _unwrap(model)
+    if is_sharded(model):
+        if _is_peft(model):
+            raise ModelError("weight sync: LoRA adapters on an FSDP2-sharded model are not supported")
+        return dict(model.state_dict(keep_vars=True))
     state = model.state_dict(keep_vars=False)
     if not _is_peft(model):
         return {k: v.detach() for k, v in state.items()}
@@ -171,6 +184,14 @@ def checkpoint_shapes(model_path: str) -> dict[str, tuple[int, ...]] | None:
     return shapes
 
 
+def _alias_key(t: torch.Tensor):
+    """Tensors with equal keys are one tensor under two names (tied weights). A sharded (DTensor)
+    parameter is recognised by identity: its local shard may be empty, so has no distinct address."""
+    from torch.distributed.tensor import DTensor
+
+    return ("id", id(t)) if isinstance(t, DTensor) else t.data_ptr()
+
+
 def select_weights(weights: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]] | None):
     """Check ``weights`` against the checkpoint's ``expected`` names/shapes; return the list to send.
 
@@ -180,9 +201,9 @@ def select_weights(weights: dict[str, torch.Tensor], expected: dict[str, tuple[i
     """
     if expected is None:
         return list(weights.items())
-    sent_ptrs = {v.data_ptr() for k, v in weights.items() if k in expected}
+    sent_ptrs = {_alias_key(v) for k, v in weights.items() if k in expected}
     missing = sorted(set(expected) - set(weights))
-    unknown = sorted(k for k, v in weights.items() if k not in expected and v.data_ptr() not in sent_ptrs)
+    unknown = sorted(k for k, v in weights.items() if k not in expected and _alias_key(v) not in sent_ptrs)
     bad_shape = sorted(f"{k} {tuple(v.shape)} != {expected[k]}" for k, v in weights.items()
                        if k in expected and tuple(v.shape) != expected[k])
     problems = []
@@ -387,19 +408,33 @@ class VLLMEngine:
                            "checkpoint-layout model, no worker.reload_weights)")
 
     def _push(self, path: str, weights: list[tuple[str, torch.Tensor]]) -> None:
+        """Load ``weights`` into the engine. Sharded (FSDP2) tensors are gathered one at a time as
+        the engine consumes them (:func:`rlvr.fsdp.full_tensors`), never all at once."""
+        from rlvr.fsdp import full_tensors
+
         if path == "load_weights":
-            self._driver_worker().model_runner.model.load_weights(iter(weights))
+            self._driver_worker().model_runner.model.load_weights(full_tensors(weights))
             refresh_tied_head(self._driver_worker().model_runner.model)
         elif path == "reload_weights":
-            self._driver_worker().reload_weights(weights_iterator=iter(weights))
+            self._driver_worker().reload_weights(weights_iterator=full_tensors(weights))
             refresh_tied_head(self._driver_worker().model_runner.model)
         else:
             from safetensors.torch import save_file
 
             # Every worker reloads from this directory (vLLM then records it as the model path;
-            # the next sync passes a new one).
+            # the next sync passes a new one). Files of at most SYNC_FILE_BYTES each, so the CPU
+            # copy held at a time is bounded (the engine reads all *.safetensors of the directory).
             with tempfile.TemporaryDirectory(prefix="rlvr-sync-") as tmp:
-                save_file({k: v.detach().contiguous().cpu() for k, v in weights}, os.path.join(tmp, "model.safetensors"))
+                part: dict[str, torch.Tensor] = {}
+                size, files = 0, 0
+                for k, v in full_tensors(weights):
+                    part[k] = v.detach().contiguous().cpu()
+                    size += part[k].numel() * part[k].element_size()
+                    if size >= SYNC_FILE_BYTES:
+                        save_file(part, os.path.join(tmp, f"model-{files:05d}.safetensors"))
+                        part, size, files = {}, 0, files + 1
+                if part or not files:
+                    save_file(part, os.path.join(tmp, f"model-{files:05d}.safetensors"))
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_path": tmp})
 
     def reload_checkpoint(self) -> None:

@@ -3,7 +3,8 @@
 Each micro-batch loss comes from :func:`rlvr.algorithms.objective.micro_batch_loss`, aggregated with
 its mini-batch's token/sequence totals (``num_tokens`` / ``num_seqs``), so the micro-batch gradients
 sum to exactly the mini-batch gradient; after each mini-batch the trainer all-reduces, clips and
-steps (``trainer._apply_gradients``). A non-finite micro-batch loss skips that optimizer step.
+steps (``trainer._apply_gradients``). A non-finite micro-batch loss skips that optimizer step
+(with FSDP2 the remaining micro-batches still run their backward passes: those are collectives).
 ``inputs.policy`` False (value warm-up): only the critic learns.
 """
 from __future__ import annotations
@@ -67,11 +68,15 @@ def first_order_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                     value_weight=value_weight, **totals)
                 if not torch.isfinite(loss):
                     finite = False
-                    break
+                    if not tr.fsdp:
+                        break
+                    # FSDP2: every backward pass reduce-scatters (a collective), so each process runs
+                    # all of them; the agreed skip in _apply_gradients discards these gradients
                 if loss.requires_grad:
                     loss.backward()
-                for k, v in st.items():
-                    mb_stats.setdefault(k, []).append(v)
+                if finite:
+                    for k, v in st.items():
+                        mb_stats.setdefault(k, []).append(v)
             # loss pieces are already scaled by mini-batch totals: sum them; average the rest
             for k, v in mb_stats.items():
                 stats.setdefault(k, []).append(sum(v) if k.startswith("loss/") else sum(v) / len(v))

@@ -1,0 +1,213 @@
+"""FSDP2 through accelerate on CPU: 2 gloo processes started by ``accelerate launch --config_file
+recipes/accelerate/fsdp2_cpu.yaml`` (trainer.distributed=auto picks FSDP2 from it), compared with
+one unsharded process on the same samples (the harness of tests/test_distributed.py).
+
+One launch of each kind serves every check (process start-up dominates on a 2-core machine):
+
+* 1 process (DDP path, unsharded): one GRPO step and one PPO step (critic, reference, frozen lower
+  block) on recorded rollouts;
+* 2 FSDP2 processes: the gathered weights (what a rollout engine receives) equal the unsharded ones;
+  the same two steps replayed give the same losses, gradient norms and updated weights; PPO then
+  saves a checkpoint and takes a second step with the embedded engine generating (gathered);
+* 2 FSDP2 processes again: resume from that checkpoint, the second step is the same, bit for bit.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_distributed import RECIPE, REWARDS, _env, _finish, _free_port, _launcher, _train, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+# seconds per launch (a few tens on an idle 2-core machine; raise it on a machine shared with other work)
+TIMEOUT = float(os.environ.get("RLVR_FSDP_TEST_TIMEOUT", "600"))
+
+SCRIPT = '''
+import pickle, sys
+import torch
+from rlvr.config import load_config
+from rlvr.fsdp import full_model_state, full_tensors
+from rlvr.rollout.base import Rollout
+from rlvr.rollout.vllm import hf_weights
+from rlvr.trainer import Trainer
+
+recipe, rec, out, per_rank, phase = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+PRESETS = {"grpo": [], "ppo": ["model.trainable_layers=1"]}
+
+
+class Replay:
+    """This process's slice of one recorded rollout (prompts k*rank .. k*(rank+1))."""
+
+    def __init__(self, rollout, rank, k, n):
+        a, b = rank * k * n, (rank + 1) * k * n
+        self.r = Rollout(rollout.prompt_ids[a:b], rollout.response_ids[a:b], rollout.logprobs[a:b],
+                         rollout.finished[a:b], [g - rank * k for g in rollout.group_ids[a:b]], rollout.texts[a:b])
+
+    def generate(self, prompts, params):
+        return self.r
+
+    def sync_weights(self, model):
+        pass
+
+
+def full(tr, model):
+    if tr.fsdp:
+        return full_model_state(model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def snapshot(tr, m):
+    state = full(tr, tr.policy)
+    if tr.critic is not None:
+        state |= {"critic." + k: v for k, v in full(tr, tr.critic).items()}
+    return {"metrics": {k: v for k, v in m.items() if isinstance(v, float)}, "state": state}
+
+
+if phase == "resume":  # a fresh launch continues the PPO run from its step-1 checkpoint
+    cfg = load_config(recipe, ["algorithm.preset=ppo", *PRESETS["ppo"], f"trainer.prompts_per_step={per_rank}",
+                               f"trainer.output_dir={out}/ppo"])
+    tr = Trainer(cfg, resume=True)
+    assert tr.fsdp and tr.step == 1, (tr.fsdp, tr.step)
+    snap = snapshot(tr, tr.train_step())
+    if tr.is_main:
+        torch.save(snap, f"{out}/ppo_resumed.pt")
+    sys.exit(0)
+
+for name, extra in PRESETS.items():
+    cfg = load_config(recipe, [f"algorithm.preset={name}", *extra, f"trainer.prompts_per_step={per_rank}",
+                               f"trainer.output_dir={out}/{name}"])
+    tr = Trainer(cfg)
+    assert tr.fsdp == (tr.world > 1), (tr.fsdp, tr.world)
+    # what a rollout engine receives: HF names, full tensors, gathered one at a time
+    sent = {k: v.clone() for k, v in full_tensors(hf_weights(tr.sampling_model).items())}
+    real = tr.engine
+    if tr.world == 1:  # the reference run records the rollout it trains on
+        class Record:
+            def generate(self, prompts, params):
+                r = real.generate(prompts, params)
+                pickle.dump(r, open(f"{rec}/{name}.pkl", "wb"))
+                return r
+
+            def sync_weights(self, model):
+                real.sync_weights(model)
+
+        tr.engine = Record()
+    else:
+        tr.engine = Replay(pickle.load(open(f"{rec}/{name}.pkl", "rb")), tr.rank, per_rank, cfg.rollout.n)
+    snap = snapshot(tr, tr.train_step())
+    snap["sent"] = sent
+    if tr.fsdp and name == "ppo":  # checkpoint, then a step that samples from the sharded policy itself
+        tr.save(1.0)
+        tr.engine = real
+        snap["next"] = snapshot(tr, tr.train_step())
+    if tr.is_main:
+        torch.save(snap, f"{out}/{name}.pt")
+'''
+
+
+def _fsdp_launch(*args: str) -> list[str]:
+    return [_launcher(), "launch", "--config_file", str(ROOT / "recipes" / "accelerate" / "fsdp2_cpu.yaml"),
+            "--num_processes", "2", "--main_process_port", str(_free_port()), *args]
+
+
+def _assert_same_state(two: dict, one: dict, what: str) -> None:
+    assert set(two) ^ set(one) <= {"lm_head.weight"}, what  # a tied head may be listed once
+    for k, v in one.items():
+        if k not in two:
+            continue
+        # equal up to summation order (gradients reduced per micro-batch and shard): Adam's first
+        # step is lr * g / (|g| + eps), so entries with |g| near eps may move by a fraction of lr
+        torch.testing.assert_close(two[k], v, rtol=0, atol=1e-4, msg=f"{what}: {k}")
+        assert float(((two[k] - v).abs() > 1e-6).float().mean()) < 5e-3, (what, k)
+
+
+def check_steps(one: Path, two: Path) -> None:
+    """The 2-process FSDP2 records in ``two`` against the 1-process records in ``one``."""
+    for name in ("grpo", "ppo"):
+        a, b = torch.load(one / f"{name}.pt"), torch.load(two / f"{name}.pt")
+        # gathered full weights are the unsharded ones, exactly, under the same HF names
+        assert b["sent"].keys() == a["sent"].keys()
+        for k, v in a["sent"].items():
+            assert torch.equal(b["sent"][k], v), (name, k)
+        for k in ("loss/policy", "loss/value", "grad_norm", "value/grad_norm"):
+            if k in a["metrics"]:
+                assert b["metrics"][k] == pytest.approx(a["metrics"][k], rel=1e-5, abs=1e-6), (name, k)
+        assert "grad_norm" in b["metrics"] and (name != "ppo" or "value/grad_norm" in b["metrics"])
+        moved = max(float((v - a["sent"][k]).abs().max()) for k, v in a["state"].items() if k in a["sent"])
+        assert moved > 5e-3, name  # Adam's first step moves weights by about lr = 1e-2
+        _assert_same_state(b["state"], a["state"], name)
+
+    # the consolidated checkpoint: rlvr eval's HF export and the trainer state hold the full weights
+    from safetensors.torch import load_file
+
+    ckpt = two / "ppo" / "checkpoints" / "step_1"
+    saved = torch.load(two / "ppo.pt")["state"]
+    export = load_file(ckpt / "policy" / "model.safetensors")
+    for k, v in export.items():
+        assert torch.equal(v, saved[k]), k
+    st = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    # trainable_layers=1: the top block and the final norm, as one process saves them
+    assert set(st["policy"]) == {k for k in saved if k.startswith("model.layers.1.")} | {"model.norm.weight"}
+    for k, v in st["policy"].items():
+        assert torch.equal(v, saved[k]), k
+    assert isinstance(next(iter(st["optimizer"]["state"])), int)  # torch.optim's layout, as one process saves
+
+
+def check_resume(two: Path) -> None:
+    """The resumed launch's step 2 against the uninterrupted run's: exactly equal."""
+    cont, res = torch.load(two / "ppo.pt")["next"], torch.load(two / "ppo_resumed.pt")
+    for k in ("loss/policy", "loss/value", "grad_norm", "value/grad_norm", "reward/mean"):
+        assert res["metrics"][k] == cont["metrics"][k], k
+    assert res["state"].keys() == cont["state"].keys()
+    for k, v in cont["state"].items():
+        assert torch.equal(res["state"][k], v), k
+    saved = torch.load(two / "ppo.pt")["state"]
+    moved = max(float((v - saved[k]).abs().max()) for k, v in cont["state"].items() if k in saved)
+    assert moved > 1e-3  # the second step did train
+
+
+@pytest.mark.slow
+def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tmp_path):
+    (tmp_path / "rank_rewards.py").write_text(
+        REWARDS + "\ndef parity(completion, reference):\n    return float(len(completion) % 2)\n")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE.replace("REWARDS:FN", f"{tmp_path / 'rank_rewards.py'}:parity")
+                      .replace("lr: 1.0e-3", "lr: 1.0e-2"))
+    script = tmp_path / "step.py"
+    script.write_text(SCRIPT)
+    rec, one, two = tmp_path / "rec", tmp_path / "one", tmp_path / "two"
+    rec.mkdir()
+    env = _env(tmp_path)
+    run = subprocess.run([sys.executable, str(script), str(recipe), str(rec), str(one), "4", "train"],
+                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "train"),
+                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    check_steps(one, two)
+    # resume in a fresh 2-process launch: the next step equals the uninterrupted run's, exactly
+    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "resume"),
+                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    check_resume(two)
+
+@pytest.mark.slow
+def test_fsdp2_nonfinite_loss_on_one_rank_skips_the_step_on_both(tmp_path):
+    """`rlvr train` under FSDP2 (embedded engine sampling from the gathered policy, the final
+    checkpoint consolidated): rank 1's loss overflows, rank 0's does not; both still run every
+    backward pass (each is a collective) and agree to skip the optimizer step."""
+    proc, out = _train(tmp_path, "rank1_only", "algorithm.preset=dr_grpo", "trainer.max_bad_steps=10",
+                       "trainer.distributed=fsdp2", weight="3.0e+38")
+    rc, _, err = _finish(proc, TIMEOUT)
+    assert rc == 0, err[-3000:]
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    bad = [r for r in rows if r.get("nonfinite_loss")]
+    assert bad, "rank 1's loss was expected to overflow"
+    assert all(r["nonfinite_loss"] == 1.0 and "grad_norm" not in r for r in bad)
+    assert (out / "checkpoints" / "step_2" / "policy" / "model.safetensors").is_file()
