@@ -211,3 +211,33 @@ def test_fsdp2_nonfinite_loss_on_one_rank_skips_the_step_on_both(tmp_path):
     assert bad, "rank 1's loss was expected to overflow"
     assert all(r["nonfinite_loss"] == 1.0 and "grad_norm" not in r for r in bad)
     assert (out / "checkpoints" / "step_2" / "policy" / "model.safetensors").is_file()
+
+
+def test_distributed_setting_errors_name_the_field(tmp_path, monkeypatch):
+    """One-line errors: an unknown trainer.distributed, an FSDP1 launch config, DDP asked for under
+    an FSDP launch, and what FSDP2 does not run (LoRA, TRPO, DPO, the gradient-variance diagnostic)."""
+    from rlvr.config import from_dict
+    from rlvr.errors import ConfigError
+    from rlvr.trainer import Trainer
+
+    base = {"model": {"name": "tiny-random"}, "data": {"train": "arithmetic:add2", "train_limit": 8},
+            "reward": {"workers": 0}, "trainer": {"output_dir": str(tmp_path), "progress": False,
+                                                  "tensorboard": False, "device": "cpu"}}
+    with pytest.raises(ConfigError, match=r"^trainer\.distributed must be auto, ddp or fsdp2$"):
+        from_dict(base, ["trainer.distributed=zero3"])
+    cases = [
+        (["trainer.distributed=fsdp2", "model.lora_r=4"], r"^model\.lora_r: LoRA is not supported"),
+        (["trainer.distributed=fsdp2", "algorithm.preset=trpo"], r"^algorithm\.update_rule=trpo is not supported"),
+        (["trainer.distributed=fsdp2", "algorithm.preset=dpo"], r"^algorithm\.update_rule=dpo is not supported"),
+        (["trainer.distributed=fsdp2", "trainer.gradvar_every=1"], r"^trainer\.gradvar_every is not supported"),
+    ]
+    for overrides, msg in cases:
+        with pytest.raises(ConfigError, match=msg):
+            Trainer(from_dict(base, overrides))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(ConfigError, match=r"^accelerate config: fsdp_version must be 2"):
+        Trainer(from_dict(base, []))
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    with pytest.raises(ConfigError, match=r"^trainer\.distributed=ddp, but accelerate launch was given an FSDP"):
+        Trainer(from_dict(base, ["trainer.distributed=ddp"]))
