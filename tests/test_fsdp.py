@@ -116,20 +116,18 @@ def _fsdp_launch(*args: str) -> list[str]:
 
 
 def _assert_same_state(two: dict, one: dict, what: str) -> None:
+    """Equal up to summation order. FSDP reduces gradients per micro-batch and shard, one process
+    sums them at once; Adam's step lr * m / (sqrt(v) + eps) turns a last-bit difference of an
+    entry whose gradient is near eps into a visible one, and PPO's second epoch steps from those
+    weights. So: every entry within lr / 2 (a wrong update is off by about lr), and all but about
+    1 in 1000 entries of each tensor within 1e-5."""
     assert set(two) ^ set(one) <= {"lm_head.weight"}, what  # a tied head may be listed once
     for k, v in one.items():
         if k not in two:
             continue
-        # equal up to summation order (gradients reduced per micro-batch and shard); losses and
-        # gradient norms are compared to 1e-5 before this. Adam's step lr * g / (|g| + eps) turns a
-        # rounding-level difference of a g near eps into up to lr per step, and PPO's second epoch
-        # carries the first epoch's: measured, up to 2.1% of a PPO block's entries differ by more
-        # than 1e-6 (one gate_proj entry by 2.4e-3), against weights that moved by 1.6e-2 on average.
-        # A wrong reduction would move most entries by about lr, not a few.
-        d = (two[k] - v).abs().flatten().double()
-        assert float(d.max()) <= 2 * 1e-2 + 1e-6, (what, k, float(d.max()))  # 2 optimizer steps of lr 1e-2
-        assert float(d.quantile(0.95)) <= 1e-5, (what, k, float(d.quantile(0.95)))
-        assert float((d > 1e-6).float().mean()) < 5e-2, (what, k)
+        torch.testing.assert_close(two[k], v, rtol=0, atol=5e-3, msg=f"{what}: {k}")
+        off = int(((two[k] - v).abs() > 1e-5).sum())
+        assert off <= max(1, v.numel() // 1000), (what, k, off)
 
 
 def check_steps(one: Path, two: Path) -> None:
@@ -142,7 +140,8 @@ def check_steps(one: Path, two: Path) -> None:
             assert torch.equal(b["sent"][k], v), (name, k)
         for k in ("loss/policy", "loss/value", "grad_norm", "value/grad_norm"):
             if k in a["metrics"]:
-                assert b["metrics"][k] == pytest.approx(a["metrics"][k], rel=1e-5, abs=1e-6), (name, k)
+                # (PPO's second epoch starts from weights equal as above: 5e-5, not float precision)
+                assert b["metrics"][k] == pytest.approx(a["metrics"][k], rel=5e-5, abs=1e-6), (name, k)
         assert "grad_norm" in b["metrics"] and (name != "ppo" or "value/grad_norm" in b["metrics"])
         moved = max(float((v - a["sent"][k]).abs().max()) for k, v in a["state"].items() if k in a["sent"])
         assert moved > 5e-3, name  # Adam's first step moves weights by about lr = 1e-2
