@@ -255,6 +255,8 @@ def test_registries_state_needs_and_keep_old_names():
         ("trpo", dict(trpo_max_kl=0.0), "trpo_max_kl"),
         ("trpo", dict(trpo_cg_iters=0), "trpo_cg_iters"),
         ("trpo", dict(trpo_backtrack_ratio=1.0), "trpo_backtrack_ratio"),
+        ("trpo", dict(trpo_fvp_fraction=0.0), "trpo_fvp_fraction"),
+        ("trpo", dict(trpo_fvp_fraction=1.5), "trpo_fvp_fraction"),
         ("dpo", dict(dpo_beta=-0.1), "dpo_beta"),
         ("dpo", dict(dpo_max_pairs_per_group=0), "dpo_max_pairs_per_group"),
         ("dpo", dict(estimator="gae", critic=True), "critic"),

@@ -112,6 +112,60 @@ def test_trpo_rejected_step_leaves_the_weights_bit_identical(tmp_path, monkeypat
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, critic_after))  # the critic still learned
 
 
+def test_fisher_rows_spread_evenly_over_the_batch():
+    import rlvr.updates.trpo as rule
+
+    assert torch.equal(rule.fisher_rows(8, 1.0), torch.arange(8))
+    rows = rule.fisher_rows(64, 0.25)
+    assert len(rows) == 16 and rows[0] == 0 and rows[-1] == 63 and bool((rows.diff() >= 4).all())
+    assert torch.equal(rule.fisher_rows(64, 0.001), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("head_trains", [True, False])
+def test_trpo_fisher_products_build_one_graph_and_equal_double_backprop_of_the_kl(tmp_path, head_trains):
+    """F v from the kept head-free graph equals the Hessian-vector product of the token-mean k3
+    KL(pi_old || pi) at theta_old (built anew through the LM head for each v), on the subsample only."""
+    import dataclasses
+
+    import rlvr.updates.trpo as rule
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    over = {"algorithm.preset": "trpo"} if head_trains else {"algorithm.preset": "trpo", "model.trainable_layers": 1}
+    tr = Trainer(tiny(tmp_path, **over))
+    head = tr.policy.get_output_embeddings().weight
+    assert head.requires_grad == head_trains  # tied embedding: trained only when every layer is
+    seen = spy_update(tr)
+    tr.train_step()
+    x = seen[0]
+    N = x.mask.shape[0]
+    params = [q for q in tr.policy.parameters() if q.requires_grad]
+    # theta_old := the current weights (the KL's minimum, where its Hessian is the Fisher matrix)
+    x = dataclasses.replace(x, old_logp=tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N))
+    rows = rule.fisher_rows(N, 0.5)
+    assert len(rows) == 4  # 8 samples; micro_batch_size 3 -> 2 micro-batches
+    forwards = []
+    real = tr._logprobs
+    tr._logprobs = lambda *a, **k: forwards.append(1) or real(*a, **k)
+    fvp = rule.fisher_product(tr, x, rows, params, damping=0.0)
+    gen = torch.Generator().manual_seed(0)
+    vs = [torch.randn(sum(q.numel() for q in params), generator=gen) for _ in range(3)]
+    out = [fvp(v) for v in vs]
+    assert len(forwards) == 2  # one forward per micro-batch for all three products
+    tr._logprobs = real
+
+    def kl_fn():  # the k3 KL on the same rows, in one piece, through the LM head
+        logp = tr._logprobs(tr.policy, x.batch, rows)
+        return A.aggregate(A.kl_estimate(x.old_logp[rows], logp, "k3"), x.mask[rows], "token-mean")
+
+    for v, o in zip(vs, out):
+        with sdpa_kernel(SDPBackend.MATH):
+            ref = A.fisher_vector_product(kl_fn, params, damping=0.0)(v)
+        assert float(ref.norm()) > 0
+        assert float((o - ref).norm()) <= 1e-4 * float(ref.norm()), float((o - ref).norm() / ref.norm())
+        assert float(v @ o) > 0  # F is positive semi-definite
+    assert float((fvp(vs[0]) - out[0]).abs().max()) == 0.0  # the kept graph is unchanged by use
+
+
 def test_trpo_with_a_shared_trunk_critic_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="critic_shared_trunk"):
         tiny(tmp_path, **{"algorithm.preset": "trpo", "model.critic_shared_trunk": True})

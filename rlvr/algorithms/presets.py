@@ -116,6 +116,7 @@ class Preset:
     trpo_damping: float = 0.1
     trpo_backtrack_ratio: float = 0.5
     trpo_max_backtracks: int = 10
+    trpo_fvp_fraction: float = 1.0
     dpo_beta: float = 0.1
     dpo_max_pairs_per_group: int | None = None
 
@@ -221,6 +222,8 @@ class Preset:
             raise bad("trpo_damping", "must be a number >= 0")
         if not (_number(self.trpo_backtrack_ratio) and 0 < self.trpo_backtrack_ratio < 1):
             raise bad("trpo_backtrack_ratio", "must be a number in (0, 1)")
+        if not (_number(self.trpo_fvp_fraction) and 0 < self.trpo_fvp_fraction <= 1):
+            raise bad("trpo_fvp_fraction", "must be a fraction of the batch's samples in (0, 1]")
         if self.dpo_max_pairs_per_group is not None and not (
             _int(self.dpo_max_pairs_per_group) and self.dpo_max_pairs_per_group >= 1
         ):
@@ -441,8 +444,10 @@ _ALL += [
     Preset(
         "trpo", "gae", critic=True, epochs=1, **_NO_CLIP, **_LADDER_SHARED, update_rule="trpo",
         trpo_max_kl=0.01, trpo_cg_iters=10, trpo_damping=0.1, trpo_backtrack_ratio=0.5, trpo_max_backtracks=10,
+        trpo_fvp_fraction=0.2,
         description="TRPO (Schulman et al. 2015): PPO's estimator, critic and reward KL, but the policy takes "
-        "one natural-gradient step per batch (conjugate gradient on Fisher-vector products, damping 0.1) "
+        "one natural-gradient step per batch (conjugate gradient on Fisher-vector products estimated on "
+        "every 5th sample, damping 0.1) "
         "to the KL(pi_old || pi) <= 0.01 boundary, with a backtracking line search; the comparator of ppo.",
     ),
     Preset(

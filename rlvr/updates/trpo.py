@@ -8,7 +8,11 @@ One policy step per batch over the trainable parameters theta:
 
 g = grad L and Fisher-vector products F v = grad[(grad KL) . v] (the k3 estimate's Hessian at
 theta_old is the empirical Fisher sum_t grad log pi_t grad log pi_t^T / n) are accumulated over
-micro-batches, so any batch fits in memory; the natural direction F^{-1} g comes from conjugate
+micro-batches, so any batch fits in memory. F is estimated on an evenly spaced subsample of the
+batch's samples (``trpo_fvp_fraction``; the TRPO paper, appendix C.1, computes F v on 10% of the
+data: an unbiased estimate of the same F at a fraction of the cost), and the graph of grad KL is built
+once per step and kept across the conjugate-gradient iterations, so each product costs one
+backward pass instead of a forward and two backwards. The natural direction F^{-1} g comes from conjugate
 gradient and ``trpo_step`` scales it to the trust-region boundary and backtracks until L improves and
 KL <= delta, else restores theta exactly. A critic takes the first-order value-loss steps first
 (``first_order`` with the policy held fixed). Across processes g, F v, L and KL are averaged, so
@@ -17,6 +21,8 @@ every process takes the same decision.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,6 +40,62 @@ def _mean_over_processes(tr: Any, x: torch.Tensor) -> torch.Tensor:
         torch.distributed.all_reduce(x)
         x /= tr.world
     return x
+
+
+def fisher_rows(n: int, fraction: float) -> torch.Tensor:
+    """The samples whose tokens estimate F: ceil(fraction n) rows evenly spaced over 0..n-1 (all for 1.0).
+
+    Evenly spaced rather than random, so the choice uses no random state and covers every part of
+    the batch (the samples of one prompt are adjacent, so the subsample spreads over prompts).
+    """
+    m = max(1, min(n, math.ceil(fraction * n - 1e-9)))
+    return torch.linspace(0, n - 1, m).round().long().unique()
+
+
+def fisher_product(tr: Any, x: UpdateInputs, rows: torch.Tensor, params: list[torch.Tensor],
+                   damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (F + damping I) v, F = (1/n) sum_t grad log pi_t grad log pi_t^T over the n trained tokens of ``rows``.
+
+    F is the Hessian at theta_old of the token-mean k3 KL(pi_old || pi) (TRPO appendix C.1): with
+    d_t = log pi_t - log pi_old,t, the Hessian of e^d - 1 - d at d = 0 is grad d grad d^T. The LM head
+    is usually frozen, so grad log pi_t = c_t^T dh_t/dtheta with c_t = d log pi_t / d h_t (h_t the trunk state
+    that predicts token t, c_t one backward through the head, no graph kept). The products are
+    Pearlmutter's double backprop on the same Hessian without the head:
+        q(theta) = (1/2n) sum_t (c_t . (h_t(theta) - h_t(theta_old)))^2,   F v = grad[(grad q) . v]
+    (q's Hessian at theta_old is exactly F: its residual is 0 there), so neither pass touches the
+    [tokens, vocabulary] logits. Where the head itself trains (tied embeddings with every layer
+    trained), q is the k3 KL itself, through the head. The graph of grad q (one forward and one backward per micro-batch of
+    ``rows``, math attention kernel: the fused kernels have no second derivative) is built at the
+    first product and reused by every later one; those graphs are the memory ``trpo_fvp_fraction``
+    bounds. Across processes the products are averaged.
+    """
+    from rlvr.models import _trunk_and_head
+
+    head_trains = any(q.requires_grad for q in _trunk_and_head(tr.policy)[1].parameters())
+    mask, mb = x.mask, tr.cfg.trainer.micro_batch_size
+    n_tokens = mask[rows].sum().clamp(min=1)
+    chunks = [rows[i : i + mb] for i in range(0, len(rows), mb)]
+    grads: list[torch.Tensor] = []
+
+    def fvp(v: torch.Tensor) -> torch.Tensor:
+        hv = torch.zeros_like(v)
+        with sdpa_kernel(SDPBackend.MATH):
+            for i, r in enumerate(chunks):
+                if i == len(grads):
+                    if head_trains:  # the k3 KL itself, through the head
+                        logp = tr._logprobs(tr.policy, x.batch, r)
+                        q = aggregate(kl_estimate(x.old_logp[r], logp, "k3"), mask[r], "token-mean", num_tokens=n_tokens)
+                    else:
+                        logp, h = tr._logprobs(tr.policy, x.batch, r, hidden=True)
+                        (c,) = torch.autograd.grad(logp.sum(), h, retain_graph=True)  # [n, R, H], head only
+                        d = ((h - h.detach()).float() * c.float()).sum(-1)  # 0, with gradient grad log pi_t
+                        q = 0.5 * aggregate(d.square(), mask[r], "token-mean", num_tokens=n_tokens)
+                    grads.append(flat_grad(q, params, create_graph=True))
+                gk = grads[i]
+                hv += flat_grad(gk @ v.to(gk.dtype), params, retain_graph=True).to(v.dtype)
+        return _mean_over_processes(tr, hv) + damping * v
+
+    return fvp
 
 
 @register("trpo")
@@ -78,25 +140,28 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
             stats.setdefault(k, []).append(v)
     g = _mean_over_processes(tr, g)
 
-    @torch.no_grad()
-    def surrogate() -> torch.Tensor:
-        total = sum(-loss_of(rows, tr._logprobs(tr.policy, x.batch, rows))[0].float() for rows in chunks)
-        return _mean_over_processes(tr, total.reshape(1))[0]
+    evaluated: dict[str, Any] = {}
 
     @torch.no_grad()
-    def kl() -> torch.Tensor:
-        total = sum(kl_of(rows, tr._logprobs(tr.policy, x.batch, rows)).float() for rows in chunks)
-        return _mean_over_processes(tr, total.reshape(1))[0]
-
-    def fvp(v: torch.Tensor) -> torch.Tensor:
-        """(F + damping I) v, one double-backward pass per micro-batch (math attention kernel:
-        the fused kernels have no second derivative)."""
-        hv = torch.zeros_like(v)
-        with sdpa_kernel(SDPBackend.MATH):
+    def surrogate_and_kl() -> torch.Tensor:
+        """[L, KL] at the current weights: one forward per micro-batch serves both closures (the line
+        search asks for both at each trial point); recomputed only when a weight has changed since."""
+        key = tuple(q._version for q in params)
+        if evaluated.get("key") != key:
+            total = torch.zeros(2, device=g.device)
             for rows in chunks:
-                gk = flat_grad(kl_of(rows, tr._logprobs(tr.policy, x.batch, rows)), params, create_graph=True)
-                hv += flat_grad(gk @ v.to(gk.dtype), params).to(v.dtype)
-        return _mean_over_processes(tr, hv) + p.trpo_damping * v
+                logp = tr._logprobs(tr.policy, x.batch, rows)
+                total += torch.stack([-loss_of(rows, logp)[0].float(), kl_of(rows, logp).float()])
+            evaluated.update(key=key, value=_mean_over_processes(tr, total))
+        return evaluated["value"]
+
+    def surrogate() -> torch.Tensor:
+        return surrogate_and_kl()[0]
+
+    def kl() -> torch.Tensor:
+        return surrogate_and_kl()[1]
+
+    fvp = fisher_product(tr, x, fisher_rows(N, p.trpo_fvp_fraction), params, p.trpo_damping)
 
     res = trpo_step(params, surrogate, kl, max_kl=p.trpo_max_kl, cg_iters=p.trpo_cg_iters, damping=p.trpo_damping,
                     backtrack_ratio=p.trpo_backtrack_ratio, max_backtracks=p.trpo_max_backtracks, fvp=fvp, grad=g)
