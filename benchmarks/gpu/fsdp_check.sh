@@ -16,13 +16,8 @@
 # /tmp/smol; carry [".dev/m3", ".dev/whl"]). Fits one call of <= 10 minutes (step 1 ~3 min, steps 2-3
 # ~2 min each). Results in $OUT.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python -m pip install -q --no-index --find-links .dev/whl gguf math-verify latex2sympy2-extended antlr4-python3-runtime 2>/dev/null
-python -m pip install -q --no-deps -e . >/dev/null
-GGUF=$(ls /tmp/smol/*.gguf 2>/dev/null | head -n 1)
-export RLVR_CACHE=/tmp/rlvr-cache RLVR_DATA_DIR=.dev/data OMP_NUM_THREADS=2
-[ -n "$GGUF" ] && export RLVR_SMOLLM2_GGUF="$GGUF"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt"
+source "$(dirname "$0")/_prep.sh"
+export OMP_NUM_THREADS=2
 status=0
 
 echo "== 1. FSDP2 vs one process, save + resume (2 gloo processes)"

@@ -8,13 +8,8 @@
 # model joined under /tmp/smol (device-prep prints how). Results land in $OUT (JSON + report).
 # Fits one call of <= 10 minutes: bench ~1 min, compare of 3 presets x 1 seed ~2-4 min on an H200.
 set -euo pipefail
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python -m pip install -q --no-index --find-links .dev/whl gguf math-verify latex2sympy2-extended antlr4-python3-runtime
-python -m pip install -q --no-deps -e . >/dev/null
-GGUF=$(ls /tmp/smol/*.gguf 2>/dev/null | head -n 1)
+source "$(dirname "$0")/_prep.sh"
 [ -n "$GGUF" ] || { echo "study_check: no GGUF under /tmp/smol (run device-prep's carry calls first)"; exit 2; }
-export RLVR_CACHE=/tmp/rlvr-cache RLVR_SMOLLM2_GGUF="$GGUF" RLVR_DATA_DIR=.dev/data
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python -m rlvr.cli bench step recipes/study_add2.yaml --presets ctrl_group,ctrl_critic,ppo --steps 3 \
   --label "GPU study_check" --out "$OUT/step_cuda.json" trainer.gradvar_every=0
 python -m rlvr.cli compare recipes/study_add2.yaml --controlled --seeds 1 --out "$OUT/study_add2_gpu"
