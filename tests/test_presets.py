@@ -183,6 +183,7 @@ def test_new_presets_choices():
 def test_trpo_differs_from_ppo_only_in_the_update_rule():
     assert diff(PRESETS["ppo"], PRESETS["trpo"]) == {
         "clip_low": (0.2, None), "clip_high": (0.2, None), "epochs": (2, 1), "update_rule": ("first_order", "trpo"),
+        "trpo_fvp_fraction": (1.0, 0.2),  # a setting of the update rule only (ppo never reads it)
     }
 
 

@@ -119,6 +119,7 @@ def test_fisher_rows_spread_evenly_over_the_batch():
     rows = rule.fisher_rows(64, 0.25)
     assert len(rows) == 16 and rows[0] == 0 and rows[-1] == 63 and bool((rows.diff() >= 4).all())
     assert torch.equal(rule.fisher_rows(64, 0.001), torch.tensor([0]))
+    assert len(rule.fisher_rows(0, 0.2)) == 0
 
 
 @pytest.mark.parametrize("head_trains", [True, False])

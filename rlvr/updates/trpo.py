@@ -43,11 +43,13 @@ def _mean_over_processes(tr: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def fisher_rows(n: int, fraction: float) -> torch.Tensor:
-    """The samples whose tokens estimate F: ceil(fraction n) rows evenly spaced over 0..n-1 (all for 1.0).
+    """The samples whose tokens estimate F: ceil(fraction n) of n, evenly spaced over 0..n-1 (all for 1.0).
 
     Evenly spaced rather than random, so the choice uses no random state and covers every part of
     the batch (the samples of one prompt are adjacent, so the subsample spreads over prompts).
     """
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
     m = max(1, min(n, math.ceil(fraction * n - 1e-9)))
     return torch.linspace(0, n - 1, m).round().long().unique()
 
@@ -161,7 +163,9 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     def kl() -> torch.Tensor:
         return surrogate_and_kl()[1]
 
-    fvp = fisher_product(tr, x, fisher_rows(N, p.trpo_fvp_fraction), params, p.trpo_damping)
+    # the Fisher subsample is drawn from the samples that have trained tokens (g != 0 implies some)
+    trained = (mask.sum(1) > 0).nonzero().squeeze(1)
+    fvp = fisher_product(tr, x, trained[fisher_rows(len(trained), p.trpo_fvp_fraction)], params, p.trpo_damping)
 
     res = trpo_step(params, surrogate, kl, max_kl=p.trpo_max_kl, cg_iters=p.trpo_cg_iters, damping=p.trpo_damping,
                     backtrack_ratio=p.trpo_backtrack_ratio, max_backtracks=p.trpo_max_backtracks, fvp=fvp, grad=g)
