@@ -16,12 +16,9 @@ import argparse
 import json
 import os
 import platform
-import queue
-import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -45,30 +42,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def start_server(model_path: str, dtype: str, timeout_s: float,
                  gpus: str | None = None) -> tuple[subprocess.Popen, str, float]:
+    """The server under test and its start-up time in seconds."""
+    from rlvr.commands import rollout_server
+
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "rlvr.cli", "rollout-server", model_path, "--port", "0", "--dtype", dtype,
-           "--enforce-eager", "--max-model-len", "512"]
+    args = ["--port", "0", "--dtype", dtype, "--enforce-eager", "--max-model-len", "512"]
     if not torch.cuda.is_available():
-        cmd += ["--kv-cache-memory-bytes", str(256 << 20)]
+        args += ["--kv-cache-memory-bytes", str(256 << 20)]
     else:
-        cmd += ["--gpu-memory-utilization", "0.3"]
+        args += ["--gpu-memory-utilization", "0.3"]
     env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
-    seen: list[str] = []
-    deadline = time.time() + timeout_s
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        m = re.search(r"on (http://\S+)", line)
-        if line.startswith("rlvr rollout-server: serving") and m:
-            return proc, m.group(1), time.perf_counter() - t0
-    proc.kill()
-    raise RuntimeError("rollout server did not start:\n" + "".join(seen[-20:]))
+    proc, url = rollout_server.start(model_path, args, timeout_s=timeout_s, env=env)
+    return proc, url, time.perf_counter() - t0
 
 
 def _write(out: Path, result: dict) -> None:

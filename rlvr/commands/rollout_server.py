@@ -9,7 +9,16 @@ tensor parallel 1 only: the engine must run in this process). See docs/scaling.m
 from __future__ import annotations
 
 import argparse
+import os
+import queue
+import re
+import subprocess
 import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+SERVING = "rlvr rollout-server: serving"  # the line that says the server listens (and on which URL)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                         seed=args.seed, enable_sleep_mode=False)
 
     def ready(port: int) -> None:
-        print(f"rlvr rollout-server: serving {engine.model_path} ({engine.dtype}) on http://{args.host}:{port}",
+        print(f"{SERVING} {engine.model_path} ({engine.dtype}) on http://{args.host}:{port}",
               flush=True)
 
     try:
@@ -54,3 +63,32 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     return 0
+
+
+def start(model_path: str, args: Sequence[str] = (), *, timeout_s: float = 600,
+          env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``rlvr rollout-server MODEL_PATH ARGS`` as a child process and wait for its serving line.
+
+    Returns the process (its output keeps being drained, so it never blocks on a full pipe) and the
+    URL it serves on (``--port 0`` picks a free port). Raises RuntimeError, with the server's last
+    output, when it exits or has not started within ``timeout_s``; the child is killed then.
+    """
+    cmd = [sys.executable, "-m", "rlvr.cli", "rollout-server", model_path, *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ if env is None else env))
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    seen: list[str] = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        m = re.search(r"on (http://\S+)", line)
+        if line.startswith(SERVING) and m:
+            return proc, m.group(1)
+    proc.kill()
+    why = f"exited with {proc.returncode}" if proc.poll() is not None else f"did not start within {timeout_s:.0f} s"
+    raise RuntimeError(f"rollout server {why}:\n" + "".join(seen[-40:]))

@@ -9,7 +9,9 @@ reference's log pi_ref(y) (taken once per step, before any update):
     L = -log sigmoid(beta [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))])
 
 averaged over a mini-batch of pairs (micro-batches of pairs accumulate exactly), then the trainer's
-optimizer step. Groups without a pair (all scores equal) are reported as ``dpo/groups_without_pair``
+optimizer step. With several processes each forms the pairs of its own groups; they agree on the
+number of mini-batches (the largest pair count decides) and the loss is the mean over the union of
+their pairs, so a process with fewer or no pairs never leaves the others waiting in a collective. Groups without a pair (all scores equal) are reported as ``dpo/groups_without_pair``
 (a fraction of the step's groups); a step without any pair leaves the policy as it is.
 """
 from __future__ import annotations
@@ -33,19 +35,26 @@ def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     pairs = verifier_pairs(x.scores, x.batch["group_ids"], p.dpo_max_pairs_per_group)
     P = int(pairs.chosen.numel())
     out = {"dpo/pairs": float(P), "dpo/groups_without_pair": pairs.groups_without_pair / max(1, pairs.groups)}
-    if P == 0 or not x.policy:
+    # every process runs the same mini-batches (each one ends in collectives): as many as the process
+    # with the most pairs needs; one with fewer pairs takes part with an empty share
+    counts = [P] if tr.world == 1 else [int(c) for c in tr._gather_floats([float(P)])[:, 0].tolist()]
+    P_max = max(counts)
+    if P_max == 0 or not x.policy:
         return out
     mask = x.mask
     ref_w = sequence_logp(x.ref_logp[pairs.chosen], mask[pairs.chosen])  # [P]
     ref_l = sequence_logp(x.ref_logp[pairs.rejected], mask[pairs.rejected])
-    mini = max(1, (t.mini_batch_size or 2 * P) // 2)
+    mini = max(1, (t.mini_batch_size or 2 * P_max) // 2)
     micro = max(1, t.micro_batch_size // 2)
     gen = torch.Generator().manual_seed(t.seed * 104729 + tr.step)
     stats: dict[str, list[float]] = {}
     for _ in range(p.epochs):
         order = torch.randperm(P, generator=gen).to(mask.device)
-        for s in range(0, P, mini):
+        for s in range(0, P_max, mini):
             mb = order[s:s + mini]
+            # pairs in this mini-batch over all processes; each process's loss is world x its share of
+            # their mean, so the averaged all-reduce gives the mean over the union (as one process would)
+            n_global = sum(min(mini, max(0, c - s)) for c in counts)
             finite = True
             mb_stats: dict[str, list[float]] = {}
             for u in range(0, len(mb), micro):
@@ -55,7 +64,7 @@ def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                 logp, ent = tr._logprobs(tr.policy, x.batch, rows, entropy=True)
                 seq = sequence_logp(logp, mask[rows])
                 loss, st = dpo_loss(seq[:k], seq[k:], ref_w[idx], ref_l[idx], beta=p.dpo_beta)
-                loss = loss * (k / len(mb))  # micro-batch means -> the mini-batch mean
+                loss = loss * (k * tr.world / n_global)  # micro-batch means -> the mini-batch mean
                 if not torch.isfinite(loss):
                     finite = False
                     break
