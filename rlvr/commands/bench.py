@@ -18,8 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
 
 
+def parse(target: str, rest: list[str]) -> argparse.Namespace:
+    """The benchmark's own arguments; dotted overrides may come before or after its options
+    (``rlvr bench step RECIPE --presets ppo,trpo trainer.lr=1e-5``), as for the other commands."""
+    parser = argparse.ArgumentParser(prog=f"rlvr bench {target}")
+    importlib.import_module(TARGETS[target]).add_arguments(parser)
+    return parser.parse_intermixed_args(rest)
+
+
 def run(args: argparse.Namespace) -> int:
-    mod = importlib.import_module(TARGETS[args.target])
-    parser = argparse.ArgumentParser(prog=f"rlvr bench {args.target}")
-    mod.add_arguments(parser)
-    return mod.run(parser.parse_args(args.rest))
+    return importlib.import_module(TARGETS[args.target]).run(parse(args.target, args.rest))
