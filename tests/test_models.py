@@ -214,9 +214,11 @@ def test_sequence_logprobs_chunked_equals_naive(tiny, temperature):
                                           return_entropy=True)
     assert full.shape == (3, R) and full.dtype == torch.float32
     torch.testing.assert_close(full, naive, atol=1e-5, rtol=0)
-    torch.testing.assert_close(chunked, full, atol=1e-6, rtol=0)
+    # chunked = full up to float32 rounding of a different matmul blocking (entropies are ~10, where
+    # one float32 ulp is ~1e-6: measured 4.8e-6 = 5e-7 relative on a loaded machine)
+    torch.testing.assert_close(chunked, full, atol=1e-6, rtol=2e-6)
     torch.testing.assert_close(ent, naive_ent, atol=1e-4, rtol=0)
-    torch.testing.assert_close(ent2, ent, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ent2, ent, atol=1e-6, rtol=2e-6)
 
 
 def test_chunked_gradients_match(tiny):
