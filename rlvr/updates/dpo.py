@@ -9,10 +9,12 @@ reference's log pi_ref(y) (taken once per step, before any update):
     L = -log sigmoid(beta [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))])
 
 averaged over a mini-batch of pairs (micro-batches of pairs accumulate exactly), then the trainer's
-optimizer step. With several processes each forms the pairs of its own groups; they agree on the
-number of mini-batches (the largest pair count decides) and the loss is the mean over the union of
-their pairs, so a process with fewer or no pairs never leaves the others waiting in a collective. Groups without a pair (all scores equal) are reported as ``dpo/groups_without_pair``
+optimizer step. Groups without a pair (all scores equal) are reported as ``dpo/groups_without_pair``
 (a fraction of the step's groups); a step without any pair leaves the policy as it is.
+
+With several processes each forms the pairs of its own groups; they agree on the number of
+mini-batches (the largest pair count decides) and the loss is the mean over the union of their
+pairs, so a process with fewer or no pairs never leaves the others waiting in a collective.
 """
 from __future__ import annotations
 

@@ -42,6 +42,11 @@ def _mean_over_processes(tr: Any, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _k3_kl(x: UpdateInputs, rows: Any, logp: torch.Tensor, num_tokens: Any) -> torch.Tensor:
+    """Token-mean k3 estimate of KL(pi_old || pi) over ``rows``, normalised by ``num_tokens``."""
+    return aggregate(kl_estimate(x.old_logp[rows], logp, "k3"), x.mask[rows], "token-mean", num_tokens=num_tokens)
+
+
 def fisher_rows(n: int, fraction: float) -> torch.Tensor:
     """The samples whose tokens estimate F: ceil(fraction n) of n, evenly spaced over 0..n-1 (all for 1.0).
 
@@ -86,7 +91,7 @@ def fisher_product(tr: Any, x: UpdateInputs, rows: torch.Tensor, params: list[to
                 if i == len(grads):
                     if head_trains:  # the k3 KL itself, through the head
                         logp = tr._logprobs(tr.policy, x.batch, r)
-                        q = aggregate(kl_estimate(x.old_logp[r], logp, "k3"), mask[r], "token-mean", num_tokens=n_tokens)
+                        q = _k3_kl(x, r, logp, n_tokens)
                     else:
                         logp, h = tr._logprobs(tr.policy, x.batch, r, hidden=True)
                         (c,) = torch.autograd.grad(logp.sum(), h, retain_graph=True)  # [n, R, H], head only
@@ -126,9 +131,6 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
             kl_clamp=tr.cfg.algorithm.kl_clamp, is_weights=None if x.is_weights is None else x.is_weights[rows],
             **totals)
 
-    def kl_of(rows: slice, logp: torch.Tensor) -> torch.Tensor:
-        return aggregate(kl_estimate(x.old_logp[rows], logp, "k3"), mask[rows], "token-mean",
-                         num_tokens=totals["num_tokens"])
 
     # g = dL/dtheta, accumulated over micro-batches (each loss is scaled by the batch totals)
     g = None
@@ -153,7 +155,7 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
             total = torch.zeros(2, device=g.device)
             for rows in chunks:
                 logp = tr._logprobs(tr.policy, x.batch, rows)
-                total += torch.stack([-loss_of(rows, logp)[0].float(), kl_of(rows, logp).float()])
+                total += torch.stack([-loss_of(rows, logp)[0].float(), _k3_kl(x, rows, logp, totals["num_tokens"]).float()])
             evaluated.update(key=key, value=_mean_over_processes(tr, total))
         return evaluated["value"]
 
