@@ -1100,6 +1100,14 @@ class Trainer:
             return "max_time_s"
         return None
 
+    def close(self) -> None:
+        """Shut the rollout engine down (an engine in other processes stops them; the embedded engine
+        has nothing to stop). Metrics and checkpoints are already on disk; the trainer cannot sample
+        afterwards."""
+        close = getattr(getattr(self, "engine", None), "close", None)
+        if callable(close):
+            close()
+
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
         """Run until a budget is reached (or ``max_steps`` more steps, or SIGINT/SIGTERM)."""
         t = self.cfg.trainer

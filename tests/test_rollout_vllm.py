@@ -236,38 +236,45 @@ if __name__ == "__main__":  # vLLM spawns its engine core and worker processes
     path = sys.argv[1]
     engine = VLLMEngine(path, dtype="float32", enforce_eager=True, max_model_len=512,
                         kv_cache_memory_bytes=64 << 20)
-    print("PATH", engine.sync_path())
+    print("PATH", engine.sync_path(), flush=True)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    with torch.no_grad():
-        model.model.layers[0].mlp.down_proj.weight.mul_(3.0)
-    try:
-        engine.verify_sync(model)
-        print("STALE PASSED")
-    except RuntimeError:
-        print("STALE", engine.last_sync["probe_diff_mean"])
-    engine.sync_weights(model)
-    print("SYNCED", engine.last_sync["probe_diff_mean"])
+    for name, weight in (("MLP", model.model.layers[0].mlp.down_proj.weight),
+                         ("TIED", model.model.embed_tokens.weight)):  # SmolLM2 ties lm_head to it
+        with torch.no_grad():
+            weight.mul_(1.5)
+        try:
+            engine.verify_sync(model)
+            print(name, "STALE PASSED", flush=True)
+        except RuntimeError:
+            print(name, "STALE", engine.last_sync["probe_diff_mean"], flush=True)
+        engine.sync_weights(model)
+        print(name, "SYNCED", engine.last_sync["probe_diff_mean"], flush=True)
     engine.close()
+    print("CLOSED", flush=True)
 """
 
 
 @pytest.mark.slow
 def test_sync_into_multiprocess_engine(engine, smollm2_path, tmp_path):
     """Engine core in another process (as with tensor parallel > 1): sync goes through a temporary
-    safetensors directory that every worker reloads. Real subprocess, ~40 s."""
+    safetensors directory that every worker reloads, and a changed tied embedding reaches the
+    output head there too. Real subprocess, ~50 s."""
     script = tmp_path / "sync_mp.py"
     script.write_text(MULTIPROCESS_SCRIPT)
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
            "VLLM_CACHE_ROOT": str(tmp_path / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
-    proc = subprocess.run([sys.executable, str(script), smollm2_path], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=600)
-    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.split(" ")[0] in
-                 ("PATH", "STALE", "SYNCED"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert lines["PATH"] == "reload_from_disk"
-    assert float(lines["STALE"]) > 0.1  # the engine still had the checkpoint's weights: detected
-    assert float(lines["SYNCED"]) < LOGPROB_ATOL
+    # -X faulthandler: a crash prints every thread's Python stack
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", str(script), smollm2_path],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    out = proc.stdout.split()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "CLOSED" in out
+    lines = {tuple(l.split()[:-1]): l.split()[-1] for l in proc.stdout.splitlines() if len(l.split()) >= 2}
+    assert lines[("PATH",)] == "reload_from_disk"
+    for name in ("MLP", "TIED"):
+        assert float(lines[(name, "STALE")]) > 0.1  # the engine still had the old weights: detected
+        assert float(lines[(name, "SYNCED")]) < LOGPROB_ATOL
 
 
 def test_sleep_and_wake_are_safe(engine, prompt_ids):

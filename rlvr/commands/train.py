@@ -24,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.trainer import Trainer
 
     trainer = Trainer(cfg, resume=args.resume, evaluator=harness_evaluator)
-    summary = trainer.train()
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
     if trainer.is_main:
         print(json.dumps(summary, indent=2))
         print(f"run directory: {trainer.run_dir}")

