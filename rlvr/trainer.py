@@ -21,6 +21,7 @@ import math
 import resource
 import signal
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -777,9 +778,14 @@ class Trainer:
         return True
 
     def _finish_lr_step(self) -> None:
-        self.scheduler.step()
-        if self.critic_scheduler is not None:
-            self.critic_scheduler.step()
+        # The schedules follow trainer steps, also those where an optimizer did not step (a skipped
+        # non-finite step; TRPO, whose policy step is not the optimizer's): torch's warning about a
+        # scheduler stepping first does not apply.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            self.scheduler.step()
+            if self.critic_scheduler is not None:
+                self.critic_scheduler.step()
 
     # ------------------------------------------------------------------ diagnostics
     def _gradient_variance(self, batch: dict, scores: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:

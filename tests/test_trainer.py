@@ -97,6 +97,7 @@ def test_resume_is_exact(tmp_path):
             assert b[k] == pytest.approx(v, rel=1e-6, abs=1e-7), (a["step"], k)
 
 
+@pytest.mark.filterwarnings("error:Detected call of `lr_scheduler.step\\(\\)`:UserWarning")
 def test_nonfinite_loss_skips_then_stops(tmp_path, monkeypatch):
     from rlvr.algorithms import objective
 
