@@ -96,6 +96,34 @@ def test_trpo_step_improves_surrogate_within_kl():
     assert stats.backtracks == 0 and kl_after > 0.005
 
 
+def test_fisher_products_are_freed_before_the_line_search():
+    """What the products keep (the trainer's kept Fisher graphs) is not held while the line search runs."""
+    import gc
+    import weakref
+
+    pi, surrogate, kl = setup_problem()
+    inner = fisher_vector_product(kl, list(pi.parameters()), damping=0.01)
+    refs, calls, alive = [], [], []
+
+    class Products:  # stands for a product that holds graphs; only trpo_step holds it
+        def __init__(self):
+            refs.append(weakref.ref(self))
+
+        def __call__(self, v):
+            calls.append(1)
+            return inner(v)
+
+    def kl_seen_by_the_line_search():
+        gc.collect()
+        alive.append(refs[0]() is not None)
+        return kl()
+
+    stats = trpo_step(list(pi.parameters()), surrogate, kl_seen_by_the_line_search, max_kl=0.01, damping=0.01,
+                      fvp=Products())
+    assert stats.accepted and calls  # the products were used (CG), then
+    assert alive and not any(alive)  # gone at every trial point of the line search
+
+
 def test_trpo_step_rejects_when_kl_cannot_be_met_and_restores_params():
     pi, surrogate, kl = setup_problem(1)
     before = flat(pi).clone()

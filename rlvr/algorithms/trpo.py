@@ -134,6 +134,8 @@ def trpo_step(
     Fisher-vector product (default: ``fisher_vector_product(kl_fn, params, damping)``) and ``grad`` the
     flat gradient g = dL/dtheta [D] (default: backprop of ``surrogate_fn()``); with both given, the
     closures are only evaluated under no_grad, so a caller can accumulate g and F v over micro-batches.
+    ``fvp`` is dropped before the line search (pass it without keeping a reference, and whatever graph
+    it holds is freed then).
     Line search: try theta_old + backtrack_ratio^k s for k = 0..max_backtracks; accept the first with
     L(new) > L(old) and KL <= max_kl; if none qualifies the parameters are restored exactly.
     """
@@ -151,6 +153,7 @@ def trpo_step(
     if not math.isfinite(grad_norm) or grad_norm == 0.0:
         return TRPOStats(False, 0.0, 0.0, 0.0, 0.0, 0, grad_norm)
     step, _ = natural_step(g, fvp or fisher_vector_product(kl_fn, params, damping), max_kl, cg_iters)
+    fvp = None  # the line search needs no products: the graphs they keep are freed before it runs
     expected = float(g @ step)
     old = torch.cat([p.detach().reshape(-1) for p in params]).clone()  # exact copy, restored on rejection
     kl = improvement = 0.0

@@ -167,10 +167,11 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
 
     # the Fisher subsample is drawn from the samples that have trained tokens (g != 0 implies some)
     trained = (mask.sum(1) > 0).nonzero().squeeze(1)
-    fvp = fisher_product(tr, x, trained[fisher_rows(len(trained), p.trpo_fvp_fraction)], params, p.trpo_damping)
-
+    rows = trained[fisher_rows(len(trained), p.trpo_fvp_fraction)]
+    # passed without a reference kept here: trpo_step frees the products' graphs before its line search
     res = trpo_step(params, surrogate, kl, max_kl=p.trpo_max_kl, cg_iters=p.trpo_cg_iters, damping=p.trpo_damping,
-                    backtrack_ratio=p.trpo_backtrack_ratio, max_backtracks=p.trpo_max_backtracks, fvp=fvp, grad=g)
+                    backtrack_ratio=p.trpo_backtrack_ratio, max_backtracks=p.trpo_max_backtracks,
+                    fvp=fisher_product(tr, x, rows, params, p.trpo_damping), grad=g)
     for k, v in stats.items():
         out[k] = sum(v) if k.startswith("loss/") else sum(v) / len(v)
     out.update(res.to_dict())
