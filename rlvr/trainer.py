@@ -1110,7 +1110,7 @@ class Trainer:
         """Shut the rollout engine down (an engine in other processes stops them; the embedded engine
         has nothing to stop). Metrics and checkpoints are already on disk; the trainer cannot sample
         afterwards."""
-        close = getattr(getattr(self, "engine", None), "close", None)
+        close = getattr(self.engine, "close", None)  # the embedded engine has none
         if callable(close):
             close()
 

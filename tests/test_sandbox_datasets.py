@@ -9,6 +9,7 @@ import pytest
 
 import verifiers
 from verifiers.bench import data_dir
+from verifiers.code import CodeVerifier
 
 HUMANEVAL = data_dir() / "humaneval" / "HumanEval.jsonl.gz"
 MBPP = data_dir() / "mbpp" / "mbpp.jsonl"
@@ -38,8 +39,6 @@ def test_mbpp_reference_code_passes():
     assert len(rows) == 974
     # 20 s per program, not the default 5: a few reference solutions are slow by design (task 123
     # sums amicable numbers below 9999, ~2 s on an idle core) and this checks correctness, not speed
-    from verifiers.code import CodeVerifier
-
     results = verifiers.score_batch(CodeVerifier(timeout=20.0), [r["code"] for r in rows], rows, workers=2)
     assert not any(r.info.get("in_process") for r in results)  # scored in the worker processes
     assert _failures(results, rows, "task_id") == []
