@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -42,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="cap on generated response tokens per run")
     p.add_argument("--max-time", type=float, help="cap on wall-clock seconds per run")
     p.add_argument("--no-base-eval", action="store_true", help="skip evaluating the base model")
+    p.add_argument("--margin", type=float, default=None,
+                   help="equivalence margin m for the verdicts (default: the recipe's margin); recorded in "
+                        "compare.json before any run starts")
+    p.add_argument("--allow-mixed-commits", action="store_true",
+                   help="let runs made with different code (commits, or a modified tree) into one study; "
+                        "the report lists them")
 
 
 def plan(args: argparse.Namespace) -> tuple[list[str], list[int]]:
@@ -168,18 +175,53 @@ def _base_eval(cfg, out: Path) -> dict | None:
     return summary
 
 
+def check_code(out: Path, keys: list[str], current: str | None, allow_mixed: bool) -> dict[str, list[str]]:
+    """The code ids (:func:`rlvr.provenance.code_id`) of every run of the study that has started,
+    ``{"<preset>/seed<k>": [ids]}``; raises unless every run (and this checkout, ``current``) ran the
+    same code, or ``allow_mixed``."""
+    from rlvr.provenance import run_code_ids
+
+    found = {k: ids for k in keys if (ids := run_code_ids(out / k))}
+    every = {c for ids in found.values() for c in ids} | ({current} if current else set())
+    if len(every) > 1 and not allow_mixed:
+        by = ", ".join(f"{k}: {'+'.join(v)}" for k, v in found.items())
+        raise ConfigError(f"{out}: runs of this study were made with different code ({by}; this checkout: "
+                          f"{current}); finish it with that code, start a new --out, or pass --allow-mixed-commits")
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    from rlvr import provenance
     from rlvr.config import load_config
 
     cfg = load_config(args.recipe, args.overrides)  # validate once, before any run starts
     presets, seeds = plan(args)
+    margin = args.margin if getattr(args, "margin", None) is not None else cfg.margin
+    if margin is not None and not (0 < margin < 1):
+        raise ConfigError(f"--margin: {margin} must be a difference in accuracy between 0 and 1 (e.g. 0.02)")
     out = Path(args.out or f"runs/compare_{cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "compare.json"
+    allow_mixed = bool(getattr(args, "allow_mixed_commits", False))
+    keys = [f"{p}/seed{s}" for s in seeds for p in presets]
+    current = provenance.code_id(provenance.code_state())
+    code = check_code(out, keys, current, allow_mixed)
+    earlier = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    declared = earlier.get("margin") if isinstance(earlier, dict) else None
+    if declared is not None and margin is not None and abs(declared - margin) > 1e-12:
+        raise ConfigError(f"--margin {margin}: this study declared margin {declared} before its runs; "
+                          "a margin is chosen once, before the data")
+    margin = declared if declared is not None else margin
     manifest = {"recipe": str(args.recipe), "overrides": list(args.overrides), "presets": presets,
                 "seeds": seeds, "budget": {"samples": cfg.trainer.total_steps * cfg.trainer.prompts_per_step
                                            * cfg.rollout.n, "tokens": args.max_tokens, "time_s": args.max_time},
+                "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
+                "command": list(sys.argv),
                 "runs": {}, "differences": settings_that_differ(cfg, presets)}
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    os.environ[provenance.PARENT_ENV] = shlex.join(sys.argv)  # each child records the command that started it
     print("settings that differ between the compared runs:")
     for key, per in manifest["differences"].items():
         print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()))
@@ -203,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
             rc, interrupted = run_child(cmd)
             ok = rc == 0 and (run_dir / "summary.json").is_file()
             manifest["runs"][key] = "done" if ok else ("interrupted" if interrupted else f"failed (exit {rc})")
+            if ids := provenance.run_code_ids(run_dir):
+                manifest["code"][key] = ids
             manifest_path.write_text(json.dumps(manifest, indent=2))
             if interrupted or rc in (-2, 130):  # interrupted by the user: stop the whole comparison
                 raise RlvrError(f"interrupted during {key} (checkpointed at a step boundary); "

@@ -12,7 +12,7 @@ log (e.g. the value loss of a critic-free preset) are skipped. The untrained bas
 (``base/summary.json`` of a comparison) is drawn as a dashed line and is every run's eval at x = 0.
 
 Final accuracies (greedy pass@1, sampled pass@k) come from each run's per-item results
-(``eval_items.jsonl``) with two-level bootstrap intervals over seeds and items, and paired
+(``eval_items.jsonl``) with t intervals over seeds (items entering through each seed's score), and paired
 differences between presets and against the base model (:mod:`evals.stats`).
 """
 from __future__ import annotations
@@ -75,6 +75,14 @@ PANELS = (
     Panel("losses", "Losses", ("loss/policy", "loss/value")),
     Panel("signal", "Groups with zero reward spread", ("zero_std_groups",)),
 )
+Y_LABELS = {
+    "reward/mean": "mean reward", "accuracy": "training accuracy", "eval/pass@1": "held-out greedy pass@1",
+    "kl/ref": "KL(policy || reference)", "kl/old": "KL(old || new)", "entropy": "entropy (nats/token)",
+    "response_length/mean": "response tokens", "truncation_rate": "fraction truncated",
+    "value/explained_variance": "explained variance", "loss/policy": "policy loss", "loss/value": "value loss",
+    "zero_std_groups": "fraction of groups", "gradvar/none": "relative variance", "gradvar/group": "relative variance",
+    "gradvar/critic": "relative variance",
+}
 # x = training wall-clock (train_s: generation, scoring and updates; evals and diagnostics excluded)
 X_AXES = (("samples", "generated samples"), ("train_s", "training wall-clock seconds"),
           ("train_cpu_s", "training CPU seconds (all threads)"))
@@ -249,50 +257,35 @@ def _shared_grid(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int) 
     return np.unique(np.concatenate([np.linspace(lo, hi, grid_points)] + [x for x, _ in curves]))
 
 
-def seed_band(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 200):
-    """Mean and 95% CI over seeds of several (x, y) curves.
+def seed_curves(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 200, hold_last: bool = True):
+    """Mean over seeds of several (x, y) curves on one common grid, with a 95% t band over seeds.
 
-    If every curve has the same x values they are used as is; otherwise each curve is linearly
-    interpolated on a shared grid spanning all curves, and is NaN outside its own x range.
-    Returns ``grid [G], mean [G], half_width [G], count [G]`` (half_width NaN where count < 2).
+    Each seed is interpolated linearly inside its own x range; past its last point it keeps its
+    last value when ``hold_last`` (a finished run's accuracy does not change after it finished, so
+    the mean line reaches the final mean instead of stopping where the fastest seed stopped), and it
+    is missing before its first point. Returns ``grid [G], mean [G], lo [G], hi [G]`` (the band is
+    NaN where fewer than 2 seeds have a value).
     """
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
         return (np.zeros(0),) * 4
     grid = _shared_grid(curves, grid_points)
-    if all(len(x) == len(curves[0][0]) and np.array_equal(x, curves[0][0]) for x, _ in curves):
-        ys = np.stack([y for _, y in curves])  # [S, G]
-    else:
-        ys = np.full((len(curves), len(grid)), np.nan)
-        for s, (x, y) in enumerate(curves):
-            inside = (grid >= x[0]) & (grid <= x[-1])
-            ys[s, inside] = np.interp(grid[inside], x, y)
-    count = np.sum(np.isfinite(ys), axis=0)  # [G]
+    ys = np.full((len(curves), len(grid)), np.nan)  # [S, G]
+    for s, (x, y) in enumerate(curves):
+        inside = (grid >= x[0]) & (grid <= x[-1])
+        ys[s, inside] = np.interp(grid[inside], x, y)
+        if hold_last:
+            ys[s, grid > x[-1]] = y[-1]
+    count = np.sum(np.isfinite(ys), axis=0)
+    keep = count > 0
+    grid, ys, count = grid[keep], ys[:, keep], count[keep]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns / ddof with one seed
+        warnings.simplefilter("ignore", RuntimeWarning)  # ddof with one seed
         mean = np.nanmean(ys, axis=0)
         std = np.nanstd(ys, axis=0, ddof=1)
     tq = {int(c): t_quantile_975(int(c) - 1) for c in np.unique(count) if c >= 2}
-    t = np.array([tq.get(int(c), np.nan) for c in count])
-    half = t * std / np.sqrt(np.maximum(count, 1))
-    return grid, mean, half, count
-
-
-def seed_range(curves: list[tuple[np.ndarray, np.ndarray]], grid_points: int = 200):
-    """Mean, min and max over seeds of several (x, y) curves, on the points where *every* curve has
-    data (inside its own logged x range), so a seed that logged further cannot move the mean.
-    Returns ``grid [G], mean [G], lo [G], hi [G]``."""
-    curves = [(x, y) for x, y in curves if len(x)]
-    if not curves:
-        return (np.zeros(0),) * 4
-    grid = _shared_grid(curves, grid_points)
-    lo_x = max(x[0] for x, _ in curves)
-    hi_x = min(x[-1] for x, _ in curves)
-    grid = grid[(grid >= lo_x) & (grid <= hi_x)]
-    if not len(grid):
-        return (np.zeros(0),) * 4
-    ys = np.stack([np.interp(grid, x, y) for x, y in curves])
-    return grid, ys.mean(0), ys.min(0), ys.max(0)
+    half = np.array([tq.get(int(c), np.nan) for c in count]) * std / np.sqrt(np.maximum(count, 1))
+    return grid, mean, mean - half, mean + half
 
 
 # ----------------------------------------------------------------------------- plots
@@ -336,7 +329,8 @@ def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path,
                 curves = [series(_rows(r, panel.source), x_key, key) for r in runs]
                 if panel.source == "evals" and math.isfinite(base_y):  # the base model is every run's x = 0
                     curves = [(np.r_[0.0, x], np.r_[base_y, y]) if len(x) and x[0] > 0 else (x, y) for x, y in curves]
-                grid, mean, lo, hi = seed_range(curves)
+                # accuracy-like curves hold their last value after a run ends; per-step metrics do not
+                grid, mean, lo, hi = seed_curves(curves, hold_last=panel.source == "evals")
                 if not len(grid):
                     continue
                 c = colors[g % len(colors)]
@@ -351,10 +345,11 @@ def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path,
                 ax.axhline(hlines[key], color="0.4", ls="--", lw=1.2, label="base model")
             ax.set_title(key, fontsize=10)
             ax.set_xlabel(x_label, fontsize=9)
+            ax.set_ylabel(Y_LABELS.get(key, key), fontsize=9)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
     axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle(f"{panel.title} - mean over seeds (where all have data), range band, thin line per seed",
+    fig.suptitle(f"{panel.title}: mean over seeds, 95% t band over seeds, thin line per seed",
                  fontsize=11)
     path = out_dir / f"{panel.name}.png"
     fig.savefig(path, dpi=90)
@@ -433,11 +428,14 @@ def preset_table(groups: dict[str, list[Run]]) -> list[list[str]]:
     return rows
 
 
-CI_TEXT = ("Final accuracies: 95% two-level percentile-bootstrap intervals (2,000 replicates; seeds and "
-           "held-out items both resampled with replacement; every run and the base model are scored on the "
-           "same items). Differences are paired: the same item and seed draws for both presets (seed k of one "
-           "preset with seed k of the other), so an interval that excludes 0 is a significant difference at "
-           "the 5% level. Curves: mean over seeds, band = range over seeds.")
+CI_TEXT = ("Final accuracies: mean [95% interval], t intervals with the seed as the unit: the between-seed "
+           "spread of each run's score, plus the items' own part where the items add to it (two-way crossed "
+           "random effects, Satterthwaite degrees of freedom; no resampling, so nothing depends on a random "
+           "seed). Every run and the base model are scored on the same items; differences are paired (seed k "
+           "of one preset with seed k of the other, item by item). Verdicts: 'better'/'worse' when the 95% "
+           "interval excludes 0, 'equivalent within +/-m' when the 90% interval lies inside the margin m "
+           "declared before the runs (two one-sided tests), otherwise 'inconclusive' with the range the data "
+           "allow. Curves: mean over seeds, band = 95% t interval over seeds at each point.")
 
 
 def item_matrix(runs: list[Run], key: str, ids: list[str]) -> tuple[np.ndarray, list]:
@@ -450,24 +448,38 @@ def item_matrix(runs: list[Run], key: str, ids: list[str]) -> tuple[np.ndarray, 
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(ids)), seeds
 
 
-def _paired(groups: dict[str, list[Run]], preset: str, other: str, k: str, ids: list[str]) -> list | None:
-    """Paired bootstrap difference ``preset - other`` of metric ``k`` over the seeds both have."""
-    from evals.stats import bootstrap_paired_diff
+def _estimate(e, margin: float | None = None, difference: bool = False) -> dict:
+    from evals.stats import verdict
+
+    d = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in e.to_dict().items()}
+    if difference:
+        d["verdict"] = verdict(e, margin)
+    return d
+
+
+def _paired(groups: dict[str, list[Run]], preset: str, other: str, k: str, ids: list[str],
+            margin: float | None = None) -> dict | None:
+    """Paired difference ``preset - other`` of metric ``k`` over the seeds both have."""
+    from evals.stats import paired_difference
 
     C, seeds = item_matrix(groups[preset], k, ids)
     R, rseeds = item_matrix(groups[other], k, ids)
     common = [s for s in seeds if s in rseeds]
     if not (len(C) and len(R) and common):
         return None
-    return list(bootstrap_paired_diff(C[[seeds.index(s) for s in common]], R[[rseeds.index(s) for s in common]]))
+    e = paired_difference(C[[seeds.index(s) for s in common]], R[[rseeds.index(s) for s in common]])
+    return _estimate(e, margin, difference=True)
 
 
-def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None, steps: bool = False) -> dict:
-    """Bootstrap estimates per preset and paired differences (vs ``reference`` and vs the base
-    model) for every per-item metric all runs share. ``{"metrics": [...], "presets": {name: {metric:
-    [mean, lo, hi]}}, "vs_reference": {...}, "vs_base": {...}, "items": I}``. ``steps``: also each
-    preset against the one before it in ``groups``' order (``"vs_previous"``: a ladder's rungs)."""
-    from evals.stats import bootstrap_mean, bootstrap_paired_diff
+def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None, steps: bool = False,
+                margin: float | None = None) -> dict:
+    """Estimates per preset and paired differences (vs ``reference`` and vs the base model) for
+    every per-item metric all runs share (:mod:`evals.stats`). ``{"metrics": [...], "presets": {name:
+    {metric: estimate}}, "vs_reference": {...}, "vs_base": {...}, "items": I, "margin": m}``; an
+    estimate is ``{"mean", "lo", "hi", "se", "df", "seeds", "items", "lo90", "hi90"}`` and a difference
+    also has its ``verdict``. ``steps``: also each preset against the one before it in ``groups``'
+    order (``"vs_previous"``: a ladder's rungs)."""
+    from evals.stats import mean_interval, paired_difference
 
     runs = [r for rs in groups.values() for r in rs if r.items]
     if not runs:
@@ -475,7 +487,7 @@ def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None,
     ids = sorted(set.intersection(*(set(r.items) for r in runs)))
     base_items = base.get("_items") or {}
     metrics = [k for k in ITEM_METRICS if ids and all(k in r.items[i] for r in runs for i in ids)]
-    out: dict = {"metrics": metrics, "items": len(ids), "reference": reference, "presets": {},
+    out: dict = {"metrics": metrics, "items": len(ids), "reference": reference, "margin": margin, "presets": {},
                  "vs_reference": {}, "vs_base": {}, "seeds": {}}
     for preset, rs in groups.items():
         out["presets"][preset], out["vs_reference"][preset], out["vs_base"][preset] = {}, {}, {}
@@ -484,11 +496,12 @@ def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None,
             if not len(C):
                 continue
             out["seeds"][preset] = seeds
-            out["presets"][preset][k] = list(bootstrap_mean(C))
+            out["presets"][preset][k] = _estimate(mean_interval(C))
             if base_items and all(k in base_items.get(i, {}) for i in ids):
-                out["vs_base"][preset][k] = list(bootstrap_paired_diff(C, [[base_items[i][k] for i in ids]]))
+                e = paired_difference(C, [[base_items[i][k] for i in ids]])
+                out["vs_base"][preset][k] = _estimate(e, margin, difference=True)
             if reference and reference in groups and preset != reference:
-                d = _paired(groups, preset, reference, k, ids)
+                d = _paired(groups, preset, reference, k, ids, margin)
                 if d is not None:
                     out["vs_reference"][preset][k] = d
     if steps:
@@ -496,22 +509,31 @@ def final_stats(groups: dict[str, list[Run]], base: dict, reference: str | None,
         out["vs_previous"] = {}
         for prev, preset in zip(order, order[1:]):
             out["vs_previous"][preset] = {"previous": prev, **{
-                k: d for k in metrics if (d := _paired(groups, preset, prev, k, ids)) is not None}}
+                k: d for k in metrics if (d := _paired(groups, preset, prev, k, ids, margin)) is not None}}
     if base_items and all(k in base_items.get(i, {}) for k in metrics for i in ids):
-        out["base"] = {k: list(bootstrap_mean([[base_items[i][k] for i in ids]])) for k in metrics}
+        out["base"] = {k: {"mean": float(np.mean([base_items[i][k] for i in ids])), "seeds": 1, "items": len(ids)}
+                       for k in metrics}
     return out
 
 
+def _num3(v, signed: bool = False) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else (f"{v:+.3f}" if signed else f"{v:.3f}")
+
+
 def _ci(v) -> str:
-    return "n/a" if not v else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+    if not v:
+        return "n/a"
+    if v.get("lo") is None:
+        return _num3(v.get("mean")) + ("" if v.get("seeds", 1) == 1 else " (no interval)")
+    return f"{_num3(v['mean'])} [{_num3(v['lo'])}, {_num3(v['hi'])}]"
 
 
 def _diff(v) -> str:
-    from evals.stats import significant
-
     if not v:
         return "n/a"
-    return f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]" + (" *" if significant(v[1], v[2]) else "")
+    if v.get("lo") is None:
+        return f"{_num3(v.get('mean'), True)} ({v.get('verdict', 'no interval')})"
+    return f"{_num3(v['mean'], True)} [{_num3(v['lo'], True)}, {_num3(v['hi'], True)}] {v.get('verdict', '')}".rstrip()
 
 
 def stats_tables(stats: dict) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
@@ -577,6 +599,41 @@ def run_differences(groups: dict[str, list[Run]], notes: list[str]) -> dict[str,
     return differing(per) if len(per) > 1 else {}
 
 
+def shared_settings(groups: dict[str, list[Run]], differences: dict) -> list[list[str]]:
+    """The settings every run of this report shares (``[setting, value]`` rows, from the runs'
+    ``config.yaml`` with the preset resolved): what the study held fixed. Empty when a run has no
+    readable config."""
+    from evals.compare import resolved_settings
+    from rlvr.config import from_dict
+
+    first = None
+    for rs in groups.values():
+        for r in rs:
+            try:
+                cfg = from_dict(r.config) if r.config else None
+            except Exception:  # noqa: BLE001 - an older or foreign config
+                cfg = None
+            if cfg is None:
+                return []
+            first = first or resolved_settings(cfg, cfg.algorithm.preset)
+    skip = {"trainer.seed", "trainer.output_dir", *differences}
+    return [[k, json.dumps(v, default=str)] for k, v in (first or {}).items() if k not in skip]
+
+
+def code_notes(groups: dict[str, list[Run]]) -> tuple[dict[str, str], list[str]]:
+    """(``{run path: code ids}``, notes): the code each run was made with (provenance.json) and a
+    note when the runs of the report were not all made with the same code."""
+    from rlvr.provenance import run_code_ids
+
+    per = {str(r.path): "+".join(run_code_ids(r.path)) or "not recorded" for rs in groups.values() for r in rs}
+    distinct = sorted(set(per.values()))
+    notes = []
+    if len(distinct) > 1:
+        notes.append("runs made with different code: " + "; ".join(
+            f"{c} ({sum(v == c for v in per.values())} runs)" for c in distinct))
+    return per, notes
+
+
 def differences_rows(compare: dict) -> list[list[str]]:
     """The settings that differ between the compared presets (compare.json ``differences``)."""
     diff = compare.get("differences") if isinstance(compare.get("differences"), dict) else {}
@@ -585,11 +642,11 @@ def differences_rows(compare: dict) -> list[list[str]]:
 
 
 RUN_COLUMNS = ("preset", "seed", "run", "steps", "final eval pass@1", "train accuracy (last 10%)",
-               "wall time (s)", "peak memory (GB)", "tokens", "samples", "finished")
+               "wall time (s)", "peak memory (GB)", "tokens", "samples", "finished", "code")
 
 
-def run_table(groups: dict[str, list[Run]], root: Path) -> list[list[str]]:
-    """One row per run with its own final numbers."""
+def run_table(groups: dict[str, list[Run]], root: Path, code: dict[str, str] | None = None) -> list[list[str]]:
+    """One row per run with its own final numbers and the code it was made with."""
     rows = []
     for preset, runs in groups.items():
         for r in runs:
@@ -598,7 +655,8 @@ def run_table(groups: dict[str, list[Run]], root: Path) -> list[list[str]]:
             rows.append([preset, "n/a" if r.seed is None else str(r.seed), rel, fmt(f["steps"], digits=0),
                          fmt(f["final_eval"]), fmt(f["train_acc"]), fmt(f["elapsed_s"], digits=0),
                          fmt(f["peak_memory_gb"], digits=2), fmt(f["tokens"], digits=0),
-                         fmt(f["samples"], digits=0), "yes" if r.summary else "no"])
+                         fmt(f["samples"], digits=0), "yes" if r.summary else "no",
+                         (code or {}).get(str(r.path), "not recorded")])
     return rows
 
 
@@ -632,7 +690,8 @@ def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], 
         parts += [f"## Final accuracy on {stats['items']} held-out items (mean [95% CI])", "",
                   _md_table(cols, rows), ""]
         if drows:
-            parts += ["## Paired differences (mean [95% CI]; * = interval excludes 0)", "",
+            m = (stats or {}).get("margin")
+            parts += [f"## Paired differences (mean [95% CI] and verdict{f'; margin ±{m:g}' if m else ''})", "",
                       _md_table(dcols, drows), ""]
         parts += [CI_TEXT, ""]
     if (stats or {}).get("steps"):
@@ -642,6 +701,9 @@ def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], 
     if diffs:
         parts += ["## Settings that differ between the compared runs", "",
                   _md_table(("setting", "value per preset"), diffs), ""]
+    if (stats or {}).get("shared_settings"):
+        parts += ["## Settings shared by every run of this report", "",
+                  _md_table(("setting", "value"), stats["shared_settings"]), ""]
     parts += ["## Final numbers per preset (mean and min-max over seeds)", "",
               _md_table(PRESET_COLUMNS, presets), ""]
     if base_line(base):
@@ -676,7 +738,8 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
         parts += [f"<h2>Final accuracy on {stats['items']} held-out items (mean [95% CI])</h2>",
                   _html_table(cols, rows, "final")]
         if drows:
-            parts += ["<h2>Paired differences (mean [95% CI]; * = interval excludes 0)</h2>",
+            m = (stats or {}).get("margin")
+            parts += [f"<h2>Paired differences (mean [95% CI] and verdict{html.escape(f'; margin ±{m:g}') if m else ''})</h2>",
                       _html_table(dcols, drows, "differences")]
         parts.append(f"<p id='ci'>{html.escape(CI_TEXT)}</p>")
     if (stats or {}).get("steps"):
@@ -686,6 +749,9 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
     if diffs:
         parts += ["<h2>Settings that differ between the compared runs</h2>",
                   _html_table(("setting", "value per preset"), diffs, "settings")]
+    if (stats or {}).get("shared_settings"):
+        parts += ["<h2>Settings shared by every run of this report</h2>",
+                  _html_table(("setting", "value"), stats["shared_settings"], "shared")]
     parts += ["<h2>Final numbers per preset (mean and min-max over seeds)</h2>",
               _html_table(PRESET_COLUMNS, presets, "presets")]
     if base_line(base):
@@ -708,9 +774,9 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
 
 def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: tuple[Panel, ...] = PANELS,
                 presets: list[str] | None = None, reference: str | None = None, title: str | None = None,
-                steps: bool = False) -> dict:
+                steps: bool = False, margin: float | None = None) -> dict:
     """Load ``run_dir``, write the PNG plots of ``panels``, ``report.md``, ``report.html`` and
-    ``summary.json`` (per run: preset, seed, final metrics; per preset: bootstrap estimates and paired
+    ``summary.json`` (per run: preset, seed, final metrics; per preset: estimates, paired
     differences) into ``out_dir`` (default ``run_dir/report``). ``presets`` keeps only those (in that
     order); ``reference`` is the preset the others are compared with (default: the first);
     ``steps``: a ladder, each preset also compared with the one before it, and what changes listed."""
@@ -725,6 +791,10 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
         left_out = [str(r.path) for p, rs in groups.items() if p not in presets for r in rs]
         notes = [n for n in notes if not any(n.startswith(path + ":") for path in left_out)]
         groups = {p: groups[p] for p in presets}
+        compare = {**compare, **({"presets": [p for p in compare["presets"] if p in presets]}
+                                 if isinstance(compare.get("presets"), list) else {}),
+                   **{k: {r: v for r, v in compare[k].items() if r.split("/")[0] in presets}
+                      for k in ("runs", "code") if isinstance(compare.get(k), dict)}}
         if isinstance(compare.get("differences"), dict):
             compare = {**compare, "differences": {
                 k: {p: v[p] for p in presets if p in v} for k, v in compare["differences"].items()
@@ -751,11 +821,22 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
             notes.append(f"{panel.title}: not logged by any run, no plot")
         else:
             plots.append((panel, path))
-    table, per_run = preset_table(groups), run_table(groups, root)
-    stats = final_stats(groups, base, reference, steps=steps)
+    code, cnotes = code_notes(groups)
+    notes += cnotes
+    table, per_run = preset_table(groups), run_table(groups, root, code)
+    if margin is None and isinstance(compare.get("margin"), (int, float)):
+        margin = float(compare["margin"])  # declared before the runs (rlvr compare --margin / recipe)
+    elif margin is not None and compare.get("margin") not in (None, margin):
+        notes.append(f"margin {margin} given at report time; the study declared {compare['margin']} before its runs")
+    elif margin is not None and compare.get("margin") is None:
+        notes.append(f"margin {margin} given at report time (none was declared before the runs)")
+    stats = final_stats(groups, base, reference, steps=steps, margin=margin)
+    shared = shared_settings(groups, compare.get("differences") or {})
     if steps:
         stats["steps"] = step_rows(compare, list(groups))
     title = title or f"rlvr report: {root.name}"
+    if shared:
+        stats["shared_settings"] = shared
     args = (title, table, per_run, plots, notes, compare, base, stats)
     (out / "report.md").write_text(render_markdown(*args), encoding="utf-8")
     (out / "report.html").write_text(render_html(*args), encoding="utf-8")
@@ -778,6 +859,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--presets", default=None, help="comma-separated presets to include, in this order")
     p.add_argument("--reference", default=None, help="preset the others are compared with (default: the first)")
     p.add_argument("--title", default=None, help="report title")
+    p.add_argument("--margin", type=float, default=None,
+                   help="equivalence margin for the verdicts (default: the one compare.json declared)")
     p.add_argument("--steps", action="store_true",
                    help="a ladder: also compare each preset with the one before it in --presets order, "
                         "and list the settings that change at each step")
@@ -788,7 +871,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # truncated lines etc. are listed as notes below
         presets = [x.strip() for x in args.presets.split(",") if x.strip()] if args.presets else None
         res = make_report(args.run_dir, args.out, presets=presets, reference=args.reference, title=args.title,
-                          steps=args.steps)
+                          steps=args.steps, margin=args.margin)
     for n in res["notes"]:
         print(f"note: {n}")
     print(f"wrote {len(res['plots'])} plots, {res['markdown']} and {res['html']}")

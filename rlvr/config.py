@@ -7,6 +7,8 @@ dataclass annotations, so ``rollout.n=eight`` fails with the field named, before
 """
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import difflib
 import types
@@ -183,6 +185,9 @@ class TrainerConfig:
 @dataclass
 class Config:
     name: str = "default"
+    # equivalence margin m of a comparison of runs of this recipe (rlvr compare / report verdicts:
+    # "equivalent within +/-m"), declared before the runs; rlvr compare --margin overrides it
+    margin: float | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -318,6 +323,8 @@ def validate(cfg: Config) -> Config:
     """Cross-field checks that a dataclass cannot express; raises ConfigError naming the field."""
     from rlvr.algorithms.presets import get_preset
 
+    if cfg.margin is not None and not (math.isfinite(cfg.margin) and 0 < cfg.margin < 1):
+        raise ConfigError(f"margin: {cfg.margin} must be a difference in accuracy between 0 and 1 (e.g. 0.02)")
     try:
         preset = get_preset(cfg.algorithm.preset)
     except (KeyError, ValueError) as e:

@@ -9,7 +9,8 @@
   the checkout): ``gsm8k`` (train 7,473 / test 1,319), ``math`` (train 12,000 / test = MATH-500),
   ``math500`` (500), ``humaneval`` (164), ``mbpp`` (974; splits prompt 1-10, test 11-510,
   validation 511-600, train 601-974 by task_id),
-* ``arithmetic[:add2|add3|sub2|mul2x1]``: synthetic, seeded, no file,
+* ``arithmetic[:add2|add3|sub2|mul2x1][@k]``: synthetic, seeded, no file; a fixed 1 in k pairs
+  (default 10) is held out as the "test" split (``add2@5``: 1,620 held-out additions),
 * ``reasoning_gym:<task>`` when the ``reasoning_gym`` package is installed,
 * a Hugging Face dataset ``owner/name[:config]`` (or ``hf:name``), loaded with ``datasets``.
 
@@ -210,15 +211,31 @@ ARITHMETIC = {  # variant -> (range of a, range of b, operator)
 ARITHMETIC_SIZES = {"train": 5000, "test": 500}  # default sizes when limit is None
 
 
-def _split_of(a: int, b: int) -> str:
-    """Fixed split of the pair (a, b): 1 in 10 pairs is "test" (crc32 hash), independent of the seed,
-    so train and test are disjoint by construction for every seed and size."""
-    return "test" if zlib.crc32(f"{a},{b}".encode()) % 10 == 0 else "train"
+def _split_of(a: int, b: int, holdout: int = 10) -> str:
+    """Fixed split of the pair (a, b): 1 in ``holdout`` pairs is "test" (crc32 hash), independent of
+    the seed, so train and test are disjoint by construction for every seed and size. The test pairs
+    of ``holdout=10`` are among those of any divisor of 10 (5, 2): a wider split keeps the old items."""
+    return "test" if zlib.crc32(f"{a},{b}".encode()) % holdout == 0 else "train"
+
+
+def _arith_variant(variant: str) -> tuple[str, int]:
+    """``"add2"`` -> ("add2", 10); ``"add2@5"`` -> ("add2", 5): 1 in 5 pairs held out (add2 has
+    8,100 pairs: 822 held out at 1 in 10, 1,620 at 1 in 5)."""
+    base, at, k = variant.partition("@")
+    if base not in ARITHMETIC:
+        raise DataError(f"arithmetic:{variant}: unknown variant; expected one of {', '.join(ARITHMETIC)} "
+                        "(optionally @k: hold out 1 in k pairs, default 10)")
+    if not at:
+        return base, 10
+    if not k.isdigit() or not 2 <= int(k) <= 100:
+        raise DataError(f"arithmetic:{variant}: @{k} must be an integer from 2 to 100 (hold out 1 in k pairs)")
+    return base, int(k)
 
 
 def _arith_pairs(variant: str, split: str, count: int, rng: random.Random) -> list[tuple[int, int]]:
+    variant, holdout = _arith_variant(variant)
     (a0, a1), (b0, b1), op = ARITHMETIC[variant]
-    ok = lambda a, b: _split_of(a, b) == split and (op != "-" or a >= b)  # noqa: E731
+    ok = lambda a, b: _split_of(a, b, holdout) == split and (op != "-" or a >= b)  # noqa: E731
     if (a1 - a0 + 1) * (b1 - b0 + 1) <= 200_000:  # small space: enumerate, shuffle
         pairs = [(a, b) for a in range(a0, a1 + 1) for b in range(b0, b1 + 1) if ok(a, b)]
         rng.shuffle(pairs)
@@ -235,13 +252,12 @@ def arithmetic_examples(variant: str = "add2", *, split: str | None = None, limi
                         seed: int = 0, system_prompt: str | None = None) -> list[Example]:
     """Synthetic problems "What is a <op> b?" with the integer answer as reference (verifier "math")."""
     variant = variant or "add2"
-    if variant not in ARITHMETIC:
-        raise DataError(f"arithmetic:{variant}: unknown variant; expected one of {', '.join(ARITHMETIC)}")
+    _arith_variant(variant)  # a clear error for an unknown variant or split width
     split = split or "train"
     if split not in ARITHMETIC_SIZES:
         raise DataError(f"arithmetic: split {split!r}; expected 'train' or 'test'")
     rng = random.Random(f"arithmetic:{variant}:{split}:{seed}")
-    op = ARITHMETIC[variant][2]
+    op = ARITHMETIC[_arith_variant(variant)[0]][2]
     system = SYSTEM_PROMPTS["arithmetic"] if system_prompt is None else system_prompt
     out = []
     for a, b in _arith_pairs(variant, split, ARITHMETIC_SIZES[split] if limit is None else limit, rng):

@@ -140,8 +140,11 @@ class Trainer:
         else:
             self._set_aside_earlier_attempt()
         if self.is_main:
+            from rlvr import provenance
+
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
+            provenance.write(self.run_dir, self.step)  # code commit, versions, command, machine
         self.engine = self._build_engine()
 
     # ------------------------------------------------------------------ setup

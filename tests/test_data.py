@@ -145,3 +145,20 @@ def test_system_prompt_override_and_chat_template(tokenizer):
     custom = load_prompts("arithmetic", split="test", limit=1, system_prompt="Be brief.")[0]
     assert custom.prompt[0]["content"] == "Be brief."
     assert isinstance(custom, Example)
+
+
+def test_arithmetic_holdout_width():
+    """``add2@5`` holds out 1 in 5 pairs: 1,620 test additions that contain the 822 of the default
+    split, disjoint from its own train split; a bad width is one clear error."""
+    from rlvr.data import arithmetic_examples
+    from rlvr.errors import DataError
+
+    def pairs(v, split):
+        return {e.id.rsplit("/", 1)[1] for e in arithmetic_examples(v, split=split, limit=100_000)}
+
+    t10, t5, tr5 = pairs("add2", "test"), pairs("add2@5", "test"), pairs("add2@5", "train")
+    assert (len(t10), len(t5), len(tr5)) == (822, 1620, 6480)
+    assert t10 <= t5 and not (t5 & tr5)
+    for bad in ("add2@1", "add2@x", "add9@5"):
+        with pytest.raises(DataError, match=f"arithmetic:{bad}"):
+            arithmetic_examples(bad, split="test", limit=4)
