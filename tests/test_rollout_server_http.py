@@ -308,3 +308,13 @@ def test_the_command_takes_the_token_from_the_environment_or_makes_one():
     assert made and len(token) >= 32 and token != rollout_server.resolve_token({})[0]
     with pytest.raises(SystemExit, match=f"{TOKEN_ENV} is set but empty"):
         rollout_server.resolve_token({TOKEN_ENV: " "})
+
+
+def test_a_malformed_request_is_a_one_line_400(serving):
+    url = serving(FakeEngine(make_model()))
+    for body, headers, says in [(b"{not json", {}, "bad request: JSONDecodeError"),
+                                (b'{"prompts": [[1]]}', {}, "bad request: KeyError"),
+                                (b"{}", {"Content-Length": "-5"}, "bad Content-Length")]:
+        status, data = raw(url, "POST", "/generate", body, {**AUTH, **headers})
+        error = json.loads(data)["error"]
+        assert status == 400 and says in error and "\n" not in error, (status, data)

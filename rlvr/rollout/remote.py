@@ -187,13 +187,13 @@ class VLLMServerEngine:
                        out["group_ids"], out["texts"])
 
     def _restarted(self) -> bool:
-        """Whether the server has a new boot id since this trainer's last push. With several trainer
-        processes they agree on the answer (every one then takes part in the re-push: process 0
-        sends, and a sharded (FSDP2) policy is gathered by all)."""
+        """Whether the server has a new boot id since this trainer's last push. A sharded (FSDP2)
+        policy is pushed by every process together (gathering is a collective), so then the processes
+        agree on the answer. (Unsharded, only process 0 pushes again; another process that sees the
+        restart refuses the server's answers: :meth:`_check_weights`.)"""
         new = self.health()["boot"] != (self._pushed or {}).get("boot", self.boot)
-        if _world() > 1:
-            flag = torch.tensor([float(new)], device=_device(self._model) if _sharded_world(self._model) > 1
-                                else _collective_device())
+        if _sharded_world(self._model) > 1:
+            flag = torch.tensor([float(new)], device=_device(self._model))
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             new = bool(flag.item() > 0)
         return new
@@ -251,9 +251,9 @@ class VLLMServerEngine:
         if dist and torch.distributed.get_rank() != 0:
             # several trainer processes hold the same weights: process 0 pushes, the others wait for
             # it; sharded (FSDP2), they take part in gathering each tensor and in the probe's forward
-            self._model = model  # (a restart is agreed by all processes, which then push again together)
             try:
                 if sharded:
+                    self._model = model
                     for _ in full_tensors(select_weights(hf_weights(model), self.expected_shapes)):
                         pass
                     if verify:
