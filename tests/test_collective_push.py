@@ -1,5 +1,6 @@
 """The collective weight push's protocol without vLLM: ``rlvr.rollout.server`` serving a stand-in
-engine (tests/fake_rollout_engine.py) in a thread of this process, the trainer's :class:`VLLMServerEngine` pushing to it over gloo.
+engine (tests/fake_rollout_engine.py) in a thread of this process, the trainer's
+:class:`VLLMServerEngine` pushing to it over gloo.
 
 What a real vLLM server adds (the in-place load, the fingerprint, a killed server process) is tested
 in tests/test_rollout_server.py.

@@ -108,6 +108,24 @@ def test_generate_returns_ids_and_the_samplers_logprobs(server, tokenizer, polic
         torch.testing.assert_close(torch.tensor(lp), recompute(policy, p, resp), atol=1e-3, rtol=0)
 
 
+def test_the_server_refuses_requests_without_its_token(server, tokenizer):
+    import http.client
+    import json
+    import urllib.parse
+
+    from rlvr.rollout.remote import RolloutServerError, VLLMServerEngine
+
+    parts = urllib.parse.urlsplit(server["url"])
+    for headers, code in [({}, 401), ({"Authorization": "Bearer nope"}, 403)]:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("GET", "/health", headers=headers)
+        resp = conn.getresponse()
+        assert resp.status == code and "token" in json.loads(resp.read())["error"]
+        conn.close()
+    with pytest.raises(RolloutServerError, match="HTTP 403 wrong token"):
+        VLLMServerEngine(server["url"], tokenizer, token="nope")
+
+
 def test_weight_push_is_verified_by_the_fingerprint(server, tokenizer, policy):
     import copy
 

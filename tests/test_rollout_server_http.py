@@ -243,7 +243,7 @@ def test_the_fingerprint_sees_values_dtype_and_names():
     assert fp({"c": w["a"], "b": w["b"]}) != fp(w)
 
 
-# ---------------------------------------------------------------------------------------------- the weight group's owner
+# ------------------------------------------------------------------------------- the weight group's owner
 def test_the_weight_group_has_one_owner_until_it_closes(serving):
     model = make_model()
     engine = FakeEngine(model)

@@ -211,7 +211,8 @@ class VLLMServerEngine:
                 f"rollout server {self.url}: refusing its weights: not pushed by this trainer (server: weights "
                 f"version {out['version']}; this trainer has pushed none, so only the checkpoint, version 0, will do); "
                 f"push the policy first (sync_weights)")
-        if (out["boot"], out["version"], out.get("fingerprint")) == (mine["boot"], mine["version"], mine["fingerprint"]):
+        if (out["boot"], out["version"], out.get("fingerprint")) == \
+                (mine["boot"], mine["version"], mine["fingerprint"]):
             return
         if out["boot"] != mine["boot"]:
             raise RolloutServerError(f"rollout server {self.url}: restarted since this trainer's last push (stale "
