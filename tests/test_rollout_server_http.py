@@ -143,7 +143,7 @@ def test_an_idle_or_slow_connection_blocks_nobody_and_is_closed_after_the_timeou
     t0 = time.monotonic()
     c = client(url, timeout_s=5, connect_timeout_s=2, reconnect_s=0)
     r = c.generate([[1, 2]], PARAMS)
-    assert len(r) == 2 and time.monotonic() - t0 < 1.0
+    assert len(r) == 2 and time.monotonic() - t0 < 3.0  # (blocked: the 5 s timeout)
     for s in (idle, slow):  # the server hangs up on both once they have been silent for conn_timeout_s
         s.settimeout(10)
         t0 = time.monotonic()
@@ -173,7 +173,7 @@ def test_concurrent_requests_reach_the_engine_one_at_a_time_and_health_answers_m
     time.sleep(0.2)
     t0 = time.monotonic()
     clients[0].health()
-    assert time.monotonic() - t0 < 0.3  # not queued behind the generations
+    assert time.monotonic() - t0 < 1.0  # not queued behind the generations (1.5 s of them)
     for t in threads:
         t.join(10)
     assert not errors and len(results) == 3 and engine.max_active == 1

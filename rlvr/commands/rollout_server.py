@@ -77,13 +77,15 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.rollout.server import serve
     from rlvr.rollout.vllm import VLLMEngine
 
+    token, made = resolve_token(os.environ)  # (checked before the engine's slow start)
+    if not args.conn_timeout_s > 0:
+        print(f"rlvr rollout-server: error: --conn-timeout-s must be > 0, got {args.conn_timeout_s:g}", file=sys.stderr)
+        return 2
     engine = VLLMEngine(resolve_model_path(args.model), dtype=args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32"),
                         max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
                         gpu_memory_utilization=args.gpu_memory_utilization,
                         kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
                         seed=args.seed, enable_sleep_mode=False)
-
-    token, made = resolve_token(os.environ)
 
     def ready(port: int) -> None:
         warning = exposure_warning(args.host)
