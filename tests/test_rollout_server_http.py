@@ -318,3 +318,37 @@ def test_a_malformed_request_is_a_one_line_400(serving):
         status, data = raw(url, "POST", "/generate", body, {**AUTH, **headers})
         error = json.loads(data)["error"]
         assert status == 400 and says in error and "\n" not in error, (status, data)
+
+
+def _trainer_process(rank: int, url: str, rdzv: str, out) -> None:
+    """One of two trainer processes (gloo): process 0 pushes, both sample."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{rdzv}", rank=rank, world_size=2)
+    try:
+        engine = client(url, weight_transport="http")
+        engine.sync_weights(moved(make_model(), 1.0), verify=False)
+        out.put((rank, engine._pushed, engine.generate([[1, 2]], PARAMS).logprobs[0][0]))
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        out.put((rank, None, f"{type(e).__name__}: {e}"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_trainer_process_samples_from_process_0s_push(serving, tmp_path):
+    """Several trainer processes: process 0 pushes; the others take its record of the push (not the
+    server's word) and check their samples against it."""
+    import multiprocessing as mp
+
+    engine = FakeEngine(make_model())
+    url = serving(engine)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_trainer_process, args=(r, url, str(tmp_path / "rdzv"), out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict((rank, (pushed, lp)) for rank, pushed, lp in (out.get(timeout=120) for _ in procs))
+    for p in procs:
+        p.join(30)
+    assert got[0][0] is not None and got[1][0] == got[0][0], got
+    assert got[0][0]["version"] == 1 and got[0][1] == got[1][1] == pytest.approx(engine.weights_sum())
