@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def start_server(model_path: str, dtype: str, timeout_s: float,
-                 gpus: str | None = None) -> tuple[subprocess.Popen, str, float]:
-    """The server under test and its start-up time in seconds."""
+                 gpus: str | None = None) -> tuple[subprocess.Popen, str, str, float]:
+    """The server under test, its URL and token, and its start-up time in seconds."""
     from rlvr.commands import rollout_server
 
     t0 = time.perf_counter()
@@ -52,8 +52,8 @@ def start_server(model_path: str, dtype: str, timeout_s: float,
     else:
         args += ["--gpu-memory-utilization", "0.3"]
     env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})}
-    proc, url = rollout_server.start(model_path, args, timeout_s=timeout_s, env=env)
-    return proc, url, time.perf_counter() - t0
+    proc, url, token = rollout_server.start(model_path, args, timeout_s=timeout_s, env=env)
+    return proc, url, token, time.perf_counter() - t0
 
 
 def _write(out: Path, result: dict) -> None:
@@ -79,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
     model_path = resolve_model_path(args.model)
     model, tokenizer = load_policy(model_path, dtype=args.dtype)
     model.eval()
-    proc, url, startup_s = start_server(model_path, args.dtype, args.startup_s, args.server_gpus)
+    proc, url, token, startup_s = start_server(model_path, args.dtype, args.startup_s, args.server_gpus)
     try:
-        engines = {t: VLLMServerEngine(url, tokenizer, weight_transport=t, timeout_s=600) for t in transports}
+        engines = {t: VLLMServerEngine(url, tokenizer, weight_transport=t, timeout_s=600, token=token)
+                   for t in transports}
         per: dict[str, dict] = {t: {"push_s_each": [], "server_s_each": [], "sync_s_each": []} for t in transports}
         for t, engine in engines.items():
             t0 = time.perf_counter()
@@ -97,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
                 per[t]["sync_s_each"].append(round(time.perf_counter() - t0, 3))
                 per[t]["push_s_each"].append(round(engine.last_sync["time_s"], 3))
                 per[t]["server_s_each"].append(round(engine.last_sync["server_s"], 3))
+        # still the model's weights after the timed pushes (checked by the engine that pushed last:
+        # an engine refuses to read weights that another one pushed)
+        engines[transports[-1]].verify_sync(model)
         for t, engine in engines.items():
-            engine.verify_sync(model)  # still the same weights after the timed pushes
             engine.close()
             for key in ("push_s", "server_s", "sync_s"):
                 per[t][key] = statistics.median(per[t][f"{key}_each"])

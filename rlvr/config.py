@@ -83,6 +83,9 @@ class VLLMServerConfig:
     # sides are on CUDA and the server's engine is in its process, else http)
     weight_transport: str = "auto"
     collective_port: int = 0  # the server's rendezvous port for the collective push (0: a free one)
+    # the server's token (None: the environment's RLVR_ROLLOUT_TOKEN, the better place for a secret;
+    # never written to the run's config.yaml or logged)
+    token: str | None = None
 
 
 @dataclass
@@ -197,6 +200,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["rollout"]["server"]["token"] = None  # a secret: not saved with the run (nor sent to a logger)
         algo = d["algorithm"]
         algo.update(algo.pop("overrides"))
         return d

@@ -1,5 +1,6 @@
 """The collective weight push's protocol without vLLM: ``rlvr.rollout.server`` serving a stand-in
-engine in a thread of this process, the trainer's :class:`VLLMServerEngine` pushing to it over gloo.
+engine (tests/fake_rollout_engine.py) in a thread of this process, the trainer's
+:class:`VLLMServerEngine` pushing to it over gloo.
 
 What a real vLLM server adds (the in-place load, the fingerprint, a killed server process) is tested
 in tests/test_rollout_server.py.
@@ -14,41 +15,17 @@ import time
 import pytest
 import torch
 
+from fake_rollout_engine import FakeEngine
 from rlvr.rollout.remote import RolloutServerError, VLLMServerEngine
-from rlvr.rollout.server import serve
+from rlvr.rollout.server import TOKEN_ENV, serve
+
+TOKEN = "collective-test-token"
 
 
-class FakeLLM:
-    def __init__(self):
-        self.resets = 0
-
-    def reset_prefix_cache(self):
-        self.resets += 1
-
-
-class FakeEngine:
-    """What the server uses of :class:`rlvr.rollout.vllm.VLLMEngine`: loads into a dict of tensors."""
-
-    def __init__(self, model: torch.nn.Module, path: str = "load_weights"):
-        self.model_path, self.dtype, self.device_type = "fake", torch.float32, "cpu"
-        self.checkpoint = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.state = {k: v.clone() for k, v in self.checkpoint.items()}
-        self.expected_shapes = {k: tuple(v.shape) for k, v in self.state.items()}
-        self.llm, self.path, self.fail_after, self.loaded = FakeLLM(), path, None, []
-
-    def sync_path(self):
-        return self.path
-
-    def _push(self, path, weights):
-        self.loaded = []
-        for i, (k, v) in enumerate(weights):  # consumed one at a time, as vLLM's loader does
-            if self.fail_after is not None and i == self.fail_after:
-                raise RuntimeError("the loader failed")
-            self.state[k].copy_(v)
-            self.loaded.append(k)
-
-    def reload_checkpoint(self):
-        self.state = {k: v.clone() for k, v in self.checkpoint.items()}
+@pytest.fixture(autouse=True)
+def token(monkeypatch):
+    """The clients take the servers' token from the environment (as a trainer does)."""
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
 
 
 def tokenizer(text):
@@ -62,7 +39,8 @@ def make_model() -> torch.nn.Module:
 
 def start(engine) -> str:
     ports: list[int] = []
-    threading.Thread(target=serve, args=(engine, "127.0.0.1", 0), kwargs={"ready": ports.append}, daemon=True).start()
+    threading.Thread(target=serve, args=(engine, "127.0.0.1", 0), kwargs={"ready": ports.append, "token": TOKEN},
+                     daemon=True).start()
     deadline = time.monotonic() + 10
     while not ports and time.monotonic() < deadline:
         time.sleep(0.01)

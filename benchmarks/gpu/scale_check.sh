@@ -20,6 +20,8 @@
 set -uo pipefail
 source "$(dirname "$0")/_prep.sh"
 export OMP_NUM_THREADS=2
+# the rollout server's token (the server and the trainer read it from the environment)
+export RLVR_ROLLOUT_TOKEN="${RLVR_ROLLOUT_TOKEN:-$(python -c 'import secrets; print(secrets.token_urlsafe(32))')}"
 status=0
 
 echo "== 1. agreement across processes (2 gloo processes)"

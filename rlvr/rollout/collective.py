@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import os
 import socket
 import time
@@ -192,6 +193,36 @@ class _Pending:
     def join(self) -> WeightGroup:
         cls, backend, store, timeout_s, address = self._args
         return cls(backend, store, SERVER, timeout_s=timeout_s, address=address)
+
+
+class Fingerprint:
+    """A cheap fingerprint of a set of named tensors, computed alike by the trainer (on what it sends)
+    and the server (on what it received), to check that the engine holds exactly the pushed weights.
+
+    Per tensor: its name, dtype, shape and the raw bytes of :data:`PROBES` elements spread evenly over
+    it (strided from the first), hashed with SHA-256; the fingerprint hashes those digests in name
+    order (the push's order does not matter). It reads ``PROBES`` elements per tensor, so it costs
+    one small device-to-host copy per tensor, not a pass over the weights: a change that misses
+    every probed element goes unseen (the log-prob fingerprint of :mod:`rlvr.rollout.vllm` checks
+    the function the weights compute)."""
+
+    PROBES = 16
+
+    def __init__(self) -> None:
+        self._digests: dict[str, bytes] = {}
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        flat = tensor.detach().reshape(-1)
+        probe = flat[:: max(1, flat.numel() // self.PROBES)][: self.PROBES].contiguous().cpu()
+        h = hashlib.sha256(f"{name}|{dtype_name(tensor.dtype)}|{tuple(tensor.shape)}|".encode())
+        h.update(probe.view(torch.uint8).numpy().tobytes() if probe.numel() else b"")
+        self._digests[name] = h.digest()
+
+    def hexdigest(self) -> str:
+        h = hashlib.sha256()
+        for name in sorted(self._digests):
+            h.update(name.encode() + b"\0" + self._digests[name])
+        return h.hexdigest()[:32]
 
 
 def one_line(e: BaseException) -> str:

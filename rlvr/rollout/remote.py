@@ -9,6 +9,13 @@
                                   then the fingerprint of :mod:`rlvr.rollout.vllm`: engine vs
                                   trainer log-probs on a fixed probe text must agree within tolerance
 
+Every request carries the server's token (``token``, else the environment's ``RLVR_ROLLOUT_TOKEN``;
+``rollout.server.token`` in a config) and this engine's client id (the collective weight group's
+owner is one client). The engine remembers the weights it pushed (the server's boot id and weights
+version, and a :class:`~rlvr.rollout.collective.Fingerprint` of the tensors it sent, which the
+server's fingerprint of what it received must equal) and refuses samples and log-probs from any
+other weights: another client's push is an error, not a silent change of policy.
+
 Every request has a bounded wait: a refused or dropped connection is retried for
 ``reconnect_s`` seconds (a server being restarted), then it is a one-line
 :class:`RolloutServerError`; a server that accepts but does not answer within ``timeout_s`` is one
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,7 +38,8 @@ import torch
 
 from rlvr.errors import RlvrError
 from rlvr.rollout.base import Rollout, SamplingParams
-from rlvr.rollout.collective import TRANSPORTS, WeightGroup, dtype_name, local_address, one_line
+from rlvr.rollout.collective import TRANSPORTS, Fingerprint, WeightGroup, dtype_name, local_address, one_line
+from rlvr.rollout.server import CLIENT_HEADER, TOKEN_ENV
 from rlvr.rollout.vllm import VLLMEngine, _alias_key, hf_weights, select_weights
 
 
@@ -44,6 +54,20 @@ def _sharded_world(model: torch.nn.Module | None) -> int:
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def _collective_device() -> torch.device:
+    """Where a tensor for the trainer's default process group lives (NCCL: this process's GPU)."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _world() -> int:
+    """The number of trainer processes (1 without torch.distributed)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
 
 
 class RolloutServerError(RlvrError):
@@ -64,13 +88,21 @@ class VLLMServerEngine:
 
     def __init__(self, url: str, tokenizer, *, timeout_s: float = 600.0, connect_timeout_s: float = 10.0,
                  reconnect_s: float = 60.0, verify_tol: float | None = None, weight_transport: str = "auto",
-                 collective_port: int = 0):
+                 collective_port: int = 0, token: str | None = None):
         from rlvr.rollout.vllm import PROBE_TEXT
 
         if weight_transport not in TRANSPORTS:
             raise ValueError(f"rollout.server.weight_transport must be one of {', '.join(TRANSPORTS)}, "
                              f"got {weight_transport!r}")
         self.url = url.rstrip("/")
+        token = (token or os.environ.get(TOKEN_ENV) or "").strip()
+        if not token:
+            raise RolloutServerError(f"rollout server {self.url}: no token: set {TOKEN_ENV} or rollout.server.token "
+                                     f"to the server's (the one `rlvr rollout-server` printed at start, or its "
+                                     f"{TOKEN_ENV})")
+        self._headers = {"Authorization": f"Bearer {token}", CLIENT_HEADER: uuid.uuid4().hex}
+        # the weights this trainer pushed: {"boot", "version", "fingerprint"} (None: nothing yet)
+        self._pushed: dict[str, Any] | None = None
         self.timeout_s, self.connect_timeout_s, self.reconnect_s = timeout_s, connect_timeout_s, reconnect_s
         self.verify_tol = verify_tol
         self.weight_transport, self.collective_port = weight_transport, int(collective_port)
@@ -91,7 +123,8 @@ class VLLMServerEngine:
         """From ``rollout.server`` (:class:`rlvr.config.VLLMServerConfig`)."""
         return cls(section.url, tokenizer, timeout_s=section.timeout_s, connect_timeout_s=section.connect_timeout_s,
                    reconnect_s=section.reconnect_s, verify_tol=section.verify_tol,
-                   weight_transport=section.weight_transport, collective_port=section.collective_port)
+                   weight_transport=section.weight_transport, collective_port=section.collective_port,
+                   token=getattr(section, "token", None))
 
     # ------------------------------------------------------------------ transport
     def _request(self, path: str, body: bytes | None = None, *, timeout: float | None = None,
@@ -112,7 +145,7 @@ class VLLMServerEngine:
                                              f"rollout.server.connect_timeout_s={self.connect_timeout_s:g} s") from None
                 conn.sock.settimeout(read_timeout)
                 conn.request("GET" if body is None else "POST", parts.path.rstrip("/") + path, body=body,
-                             headers={"Content-Type": "application/octet-stream"})
+                             headers={"Content-Type": "application/octet-stream", **self._headers})
                 resp = conn.getresponse()
                 data = resp.read()
                 if resp.status != 200:
@@ -120,6 +153,8 @@ class VLLMServerEngine:
                         detail = json.loads(data).get("error", "")
                     except ValueError:
                         detail = data[:200].decode(errors="replace")
+                    if resp.status in (401, 403):
+                        detail += f"; set {TOKEN_ENV} or rollout.server.token to the server's token"
                     raise RolloutServerError(f"rollout server {url}: HTTP {resp.status} {detail}".rstrip())
                 return json.loads(data)
             except (TimeoutError, socket.timeout):
@@ -147,24 +182,60 @@ class VLLMServerEngine:
             "prompts": [list(map(int, p)) for p in prompts], "n": params.n, "temperature": params.temperature,
             "top_p": params.top_p, "max_new_tokens": params.max_new_tokens, "seed": params.seed,
             "stop_token_ids": list(params.stop_token_ids)}).encode())
-        if self._model is not None and out["boot"] != self.boot:
-            raise RolloutServerError(f"rollout server {self.url}: restarted during generation (stale weights)")
+        self._check_weights(out)
         return Rollout(out["prompt_ids"], out["response_ids"], out["logprobs"], out["finished"],
                        out["group_ids"], out["texts"])
 
     def _restarted(self) -> bool:
-        """Whether the server has a new boot id. A sharded (FSDP2) policy is pushed by every process
-        together (gathering is a collective), so then the processes agree on the answer."""
-        new = self.health()["boot"] != self.boot
+        """Whether the server has a new boot id since this trainer's last push. A sharded (FSDP2)
+        policy is pushed by every process together (gathering is a collective), so then the processes
+        agree on the answer. (Unsharded, only process 0 pushes again; another process that sees the
+        restart refuses the server's answers: :meth:`_check_weights`.)"""
+        new = self.health()["boot"] != (self._pushed or {}).get("boot", self.boot)
         if _sharded_world(self._model) > 1:
             flag = torch.tensor([float(new)], device=_device(self._model))
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             new = bool(flag.item() > 0)
         return new
 
+    def _check_weights(self, out: dict[str, Any]) -> None:
+        """``out`` (an answer that used the server's weights) came from the weights this trainer
+        pushed last -- the same server start, weights version and fingerprint -- or, before its first
+        push, from the server's checkpoint (version 0). Else a one-line error: another client pushed
+        weights (or the server restarted meanwhile)."""
+        mine = self._pushed
+        if mine is None:
+            if out["version"] == 0:
+                return
+            raise RolloutServerError(
+                f"rollout server {self.url}: refusing its weights: not pushed by this trainer (server: weights "
+                f"version {out['version']}; this trainer has pushed none, so only the checkpoint, version 0, will do); "
+                f"push the policy first (sync_weights)")
+        if (out["boot"], out["version"], out.get("fingerprint")) == \
+                (mine["boot"], mine["version"], mine["fingerprint"]):
+            return
+        if out["boot"] != mine["boot"]:
+            raise RolloutServerError(f"rollout server {self.url}: restarted since this trainer's last push (stale "
+                                     f"weights: its checkpoint's)")
+        raise RolloutServerError(
+            f"rollout server {self.url}: refusing its weights: not pushed by this trainer (server: weights "
+            f"version {out['version']}; this trainer's last push: version {mine['version']}): another client "
+            f"with the token pushed weights to it")
+
     def prompt_logprobs(self, token_ids: list[int]) -> torch.Tensor:
         out = self._request("/prompt_logprobs", json.dumps({"token_ids": list(map(int, token_ids))}).encode())
+        self._check_weights(out)
         return torch.tensor(out["logprobs"])
+
+    def _pushed_by(self, out: dict[str, Any], sent: str) -> None:
+        """Record a push's answer ``out``; ``sent``: the fingerprint of what this trainer sent."""
+        self.boot = out["boot"]
+        self._pushed = None  # (until checked)
+        if out.get("fingerprint") != sent:
+            raise RolloutServerError(f"rollout server {self.url}: the fingerprint of the weights the server received "
+                                     f"({out.get('fingerprint')}) != that of the weights this trainer sent ({sent}); "
+                                     f"refusing to sample from them")
+        self._pushed = {"boot": out["boot"], "version": out["version"], "fingerprint": sent}
 
     def sync_weights(self, model: torch.nn.Module, *, verify: bool = True) -> None:
         """Push ``model``'s weights (HF names; LoRA merged) and verify the fingerprint.
@@ -176,9 +247,7 @@ class VLLMServerEngine:
         every process takes part in gathering each full tensor in turn; process 0 sends it."""
         from rlvr.fsdp import full_tensors
 
-
-        dist = torch.distributed.is_available() and torch.distributed.is_initialized() and \
-            torch.distributed.get_world_size() > 1
+        dist = _world() > 1
         sharded = _sharded_world(model) > 1
         if dist and torch.distributed.get_rank() != 0:
             # several trainer processes hold the same weights: process 0 pushes, the others wait for
@@ -191,9 +260,12 @@ class VLLMServerEngine:
                     if verify:
                         self.trainer_probe_logprobs(model)
             finally:
-                torch.distributed.barrier()
-            self.boot = self.health()["boot"]
+                pushed = self._share_pushed(None)
+            if pushed is None:
+                raise RolloutServerError(f"rollout server {self.url}: process 0's weight push failed")
+            self._pushed, self.boot = pushed, pushed["boot"]
             return
+        pushed = None
         try:
             weights = select_weights(hf_weights(model), self.expected_shapes)
             keys = {k: _alias_key(v) for k, v in weights}
@@ -219,9 +291,18 @@ class VLLMServerEngine:
             self._model = model
             if verify:
                 self.verify_sync(model)
+            pushed = self._pushed
         finally:
             if dist:
-                torch.distributed.barrier()
+                self._share_pushed(pushed)
+
+    @staticmethod
+    def _share_pushed(pushed: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Process 0's record of its push (None: it failed), to every trainer process: they check the
+        server's answers against it as process 0 does."""
+        box = [pushed]
+        torch.distributed.broadcast_object_list(box, src=0, device=_collective_device())
+        return box[0]
 
     def transport(self, model: torch.nn.Module) -> tuple[str, str | None]:
         """``("http", None)`` or ``("collective", "nccl" | "gloo")`` for a push of ``model`` now.
@@ -245,12 +326,17 @@ class VLLMServerEngine:
         from safetensors.torch import save
 
         t0 = time.perf_counter()
-        blob = save({k: v.contiguous().cpu() for k, v in weights})
+        tensors = {k: v.contiguous().cpu() for k, v in weights}
+        fingerprint = Fingerprint()
+        for k, v in tensors.items():
+            fingerprint.add(k, v)
+        blob = save(tensors)
+        del tensors
         out = self._request("/weights", blob)
-        self.boot = out["boot"]
         self.last_sync = {"transport": "http", "path": f"http:{out['path']}", "tensors": out["tensors"],
-                          "bytes": len(blob), "version": out["version"], "server_s": out["time_s"],
-                          "time_s": time.perf_counter() - t0}
+                          "bytes": len(blob), "version": out["version"], "fingerprint": out.get("fingerprint"),
+                          "server_s": out["time_s"], "time_s": time.perf_counter() - t0}
+        self._pushed_by(out, fingerprint.hexdigest())
 
     def _open_group(self, backend: str) -> WeightGroup:
         """The weight group with the server, opened anew after a server restart (a new boot id) or a
@@ -283,10 +369,12 @@ class VLLMServerEngine:
         self._request("/collective/begin", json.dumps({"tensors": meta}).encode())
         sent = nbytes = 0
         deadline = time.monotonic() + self.timeout_s
+        fingerprint = Fingerprint()
         try:
-            for _, v in weights:  # one tensor at a time: at most one converted copy exists
+            for k, v in weights:  # one tensor at a time: at most one converted copy exists
                 # gloo: CPU tensors; NCCL: the tensor stays on its own GPU
                 t = v.to(device=group.device if backend == "gloo" else v.device, dtype=dtype).contiguous()
+                fingerprint.add(k, t)  # what is sent (the server fingerprints what it receives)
                 self._broadcast(group, t)
                 # NCCL: done before the next (a converted copy is freed, not queued; a dead server
                 # is seen by the deadline); gloo's broadcast has returned when it is done
@@ -309,19 +397,28 @@ class VLLMServerEngine:
         except RolloutServerError:
             self.close_group()
             raise
-        self.boot = out["boot"]
         self.last_sync = {"transport": "collective", "backend": backend, "path": f"{backend}:{out['path']}",
                           "tensors": out["tensors"], "bytes": nbytes, "version": out["version"],
-                          "send_s": send_s, "server_s": out["time_s"], "time_s": time.perf_counter() - t0}
+                          "fingerprint": out.get("fingerprint"), "send_s": send_s, "server_s": out["time_s"],
+                          "time_s": time.perf_counter() - t0}
+        self._pushed_by(out, fingerprint.hexdigest())
 
     @staticmethod
     def _broadcast(group: WeightGroup, tensor: torch.Tensor) -> None:
         group.broadcast(tensor)  # (a seam for the tests: kill the server midway)
 
-    def close_group(self) -> None:
+    def close_group(self, *, release: bool = False) -> None:
+        """Drop this side of the weight group; ``release``: and tell the server (one attempt, errors
+        ignored), which frees the group for another client."""
+        opened = self._group is not None
         if self._group is not None:
             self._group.close()
         self._group = self._group_boot = None
+        if release and opened:
+            try:
+                self._request("/collective/close", b"{}", timeout=self.connect_timeout_s, reconnect=False)
+            except RolloutServerError:
+                pass  # gone, restarted, or no longer ours: nothing to release
 
     def close(self) -> None:
-        self.close_group()
+        self.close_group(release=True)

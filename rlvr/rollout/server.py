@@ -1,13 +1,18 @@
 """``rlvr rollout-server``: vLLM on its own devices (or host), serving generation over HTTP.
 
 The trainer's :class:`rlvr.rollout.remote.VLLMServerEngine` talks to it; JSON in and out, weights
-as one safetensors blob::
+as one safetensors blob. Every request carries the server's token (``Authorization: Bearer TOKEN``;
+:data:`TOKEN_ENV`, or one made and printed at start), compared in constant time; without it the
+answer is 401, with another one 403, and the request goes no further::
 
-    GET  /health            {"boot", "model", "dtype", "version"}   boot: an id per server start
+    GET  /health            {"boot", "model", "dtype", "version", "fingerprint"}   boot: an id per
+                            server start; version: pushes since then; fingerprint: of the last push
     GET  /shapes            {"shapes": {name: shape} | null}  the checkpoint's tensors (what a push must hold)
     POST /generate          {"prompts": [[ids]], "n", "temperature", "top_p", "max_new_tokens",
                              "seed", "stop_token_ids"} -> the Rollout's fields (ids, sampler log-probs)
-    POST /weights           body: safetensors bytes of the policy's HF-named tensors -> {"version", ...}
+    POST /weights           body: safetensors bytes of the policy's HF-named tensors -> {"version",
+                            "fingerprint", ...} (:class:`~rlvr.rollout.collective.Fingerprint` of the
+                            tensors received: the trainer compares it with what it sent)
     POST /prompt_logprobs   {"token_ids"} -> {"logprobs"}   (the sync fingerprint's engine side)
 
 The collective weight push (:mod:`rlvr.rollout.collective`; the engine must run in this process:
@@ -21,25 +26,55 @@ tensor parallel 1, ``/health`` says ``"collective": true``)::
     POST /collective/end    {"timeout_s"} -> joins it: {"version", "tensors", "bytes", "time_s", ...}
     POST /collective/close  drops the group
 
+The group has one owner: the client (``X-Rlvr-Client``, an id per trainer engine) whose
+``/collective/init`` opened it, until it closes it or makes no request for the ``timeout_s`` it
+opened the group with. Another client's ``/collective/*`` is refused with 409 meanwhile.
+
 A receive that fails midway (the trainer died, a timeout) leaves the engine on a mix of weights: the
 server reloads its checkpoint and takes a new boot id, so a trainer pushes again before sampling.
 
-Requests are served one at a time (vLLM's engine is not re-entrant here; while a collective push is
-being received, generation is refused). Choose the devices with ``CUDA_VISIBLE_DEVICES`` (the
+Connections are served concurrently, each in its own thread with a per-connection socket timeout
+(an idle or slow client holds only its own thread); the engine is entered by one request at a time
+(vLLM's engine is not re-entrant here; while a collective push is being received, generation is
+refused), ``/health`` does not wait for it. Choose the devices with ``CUDA_VISIBLE_DEVICES`` (the
 server's GPUs are not the trainer's); the standard library's ``http.server`` is the transport, so
 the server adds no dependency beyond vLLM.
 """
 from __future__ import annotations
 
+import functools
+import hmac
 import json
+import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.collective import BACKENDS, WeightGroup, one_line, parse_dtype
+from rlvr.rollout.collective import BACKENDS, Fingerprint, WeightGroup, one_line, parse_dtype
+
+TOKEN_ENV = "RLVR_ROLLOUT_TOKEN"  # the shared token, on both sides
+CLIENT_HEADER = "X-Rlvr-Client"  # a client's id (the weight group's owner is one)
+DRAIN_LIMIT = 1 << 20  # a refused request's body is read up to this size (then the connection is closed)
+
+
+class Refused(Exception):
+    """A request refused with HTTP ``code`` (4xx) and a one-line reason."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _locked(method):
+    """Run ``method`` holding the service's lock (one request in the engine or the group at a time)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class RolloutService:
@@ -53,13 +88,23 @@ class RolloutService:
         self.group: WeightGroup | None = None
         self._joining: tuple[threading.Thread, dict[str, Any], float] | None = None  # a group being opened
         self._receiving: tuple[threading.Thread, dict[str, Any]] | None = None  # a push being received
+        self.fingerprint: str | None = None  # of the last push (None: the checkpoint)
+        self._lock = threading.RLock()  # the engine is entered by one request at a time
+        self.owner: str | None = None  # the client id that owns the weight group
+        self._owner_seen = 0.0  # when the owner last made a request (time.monotonic)
+        self._owner_lease_s = 0.0  # released after this long without one (the group's timeout_s)
         self._collective_refusal: str | None | bool = False  # not probed yet
+        self.collective_refusal()  # probed now: /health then never enters the engine
 
     def info(self) -> dict[str, Any]:
         refusal = self.collective_refusal()
         return {"boot": self.boot, "model": self.engine.model_path, "dtype": str(self.engine.dtype),
-                "version": self.version, "device": self.device, "collective": refusal is None,
-                "collective_refusal": refusal}
+                "version": self.version, "fingerprint": self.fingerprint, "device": self.device,
+                "collective": refusal is None, "collective_refusal": refusal}
+
+    def weights_state(self) -> dict[str, Any]:
+        """What every answer that used the weights says about them (the trainer checks it)."""
+        return {"boot": self.boot, "version": self.version, "fingerprint": self.fingerprint}
 
     def shapes(self) -> dict[str, Any]:
         shapes = self.engine.expected_shapes
@@ -71,14 +116,16 @@ class RolloutService:
                                "POST /collective/end")
 
     def generate(self, req: dict[str, Any]) -> dict[str, Any]:
-        self._check_idle()
         params = SamplingParams(n=int(req["n"]), temperature=float(req["temperature"]), top_p=float(req["top_p"]),
                                 max_new_tokens=int(req["max_new_tokens"]), seed=req.get("seed"),
                                 stop_token_ids=tuple(req.get("stop_token_ids") or ()))
-        r = self.engine.generate([list(map(int, p)) for p in req["prompts"]], params)
+        prompts = [list(map(int, p)) for p in req["prompts"]]
+        with self._lock:
+            self._check_idle()
+            r = self.engine.generate(prompts, params)
+            state = self.weights_state()  # the weights these samples came from
         return {"prompt_ids": r.prompt_ids, "response_ids": r.response_ids, "logprobs": r.logprobs,
-                "finished": r.finished, "group_ids": r.group_ids, "texts": r.texts, "boot": self.boot,
-                "version": self.version}
+                "finished": r.finished, "group_ids": r.group_ids, "texts": r.texts, **state}
 
     def load_weights(self, blob: bytes) -> dict[str, Any]:
         """Load HF-named tensors into the live engine (the engine's own checked path), then drop the
@@ -87,19 +134,28 @@ class RolloutService:
 
         from rlvr.rollout.vllm import select_weights
 
-        self._check_idle()
         t0 = time.perf_counter()
-        weights = select_weights(load(blob), self.engine.expected_shapes)
-        path = self.engine.sync_path()
-        self.engine._push(path, weights)
-        self.engine.llm.reset_prefix_cache()
-        self.version += 1
-        return {"version": self.version, "path": path, "tensors": len(weights), "boot": self.boot,
-                "time_s": time.perf_counter() - t0}
+        received = load(blob)
+        fingerprint = Fingerprint()
+        for k, v in received.items():
+            fingerprint.add(k, v)
+        with self._lock:
+            self._check_idle()
+            weights = select_weights(received, self.engine.expected_shapes)
+            path = self.engine.sync_path()
+            self.version += 1  # (before the load: a load that fails midway leaves no earlier version standing)
+            self.fingerprint = "incomplete"
+            self.engine._push(path, weights)
+            self.engine.llm.reset_prefix_cache()
+            self.fingerprint = fingerprint.hexdigest()
+            return {"path": path, "tensors": len(weights), "time_s": time.perf_counter() - t0,
+                    **self.weights_state()}
 
     def prompt_logprobs(self, req: dict[str, Any]) -> dict[str, Any]:
-        self._check_idle()
-        return {"logprobs": self.engine.prompt_logprobs([int(t) for t in req["token_ids"]]).tolist(), "boot": self.boot}
+        ids = [int(t) for t in req["token_ids"]]
+        with self._lock:
+            self._check_idle()
+            return {"logprobs": self.engine.prompt_logprobs(ids).tolist(), **self.weights_state()}
 
     # ------------------------------------------------------------------ the collective weight push
     def collective_refusal(self) -> str | None:
@@ -116,9 +172,35 @@ class RolloutService:
                     "server's process: use rollout.server.weight_transport=http")
         return self._collective_refusal
 
-    def collective_init(self, req: dict[str, Any], address: str) -> dict[str, Any]:
+    # the weight group's owner
+    def seen(self, client: str | None) -> None:
+        """A request of ``client`` arrived or finished: the owner's lease runs from now."""
+        if client is not None and client == self.owner:
+            self._owner_seen = time.monotonic()
+
+    def _owner_lapsed(self) -> bool:
+        return time.monotonic() - self._owner_seen > self._owner_lease_s
+
+    def _check_owner(self, client: str | None) -> None:
+        """``client`` may use the weight group: it owns it, or nobody does (any more)."""
+        if client is None:
+            raise Refused(400, f"the collective weight push needs a client id ({CLIENT_HEADER} header)")
+        if self.owner is None or self.owner == client:
+            return
+        idle = time.monotonic() - self._owner_seen
+        if not self._owner_lapsed():
+            raise Refused(409, f"the weight group belongs to another client (its last request {idle:.0f} s ago; "
+                               f"it is released when that client closes it, or after {self._owner_lease_s:g} s "
+                               f"without a request from it)")
+        print(f"rlvr rollout-server: the weight group's owner made no request for {idle:.0f} s "
+              f"(> {self._owner_lease_s:g} s): released", file=sys.stderr, flush=True)
+        self._drop_group()
+
+    @_locked
+    def collective_init(self, req: dict[str, Any], address: str, client: str | None = None) -> dict[str, Any]:
         """Open the rendezvous on ``req["port"]`` (0: a free one) at ``address`` (where the trainer
-        reached this server) and join the group in a thread; the trainer joins after this answer."""
+        reached this server) and join the group in a thread; the trainer joins after this answer.
+        ``client`` owns the group from now (another client's init is refused while it does)."""
         refusal = self.collective_refusal()
         if refusal is not None:
             raise RuntimeError(f"collective weight push unavailable: {refusal}")
@@ -128,9 +210,11 @@ class RolloutService:
         if backend == "nccl" and self.device != "cuda":
             raise RuntimeError(f"the nccl backend needs the server's engine on CUDA (it is on {self.device})")
         timeout_s = float(req["timeout_s"])
+        self._check_owner(client)
         self._settle(timeout_s)
-        self.collective_close()
+        self._drop_group()
         pending = WeightGroup.host(backend, int(req.get("port") or 0), timeout_s=timeout_s, address=address)
+        self.owner, self._owner_lease_s, self._owner_seen = client, timeout_s, time.monotonic()
         state: dict[str, Any] = {}
 
         def join() -> None:
@@ -158,8 +242,10 @@ class RolloutService:
             raise RuntimeError("no weight group: POST /collective/init first")
         return self.group
 
-    def collective_begin(self, req: dict[str, Any]) -> dict[str, Any]:
+    @_locked
+    def collective_begin(self, req: dict[str, Any], client: str | None = None) -> dict[str, Any]:
         """Check the announced tensors, then receive them in a thread (the trainer broadcasts next)."""
+        self._check_owner(client)
         group = self._joined_group()
         self._settle(group.timeout_s)
         meta = [(str(name), tuple(int(d) for d in shape), parse_dtype(dtype)) for name, shape, dtype in req["tensors"]]
@@ -176,6 +262,7 @@ class RolloutService:
 
         counts = {"tensors": 0, "bytes": 0}
         deadline = time.monotonic() + group.timeout_s
+        fingerprint = Fingerprint()
 
         def stream():  # one tensor in flight: received, then loaded, then the next
             for name, shape, dtype in meta:
@@ -184,19 +271,22 @@ class RolloutService:
                 group.wait_all(deadline)  # NCCL: received before vLLM reads it (bounded); gloo: no-op
                 counts["tensors"] += 1
                 counts["bytes"] += t.numel() * t.element_size()
+                fingerprint.add(name, t)
                 yield name, t
 
         try:
             path = self.engine.sync_path()
+            self.version += 1  # (before the load: a receive that fails midway leaves no earlier version standing)
+            self.fingerprint = "incomplete"
             tensors = stream()
             self.engine._push(path, tensors)
             left = sum(1 for _ in tensors)  # the trainer sends them all: take the rest before failing
             if left:
                 raise RuntimeError(f"the engine's loader stopped after {len(meta) - left} of {len(meta)} tensors")
             self.engine.llm.reset_prefix_cache()
-            self.version += 1
-            state["result"] = {"version": self.version, "path": path, "backend": group.backend, "boot": self.boot,
-                               "time_s": time.perf_counter() - state["t0"], **counts}
+            self.fingerprint = fingerprint.hexdigest()
+            state["result"] = {"path": path, "backend": group.backend, "time_s": time.perf_counter() - state["t0"],
+                               **counts, **self.weights_state()}
         except Exception as e:  # noqa: BLE001 - reported by /collective/end
             state["error"] = str(e).splitlines()[0] if isinstance(e, RuntimeError) else one_line(e)
             group.close()
@@ -213,6 +303,7 @@ class RolloutService:
             state["restored"] = f"reloading its checkpoint failed too ({one_line(e)}); restart the server"
         self.boot = uuid.uuid4().hex
         self.version = 0
+        self.fingerprint = None
 
     def _settle(self, timeout_s: float) -> None:
         """Let a receive that nobody ended finish (a failed one reloads the checkpoint), then drop it."""
@@ -221,8 +312,10 @@ class RolloutService:
             self._check_idle()
             self._receiving = None
 
-    def collective_end(self, req: dict[str, Any]) -> dict[str, Any]:
+    @_locked
+    def collective_end(self, req: dict[str, Any], client: str | None = None) -> dict[str, Any]:
         """Wait (at most ``req["timeout_s"]``) for the receiver; its result, or its error."""
+        self._check_owner(client)
         if self._receiving is None:
             raise RuntimeError("no collective weight push in progress (POST /collective/begin first)")
         thread, state = self._receiving
@@ -234,13 +327,20 @@ class RolloutService:
             raise RuntimeError(f"collective weight push failed on the server: {state['error']}; {state['restored']}")
         return state["result"]
 
-    def collective_close(self, req: dict[str, Any] | None = None) -> dict[str, Any]:
+    @_locked
+    def collective_close(self, req: dict[str, Any] | None = None, client: str | None = None) -> dict[str, Any]:
+        """The owner drops the group (and its ownership)."""
+        self._check_owner(client)
         self._check_idle()
+        self._drop_group()
+        return {"closed": True}
+
+    def _drop_group(self) -> None:
         if self.group is not None:
             self.group.close()
         self.group = None
         self._joining = None  # a join still waiting times out by itself
-        return {"closed": True}
+        self.owner = None
 
 
 def check_names(meta: list[tuple[str, tuple[int, ...], Any]], expected: dict[str, tuple[int, ...]] | None) -> None:
@@ -261,9 +361,12 @@ def check_names(meta: list[tuple[str, tuple[int, ...], Any]], expected: dict[str
                            + "; ".join(problems))
 
 
-def make_handler(service: RolloutService):
+def make_handler(service: RolloutService, token: str, conn_timeout_s: float):
+    expected = token.encode()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = conn_timeout_s  # every read and write on the connection (an idle or slow client is dropped)
 
         def log_message(self, fmt: str, *args: Any) -> None:  # one line per request on stderr is noise
             pass
@@ -273,42 +376,127 @@ def make_handler(service: RolloutService):
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
+        def _refuse(self, code: int, error: str) -> None:
+            """Answer ``code`` without reading a large body (a small one is drained so that the answer
+            is not lost to a reset); the connection is closed after it."""
+            self.close_connection = True
+            try:
+                n = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                n = DRAIN_LIMIT + 1
+            if 0 < n <= DRAIN_LIMIT:
+                try:
+                    self.rfile.read(n)
+                except OSError:
+                    return
+            self._send(code, {"error": error})
+
+        def _authorized(self) -> bool:
+            scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not given.strip():
+                self._refuse(401, f"no token: send 'Authorization: Bearer <token>' with the server's token "
+                                  f"({TOKEN_ENV}, or the one it printed at start)")
+                return False
+            if not hmac.compare_digest(given.strip().encode(), expected):
+                self._refuse(403, f"wrong token: not the server's ({TOKEN_ENV}, or the one it printed at start)")
+                return False
+            return True
+
+        def _run(self, call) -> None:
+            client = self.headers.get(CLIENT_HEADER)
+            service.seen(client)
+            try:
+                self._send(200, call(client))
+            except Refused as e:
+                self._send(e.code, {"error": str(e)})
+            except (KeyError, TypeError, ValueError) as e:  # a malformed request (json errors are ValueErrors)
+                self._send(400, {"error": f"bad request: {type(e).__name__}: {e}".splitlines()[0]})
+            except Exception as e:  # the client raises it as a one-line error
+                self._send(500, {"error": f"{type(e).__name__}: {e}".splitlines()[0]})
+            finally:
+                service.seen(client)
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path == "/health":
-                self._send(200, service.info())
-            elif self.path == "/shapes":
-                self._send(200, service.shapes())
-            else:
+            if not self._authorized():
+                return
+            routes = {"/health": lambda client: service.info(), "/shapes": lambda client: service.shapes()}
+            if self.path not in routes:
                 self._send(404, {"error": f"no such endpoint: GET {self.path}"})
+                return
+            self._run(routes[self.path])
 
         def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            routes = {"/generate": lambda: service.generate(json.loads(body)),
-                      "/weights": lambda: service.load_weights(body),
-                      "/prompt_logprobs": lambda: service.prompt_logprobs(json.loads(body)),
-                      # the rendezvous listens where the trainer reached this server
-                      "/collective/init": lambda: service.collective_init(json.loads(body),
-                                                                          self.connection.getsockname()[0]),
-                      "/collective/begin": lambda: service.collective_begin(json.loads(body)),
-                      "/collective/end": lambda: service.collective_end(json.loads(body or b"{}")),
-                      "/collective/close": lambda: service.collective_close()}
+            if not self._authorized():
+                return
+            try:
+                n = int(self.headers.get("Content-Length") or 0)
+                if n < 0:
+                    raise ValueError(n)
+            except ValueError:
+                self._refuse(400, f"bad Content-Length: {self.headers.get('Content-Length')!r}")
+                return
+            try:
+                body = self.rfile.read(n)
+            except OSError:  # the client went silent (the connection's timeout) or away
+                self.close_connection = True
+                return
+            if len(body) < n:
+                self.close_connection = True
+                return
+            address = self.connection.getsockname()[0]  # the rendezvous listens where the trainer reached us
+            routes = {"/generate": lambda client: service.generate(json.loads(body)),
+                      "/weights": lambda client: service.load_weights(body),
+                      "/prompt_logprobs": lambda client: service.prompt_logprobs(json.loads(body)),
+                      "/collective/init": lambda client: service.collective_init(json.loads(body), address, client),
+                      "/collective/begin": lambda client: service.collective_begin(json.loads(body), client),
+                      "/collective/end": lambda client: service.collective_end(json.loads(body or b"{}"), client),
+                      "/collective/close": lambda client: service.collective_close(None, client)}
             if self.path not in routes:
                 self._send(404, {"error": f"no such endpoint: POST {self.path}"})
                 return
-            try:
-                self._send(200, routes[self.path]())
-            except Exception as e:  # the client raises it as a one-line error
-                self._send(500, {"error": f"{type(e).__name__}: {e}".splitlines()[0]})
+            self._run(routes[self.path])
 
     return Handler
 
 
-def serve(engine, host: str = "127.0.0.1", port: int = 8000, *, ready=None) -> None:
-    """Serve ``engine`` until interrupted. ``ready(port)`` is called once the socket listens."""
-    server = HTTPServer((host, port), make_handler(RolloutService(engine)))
+class RolloutHTTPServer(ThreadingHTTPServer):
+    """A thread per connection (daemon threads: a hung client does not hold up the exit)."""
+
+    daemon_threads = True
+    service: RolloutService
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a client that went away
+            return
+        super().handle_error(request, client_address)
+
+
+def make_server(engine, host: str = "127.0.0.1", port: int = 8000, *, token: str,
+                conn_timeout_s: float = 60.0) -> RolloutHTTPServer:
+    """A server for ``engine`` listening on ``host:port`` (``port`` 0: a free one), not yet serving
+    (``serve_forever``). ``token``: required on every request. ``conn_timeout_s``: the longest wait
+    for a client's next bytes (an idle keep-alive connection, a stalled body) before its connection
+    is closed; a request being answered (a generation, a push) is not limited by it."""
+    if not token or not token.strip():
+        raise ValueError(f"the rollout server needs a non-empty token ({TOKEN_ENV})")
+    if not conn_timeout_s > 0:
+        raise ValueError(f"conn_timeout_s must be > 0, got {conn_timeout_s}")
+    service = RolloutService(engine)
+    server = RolloutHTTPServer((host, port), make_handler(service, token.strip(), conn_timeout_s))
+    server.service = service
+    return server
+
+
+def serve(engine, host: str = "127.0.0.1", port: int = 8000, *, token: str, ready=None,
+          conn_timeout_s: float = 60.0) -> None:
+    """Serve ``engine`` until interrupted (see :func:`make_server`). ``ready(port)`` is called once
+    the socket listens."""
+    server = make_server(engine, host, port, token=token, conn_timeout_s=conn_timeout_s)
     if ready is not None:
         ready(server.server_address[1])
     try:
