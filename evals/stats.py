@@ -19,7 +19,9 @@ squares ``MS_seed = I * var_s(row means)``, ``MS_item = S * var_i(column means)`
     Var(mean D) = s2_seed / S + s2_item / I + s2_res / (S I)
                 = (MS_seed + MS_item - MS_res) / (S I)                          (1)
 
-and the estimate (1) (its item part ``MS_item - MS_res`` floored at 0) is referred to a t
+and the estimate (1) (its item part ``MS_item - MS_res`` floored at 0; its seed part ``MS_seed``
+raised to the 2.5% quantile of ``MS_res * chi2(S-1) / (S-1)`` where it falls below, so two seeds that
+agree by chance do not give a zero-width interval) is referred to a t
 distribution with Satterthwaite's (1946) degrees of freedom
 
     nu = (sum_k c_k MS_k)^2 / sum_k (c_k MS_k)^2 / df_k                         (2)
@@ -144,6 +146,11 @@ def _interval(D: np.ndarray, clip: tuple[float, float] | None) -> Estimate:
         ms_item = S * float(((col - grand) ** 2).sum()) / (I - 1)
         resid = D - row[:, None] - col[None, :] + grand
         ms_res = float((resid ** 2).sum()) / ((S - 1) * (I - 1))
+        # E[MS_seed] = I s2_seed + s2_res >= s2_res: a seed spread in the lowest 2.5% of what the
+        # residual alone gives (seeds that happen to agree exactly) is raised to that quantile, so
+        # an interval never has zero width by chance; elsewhere MS_seed is used as is
+        floor = ms_res * _st.chi2.ppf(0.025, S - 1) / (S - 1)
+        terms = [(max(ms_seed, floor), S - 1)]
         if ms_item > ms_res:  # the items' own part of eq. 1, floored at 0
             terms += [(ms_item, I - 1), (-ms_res, (S - 1) * (I - 1))]
     var = sum(v for v, _ in terms) / (S * I)

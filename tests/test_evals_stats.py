@@ -168,3 +168,15 @@ def test_difference_against_a_single_base_row():
     e = paired_difference(A, base)
     assert e.mean == pytest.approx(A.mean() - base.mean())
     assert e.lo > 0 and verdict(e, 0.02) == "better"
+
+
+def test_two_seeds_that_happen_to_agree_still_have_an_interval():
+    """Two seeds with the same per-seed difference (14 of 256 items each, on different items): the
+    seed-to-seed spread is 0 by chance, not the uncertainty; the interval keeps the residual's."""
+    A = np.zeros((2, 256))
+    B = np.zeros((2, 256))
+    A[0, :20], B[0, 20:26] = 1, 1
+    A[1, 30:50], B[1, 60:66] = 1, 1
+    e = paired_difference(A, B)
+    assert e.mean == pytest.approx(14 / 256)
+    assert e.hi - e.lo > 0.005 and e.lo < 14 / 256 < e.hi

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Re-render the committed reports of docs/results from the committed raw records (no training):
+#   docs/results/render.sh            # every study whose records are committed
+#   docs/results/render.sh add2_stock # one of them
+# Each study's records are a tarball of run directories (config, metrics, eval, eval_items,
+# provenance where recorded, summary; no checkpoints). tests/test_results_render.py re-renders one
+# study this way and compares every number with the committed summary.json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+only="${1:-}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+if want add2_stock || want add2_ladder || want add2_dpo || want add2_trpo; then
+  tar xzf docs/results/add2_main_runs.tar.gz -C "$tmp"
+fi
+if want add2_stock; then
+  rlvr report "$tmp/add2_main" --presets grpo,ppo,dr_grpo --reference grpo --out docs/results/add2_stock \
+    --title "2-digit addition: stock presets grpo, ppo, dr_grpo"
+fi
+if want add2_ladder; then
+  rlvr report "$tmp/add2_main" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo \
+    --reference reinforce --steps --out docs/results/add2_ladder \
+    --title "2-digit addition: the REINFORCE -> PPO ladder (and GRPO)"
+fi
+if want add2_dpo; then
+  rlvr report "$tmp/add2_main" --presets grpo,dpo --reference grpo --out docs/results/add2_dpo \
+    --title "2-digit addition: online DPO from verifier pairs vs GRPO"
+fi
+if want add2_trpo; then
+  rlvr report "$tmp/add2_main" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out docs/results/add2_trpo \
+    --title "2-digit addition: TRPO (3 seeds; Fisher on every 5th sample) and TRPO with the full-batch Fisher (1 seed) against ppo and grpo"
+fi
+if want add2_powered && [ -f docs/results/add2_powered/runs.tar.gz ]; then
+  tar xzf docs/results/add2_powered/runs.tar.gz -C "$tmp"
+  rlvr report "$tmp/add2_powered" --presets ctrl_critic,ctrl_group --reference ctrl_group \
+    --out docs/results/add2_powered --title "Critic vs group baseline, 2-digit addition, powered (margin ±0.02 declared before the runs)"
+fi

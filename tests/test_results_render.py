@@ -1,0 +1,53 @@
+"""A committed study re-renders from its committed raw records to the same numbers.
+
+docs/results/render.sh unpacks each study's records and runs the documented ``rlvr report``
+command; here the stock-preset study is rendered that way into a temporary directory and every
+number of its summary.json (per run and the statistics) is compared with the committed one, and
+the tables of report.md with the committed report.md.
+"""
+import json
+import math
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from evals.report import make_report
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+
+
+def _same(a, b, where="summary"):
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert set(a) == set(b), f"{where}: keys {sorted(set(a) ^ set(b))}"
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), f"{where}: length {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert (a is None and b is None) or (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12), \
+            f"{where}: {a} vs committed {b}"
+    else:
+        assert a == b, f"{where}: {a!r} vs committed {b!r}"
+
+
+def _tables(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+@pytest.mark.slow
+def test_stock_study_rerenders_from_its_records(tmp_path):
+    with tarfile.open(RESULTS / "add2_main_runs.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    out = tmp_path / "report"
+    res = make_report(tmp_path / "add2_main", out, presets=["grpo", "ppo", "dr_grpo"], reference="grpo",
+                      title="2-digit addition: stock presets grpo, ppo, dr_grpo")
+    fresh = json.loads(res["summary"].read_text())
+    committed = json.loads((RESULTS / "add2_stock" / "summary.json").read_text())
+    _same(fresh["runs"], committed["runs"], "runs")
+    _same(fresh["stats"], committed["stats"], "stats")
+    _same(fresh["base"], committed["base"], "base")
+    assert _tables(res["markdown"].read_text()) == _tables((RESULTS / "add2_stock" / "report.md").read_text())
