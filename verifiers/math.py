@@ -71,6 +71,44 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+_BOX_JOIN = re.compile(r"\s*\$?\s*(?:,|,?\s*(?:and|or))\s*\$?\s*")
+
+
+def extract_boxed_list(text: str) -> list[str] | None:
+    r"""The contents of the last run of two to six boxes joined by ``,``, ``and`` or ``or``
+    (``\boxed{1}, \boxed{2}`` and ``$\boxed{3}$``), which Math-Verify reads as one set; None when
+    the last box stands alone."""
+    parts: list[str] = []
+    pos, after = len(text), None
+    for _ in range(6):
+        start = max(text.rfind("\\boxed", 0, pos), text.rfind("\\fbox", 0, pos))
+        if start < 0:
+            break
+        content, end = _boxed_span(text, start)
+        if content is None or not content.strip():
+            break
+        if after is not None and not _BOX_JOIN.fullmatch(text[end:after]):
+            break
+        parts.append(content.strip())
+        pos, after = start, start
+    return parts[::-1] if len(parts) >= 2 else None
+
+
+def _boxed_span(text: str, start: int) -> tuple[str | None, int]:
+    """``(content, end)`` of the box command at ``start`` with a braced argument."""
+    i = text.find("{", start, start + 8)
+    if i < 0 or text[start + (6 if text.startswith("\\boxed", start) else 5):i].strip():
+        return None, start
+    content, end = _group_at(text, i)
+    return content, end
+
+
+def _joined_boxes(text: str) -> str | None:
+    r"""``\{a, b, c\}`` for a run of boxes (:func:`extract_boxed_list`), else None."""
+    parts = extract_boxed_list(text) if text.count("\\boxed") + text.count("\\fbox") >= 2 else None
+    return "\\{" + ", ".join(parts) + "\\}" if parts else None
+
+
 def _boxed_at(text: str, start: int) -> str | None:
     """The argument of the box command at ``start``: ``{...}`` (balanced) or ``\\boxed 5``."""
     i = text.find("{", start, start + 8)
@@ -230,6 +268,8 @@ def _extract(text: str, order: Sequence[str], tail_chars: int) -> tuple[str | No
         if name == "math_verify":
             mv = _math_verify_extract(source)
             found, parsed = (mv[0], mv[1] or None) if mv else (None, None)
+        elif name == "boxed":
+            found = _joined_boxes(text[-tail_chars:]) or extract_boxed(text)
         else:
             found = EXTRACTOR_FUNCS[name](source)
         found = found.strip().strip("*`").strip() if found is not None else ""  # **18**, `18`
@@ -297,12 +337,31 @@ def normalize_reference(reference: Any) -> list[str]:
         raise ValueError(f"unusable math reference: {reference!r}")
     if isinstance(reference, (int, float, Fraction)):
         return [str(reference)]
-    text = str(reference).strip()
+    return [_reference_text(str(reference).strip())]
+
+
+_MATH_SPANS = re.compile(r"\$\$.*?\$\$|\$(?:\\\$|[^$])*?\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+\*?(?:\{[^{}]*\})*", re.S)
+_REF_DECIMAL_COMMA = re.compile(r"-?0,\d+|-?[1-9]\d*,\d{2}|-?\d+,\d{4,}")
+
+
+@lru_cache(maxsize=4096)
+def _reference_text(text: str) -> str:
+    r"""The gold answer in a reference string: the text after ``####``; the last ``\boxed{}`` (a run
+    of boxes ``\boxed{1}, \boxed{2}`` as the set ``\{1, 2\}``); in a worked solution (prose: four
+    or more words outside math), the answer the extractors find there; a plain number with a
+    decimal comma (``1,22``, ``0,111``; not ``-2,1``, a list in MATH, nor ``58,500``) read as a
+    decimal, as Math-Verify reads plain text; else the text without its math delimiters."""
     if "####" in text:
-        return [extract_gsm8k(text) or ""]
+        return extract_gsm8k(text) or ""
     if "\\boxed" in text or "\\fbox" in text:
-        return [extract_boxed(text) or text]
-    return [_strip_math_delimiters(text)]
+        return _joined_boxes(text) or extract_boxed(text) or text
+    if len(re.findall(r"[A-Za-z]{2,}", _MATH_SPANS.sub(" ", text))) >= 4:
+        answer = _extract(text, EXTRACTORS, 4000)[0]
+        if answer:
+            return answer
+    if _REF_DECIMAL_COMMA.fullmatch(text):
+        return text.replace(",", ".")
+    return _strip_math_delimiters(text)
 
 
 # ------------------------------------------------------------------------------ equivalence
