@@ -213,6 +213,10 @@ RESTATEMENTS = [
     "$\\textstyle{41}\\times{2}$", "\\boxed{\\displaystyle 41 \\times 2}", "$x = 28 +\\quad 54$", "$9^\\quad{2}+1$",
     "$\\sqrt{6724}$", "$\\sqrt{6561}-\\sqrt{0}+1$", "$41 \\ast 2$", "$164 \\div 2$", "$164 ÷ 2$", "$\\frac{28+54}{1}$",
     "$2 \\cdot 41$", "$(28)+(54)$", "The answer is $28+\\quad54$.", "So the answer is \\(41\\times\\,2\\).",
+    # functions of numbers: the parser evaluates some at once (\\binom), sympy the rest
+    "$\\binom{82}{1}$", "$\\dbinom{82}{81}$", "${82 \\choose 1}$", "$82!/81!$", "$|{-82}|$", "$\\gcd(164,82)$",
+    "$\\lfloor 82.5 \\rfloor$", "$\\sum_{i=1}^{2} 41$", "$e^{\\ln 82}$", "$\\max(82,1)$", "$\\frac{1}{\\frac{1}{82}}$",
+    "$\\tfrac{41}{1/2}$", "$\\operatorname{lcm}(41, 2)$", "$164 \\bmod 82 + 82$",
 ]
 
 

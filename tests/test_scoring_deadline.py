@@ -33,6 +33,7 @@ HUGE = [
     ("$\\binom{9^{99^{99}}}{2}$", "x"), ("\\boxed{\\sqrt[9^{99^{99}}]{2}}", "x"), ("\\boxed{1000000!}", "x"),
     ("9**99**99", "x"), ("The answer is $9^{9999999}$.", "x"), ("\\boxed{(2^{2^{34}})}", "(2^{x})"),
     ("$\\{9^{99^{99}}, 1\\}$", "\\{1, x\\}"), ("$\\begin{pmatrix}9^{99^{99}}\\end{pmatrix}$", "x"),
+    ("Answer: 82!!", "x"), ("\\boxed{(10^{10})!}", "x"), ("\\boxed{10^{10001}}", "x"),
 ]
 
 
@@ -89,6 +90,7 @@ def test_size_guard_keeps_ordinary_powers():
 
     assert not too_large(_mv_parse("2^{2009}")) and not too_large(_mv_parse("x^{100} + 3^{50}"))
     assert not too_large(_mv_parse("\\frac{10!}{3!}")) and not too_large(_mv_parse("1.5 \\times 10^{300}"))
+    assert not too_large(_mv_parse("10^{9999}")) and not too_large(_mv_parse("5!!")) and not too_large(_mv_parse("3000!"))
     assert too_large(_mv_parse("2^{2^{40}}")) and too_large(_mv_parse("10^{10^{5}}"))
     assert not text_too_large("\\binom{10}{3} and x^2") and text_too_large("\\dbinom {10^{12}}{3}")
     m = MathVerifier()

@@ -430,7 +430,6 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
 
 # ------------------------------------------------------------------------------ size guard
 MAX_DIGITS = 10_000  # an answer whose evaluation builds a number with more digits is not compared
-_LOG2 = math.log10(2)
 
 
 class AnswerTooLarge(ValueError):
@@ -439,8 +438,8 @@ class AnswerTooLarge(ValueError):
 
 def _digits(e: Any) -> float:
     """An upper bound on ``log10 |value|`` of the numbers sympy would build evaluating ``e`` (a
-    variable counts as 10): integers by bit length, powers as ``digits(base) * |exponent|``,
-    products as sums, factorials and binomials as ``n log10 n``; ``inf`` when the bound itself
+    variable counts as 10): numbers by their ``log10``, powers as ``log10 |base| * |exponent|``,
+    products as sums, factorials and binomials as ``log10 n!``; ``inf`` when the bound itself
     overflows a float."""
     import sympy
 
@@ -448,19 +447,17 @@ def _digits(e: Any) -> float:
         return max((_digits(v) for v in e), default=0.0)
     if not isinstance(e, sympy.Basic):
         return 0.0
-    if e.is_Integer:
-        return max(1, int(e).bit_length()) * _LOG2
-    if e.is_Rational:
-        return max(int(e.p).bit_length(), int(e.q).bit_length(), 1) * _LOG2
+    if e.is_Rational:  # integers too
+        return max(math.log10(abs(int(e.p))) if e.p else 0.0, math.log10(int(e.q)))
     if e.is_Float:
         _, man, exp, bc = e._mpf_ if len(e._mpf_) == 4 else (0, 0, 0, 0)
-        return abs(int(exp) + int(bc)) * _LOG2 if man else 0.0
+        return abs(int(exp) + int(bc)) * 0.30103 if man else 0.0  # binary exponent -> decimal digits
     if e.is_Symbol or e.is_NumberSymbol or not e.args:
         return 1.0
     if e.is_Pow or isinstance(e, sympy.exp):
         base, exponent = (e.args[0], e.args[1]) if e.is_Pow else (sympy.E, e.args[0])
         size = _value(exponent)
-        return math.inf if size == math.inf else max(1.0, _digits(base)) * size
+        return math.inf if size == math.inf else (_digits(base) if base.is_number else max(1.0, _digits(base))) * size
     if e.is_Mul:
         return sum(_digits(a) for a in e.args)
     if e.is_Add:
@@ -468,12 +465,14 @@ def _digits(e: Any) -> float:
     if isinstance(e, (sympy.factorial, sympy.factorial2, sympy.subfactorial, sympy.gamma, sympy.binomial,
                       sympy.RisingFactorial, sympy.FallingFactorial)):
         n = max(_value(a) for a in e.args)
-        return math.inf if n == math.inf else n * math.log10(max(n, 10.0))
+        return math.inf if n > 1e300 else math.lgamma(n + 1) / math.log(10) + 1
     return max(_digits(a) for a in e.args)
 
 
 def _value(e: Any) -> float:
-    """An upper bound on ``|value|`` of ``e`` (``inf`` past 1e300)."""
+    """An upper bound on ``|value|`` of ``e`` (``inf`` past 1e300): exact for a plain number."""
+    if getattr(e, "is_Rational", False):
+        return abs(float(e)) if _digits(e) < 300 else math.inf
     d = _digits(e)
     return 10.0 ** d if d < 300 else math.inf
 
@@ -619,7 +618,7 @@ def flatten_latex(s: str) -> str:
 
 def unevaluated_arithmetic(answer: str) -> bool:
     r"""True when ``answer`` is arithmetic still to be done (``28 + 54``, ``6 \times 7``, ``2^10``,
-    ``x = 5 + 2``) rather than a number, however it is typeset (:func:`flatten_latex`: ``28+\quad54``,
+    ``x = 5 + 2``, ``\binom{82}{1}``, ``5!``) rather than a number, however it is typeset (:func:`flatten_latex`: ``28+\quad54``,
     ``41\times\,2``, ``\left(28\right)+54``, ``28＋54``). Only what the last ``=`` gives counts (``x = 5``
     and ``n = 2^{10} = 1024`` are numbers). A fraction written as one (``3/4``, ``\frac{3}{4}``), a
     sign, thousands separators, a percent sign or a unit are parts of a number, not operations."""
@@ -627,7 +626,10 @@ def unevaluated_arithmetic(answer: str) -> bool:
     s = s.rsplit("=", 1)[-1]
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?", "", s)  # 60^{\circ}: degrees, not a power
     s = re.sub(r"(?<=\d)\s*(?:[ ,]|\{,\})\s*(?=\d{3}\b)", "", s)  # 1 000 / 1,000 / 1{,}000
-    return bool(_BINARY_OP.search(s))
+    return bool(_BINARY_OP.search(s) or _EAGER_OP.search(s))
+
+
+_EAGER_OP = re.compile(r"\\[dt]?binom(?![A-Za-z])|\\choose(?![A-Za-z])|[\d)}]\s*!")  # the parser evaluates these
 
 
 def number_form(value: Any) -> bool:
