@@ -82,7 +82,7 @@ def score_batch(verifier: str | Any, completions: Sequence[str], references: Seq
     try:
         return get_pool(workers).score(key, spec, list(completions), list(references), timeout=timeout)
     except OSError as e:  # cannot start processes (fd or pid limits): score here rather than stop training
-        log.warning("scoring workers unavailable (%s); scoring in-process without hard timeouts", e)
+        log.warning("scoring workers unavailable (%s); scoring in-process (deadline by a watchdog thread)", e)
         return _in_process(v, completions, references, flag=True, timeout=timeout)
 
 
