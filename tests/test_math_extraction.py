@@ -11,7 +11,7 @@ import pytest
 
 import verifiers
 from verifiers.math import (MathVerifier, cap_worker_memory, extract_answer, extract_last_number,
-                            extract_math_verify)
+                            extract_math_verify, unevaluated_arithmetic)
 from verifiers.pool import ScoringPool
 
 M = MathVerifier()
@@ -92,7 +92,7 @@ def test_memory_hungry_answer_scores_zero_and_the_worker_is_replaced():
     """``2^{2^{33}}`` makes sympy build a 1 GiB integer: under a 512 MiB cap the worker never
     grows past the cap, the item scores 0 and a fresh worker scores the rest (each time)."""
     cap = 512
-    spec = ("pickle", pickle.dumps(MathVerifier(memory_mb=cap)))
+    spec = ("pickle", pickle.dumps(MathVerifier(memory_mb=cap, max_digits=None)))  # the size guard off
     peaks: list[int] = []
     done = threading.Event()
 
@@ -197,3 +197,45 @@ def test_restating_the_question_is_not_an_answer():
         assert v.score(completion, gold).reward == 1.0, completion
     # a symbolic reference still takes an expression
     assert v.score("\\boxed{1 + 2\\sqrt{2}}", "2\\sqrt{2}+1").reward == 1.0
+
+
+# Ways to write an expression that evaluates to the reference without writing the number, for
+# "What is 28 + 54?" (gold 82), "What is 41 * 2?" (82) and "What is 9 * 9?" (81). Math-Verify
+# evaluates every one of these to the reference; none of them is an answer.
+RESTATEMENTS = [
+    "$28+\\quad54$", "\\boxed{28+\\quad54}", "$41\\times\\quad2$", "$28+\\qquad 54$", "$28\\,+\\,54$",
+    "$28\\;+\\;54$", "$28\\:+\\:54$", "$28\\!+\\!54$", "$28\\ +\\ 54$", "$28~+~54$", "$28\\hspace{1em}+54$",
+    "$28\\hspace*{2pt}+ 54$", "$28+\\phantom{0}54$", "$28\\text{ }+54$", "$28+\\enspace 54$", "$28+\\mkern3mu 54$",
+    "$\\left(28\\right)+\\left(54\\right)$", "$\\bigl(28\\bigr)+54$", "$41\\cdot 2$", "$41 \\cdot\\quad 2$",
+    "$\\dfrac{164}{2}+0$", "$\\tfrac{82}{1}\\cdot 1$", "${{28}}+{{54}}$", "$\\{28\\}+54$", "$28＋54$",
+    "$41×2$", "$41 ✕ 2$", "$41⋅2$", "$41·2$", "$１２３−４１$", "$123 − 41$", "$\\operatorname{41}\\cdot 2$",
+    "$\\mathrm{41}\\times 2$", "$\\mathbf{28}+\\mathbf{54}$", "$\\text{28}+\\text{54}$", "$\\displaystyle 28+54$",
+    "$\\textstyle{41}\\times{2}$", "\\boxed{\\displaystyle 41 \\times 2}", "$x = 28 +\\quad 54$", "$9^\\quad{2}+1$",
+    "$\\sqrt{6724}$", "$\\sqrt{6561}-\\sqrt{0}+1$", "$41 \\ast 2$", "$164 \\div 2$", "$164 ÷ 2$", "$\\frac{28+54}{1}$",
+    "$2 \\cdot 41$", "$(28)+(54)$", "The answer is $28+\\quad54$.", "So the answer is \\(41\\times\\,2\\).",
+    # functions of numbers: the parser evaluates some at once (\\binom), sympy the rest
+    "$\\binom{82}{1}$", "$\\dbinom{82}{81}$", "${82 \\choose 1}$", "$82!/81!$", "$|{-82}|$", "$\\gcd(164,82)$",
+    "$\\lfloor 82.5 \\rfloor$", "$\\sum_{i=1}^{2} 41$", "$e^{\\ln 82}$", "$\\max(82,1)$", "$\\frac{1}{\\frac{1}{82}}$",
+    "$\\tfrac{41}{1/2}$", "$\\operatorname{lcm}(41, 2)$", "$164 \\bmod 82 + 82$",
+]
+
+
+@pytest.mark.parametrize("completion", RESTATEMENTS)
+def test_restatements_typeset_any_way_are_not_answers(completion):
+    """Where Math-Verify extracts the whole expression the guard names it; where it extracts only
+    a part (``28`` of ``28~+~54``) that part is a wrong answer. Either way: no reward."""
+    r = M.score(completion, "82")
+    assert r.reward == 0.0, (completion, r.info)
+    if r.info["extracted"] and unevaluated_arithmetic(r.info["extracted"]):
+        assert r.info["reason"] == "arithmetic expression, not a number", (completion, r.info)
+
+
+@pytest.mark.parametrize("completion,gold", [
+    ("$82$", "82"), ("$\\quad 82$", "82"), ("$82\\,$", "82"), ("\\boxed{\\displaystyle 82}", "82"),
+    ("$\\mathbf{82}$", "82"), ("$1{,}000$", "1000"), ("$-\\,5$", "-5"),
+    ("$x = 82$", "82"), ("$\\dfrac{3}{4}$", "0.75"), ("$\\left(\\frac{1}{2}\\right)$", "0.5"), ("$50\\%$", "50"),
+    ("$82^\\circ$", "82"), ("$82\\text{ apples}$", "82"), ("$\\$82$", "82"), ("$-\\frac{3}{4}$", "-3/4"),
+    ("$2\\sqrt{2}$", "2\\sqrt{2}"), ("$\\sqrt{8}$", "2\\sqrt{2}"), ("$x + 1$", "1 + x"),
+])
+def test_numbers_typeset_any_way_still_count(completion, gold):
+    assert M.score(completion, gold).reward == 1.0, (completion, gold, M.score(completion, gold).info)

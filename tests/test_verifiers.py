@@ -186,7 +186,12 @@ def test_adversarial_math_input_times_out_and_scorer_keeps_working():
     res = verifiers.score_batch("math", comps, refs, workers=2, timeout=2.0)
     assert time.monotonic() - t0 < 2.0 * 2 + 15  # at most two timeouts back to back, plus start-up
     assert [r.reward for r in res] == [0, 0, 0, 1, 0, 0, 1]
-    assert res[0].info["reason"] == "timeout"
+    assert res[0].info["reason"] == "answer too large to evaluate"  # refused before sympy (the size guard)
+    # with the size guard off the tower reaches sympy, and the worker is killed at the timeout
+    from verifiers.math import MathVerifier
+
+    r = verifiers.score_batch(MathVerifier(max_digits=None), comps[:1], refs[:1], workers=2, timeout=2.0)[0]
+    assert r.reward == 0 and r.info["reason"] == "timeout"
     again = verifiers.score_batch("math", ["\\boxed{7}", "#### 8"], ["7", "8"], workers=2, timeout=2.0)
     assert [r.reward for r in again] == [1.0, 1.0]
 

@@ -20,8 +20,9 @@ Public API::
 
 ``score_batch`` never raises for a bad completion: a crash or timeout is reward 0 with a reason.
 With ``workers >= 1`` items are scored in persistent worker processes with a hard per-item
-timeout (the worker is killed and replaced); ``workers=0`` scores in this process (for
-debugging: exception-safe, but no timeout can interrupt a runaway item). Built-ins, specs,
+timeout (the worker is killed and replaced); ``workers=0`` scores in this process, each item under
+the same deadline (:mod:`verifiers.deadline`: it interrupts Python code in any thread; a single C
+call that never returns is cut off only by a worker process). Built-ins, specs,
 ``reasoning_gym:<task>`` and entry points are rebuilt by name in the workers; a verifier registered
 in this process is pickled to them.
 """
@@ -32,6 +33,7 @@ import logging
 import os
 import pickle
 import sys
+import time
 from typing import Any, Sequence
 
 from verifiers.base import (FunctionVerifier, ScoreResult, Verifier, as_verifier, outcome, outcome_rates,
@@ -70,35 +72,49 @@ def score_batch(verifier: str | Any, completions: Sequence[str], references: Seq
     workers = default_workers() if workers is None else int(workers)
     timeout = float(timeout if timeout is not None else v.default_timeout)
     if workers == 0:
-        return _in_process(v, completions, references)
+        return _in_process(v, completions, references, timeout=timeout)
     key, spec = _spec(verifier, v)
     if spec is None:
         log.warning("verifier %r cannot be sent to worker processes; scoring in-process", v)
-        return _in_process(v, completions, references, flag=True)
+        return _in_process(v, completions, references, flag=True, timeout=timeout)
     from verifiers.pool import get_pool
 
     try:
         return get_pool(workers).score(key, spec, list(completions), list(references), timeout=timeout)
     except OSError as e:  # cannot start processes (fd or pid limits): score here rather than stop training
-        log.warning("scoring workers unavailable (%s); scoring in-process without hard timeouts", e)
-        return _in_process(v, completions, references, flag=True)
+        log.warning("scoring workers unavailable (%s); scoring in-process (deadline by a watchdog thread)", e)
+        return _in_process(v, completions, references, flag=True, timeout=timeout)
 
 
-def _in_process(v: Verifier, completions, references, flag: bool = False) -> list[ScoreResult]:
+def _in_process(v: Verifier, completions, references, flag: bool = False,
+                timeout: float | None = None) -> list[ScoreResult]:
     """Score here: item by item, or through ``v.score_batch`` when the verifier batches itself.
 
-    ``flag`` marks each result with ``info["in_process"] = True`` (a pool was asked for).
+    ``timeout``: seconds per item (:class:`verifiers.deadline.ItemDeadline`; a batch gets
+    ``timeout`` per item in all and, over that, is scored again item by item); an item over it
+    scores 0 with reason ``timeout``. ``flag`` marks each result with ``info["in_process"] = True``
+    (a pool was asked for).
     """
+    from verifiers.deadline import ItemDeadline
+
     out = None
     if type(v).score_batch is not Verifier.score_batch:
         try:
-            batch = v.score_batch(list(completions), list(references))
-            if len(batch) == len(completions):
+            with ItemDeadline(timeout * len(completions) if timeout else None) as d:
+                batch, late = d.run(v.score_batch, list(completions), list(references))
+            if not late and len(batch) == len(completions):
                 out = [safe_score(_Fixed(r), c, None) for r, c in zip(batch, completions)]
         except Exception:  # noqa: BLE001 - a failing batch falls back to one item at a time
             pass
     if out is None:
-        out = [safe_score(v, c, r) for c, r in zip(completions, references)]
+        out = []
+        with ItemDeadline(timeout) as d:
+            for c, r in zip(completions, references):
+                t0 = time.perf_counter()
+                result, late = d.run(safe_score, v, c, r)
+                out.append(result if not late else ScoreResult(0.0, {
+                    "reason": "timeout", "timeout": True, "extracted": None,
+                    "time_s": round(time.perf_counter() - t0, 3)}))
     for r in out:
         if flag:
             r.info["in_process"] = True

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--references", "-r", required=True, type=Path, help="JSONL of references (same order)")
     p.add_argument("--out", "-o", type=Path, help="write per-item results here (JSONL)")
     p.add_argument("--workers", "-w", type=int, default=None,
-                   help="scoring processes (default: CPU count, max 8; 0 = in-process, no hard timeout)")
+                   help="scoring processes (default: CPU count, max 8; 0 = in-process, timeout by a watchdog thread)")
     p.add_argument("--timeout", "-t", type=float, default=None, help="hard per-item timeout in seconds")
 
 

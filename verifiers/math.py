@@ -17,10 +17,17 @@ there. Everything else goes to Math-Verify: both sides wrapped as ``\boxed{...}`
 answer Math-Verify extracted itself, its parsed value) and compared with ``math_verify.verify``
 (fractions, radicals, intervals, sets, tuples, matrices, equations, percent, units,
 ``\text{}``). Math-Verify's own ``signal.alarm`` timeouts are disabled (``parsing_timeout=None``,
-``timeout_seconds=None``): the hard timeout is the worker process being killed
-(``verifiers.pool``), and a worker that scores math runs under an address-space cap
-(:func:`cap_worker_memory`, ``MathVerifier(memory_mb=...)``) so that an answer such as
-``2^{2^{34}}`` fails with ``MemoryError`` instead of growing the process.
+``timeout_seconds=None``: ``signal.alarm`` cannot be set outside the main thread and cannot
+interrupt a long C call). Instead: answers whose evaluation would build a number beyond
+``MAX_DIGITS`` digits (``9^{99^{99}}``, ``\binom{10^{10^{10}}}{2}``, ``1000000!``) are refused
+before sympy evaluates them (:func:`too_large`, :func:`text_too_large`), since Python computes such
+an integer in one C call nothing can interrupt; the hard timeout is the worker process being killed
+(``verifiers.pool``) or, in-process, :mod:`verifiers.deadline`; and a worker that scores math runs
+under an address-space cap (:func:`cap_worker_memory`, ``MathVerifier(memory_mb=...)``).
+
+A numeric reference needs a number (:func:`unevaluated_arithmetic` on the text with its typesetting
+flattened by :func:`flatten_latex`, then :func:`number_form` on Math-Verify's parse): ``28 + 54``,
+``28+\quad54``, ``41 \times 2``, ``\sqrt{6724}`` restate a question about 82, they do not answer it.
 
 References may be a plain answer (``"18"``, ``"\frac{14}{3}"``), a GSM8K solution text (the part
 after the last ``####``), LaTeX with ``\boxed{}``/``$...$``, a number, a GSM8K/MATH row dict
@@ -31,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import re
 from fractions import Fraction
 from functools import lru_cache
@@ -61,6 +69,44 @@ def extract_boxed(text: str) -> str | None:
             return inner
         pos = start
     return None
+
+
+_BOX_JOIN = re.compile(r"\s*\$?\s*(?:,|,?\s*(?:and|or))\s*\$?\s*")
+
+
+def extract_boxed_list(text: str) -> list[str] | None:
+    r"""The contents of the last run of two to six boxes joined by ``,``, ``and`` or ``or``
+    (``\boxed{1}, \boxed{2}`` and ``$\boxed{3}$``), which Math-Verify reads as one set; None when
+    the last box stands alone."""
+    parts: list[str] = []
+    pos, after = len(text), None
+    for _ in range(6):
+        start = max(text.rfind("\\boxed", 0, pos), text.rfind("\\fbox", 0, pos))
+        if start < 0:
+            break
+        content, end = _boxed_span(text, start)
+        if content is None or not content.strip():
+            break
+        if after is not None and not _BOX_JOIN.fullmatch(text[end:after]):
+            break
+        parts.append(content.strip())
+        pos, after = start, start
+    return parts[::-1] if len(parts) >= 2 else None
+
+
+def _boxed_span(text: str, start: int) -> tuple[str | None, int]:
+    """``(content, end)`` of the box command at ``start`` with a braced argument."""
+    i = text.find("{", start, start + 8)
+    if i < 0 or text[start + (6 if text.startswith("\\boxed", start) else 5):i].strip():
+        return None, start
+    content, end = _group_at(text, i)
+    return content, end
+
+
+def _joined_boxes(text: str) -> str | None:
+    r"""``\{a, b, c\}`` for a run of boxes (:func:`extract_boxed_list`), else None."""
+    parts = extract_boxed_list(text) if text.count("\\boxed") + text.count("\\fbox") >= 2 else None
+    return "\\{" + ", ".join(parts) + "\\}" if parts else None
 
 
 def _boxed_at(text: str, start: int) -> str | None:
@@ -154,6 +200,8 @@ def _math_verify_extract(text: str) -> tuple[str, list] | None:
         return plain.rstrip("."), []
     from math_verify.parser import extract_match
 
+    if text_too_large(text):
+        return None  # parsing it could build a huge number (see text_too_large)
     try:
         patterns = _extraction_patterns("\\boxed" in text)
         fallback = None
@@ -220,6 +268,8 @@ def _extract(text: str, order: Sequence[str], tail_chars: int) -> tuple[str | No
         if name == "math_verify":
             mv = _math_verify_extract(source)
             found, parsed = (mv[0], mv[1] or None) if mv else (None, None)
+        elif name == "boxed":
+            found = _joined_boxes(text[-tail_chars:]) or extract_boxed(text)
         else:
             found = EXTRACTOR_FUNCS[name](source)
         found = found.strip().strip("*`").strip() if found is not None else ""  # **18**, `18`
@@ -287,12 +337,31 @@ def normalize_reference(reference: Any) -> list[str]:
         raise ValueError(f"unusable math reference: {reference!r}")
     if isinstance(reference, (int, float, Fraction)):
         return [str(reference)]
-    text = str(reference).strip()
+    return [_reference_text(str(reference).strip())]
+
+
+_MATH_SPANS = re.compile(r"\$\$.*?\$\$|\$(?:\\\$|[^$])*?\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+\*?(?:\{[^{}]*\})*", re.S)
+_REF_DECIMAL_COMMA = re.compile(r"-?0,\d+|-?[1-9]\d*,\d{2}|-?\d+,\d{4,}")
+
+
+@lru_cache(maxsize=4096)
+def _reference_text(text: str) -> str:
+    r"""The gold answer in a reference string: the text after ``####``; the last ``\boxed{}`` (a run
+    of boxes ``\boxed{1}, \boxed{2}`` as the set ``\{1, 2\}``); in a worked solution (prose: four
+    or more words outside math), the answer the extractors find there; a plain number with a
+    decimal comma (``1,22``, ``0,111``; not ``-2,1``, a list in MATH, nor ``58,500``) read as a
+    decimal, as Math-Verify reads plain text; else the text without its math delimiters."""
     if "####" in text:
-        return [extract_gsm8k(text) or ""]
+        return extract_gsm8k(text) or ""
     if "\\boxed" in text or "\\fbox" in text:
-        return [extract_boxed(text) or text]
-    return [_strip_math_delimiters(text)]
+        return _joined_boxes(text) or extract_boxed(text) or text
+    if len(re.findall(r"[A-Za-z]{2,}", _MATH_SPANS.sub(" ", text))) >= 4:
+        answer = _extract(text, EXTRACTORS, 4000)[0]
+        if answer:
+            return answer
+    if _REF_DECIMAL_COMMA.fullmatch(text):
+        return text.replace(",", ".")
+    return _strip_math_delimiters(text)
 
 
 # ------------------------------------------------------------------------------ equivalence
@@ -359,10 +428,116 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
     return None
 
 
+# ------------------------------------------------------------------------------ size guard
+MAX_DIGITS = 10_000  # an answer whose evaluation builds a number with more digits is not compared
+
+
+class AnswerTooLarge(ValueError):
+    """An answer (or reference) whose evaluation would build a number beyond ``MAX_DIGITS`` digits."""
+
+
+def _digits(e: Any) -> float:
+    """An upper bound on ``log10 |value|`` of the numbers sympy would build evaluating ``e`` (a
+    variable counts as 10): numbers by their ``log10``, powers as ``log10 |base| * |exponent|``,
+    products as sums, factorials and binomials as ``log10 n!``; ``inf`` when the bound itself
+    overflows a float."""
+    import sympy
+
+    if isinstance(e, sympy.MatrixBase):
+        return max((_digits(v) for v in e), default=0.0)
+    if not isinstance(e, sympy.Basic):
+        return 0.0
+    if e.is_Rational:  # integers too
+        return max(math.log10(abs(int(e.p))) if e.p else 0.0, math.log10(int(e.q)))
+    if e.is_Float:
+        _, man, exp, bc = e._mpf_ if len(e._mpf_) == 4 else (0, 0, 0, 0)
+        return abs(int(exp) + int(bc)) * 0.30103 if man else 0.0  # binary exponent -> decimal digits
+    if e.is_Symbol or e.is_NumberSymbol or not e.args:
+        return 1.0
+    if e.is_Pow or isinstance(e, sympy.exp):
+        base, exponent = (e.args[0], e.args[1]) if e.is_Pow else (sympy.E, e.args[0])
+        size = _value(exponent)
+        return math.inf if size == math.inf else (_digits(base) if base.is_number else max(1.0, _digits(base))) * size
+    if e.is_Mul:
+        return sum(_digits(a) for a in e.args)
+    if e.is_Add:
+        return max(_digits(a) for a in e.args) + math.log10(len(e.args))
+    if isinstance(e, (sympy.factorial, sympy.factorial2, sympy.subfactorial, sympy.gamma, sympy.binomial,
+                      sympy.RisingFactorial, sympy.FallingFactorial)):
+        n = max(_value(a) for a in e.args)
+        return math.inf if n > 1e300 else math.lgamma(n + 1) / math.log(10) + 1
+    return max(_digits(a) for a in e.args)
+
+
+def _value(e: Any) -> float:
+    """An upper bound on ``|value|`` of ``e`` (``inf`` past 1e300): exact for a plain number."""
+    if getattr(e, "is_Rational", False):
+        return abs(float(e)) if _digits(e) < 300 else math.inf
+    d = _digits(e)
+    return 10.0 ** d if d < 300 else math.inf
+
+
+def too_large(values: Sequence[Any], max_digits: int | None = MAX_DIGITS) -> bool:
+    r"""True when evaluating any of Math-Verify's parsed ``values`` (sympy keeps ``9^{99^{99}}``
+    unevaluated until :func:`math_verify.verify` asks) would build a number with more than
+    ``max_digits`` digits (None: no limit): a power tower, a huge exponent or factorial. Python
+    computes such an integer in one C call that nothing in the process can interrupt (only a
+    worker's SIGKILL)."""
+    if max_digits is None:
+        return False
+    try:
+        return any(_digits(v) > max_digits for v in values)
+    except RecursionError:
+        return True
+
+
+_PARSE_EVALUATED = re.compile(r"\\[dt]?binom|\\choose|\\sqrt\s*\[")
+_BIG_ARGUMENT = re.compile(r"\^|\*\*|!|\d{7}")
+
+
+def text_too_large(text: str) -> bool:
+    r"""True when parsing ``text`` could make sympy build a huge number before anything is
+    compared: the parser evaluates ``\binom{n}{k}`` and the index of ``\sqrt[n]{x}`` at once, so a
+    power, a factorial or a 7-digit number in their arguments is refused (others stay lazy and are
+    checked by :func:`too_large`)."""
+    if not _PARSE_EVALUATED.search(text):
+        return False
+    flat = flatten_latex(text)
+    for m in _PARSE_EVALUATED.finditer(flat):
+        if m.group(0) == "\\choose":  # {n \choose k}
+            args = flat[max(0, m.start() - 60):m.end() + 60]
+        elif m.group(0).endswith("["):
+            args = flat[m.end():flat.find("]", m.end()) if "]" in flat[m.end():] else m.end() + 200]
+        else:
+            first, end = _group_at(flat, m.end())
+            second, _ = _group_at(flat, end) if first is not None else (None, end)
+            args = (flat[m.end():m.end() + 200] if first is None else first) + " " + (second or "")
+        if _BIG_ARGUMENT.search(args):
+            return True
+    return False
+
+
+def _group_at(text: str, i: int) -> tuple[str | None, int]:
+    """``(content, end)`` of the balanced ``{...}`` at ``text[i]`` (spaces skipped); None if none."""
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text) or text[i] != "{":
+        return None, i
+    depth = 0
+    for j in range(i, min(len(text), i + 2000)):
+        depth += (text[j] == "{") - (text[j] == "}")
+        if depth == 0:
+            return text[i + 1:j], j + 1
+    return None, i
+
+
 def _mv_parse(answer: str) -> tuple:
-    """Math-Verify parse of one answer wrapped in ``\\boxed{}`` (timeouts off: see module doc)."""
+    """Math-Verify parse of one answer wrapped in ``\\boxed{}`` (timeouts off: see module doc);
+    :class:`AnswerTooLarge` for one whose parsing alone would build a huge number."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
+    if text_too_large(answer):
+        raise AnswerTooLarge(answer[:100])
     return tuple(parse("\\boxed{" + answer + "}", [LatexExtractionConfig(), ExprExtractionConfig()],
                        parsing_timeout=None))
 
@@ -373,11 +548,15 @@ def _mv_parse_gold(answer: str) -> tuple:
     return _mv_parse(answer)
 
 
-def answers_match(gold: str, pred: str, parsed_pred: list | None = None) -> tuple[bool, str]:
-    """``(equal, how)`` with how in exact | numeric | math_verify.
+def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, require_number: bool = False,
+                  max_digits: int | None = MAX_DIGITS) -> tuple[bool, str]:
+    """``(equal, how)`` with how in exact | numeric | math_verify | form | too_large.
 
     ``parsed_pred``: Math-Verify's parsed value of ``pred`` when Math-Verify extracted it from the
-    completion (then it is compared as parsed, e.g. ``50%`` keeps its percent).
+    completion (then it is compared as parsed, e.g. ``50%`` keeps its percent). ``require_number``:
+    the reference is a number, so a prediction that parses to arithmetic still to be done
+    (:func:`number_form`) is not equal (``form``). Values whose evaluation would build a number
+    beyond ``max_digits`` digits are never handed to sympy (``too_large``, :func:`too_large`).
     """
     g, p = normalize(gold), normalize(pred)
     if g == p and g and parsed_pred is None:
@@ -391,28 +570,100 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None) -> tupl
             return False, "numeric"  # two different integers: no need for sympy
     from math_verify import verify
 
-    gp = _mv_parse_gold(_unbrace(gold.strip()))
-    pp = tuple(parsed_pred) if parsed_pred is not None else _mv_parse(_unbrace(pred.strip()))
+    try:
+        gp = _mv_parse_gold(_unbrace(gold.strip()))
+        pp = tuple(parsed_pred) if parsed_pred is not None else _mv_parse(_unbrace(pred.strip()))
+    except AnswerTooLarge:
+        return False, "too_large"
     if not gp or not pp:
         return False, "math_verify"
+    if too_large(gp, max_digits) or too_large(pp, max_digits):
+        return False, "too_large"
+    if require_number and not number_form(pp[0]):
+        return False, "form"
     return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
 
 
 _OPERAND = r"(?:\d|\)|\}|[a-zA-Z])"
-_BINARY_OP = re.compile(r"(?:" + _OPERAND + r"\s*(?:[+*×·÷^]|\\times|\\cdot|\\div)|[\d)}]\s*-)\s*(?:[\d({]|\\d?frac)")
-_STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|mathrm|mathbf|text|left|right)\b|\\[!,;: ]")
+_BINARY_OP = re.compile(r"(?:" + _OPERAND + r"\s*(?:[+*^]|\\times|\\cdot|\\div|\\ast)|[\d)}]\s*-)\s*(?:[\d({]|\\frac)")
+_SPACING = re.compile(
+    r"\\(?:q?quad|[enm]space|thinspace|medspace|thickspace|neg(?:thin|med|thick)space|nobreakspace|space|"
+    r"displaystyle|textstyle|scriptstyle|scriptscriptstyle|limits|nolimits|left|right|middle|"
+    r"[bB]ig{1,2}[lrm]?|bigg[lrm]?|Bigg[lrm]?)(?![A-Za-z])\.?"
+    r"|\\(?:[hv]space\*?|[hv]?phantom|[hv]skip|mskip|mkern|kern)\s*(?:\{[^{}]*\}|-?[\d.]+\s*(?:mu|em|ex|pt|cm|mm|in)?)"
+    r"|\\text\s*\{\s*\}|\\[,;:!> ]|~")
+_WRAPPER = re.compile(r"\\(?:math(?:rm|bf|it|sf|tt|normal|bb|cal)|text(?:rm|bf|it|up|sf|tt)?|mbox|operatorname\*?|"
+                      r"boldsymbol|bm|ensuremath|underline|overline)\s*\{([^{}]*)\}")
+_UNICODE_OPS = str.maketrans({"\u00d7": "*", "\u2715": "*", "\u2716": "*", "\u2a2f": "*", "\u22c5": "*", "\u00b7": "*",
+                              "\u2219": "*", "\u2022": "*", "\u2217": "*", "\u2212": "-", "\u2013": "-", "\u2014": "-",
+                              "\u2012": "-", "\u00f7": "\\div ", "\u2215": "/", "\u2044": "/"})
+
+
+def flatten_latex(s: str) -> str:
+    r"""``s`` with what only changes how a formula looks removed: spacing (``\quad``, ``\,``, ``~``,
+    ``\hspace{..}``, ``\phantom{..}``, ``\text{ }``), sizing and style (``\left``, ``\big``,
+    ``\displaystyle``), wrappers whose content stays (``\mathrm{41}``, ``\operatorname{..}``,
+    ``\text{..}``), fraction variants (``\dfrac`` -> ``\frac``) and unicode forms (NFKC: fullwidth
+    ``＋``, digits; ``×``/``·``/``⋅`` -> ``*``, ``−``/``–`` -> ``-``, ``÷`` -> ``\div``)."""
+    import unicodedata
+
+    s = unicodedata.normalize("NFKC", s).translate(_UNICODE_OPS)
+    for _ in range(8):  # nested wrappers: \mathrm{\mathbf{41}}
+        t = _WRAPPER.sub(lambda m: " " + m.group(1) + " ", _SPACING.sub(" ", s))
+        if t == s:
+            break
+        s = t
+    return re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
 
 
 def unevaluated_arithmetic(answer: str) -> bool:
     r"""True when ``answer`` is arithmetic still to be done (``28 + 54``, ``6 \times 7``, ``2^10``,
-    ``x = 5 + 2``) rather than a number. Only what the last ``=`` gives counts (``x = 5`` and
-    ``n = 2^{10} = 1024`` are numbers). A fraction written as one (``3/4``, ``\frac{3}{4}``), a sign,
-    thousands separators, a percent sign or a unit are parts of a number, not operations."""
-    s = _STYLE.sub(" ", _strip_math_delimiters(answer.strip()))
+    ``x = 5 + 2``, ``\binom{82}{1}``, ``5!``) rather than a number, however it is typeset (:func:`flatten_latex`: ``28+\quad54``,
+    ``41\times\,2``, ``\left(28\right)+54``, ``28＋54``). Only what the last ``=`` gives counts (``x = 5``
+    and ``n = 2^{10} = 1024`` are numbers). A fraction written as one (``3/4``, ``\frac{3}{4}``), a
+    sign, thousands separators, a percent sign or a unit are parts of a number, not operations."""
+    s = flatten_latex(_strip_math_delimiters(answer.strip()))
     s = s.rsplit("=", 1)[-1]
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?", "", s)  # 60^{\circ}: degrees, not a power
-    s = re.sub(r"(?<=\d)[ ,](?=\d{3}\b)", "", s)  # 1 000 / 1,000
-    return bool(_BINARY_OP.search(s))
+    s = re.sub(r"(?<=\d)\s*(?:[ ,]|\{,\})\s*(?=\d{3}\b)", "", s)  # 1 000 / 1,000 / 1{,}000
+    return bool(_BINARY_OP.search(s) or _EAGER_OP.search(s))
+
+
+_EAGER_OP = re.compile(r"\\[dt]?binom(?![A-Za-z])|\\choose(?![A-Za-z])|[\d)}]\s*!")  # the parser evaluates these
+
+
+def number_form(value: Any) -> bool:
+    r"""False when a Math-Verify parse result is arithmetic on numbers still to be done (an ``Add``,
+    a product, a power, a root, a sum, a function of numbers: ``28+54``, ``41 \cdot 2``,
+    ``\sqrt{6724}``) rather than a number: the check behind :func:`unevaluated_arithmetic` on the
+    parsed value, whatever the notation. A number, a percentage, ``x = <number>``, a set or tuple of
+    numbers, and anything with a variable in it count as a number form."""
+    import sympy
+
+    if isinstance(value, str) or not isinstance(value, (sympy.Basic, sympy.MatrixBase)):
+        return True
+    if isinstance(value, sympy.MatrixBase):
+        return all(number_form(v) for v in value)
+    if value.is_Number or value in (sympy.S.Infinity, sympy.S.NegativeInfinity, sympy.S.NaN):
+        return True
+    if isinstance(value, sympy.Eq):
+        return number_form(value.rhs)
+    if isinstance(value, (sympy.Set, sympy.Tuple, sympy.Interval)) or type(value).__name__ in ("FiniteSet", "Tuple"):
+        return all(number_form(a) for a in value.args if isinstance(a, sympy.Basic) and not a.is_Boolean)
+    if value.free_symbols:
+        return True
+    if isinstance(value, sympy.Mul) and len(value.args) == 2:
+        a, b = value.args
+        if b == sympy.UnevaluatedExpr(sympy.Rational(1, 100)) and a.is_Number:  # 50\%
+            return True
+    if isinstance(value, sympy.Mul):  # 3/4 read as 3 * 4^-1, -3/4: a fraction written as one
+        inverse = [a for a in value.args if a.is_Pow and a.args[0].is_Integer and a.args[1] == -1]
+        numbers = [a for a in value.args if a.is_Number]
+        return len(inverse) <= 1 and len(inverse) + len(numbers) == len(value.args) and (
+            len(numbers) <= 1 or (len(numbers) == 2 and sympy.S.NegativeOne in numbers))
+    if value.is_Pow and value.args[0].is_Integer and value.args[1] == -1:  # 1/4
+        return True
+    return False
 
 
 def _exact_number(parsed: list) -> tuple[Fraction, bool] | None:
@@ -496,7 +747,9 @@ class MathVerifier(Verifier):
     ``strict``: only a ``\boxed{}`` answer counts. ``order``: extractor order (names in
     ``EXTRACTORS``). ``tail_chars``: how much of the end of the completion the non-boxed
     extractors read. ``memory_mb``: address-space cap of a scoring worker that runs this verifier
-    (:func:`cap_worker_memory`; 0 or None: no cap). ``info``: extracted, extractor, reference,
+    (:func:`cap_worker_memory`; 0 or None: no cap). ``max_digits``: an answer or reference whose
+    evaluation would build a number with more digits is not compared (:func:`too_large`; None: no
+    limit, leaving only the timeout and the memory cap). ``info``: extracted, extractor, reference,
     match, reason, time_s.
     """
 
@@ -504,7 +757,7 @@ class MathVerifier(Verifier):
     default_timeout = 5.0
 
     def __init__(self, *, strict: bool = False, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000,
-                 memory_mb: int | None = DEFAULT_MEMORY_MB):
+                 memory_mb: int | None = DEFAULT_MEMORY_MB, max_digits: int | None = MAX_DIGITS):
         unknown = [o for o in order if o not in EXTRACTOR_FUNCS]
         if unknown:
             raise ValueError(f"unknown extractor(s) {unknown}; choose from {list(EXTRACTOR_FUNCS)}")
@@ -514,9 +767,13 @@ class MathVerifier(Verifier):
         self.order = ("boxed",) if strict else tuple(order)
         self.tail_chars = int(tail_chars)
         self.memory_mb = int(memory_mb) if memory_mb else None
+        if max_digits is not None and int(max_digits) < 1:
+            raise ValueError(f"max_digits must be >= 1 (None: no limit), got {max_digits}")
+        self.max_digits = int(max_digits) if max_digits is not None else None
 
     def __repr__(self) -> str:
-        return f"MathVerifier(strict={self.strict}, order={self.order}, memory_mb={self.memory_mb})"
+        return (f"MathVerifier(strict={self.strict}, order={self.order}, memory_mb={self.memory_mb}, "
+                f"max_digits={self.max_digits})")
 
     def warm(self) -> None:
         """Import Math-Verify/sympy and exercise them once (about a second, once per process)."""
@@ -538,14 +795,19 @@ class MathVerifier(Verifier):
             if answer is None:
                 return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
             return ScoreResult(0.0, {**info, "extracted": answer[:100] + "...", "reason": "answer too long"})
-        if all(parse_number(normalize(g)) is not None for g in golds) and unevaluated_arithmetic(answer):
+        numeric = all(parse_number(normalize(g)) is not None for g in golds)
+        if numeric and unevaluated_arithmetic(answer):
             # a numeric reference needs a number: "28 + 54" restates the question, it does not answer it
             # (Math-Verify would evaluate it to 82; a policy trained on that learns to echo the prompt)
             return ScoreResult(0.0, {**info, "match": "form", "reason": "arithmetic expression, not a number"})
         for gold in golds:
-            ok, match = answers_match(gold, answer, parsed)
+            ok, match = answers_match(gold, answer, parsed, require_number=numeric, max_digits=self.max_digits)
             if ok:
                 break
         if match == "math_verify" or parsed or (mv_extraction and how != "math_verify"):
             _exit_if_near_cap()  # sympy ran (or Math-Verify extraction failed): check the memory it took
-        return ScoreResult(1.0 if ok else 0.0, {**info, "match": match, "reason": "correct" if ok else "wrong answer"})
+        reason = "correct" if ok else _REASONS.get(match, "wrong answer")
+        return ScoreResult(1.0 if ok else 0.0, {**info, "match": match, "reason": reason})
+
+
+_REASONS = {"form": "arithmetic expression, not a number", "too_large": "answer too large to evaluate"}
