@@ -371,6 +371,10 @@ class Sandbox:
             job = judge.prepare(request)
         except (SyntaxError, ValueError) as e:
             return SandboxResult("error", reason=f"unusable tests: {type(e).__name__}: {e}"[:300])
+        size = len(judge.program_frame(job))
+        if size > judge.MAX_FRAME:
+            return SandboxResult("error", reason=f"program too large: {size} bytes on the wire, "
+                                                 f"at most {judge.MAX_FRAME}")
         t0 = time.monotonic()
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
@@ -380,8 +384,9 @@ class Sandbox:
             req_r, req_w = pipes[0]
             rep_r, rep_w = pipes[1]
             out_r, out_w = pipes[2]
-            spec = {"op": "run", "program": job.program, "setup": job.program_setup,
-                    "cpu_s": wall + 1.0, "memory_mb": self.memory_mb, "fsize_mb": self.fsize_mb,
+            # the program itself goes to the child only, over the request pipe (judge.program_frame):
+            # the warm launcher never holds any program's data, so no later program can find it
+            spec = {"op": "run", "cpu_s": wall + 1.0, "memory_mb": self.memory_mb, "fsize_mb": self.fsize_mb,
                     "nproc": self.nproc}
             try:
                 started = self._ctl_call(spec, [req_r, rep_w, out_w])
