@@ -275,7 +275,9 @@ def test_program_runs_as_nobody_without_capabilities_and_sees_only_itself(code):
             "print('HOST', [p for p in ('/work', '/home', '/root/.ssh', '/var', '/sys', '/etc/shadow') if os.path.exists(p)])\n"
             + GOOD_DEF)
     out = score(code, look).info["output"]
-    assert "UID 65534 65534 65534 []" in out, out
+    uid = code.sandbox.mode["uid"]  # as root a host uid of its own, else 65534 in a user namespace
+    assert uid == 65534 if os.geteuid() else uid >= 0x7F000000
+    assert f"UID {uid} {uid} {uid} []" in out, out
     assert "CAPS 0000000000000000 0000000000000000 0000000000000000 1" in out, out
     assert "OTHERS []" in out, out  # only itself and the launcher (pid 1)
     assert "HOST []" in out, out
@@ -635,7 +637,8 @@ def test_sandbox_object_reports_mode_and_closes():
     with Sandbox(timeout=10.0) as box:
         res = box.run(build_request(GOOD_DEF, TASK))
         assert res.status == "passed"
-        assert box.mode["isolation"] == "bwrap" and box.mode["uid"] == 65534
+        assert box.mode["isolation"] == "bwrap"
+        assert box.mode["uid"] >= 0x7F000000 if os.geteuid() == 0 else box.mode["uid"] == 65534
         pid = box._proc.pid
     assert not _alive(pid)
 
@@ -783,3 +786,97 @@ def test_partial_credit_pays_nothing_for_a_body_that_does_not_compute(body):
         assert v.score(GOOD_DEF, plain).reward == 1.0
     finally:
         v.close()
+
+
+# ------------------------------------------------------------------ budgets per sandbox, not per process or uid
+def test_nothing_of_a_run_survives_it_not_even_zombies(code):
+    """60 parked children (and their orphans) are killed and reaped before the next run."""
+    park = ("import os, time\n"
+            "for _ in range(30):\n"
+            "    if os.fork() == 0:\n"
+            "        if os.fork() == 0:\n            time.sleep(100)\n"
+            "        time.sleep(100)\n" + GOOD_DEF)
+    assert score(code, park).reward == 1.0
+    census = ("import os\nothers = []\n"
+              "for p in os.listdir('/proc'):\n"
+              "    if p.isdigit() and int(p) not in (1, os.getpid()):\n"
+              "        try:\n            others.append(open('/proc/%s/stat' % p).read().split(')')[-1].split()[0])\n"
+              "        except OSError:\n            pass\n"
+              "print('OTHERS', others)\n" + GOOD_DEF)
+    out = score(code, census).info["output"]
+    assert "OTHERS []" in out, out
+
+
+def test_process_budget_is_per_sandbox():
+    """A program holding all its processes does not make another sandbox's threads fail: each
+    sandbox has its own uid (so its own RLIMIT_NPROC count)."""
+    import threading
+
+    a, b = CodeVerifier(timeout=20.0), CodeVerifier(timeout=20.0)
+    try:
+        hog = ("import os, time\nprint('UID', os.getuid())\nn = 0\n"
+               "while True:\n"
+               "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+               "    if pid == 0:\n        time.sleep(100)\n    n += 1\n"
+               "print('FORKED', n)\ntime.sleep(4)\n" + GOOD_DEF)
+        res_a = {}
+        t = threading.Thread(target=lambda: res_a.setdefault("r", score(a, hog)))
+        t.start()
+        time.sleep(2.0)
+        threads = ("import os, threading\nprint('UID', os.getuid())\nout = []\n"
+                   "ts = [threading.Thread(target=out.append, args=(i,)) for i in range(16)]\n"
+                   "[t.start() for t in ts]\n[t.join() for t in ts]\n"
+                   "def add(a, b):\n    return a + b + len(out) - 16\n")
+        res_b = score(b, threads)
+        t.join()
+        assert res_b.reward == 1.0, res_b.info
+        assert res_a["r"].reward == 1.0, res_a["r"].info
+        uid_a = res_a["r"].info["output"].split("UID ")[1].split()[0]
+        uid_b = res_b.info["output"].split("UID ")[1].split()[0]
+        assert uid_a != uid_b and "0" not in (uid_a, uid_b)
+        assert a.sandbox.mode["uid"] == int(uid_a) and b.sandbox.mode["uid"] == int(uid_b)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_memory_budget_is_per_sandbox():
+    """Four processes of 200 MB each under ``memory_mb=256``: the sandbox's budget, not each
+    process's, is what counts; the whole run is killed."""
+    v = CodeVerifier(timeout=20.0, memory_mb=256)
+    try:
+        hog = ("import os, time\n"
+               "for _ in range(4):\n"
+               "    if os.fork() == 0:\n        x = b'x' * (200 << 20)\n        time.sleep(100)\n"
+               "time.sleep(3)\n" + GOOD_DEF)
+        t0 = time.monotonic()
+        res = v.score(hog, TASK)
+        assert_zero(res, "crashed")
+        assert "memory" in res.info["reason"], res.info
+        assert time.monotonic() - t0 < 10
+        assert v.score(GOOD, TASK).reward == 1.0
+    finally:
+        v.close()
+
+
+def test_file_count_budget_of_the_tmpfs():
+    """Empty files cost no tmpfs blocks but kernel memory: their number is capped too."""
+    v = CodeVerifier(timeout=20.0)
+    try:
+        flood = ("import os\n"
+                 "for i in range(300000):\n    open('/tmp/f%d' % i, 'w').close()\n" + GOOD_DEF)
+        res = v.score(flood, TASK)
+        assert_zero(res, "crashed")
+        assert "files" in res.info["reason"], res.info
+        assert v.score(GOOD, TASK).reward == 1.0
+    finally:
+        v.close()
+
+
+def test_using_a_program_object_fails_the_unit_even_when_the_test_catches_it(code):
+    ref = {"test": "try:\n    r = f(1)\n    ok = r + 0 == 1\nexcept BaseException:\n    ok = False\nassert f(2) == 2\n",
+           "code": "def f(x): pass"}
+    assert score(code, "def f(x):\n    return x\n", ref).reward == 1.0
+    res = score(code, "class W:\n    pass\ndef f(x):\n    return W() if x == 1 else x\n", ref)
+    assert_zero(res, "failed")
+    assert "program object" in res.info["reason"], res.info

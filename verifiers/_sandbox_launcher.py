@@ -35,6 +35,7 @@ import collections
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import stat
@@ -43,6 +44,7 @@ import sys
 MAX_DEPTH = 200
 MAX_FRAME = 16 << 20  # bytes of one encoded value; larger answers fail the call
 MAX_COLLISIONS = 64  # members of one hash a decoded set or mapping may have
+POLL_S = 0.05  # how often the launcher checks a run's budgets
 CTL_MAX = 1 << 16
 _FACTORIES = {"list": list, "int": int, "set": set, "dict": dict, "str": str, "float": float,
               "tuple": tuple}
@@ -195,7 +197,18 @@ def main(argv):
     _not_dumpable()
     ctl = socket.socket(fileno=int(cfg["ctl_fd"]))
     child = None
+    police = os.getpid() == 1  # (it sees every process of the sandbox only as its pid 1)
+    killed = None
     while True:
+        if child is not None and police and killed is None:
+            if not select.select([ctl], [], [], POLL_S)[0]:
+                killed = _over_budget(budget, cfg)
+                if killed is not None:
+                    try:
+                        os.kill(-1, signal.SIGKILL)  # the whole run; the judge sees it exit
+                    except OSError:
+                        pass
+                continue
         try:
             msg, fds, _, _ = socket.recv_fds(ctl, CTL_MAX, 8)
         except OSError:
@@ -204,6 +217,7 @@ def main(argv):
             break
         req = json.loads(msg)
         if req["op"] == "run" and child is None and len(fds) == 3:
+            budget = int(req["memory_mb"]) << 20
             try:
                 child = os.fork()
             except OSError as e:  # e.g. EAGAIN: answer, and let the scorer fail this run
@@ -224,13 +238,55 @@ def main(argv):
             status = _sweep(child)
             child = None
             wiped = _wipe_forked(cfg["work_dir"])
-            ctl.send(json.dumps({"op": "done", "exit": status, "wiped": wiped}).encode())
+            ctl.send(json.dumps({"op": "done", "exit": status, "wiped": wiped, "killed": killed}).encode())
+            killed = None
         else:
             for fd in fds:
                 os.close(fd)
             ctl.send(json.dumps({"op": "error", "error": "bad request"}).encode())
     _sweep(child)
     _wipe_forked(cfg["work_dir"])
+
+
+def _over_budget(memory, cfg):
+    """Why the run must stop, or None: the sandbox's budgets are for all its processes together.
+
+    ``memory``: bytes of anonymous resident memory (``statm`` resident minus shared) summed over
+    every process but the launcher, each less the launcher's own (a forked process maps the
+    launcher's pages, copied on write: counting them in every process would make 30 honest
+    worker processes look like 600 MB; ``/proc/<pid>/smaps_rollup``, which splits shared pages,
+    is closed to the launcher); ``cfg["max_inodes"]``: files and directories in the tmpfs (an
+    empty file costs no tmpfs block, but kernel memory). Reads only numbers from ``/proc`` and
+    ``statvfs``, never anything the program wrote.
+    """
+    page, total = os.sysconf("SC_PAGE_SIZE"), 0
+    base = _anon_pages("1") or 0
+    for name in os.listdir("/proc"):
+        if name.isdigit() and name != "1":
+            total += max(0, (_anon_pages(name) or 0) - base) * page
+    if total > memory:
+        return "memory budget of the sandbox exceeded (%d MiB resident in all its processes, at most %d)" % (
+            total >> 20, memory >> 20)
+    limit = cfg.get("max_inodes")
+    if limit:
+        try:
+            st = os.statvfs(cfg["work_dir"])
+            used = st.f_files - st.f_ffree
+        except OSError:
+            used = 0
+        if used > limit:
+            return "files budget of the sandbox exceeded (%d files in %s, at most %d)" % (
+                used, cfg["work_dir"], limit)
+    return None
+
+
+def _anon_pages(pid):
+    try:
+        with open("/proc/%s/statm" % pid, "rb") as f:
+            fields = f.read().split()
+        return int(fields[1]) - int(fields[2])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _not_dumpable():
@@ -394,6 +450,11 @@ def _child(req, cfg, fds):
         setattr(sys, "__%s__" % name, stream)
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
     os.chdir(cfg["work_dir"])
+    try:  # under memory pressure the kernel kills the program's processes before the launcher
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
     _set_limits(req)
     if cfg.get("drop_uid") is not None:  # the launcher is root: become the unprivileged uid
         uid = int(cfg["drop_uid"])

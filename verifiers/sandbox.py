@@ -40,6 +40,7 @@ verdict, but the program can read and write whatever the scoring user can.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import logging
 import os
@@ -60,7 +61,8 @@ from pathlib import Path
 from verifiers.errors import VerifierError
 
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
-SANDBOX_UID = 65534
+SANDBOX_UID = 65534  # the program's uid inside a user namespace (the scorer is not root)
+UID_BASE, UID_SLOTS = 0x7F000000, 1 << 16  # as root: one host uid of this range per sandbox
 WORK_DIR = "/tmp"
 PREIMPORT = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
              "typing", "fractions", "decimal", "operator", "copy", "statistics", "datetime",
@@ -253,6 +255,29 @@ def isolation_prefix() -> tuple[str, ...]:
         return ()
 
 
+def _allocate_uid() -> tuple[int, int]:
+    """A host uid no other live sandbox on this machine uses, and the lock that holds it (an
+    ``flock`` on ``<tmp>/rlvr-sandbox-uids/<uid>``, released when the holder closes it or dies).
+
+    Per-uid kernel limits (``RLIMIT_NPROC``, inotify instances, pipe buffers) are then per
+    sandbox: a program holding its processes cannot make another sandbox's ``fork`` fail.
+    """
+    import random
+
+    folder = Path(tempfile.gettempdir()) / "rlvr-sandbox-uids"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for _ in range(256):
+        uid = UID_BASE + random.randrange(UID_SLOTS)
+        fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, fd
+        except OSError:
+            os.close(fd)
+    raise SandboxUnavailable(f"no free sandbox uid in {UID_BASE}..{UID_BASE + UID_SLOTS - 1} "
+                             f"(locks in {folder})")
+
+
 def _isolation_from_env(isolation: str) -> str:
     env = os.environ.get("RLVR_CODE_SANDBOX", "").strip().lower()
     return "none" if env == "none" else isolation
@@ -265,12 +290,20 @@ class Sandbox:
     ``memory_mb``: the program's address-space limit; ``output_limit``: bytes of stdout/stderr
     kept; ``fsize_mb``: largest file it may write; ``tmpfs_mb``: size of its writable tmpfs;
     ``isolation``: "bwrap" (default; "auto" is the same) or "none" (explicit opt-out, warns).
+    Budgets of the whole sandbox (all the program's processes together; the run is killed when
+    one is exceeded): ``memory_mb`` of private resident memory, ``tmpfs_files`` files in its
+    tmpfs; as root also ``nproc`` processes and threads (its own host uid). ``memory_mb`` is
+    also each process's address-space limit.
     """
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, output_limit: int = 8192,
-                 fsize_mb: int = 8, tmpfs_mb: int = 64, nproc: int = 64, isolation: str = "auto"):
+                 fsize_mb: int = 8, tmpfs_mb: int = 64, nproc: int = 64, isolation: str = "auto",
+                 tmpfs_files: int = 16384):
         self.timeout, self.memory_mb, self.output_limit = float(timeout), int(memory_mb), output_limit
         self.fsize_mb, self.tmpfs_mb, self.nproc = int(fsize_mb), int(tmpfs_mb), int(nproc)
+        self.tmpfs_files = int(tmpfs_files)
+        self._uid: int | None = None
+        self._uid_lock: int | None = None
         self.isolation = _isolation_from_env(isolation)
         if self.isolation not in ("auto", "bwrap", "none"):
             raise ValueError(f"isolation must be 'bwrap' or 'none', got {isolation!r}")
@@ -286,12 +319,16 @@ class Sandbox:
     # -------------------------------------------------------------- launcher life cycle
     def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cfg = {"ctl_fd": child.fileno(), "preimport": PREIMPORT}
+        cfg = {"ctl_fd": child.fileno(), "preimport": PREIMPORT, "max_inodes": self.tmpfs_files}
         seccomp = None
         if self._bwrap is not None:
+            if os.geteuid() == 0:
+                self._uid, self._uid_lock = _allocate_uid()
+            else:
+                self._uid = SANDBOX_UID
             seccomp = _seccomp_fd()
             cmd = bwrap_command(self._bwrap, tmpfs_mb=self.tmpfs_mb, seccomp_fd=seccomp)
-            cfg.update(work_dir=WORK_DIR, drop_uid=SANDBOX_UID if os.geteuid() == 0 else None,
+            cfg.update(work_dir=WORK_DIR, drop_uid=self._uid if os.geteuid() == 0 else None,
                        pid1=True)
             cmd += [python_executable(), "-I", "-S", "-B", "/opt/rlvr/_sandbox_launcher.py", json.dumps(cfg)]
         else:
@@ -309,7 +346,7 @@ class Sandbox:
                 os.close(seccomp)
         self._ctl = parent
         self.mode = {"isolation": "bwrap" if self._bwrap else "none",
-                     "uid": SANDBOX_UID if self._bwrap else os.geteuid(),
+                     "uid": self._uid if self._bwrap else os.geteuid(),
                      "user_namespace": bool(self._bwrap) and os.geteuid() != 0}
 
     def close(self) -> None:
@@ -329,6 +366,9 @@ class Sandbox:
                 proc.wait()
             if proc.stderr:
                 proc.stderr.close()
+        if self._uid_lock is not None:  # every process of that uid is gone with the launcher
+            os.close(self._uid_lock)
+            self._uid_lock = None
         if self._work:
             shutil.rmtree(self._work, ignore_errors=True)  # (the launcher wiped its contents)
             self._work = None
@@ -414,6 +454,9 @@ class Sandbox:
         res = SandboxResult(verdict["status"], verdict.get("passed", 0), verdict.get("total", 0),
                             verdict.get("reason", ""), verdict.get("output", ""),
                             round(time.monotonic() - t0, 4), done.get("exit"))
+        if done.get("killed"):
+            res.reason = str(done["killed"])[:300]
+            res.status, res.passed = "crashed", 0  # (even after a verdict: the budget holds)
         self.last_wiped = done.get("wiped")
         if self.last_wiped is False:  # something survived the wipe: a fresh sandbox (and tmpfs) next time
             with self._lock:
