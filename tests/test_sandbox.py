@@ -880,3 +880,31 @@ def test_using_a_program_object_fails_the_unit_even_when_the_test_catches_it(cod
     res = score(code, "class W:\n    pass\ndef f(x):\n    return W() if x == 1 else x\n", ref)
     assert_zero(res, "failed")
     assert "program object" in res.info["reason"], res.info
+
+
+def test_only_the_standard_library_is_importable(code):
+    """Third-party packages of the bound Python installs (site-packages, dist-packages) are
+    hidden, even from a program that puts their folders on ``sys.path`` itself."""
+    import glob
+    import sys as host_sys
+
+    folders = sorted({p for pattern in ("/usr/lib*/python3*/*-packages", "/usr/local/lib*/python3*/*-packages",
+                                        host_sys.base_prefix + "/lib*/python3*/*-packages")
+                      for p in glob.glob(pattern)})
+    probe = (f"import os, sys\nsys.path[:0] = {folders!r}\n"
+             "print('LISTED', [f for f in sys.path[:%d] if os.path.isdir(f) and os.listdir(f)])\n" % len(folders)
+             + "wrote = []\n"
+             "for f in sys.path[:%d]:\n" % len(folders)
+             + "    try:\n        open(os.path.join(f, 'numpy.py'), 'w').write('x = 1')\n        wrote.append(f)\n"
+             "    except OSError:\n        pass\n"
+             "print('WROTE', wrote)\n"
+             "found = []\n"
+             "for m in ('numpy', 'cffi', 'IPython', 'yaml', 'pip', 'setuptools'):\n"
+             "    try:\n        __import__(m)\n        found.append(m)\n"
+             "    except ImportError:\n        pass\n"
+             "import json, decimal, ctypes, sqlite3\n"
+             "print('IMPORTED', found)\n" + GOOD_DEF)
+    res = score(code, probe)
+    assert res.reward == 1.0, res.info  # the standard library (compiled modules too) still works
+    out = res.info["output"]
+    assert "LISTED []" in out and "IMPORTED []" in out and "WROTE []" in out, out

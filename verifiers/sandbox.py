@@ -15,7 +15,8 @@ Architecture
 What is enforced (the threat model table is in ``docs/verifiers.md``)
 ---------------------------------------------------------------------
 * Filesystem: read-only binds of ``/usr`` (and the ``/lib*``, ``/bin``, ``/sbin`` links), the
-  Python installation and a few ``/etc`` files; ``/proc`` of its own pid namespace; a minimal
+  Python installation (its and ``/usr``'s site-packages/dist-packages hidden under empty
+  read-only tmpfs mounts: only the standard library is importable) and a few ``/etc`` files; ``/proc`` of its own pid namespace; a minimal
   ``/dev``; the only writable place is a private tmpfs (``tmpfs_mb``) at ``/tmp``, emptied by
   the launcher after every run. Nothing of the host's home, work or data directories is visible.
 * Namespaces: own user (when not root), pid, ipc, uts, network (no interfaces but loopback) and
@@ -125,6 +126,22 @@ def python_executable() -> str:
     return real if real.startswith(python_prefix() + "/") else exe
 
 
+def third_party_dirs() -> list[str]:
+    """The site-packages/dist-packages folders of what the sandbox binds (``/usr`` and the Python
+    installation): each is covered by an empty read-only tmpfs, so that a program that puts them
+    on ``sys.path`` itself still finds only the standard library."""
+    import glob
+
+    roots = ("/usr", python_prefix())
+    found = set()
+    for root in roots:
+        for d in glob.glob(root + "/lib*/python3*/*-packages") + glob.glob(root + "/local/lib*/python3*/*-packages"):
+            real = os.path.realpath(d)
+            if os.path.isdir(real) and any(real == r or real.startswith(r + "/") for r in roots):
+                found.add(real)
+    return sorted(found)
+
+
 def bwrap_command(bwrap: str, *, tmpfs_mb: int, seccomp_fd: int | None = None) -> list[str]:
     """The bubblewrap command line (without the program) for this user."""
     root = os.geteuid() == 0
@@ -151,6 +168,8 @@ def bwrap_command(bwrap: str, *, tmpfs_mb: int, seccomp_fd: int | None = None) -
         for d in parents:  # (bwrap would copy the host's modes: /root is 0700)
             cmd += ["--perms", "0755", "--dir", d]
         cmd += ["--ro-bind", prefix, prefix]
+    for d in third_party_dirs():  # only the standard library is importable
+        cmd += ["--perms", "0555", "--size", "4096", "--tmpfs", d, "--remount-ro", d]
     cmd += ["--ro-bind", str(LAUNCHER), "/opt/rlvr/_sandbox_launcher.py", "--proc", "/proc",
             "--dev", "/dev", "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
             "--perms", "1777" if root else "0700", "--size", str(int(tmpfs_mb) << 20),
