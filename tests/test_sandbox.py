@@ -908,3 +908,20 @@ def test_only_the_standard_library_is_importable(code):
     assert res.reward == 1.0, res.info  # the standard library (compiled modules too) still works
     out = res.info["output"]
     assert "LISTED []" in out and "IMPORTED []" in out and "WROTE []" in out, out
+
+
+def test_stub_pass_of_partial_credit_is_bounded_even_when_a_test_swallows_everything():
+    """The judge's stub pass (partial credit) stops within its budget even in a test that
+    catches every exception in a loop; honest code is still scored, within the item's time."""
+    ref = {"test": "import time\nt0 = time.monotonic()\nwhile True:\n"
+                   "    try:\n        if time.monotonic() - t0 > 3 or f(1) == 1:\n            break\n"
+                   "        time.sleep(0.01)\n"
+                   "    except BaseException:\n        pass\nassert f(2) == 2\n", "code": "def f(x): pass"}
+    v = CodeVerifier(timeout=5.0, partial=True)
+    try:
+        t0 = time.monotonic()
+        res = v.score("def f(x):\n    return x\n", ref)
+        assert res.reward == 1.0, res.info
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        v.close()
