@@ -21,15 +21,18 @@ What is enforced (the threat model table is in ``docs/verifiers.md``)
   the launcher after every run. Nothing of the host's home, work or data directories is visible.
 * Namespaces: own user (when not root), pid, ipc, uts, network (no interfaces but loopback) and
   cgroup namespaces; ``--new-session``; ``--die-with-parent``.
-* Identity: the program runs as uid/gid 65534 with no capabilities. As root, bubblewrap runs
-  without a user namespace, the launcher keeps only the capabilities it needs to drop to 65534,
-  kill and clean up (SETUID, SETGID, KILL, DAC_OVERRIDE, FOWNER), and each child drops to the
-  real host uid 65534 before the program runs. The launcher is pid 1 (no signal from inside
+* Identity: the program runs with no capabilities. As root, bubblewrap runs without a user
+  namespace, the launcher keeps only the capabilities it needs to drop privileges, kill and
+  clean up (SETUID, SETGID, KILL, DAC_OVERRIDE, FOWNER), and each child drops to the sandbox's
+  own host uid (``UID_BASE`` + a slot, ``_allocate_uid``) before the program runs; otherwise the
+  program is uid/gid 65534 of a user namespace that maps it to the caller. The launcher is pid 1 (no signal from inside
   reaches it) and not dumpable (no ptrace, no ``/proc/1/mem``).
 * Limits per program: ``RLIMIT_CPU`` (the wall limit), ``RLIMIT_AS`` (``memory_mb``),
-  ``RLIMIT_FSIZE`` (``fsize_mb``), ``RLIMIT_NPROC``, ``RLIMIT_NOFILE``, no core dumps; a
-  wall-clock deadline enforced by the judge; after each run every process of the sandbox is
-  SIGKILLed by the launcher.
+  ``RLIMIT_FSIZE`` (``fsize_mb``), ``RLIMIT_NPROC`` (per sandbox as root: its own uid),
+  ``RLIMIT_NOFILE``, no core dumps; a wall-clock deadline enforced by the judge. Budgets of the
+  whole sandbox, polled by the launcher, which kills the run when one is exceeded: ``memory_mb``
+  of anonymous resident memory over all its processes, ``tmpfs_files`` files in the tmpfs.
+  After each run every process of the sandbox is SIGKILLed and reaped by the launcher.
 * Isolation between programs: each ``Sandbox`` (one per scoring worker) has its own namespaces
   and tmpfs; runs within one sandbox are sequential, and nothing a program started survives it.
 
