@@ -348,6 +348,12 @@ def _wipe_forked(top):
     """``_wipe`` in a short-lived child, so that the names the program chose never enter the
     launcher's memory (every later child is forked from it). True when ``top`` is empty."""
     try:
+        st = os.statvfs(top)
+        if st.f_files - st.f_ffree <= 1:  # a tmpfs holding only its root: nothing to do
+            return True
+    except OSError:
+        pass
+    try:
         pid = os.fork()
     except OSError:
         return False

@@ -86,6 +86,8 @@ class Job:
     remote_names: tuple = ()
     stdlib_names: tuple = ()
     stop_early: bool = True
+    frame: bytes = b""  # ``program_frame``, once built
+    frame_sent: int = 0  # bytes of it the scorer already wrote to the request pipe
 
 
 # ----------------------------------------------------------------------------------- preparation
@@ -113,7 +115,9 @@ def prepare(req: dict) -> Job:
 
 def program_frame(job: Job) -> bytes:
     """The first frame of the request pipe: the program source and its set-up code."""
-    return dumps(["program", job.program, job.program_setup])
+    if not job.frame:
+        job.frame = dumps(["program", job.program, job.program_setup])
+    return job.frame
 
 
 def _defines(code: str, name: str) -> bool:
@@ -274,7 +278,7 @@ class Channel:
         """Send the program source (the first frame of the request pipe): (ok, reason). The
         launcher never sees it; only the child that runs it does."""
         try:
-            self._send(program_frame(job))
+            self._send(program_frame(job)[job.frame_sent:])
         except CallFailed as e:
             return False, str(e)
         return True, ""

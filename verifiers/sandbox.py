@@ -450,6 +450,11 @@ class Sandbox:
             # the warm launcher never holds any program's data, so no later program can find it
             spec = {"op": "run", "cpu_s": wall + 1.0, "memory_mb": self.memory_mb, "fsize_mb": self.fsize_mb,
                     "nproc": self.nproc}
+            os.set_blocking(req_w, False)
+            try:  # what fits in the pipe now, so the program starts without waiting for the judge
+                job.frame_sent = os.write(req_w, judge.program_frame(job))
+            except BlockingIOError:
+                job.frame_sent = 0
             try:
                 started = self._ctl_call(spec, [req_r, rep_w, out_w])
                 if started.get("op") != "started":
