@@ -15,9 +15,10 @@ Reward: 1 when every test passes, else 0; with ``partial=True`` the fraction of 
 (MBPP: asserts in ``test_list``; HumanEval: top-level statements of ``check`` containing an
 assert) that pass. A unit counts only when it calls the program (``assert True`` pays nothing),
 and with ``partial=True`` not when it also passes against a candidate that returns None or
-raises (see ``verifiers.judge.judge``). The program runs in a bubblewrap sandbox (``verifiers.sandbox``) and the tests in a
-separate judge process (``verifiers.judge``) that only exchanges plain data with it, so nothing
-the program does to its own interpreter can change the verdict. Where the sandbox cannot run,
+raises (see ``verifiers.judge.judge``). The program runs in a bubblewrap sandbox
+(``verifiers.sandbox``) and the tests in a separate judge process (``verifiers.judge``) that only
+exchanges plain data with it, so nothing the program does to its own interpreter can change the
+verdict. Where the sandbox cannot run,
 constructing the verifier raises ``SandboxUnavailable`` (one line naming the fix).
 """
 from __future__ import annotations

@@ -16,9 +16,9 @@ What is enforced (the threat model table is in ``docs/verifiers.md``)
 ---------------------------------------------------------------------
 * Filesystem: read-only binds of ``/usr`` (and the ``/lib*``, ``/bin``, ``/sbin`` links), the
   Python installation (its and ``/usr``'s site-packages/dist-packages hidden under empty
-  read-only tmpfs mounts: only the standard library is importable) and a few ``/etc`` files; ``/proc`` of its own pid namespace; a minimal
-  ``/dev``; the only writable place is a private tmpfs (``tmpfs_mb``) at ``/tmp``, emptied by
-  the launcher after every run. Nothing of the host's home, work or data directories is visible.
+  read-only tmpfs mounts: only the standard library is importable) and a few ``/etc`` files;
+  ``/proc`` of its own pid namespace; a minimal ``/dev``; the only writable place is a private
+  tmpfs (``tmpfs_mb``) at ``/tmp``, emptied by the launcher after every run. Nothing of the host's home, work or data directories is visible.
 * Namespaces: own user (when not root), pid, ipc, uts, network (no interfaces but loopback) and
   cgroup namespaces; ``--new-session``; ``--die-with-parent``.
 * Identity: the program runs with no capabilities. As root, bubblewrap runs without a user
