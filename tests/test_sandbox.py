@@ -275,7 +275,9 @@ def test_program_runs_as_nobody_without_capabilities_and_sees_only_itself(code):
             "print('HOST', [p for p in ('/work', '/home', '/root/.ssh', '/var', '/sys', '/etc/shadow') if os.path.exists(p)])\n"
             + GOOD_DEF)
     out = score(code, look).info["output"]
-    assert "UID 65534 65534 65534 []" in out, out
+    uid = code.sandbox.mode["uid"]  # as root a host uid of its own, else 65534 in a user namespace
+    assert uid == 65534 if os.geteuid() else uid >= 0x7F000000
+    assert f"UID {uid} {uid} {uid} []" in out, out
     assert "CAPS 0000000000000000 0000000000000000 0000000000000000 1" in out, out
     assert "OTHERS []" in out, out  # only itself and the launcher (pid 1)
     assert "HOST []" in out, out
@@ -635,6 +637,291 @@ def test_sandbox_object_reports_mode_and_closes():
     with Sandbox(timeout=10.0) as box:
         res = box.run(build_request(GOOD_DEF, TASK))
         assert res.status == "passed"
-        assert box.mode["isolation"] == "bwrap" and box.mode["uid"] == 65534
+        assert box.mode["isolation"] == "bwrap"
+        assert box.mode["uid"] >= 0x7F000000 if os.geteuid() == 0 else box.mode["uid"] == 65534
         pid = box._proc.pid
     assert not _alive(pid)
+
+
+# ------------------------------------------------------------------ exceptions are data, not control flow
+STOP = "def f(x):\n    raise StopIteration\n"
+
+
+@pytest.mark.parametrize("test_src", [
+    "assert all(map(lambda n: f(n) == n * n, range(5)))\n",
+    "assert all(a == b for a, b in zip(map(f, range(5)), [0, 1, 4, 9, 16]))\n",
+    "assert not any(map(lambda n: f(n) != n * n, range(5)))\n",
+    "assert sorted(set(map(f, range(3)))) == [0, 1, 4] or list(map(f, range(3))) == []\n",
+], ids=["all-map", "zip-map", "any-map", "set-map"])
+@pytest.mark.parametrize("stop", [STOP, STOP.replace("StopIteration", "StopAsyncIteration"),
+                                  "def f(x):\n    raise StopIteration(x * x)\n",
+                                  "class E(StopIteration):\n    pass\ndef f(x):\n    raise E\n"],
+                         ids=["stop", "stopasync", "stop-value", "stop-subclass"])
+def test_stop_iteration_from_the_program_does_not_end_the_tests(code, test_src, stop):
+    """A StopIteration from the candidate must not end the C-level iteration in a test."""
+    ref = {"test": test_src, "code": "def f(x): pass"}
+    assert score(code, "def f(x):\n    return x * x\n", ref).reward == 1.0
+    assert_zero(score(code, stop, ref), "failed")
+
+
+def test_program_exceptions_are_their_own_type_but_still_caught_by_their_builtin_name(code):
+    """Tests may catch ValueError from the candidate; what they catch is never a builtin
+    control-flow exception and never a ``StopIteration``."""
+    ref = {"test": "try:\n    f(-1)\nexcept ValueError as e:\n    assert type(e) is not ValueError and isinstance(e, ValueError)\n"
+                   "    assert type(e).__name__ == 'ValueError' and str(e) == 'neg'\nelse:\n    raise AssertionError\n"
+                   "try:\n    f(-2)\nexcept StopIteration:\n    raise AssertionError('StopIteration reached the tests')\n"
+                   "except Exception as e:\n    assert 'StopIteration' in str(e)\n",
+           "code": "def f(x): pass"}
+    ok = "def f(x):\n    if x == -1:\n        raise ValueError('neg')\n    raise StopIteration\n"
+    assert score(code, ok, ref).reward == 1.0
+
+
+# ------------------------------------------------------------------ program size on the wire
+@pytest.mark.parametrize("filler", [
+    "# " + "x" * 70_000 + "\n",
+    "TABLE = " + repr(list(range(25_000))) + "\n",
+    "# " + "\u00e9" * 12_000 + "\n",
+], ids=["70k-comment", "150k-table", "12k-non-ascii"])
+def test_large_honest_programs_are_scored(code, filler):
+    res = score(code, filler + GOOD_DEF)
+    assert res.reward == 1.0, res.info["reason"]
+
+
+def test_program_at_the_documented_size_limit(code):
+    """``MAX_CODE_CHARS`` characters of the widest kind (astral, 12 bytes each as escaped JSON)."""
+    from verifiers.code import MAX_CODE_CHARS
+
+    head = GOOD_DEF + "# "
+    at = head + "\U0001F600" * (MAX_CODE_CHARS - len(head) - 1) + "\n"
+    assert len(at) == MAX_CODE_CHARS
+    res = score(code, at)
+    assert res.reward == 1.0, res.info["reason"]
+    over = score(code, "#" + at)
+    assert_zero(over, "error")
+    assert over.info["reason"] == "code too long"
+    assert score(code, GOOD).reward == 1.0
+
+
+# ------------------------------------------------------------------ nothing of one program reaches the next
+def test_a_program_cannot_read_the_source_of_earlier_programs(code):
+    """The warm launcher never holds a program's source, so a later program scanning its whole
+    address space (``/proc/self/maps`` + ``ctypes.string_at``) finds nothing of earlier ones."""
+    earlier = "SECRET = 'quokka-55190-earlier-rollout'\n" + GOOD_DEF
+    assert score(code, earlier).reward == 1.0
+    spy = NATIVE + r'''
+needle = b"-".join([b"quokka", b"55190"])
+hits = 0
+for line in open("/proc/self/maps"):
+    parts = line.split()
+    lo, hi = (int(x, 16) for x in parts[0].split("-"))
+    name = parts[5] if len(parts) > 5 else ""
+    if "r" not in parts[1] or name.startswith("[v"):
+        continue
+    try:
+        data = ctypes.string_at(lo, hi - lo)
+    except Exception:
+        continue
+    at = data.find(needle)
+    while at >= 0:  # (the needle itself is in memory too: count only the earlier program's string)
+        hits += data[at + len(needle):at + len(needle) + 8] == b"-earlier"
+        at = data.find(needle, at + 1)
+print("HITS", hits)
+''' + GOOD_DEF
+    res = score(code, spy)
+    assert "HITS 0" in res.info["output"], res.info["output"]
+
+
+# ------------------------------------------------------------------ the judge's own work is bounded
+COLLIDE = ("import sys\nP = (1 << 61) - 1\n"
+           "sys.modules['__main__'].encode = lambda v, h, d=0: "
+           "['E', [['I', format(i * P, 'x')] for i in range(150000)]]\n")
+
+
+def test_colliding_set_members_cost_the_judge_nothing(quick):
+    """150k distinct ints of one hash, sent as a set: refused before any set is built."""
+    t0 = time.monotonic()
+    res = score(quick, COLLIDE + GOOD_DEF)
+    assert_zero(res, "failed")
+    assert time.monotonic() - t0 < 2.0 + 1.5, res.info
+    assert "collid" in res.info["reason"], res.info
+
+
+def test_the_judges_work_ends_at_the_items_deadline(quick):
+    """Quadratic work in a test on what the program returned stops at the deadline."""
+    ref = {"test": "assert len(set(f())) == 3\n", "code": "def f(): pass"}
+    evil = "P = (1 << 61) - 1\nV = [i * P for i in range(150000)]\ndef f():\n    return V\n"
+    t0 = time.monotonic()
+    assert_zero(score(quick, evil, ref), "timeout")
+    assert time.monotonic() - t0 < 2.0 + 2.0
+
+
+# ------------------------------------------------------------------ partial credit measures the candidate
+PARTIAL_TASK = {"prompt": PROMPT, "entry_point": "add", "test": (
+    "def check(candidate):\n"
+    "    assert True\n"
+    "    assert candidate(2, 3) == 5\n"
+    "    assert candidate(2, 2) != 5\n"          # passes on None
+    "    assert candidate(-1, 1) is not True\n"  # passes on None
+    "    if False:\n        assert candidate(1, 1) == 2\n"
+    "    try:\n        candidate('a', 1)\n    except Exception:\n        pass\n    else:\n        assert True\n"
+    "    assert candidate(0, 0) == 0\n")}
+
+
+@pytest.mark.parametrize("body", ["    pass\n", "    return None\n", "    raise ValueError\n",
+                                  "    import sys\n    sys.exit(0)\n"])
+def test_partial_credit_pays_nothing_for_a_body_that_does_not_compute(body):
+    v = CodeVerifier(timeout=15.0, partial=True)
+    try:
+        res = v.score(body, PARTIAL_TASK)
+        assert res.reward == 0.0 and res.info["passed"] == 0, res.info
+        good = v.score(GOOD, PARTIAL_TASK)
+        assert good.reward == 1.0 and good.info["total"] == 2, good.info
+        half = v.score("    return a + b if a else 7\n", PARTIAL_TASK)
+        assert half.reward == 0.5, half.info
+        mbpp = {"test_list": ["assert True", "assert add(2, 3) == 5", "assert add(1, 1) != 3"], "code": GOOD_DEF}
+        assert v.score("def add(a, b):\n" + body, mbpp).reward == 0.0
+        assert v.score(GOOD_DEF, mbpp).reward == 1.0
+        plain = {"test": "x = 1\nassert x == 1\nassert add(2, 3) == 5\n"}
+        assert v.score("def add(a, b):\n" + body, plain).reward == 0.0
+        assert v.score(GOOD_DEF, plain).reward == 1.0
+    finally:
+        v.close()
+
+
+# ------------------------------------------------------------------ budgets per sandbox, not per process or uid
+def test_nothing_of_a_run_survives_it_not_even_zombies(code):
+    """60 parked children (and their orphans) are killed and reaped before the next run."""
+    park = ("import os, time\n"
+            "for _ in range(30):\n"
+            "    if os.fork() == 0:\n"
+            "        if os.fork() == 0:\n            time.sleep(100)\n"
+            "        time.sleep(100)\n" + GOOD_DEF)
+    assert score(code, park).reward == 1.0
+    census = ("import os\nothers = []\n"
+              "for p in os.listdir('/proc'):\n"
+              "    if p.isdigit() and int(p) not in (1, os.getpid()):\n"
+              "        try:\n            others.append(open('/proc/%s/stat' % p).read().split(')')[-1].split()[0])\n"
+              "        except OSError:\n            pass\n"
+              "print('OTHERS', others)\n" + GOOD_DEF)
+    out = score(code, census).info["output"]
+    assert "OTHERS []" in out, out
+
+
+def test_process_budget_is_per_sandbox():
+    """A program holding all its processes does not make another sandbox's threads fail: each
+    sandbox has its own uid (so its own RLIMIT_NPROC count)."""
+    import threading
+
+    a, b = CodeVerifier(timeout=20.0), CodeVerifier(timeout=20.0)
+    try:
+        hog = ("import os, time\nprint('UID', os.getuid())\nn = 0\n"
+               "while True:\n"
+               "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+               "    if pid == 0:\n        time.sleep(100)\n    n += 1\n"
+               "print('FORKED', n)\ntime.sleep(4)\n" + GOOD_DEF)
+        res_a = {}
+        t = threading.Thread(target=lambda: res_a.setdefault("r", score(a, hog)))
+        t.start()
+        time.sleep(2.0)
+        threads = ("import os, threading\nprint('UID', os.getuid())\nout = []\n"
+                   "ts = [threading.Thread(target=out.append, args=(i,)) for i in range(16)]\n"
+                   "[t.start() for t in ts]\n[t.join() for t in ts]\n"
+                   "def add(a, b):\n    return a + b + len(out) - 16\n")
+        res_b = score(b, threads)
+        t.join()
+        assert res_b.reward == 1.0, res_b.info
+        assert res_a["r"].reward == 1.0, res_a["r"].info
+        uid_a = res_a["r"].info["output"].split("UID ")[1].split()[0]
+        uid_b = res_b.info["output"].split("UID ")[1].split()[0]
+        assert uid_a != uid_b and "0" not in (uid_a, uid_b)
+        assert a.sandbox.mode["uid"] == int(uid_a) and b.sandbox.mode["uid"] == int(uid_b)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_memory_budget_is_per_sandbox():
+    """Four processes of 200 MB each under ``memory_mb=256``: the sandbox's budget, not each
+    process's, is what counts; the whole run is killed."""
+    v = CodeVerifier(timeout=20.0, memory_mb=256)
+    try:
+        hog = ("import os, time\n"
+               "for _ in range(4):\n"
+               "    if os.fork() == 0:\n        x = b'x' * (200 << 20)\n        time.sleep(100)\n"
+               "time.sleep(3)\n" + GOOD_DEF)
+        t0 = time.monotonic()
+        res = v.score(hog, TASK)
+        assert_zero(res, "crashed")
+        assert "memory" in res.info["reason"], res.info
+        assert time.monotonic() - t0 < 10
+        assert v.score(GOOD, TASK).reward == 1.0
+    finally:
+        v.close()
+
+
+def test_file_count_budget_of_the_tmpfs():
+    """Empty files cost no tmpfs blocks but kernel memory: their number is capped too."""
+    v = CodeVerifier(timeout=20.0)
+    try:
+        flood = ("import os\n"
+                 "for i in range(300000):\n    open('/tmp/f%d' % i, 'w').close()\n" + GOOD_DEF)
+        res = v.score(flood, TASK)
+        assert_zero(res, "crashed")
+        assert "files" in res.info["reason"], res.info
+        assert v.score(GOOD, TASK).reward == 1.0
+    finally:
+        v.close()
+
+
+def test_using_a_program_object_fails_the_unit_even_when_the_test_catches_it(code):
+    ref = {"test": "try:\n    r = f(1)\n    ok = r + 0 == 1\nexcept BaseException:\n    ok = False\nassert f(2) == 2\n",
+           "code": "def f(x): pass"}
+    assert score(code, "def f(x):\n    return x\n", ref).reward == 1.0
+    res = score(code, "class W:\n    pass\ndef f(x):\n    return W() if x == 1 else x\n", ref)
+    assert_zero(res, "failed")
+    assert "program object" in res.info["reason"], res.info
+
+
+def test_only_the_standard_library_is_importable(code):
+    """Third-party packages of the bound Python installs (site-packages, dist-packages) are
+    hidden, even from a program that puts their folders on ``sys.path`` itself."""
+    import glob
+    import sys as host_sys
+
+    folders = sorted({p for pattern in ("/usr/lib*/python3*/*-packages", "/usr/local/lib*/python3*/*-packages",
+                                        host_sys.base_prefix + "/lib*/python3*/*-packages")
+                      for p in glob.glob(pattern)})
+    probe = (f"import os, sys\nsys.path[:0] = {folders!r}\n"
+             "print('LISTED', [f for f in sys.path[:%d] if os.path.isdir(f) and os.listdir(f)])\n" % len(folders)
+             + "wrote = []\n"
+             "for f in sys.path[:%d]:\n" % len(folders)
+             + "    try:\n        open(os.path.join(f, 'numpy.py'), 'w').write('x = 1')\n        wrote.append(f)\n"
+             "    except OSError:\n        pass\n"
+             "print('WROTE', wrote)\n"
+             "found = []\n"
+             "for m in ('numpy', 'cffi', 'IPython', 'yaml', 'pip', 'setuptools'):\n"
+             "    try:\n        __import__(m)\n        found.append(m)\n"
+             "    except ImportError:\n        pass\n"
+             "import json, decimal, ctypes, sqlite3\n"
+             "print('IMPORTED', found)\n" + GOOD_DEF)
+    res = score(code, probe)
+    assert res.reward == 1.0, res.info  # the standard library (compiled modules too) still works
+    out = res.info["output"]
+    assert "LISTED []" in out and "IMPORTED []" in out and "WROTE []" in out, out
+
+
+def test_stub_pass_of_partial_credit_is_bounded_even_when_a_test_swallows_everything():
+    """The judge's stub pass (partial credit) stops within its budget even in a test that
+    catches every exception in a loop; honest code is still scored, within the item's time."""
+    ref = {"test": "import time\nt0 = time.monotonic()\nwhile True:\n"
+                   "    try:\n        if time.monotonic() - t0 > 3 or f(1) == 1:\n            break\n"
+                   "        time.sleep(0.01)\n"
+                   "    except BaseException:\n        pass\nassert f(2) == 2\n", "code": "def f(x): pass"}
+    v = CodeVerifier(timeout=5.0, partial=True)
+    try:
+        t0 = time.monotonic()
+        res = v.score("def f(x):\n    return x\n", ref)
+        assert res.reward == 1.0, res.info
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        v.close()

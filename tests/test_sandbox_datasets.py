@@ -42,3 +42,16 @@ def test_mbpp_reference_code_passes():
     results = verifiers.score_batch(CodeVerifier(timeout=20.0), [r["code"] for r in rows], rows, workers=2)
     assert not any(r.info.get("in_process") for r in results)  # scored in the worker processes
     assert _failures(results, rows, "task_id") == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HUMANEVAL.is_file(), reason=f"HumanEval not found at {HUMANEVAL}")
+def test_humaneval_partial_credit_pays_nothing_for_an_empty_body():
+    """``code_partial``: a ``pass`` body gets no unit on any item (units such as ``assert True`` or
+    ones that pass on None measure nothing); the canonical solutions still get 1.0."""
+    rows = [json.loads(line) for line in gzip.open(HUMANEVAL, "rt", encoding="utf-8")]
+    v = CodeVerifier(timeout=15.0, partial=True)
+    stubs = verifiers.score_batch(v, [r["prompt"] + "    pass\n" for r in rows], rows, workers=2)
+    assert [(row["task_id"], r.info["passed"]) for r, row in zip(stubs, rows) if r.info["passed"]] == []
+    good = verifiers.score_batch(v, [r["prompt"] + r["canonical_solution"] for r in rows], rows, workers=2)
+    assert _failures(good, rows, "task_id") == []

@@ -22,13 +22,20 @@ every value is a tagged list, so nothing is ever constructed by running code:
   ["R", kind, payload] a standard-library container rebuilt from plain data: Counter,
   OrderedDict, defaultdict (factory list/int/set/dict/str/float/tuple or none), deque.
 
-A value of any other type (or nested deeper than ``MAX_DEPTH``) is sent as a handle.
+A value of any other type (or nested deeper than ``MAX_DEPTH``) is sent as a handle. Decoding
+refuses a set, frozenset or mapping with more than ``MAX_COLLISIONS`` members of one hash (an
+honest encoder never sends them; building one costs quadratic time).
+
+The program source is the first frame of the request pipe, ``["program", source, setup]``, read
+by the child that runs it; the launcher's control messages carry only limits, so the launcher
+(which every child is forked from) never holds any program's data.
 """
 import base64
 import collections
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import stat
@@ -36,6 +43,8 @@ import sys
 
 MAX_DEPTH = 200
 MAX_FRAME = 16 << 20  # bytes of one encoded value; larger answers fail the call
+MAX_COLLISIONS = 64  # members of one hash a decoded set or mapping may have
+POLL_S = 0.05  # how often the launcher checks a run's budgets
 CTL_MAX = 1 << 16
 _FACTORIES = {"list": list, "int": int, "set": set, "dict": dict, "str": str, "float": float,
               "tuple": tuple}
@@ -123,6 +132,8 @@ def decode(tree, handle, depth=0):
             return base64.b64decode(tree[1].encode("ascii"), validate=True)
         if tag in ("L", "T", "E", "Z") and n == 2 and type(tree[1]) is list:
             items = [decode(x, handle, depth + 1) for x in tree[1]]
+            if tag in ("E", "Z"):
+                _check_collisions(items)
             return {"L": list, "T": tuple, "E": set, "Z": frozenset}[tag](items)
         if tag == "D" and n == 2 and type(tree[1]) is list:
             return dict(_pairs(tree[1], handle, depth))
@@ -152,7 +163,18 @@ def _pairs(items, handle, depth):
         if type(kv) is not list or len(kv) != 2:
             raise WireError("malformed mapping")
         out.append((decode(kv[0], handle, depth + 1), decode(kv[1], handle, depth + 1)))
+    _check_collisions([k for k, _ in out])
     return out
+
+
+def _check_collisions(keys):
+    """WireError when more than ``MAX_COLLISIONS`` of ``keys`` share one hash (linear time: the
+    hashes of ints below 2**61 - 1 in absolute value are the ints themselves)."""
+    if len(keys) <= MAX_COLLISIONS:
+        return
+    counts = collections.Counter(hash(k) for k in keys)  # TypeError (unhashable) -> malformed
+    if max(counts.values()) > MAX_COLLISIONS:
+        raise WireError("more than %d set members or keys collide on one hash" % MAX_COLLISIONS)
 
 
 def dumps(tree):
@@ -175,7 +197,18 @@ def main(argv):
     _not_dumpable()
     ctl = socket.socket(fileno=int(cfg["ctl_fd"]))
     child = None
+    police = os.getpid() == 1  # (it sees every process of the sandbox only as its pid 1)
+    killed = None
     while True:
+        if child is not None and police and killed is None:
+            if not select.select([ctl], [], [], POLL_S)[0]:
+                killed = _over_budget(budget, cfg)
+                if killed is not None:
+                    try:
+                        os.kill(-1, signal.SIGKILL)  # the whole run; the judge sees it exit
+                    except OSError:
+                        pass
+                continue
         try:
             msg, fds, _, _ = socket.recv_fds(ctl, CTL_MAX, 8)
         except OSError:
@@ -184,6 +217,7 @@ def main(argv):
             break
         req = json.loads(msg)
         if req["op"] == "run" and child is None and len(fds) == 3:
+            budget = int(req["memory_mb"]) << 20
             try:
                 child = os.fork()
             except OSError as e:  # e.g. EAGAIN: answer, and let the scorer fail this run
@@ -203,14 +237,56 @@ def main(argv):
         elif req["op"] == "end":
             status = _sweep(child)
             child = None
-            wiped = _wipe(cfg["work_dir"])
-            ctl.send(json.dumps({"op": "done", "exit": status, "wiped": wiped}).encode())
+            wiped = _wipe_forked(cfg["work_dir"])
+            ctl.send(json.dumps({"op": "done", "exit": status, "wiped": wiped, "killed": killed}).encode())
+            killed = None
         else:
             for fd in fds:
                 os.close(fd)
             ctl.send(json.dumps({"op": "error", "error": "bad request"}).encode())
     _sweep(child)
-    _wipe(cfg["work_dir"])
+    _wipe_forked(cfg["work_dir"])
+
+
+def _over_budget(memory, cfg):
+    """Why the run must stop, or None: the sandbox's budgets are for all its processes together.
+
+    ``memory``: bytes of anonymous resident memory (``statm`` resident minus shared) summed over
+    every process but the launcher, each less the launcher's own (a forked process maps the
+    launcher's pages, copied on write: counting them in every process would make 30 honest
+    worker processes look like 600 MB; ``/proc/<pid>/smaps_rollup``, which splits shared pages,
+    is closed to the launcher); ``cfg["max_inodes"]``: files and directories in the tmpfs (an
+    empty file costs no tmpfs block, but kernel memory). Reads only numbers from ``/proc`` and
+    ``statvfs``, never anything the program wrote.
+    """
+    page, total = os.sysconf("SC_PAGE_SIZE"), 0
+    base = _anon_pages("1") or 0
+    for name in os.listdir("/proc"):
+        if name.isdigit() and name != "1":
+            total += max(0, (_anon_pages(name) or 0) - base) * page
+    if total > memory:
+        return "memory budget of the sandbox exceeded (%d MiB resident in all its processes, at most %d)" % (
+            total >> 20, memory >> 20)
+    limit = cfg.get("max_inodes")
+    if limit:
+        try:
+            st = os.statvfs(cfg["work_dir"])
+            used = st.f_files - st.f_ffree
+        except OSError:
+            used = 0
+        if used > limit:
+            return "files budget of the sandbox exceeded (%d files in %s, at most %d)" % (
+                used, cfg["work_dir"], limit)
+    return None
+
+
+def _anon_pages(pid):
+    try:
+        with open("/proc/%s/statm" % pid, "rb") as f:
+            fields = f.read().split()
+        return int(fields[1]) - int(fields[2])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _not_dumpable():
@@ -247,6 +323,18 @@ def _sweep(pid):
             status = -os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
         except ChildProcessError:
             pass
+    if os.getpid() == 1:  # every orphan is ours: reap until none is left (no zombie survives a run)
+        while True:
+            try:
+                os.kill(-1, signal.SIGKILL)  # (one forked while we were killing)
+            except OSError:
+                pass
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
     while True:  # reap re-parented orphans
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
@@ -254,6 +342,35 @@ def _sweep(pid):
         except ChildProcessError:
             break
     return status
+
+
+def _wipe_forked(top):
+    """``_wipe`` in a short-lived child, so that the names the program chose never enter the
+    launcher's memory (every later child is forked from it). True when ``top`` is empty."""
+    try:
+        st = os.statvfs(top)
+        if st.f_files - st.f_ffree <= 1:  # a tmpfs holding only its root: nothing to do
+            return True
+    except OSError:
+        pass
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if _wipe(top) else 1
+        finally:
+            os._exit(code)
+    while True:
+        try:
+            _, raw = os.waitpid(pid, 0)
+            return os.WIFEXITED(raw) and os.WEXITSTATUS(raw) == 0
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return False
 
 
 def _wipe(top):
@@ -339,6 +456,11 @@ def _child(req, cfg, fds):
         setattr(sys, "__%s__" % name, stream)
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
     os.chdir(cfg["work_dir"])
+    try:  # under memory pressure the kernel kills the program's processes before the launcher
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
     _set_limits(req)
     if cfg.get("drop_uid") is not None:  # the launcher is root: become the unprivileged uid
         uid = int(cfg["drop_uid"])
@@ -373,9 +495,16 @@ def _set_limits(req):
 
 
 def _serve(req):
-    """Run the program, then answer ``[seq, target, args, kwargs]`` requests until EOF."""
+    """Read the program (``["program", source, setup]``, the first frame of the request pipe),
+    run it, then answer ``[seq, target, args, kwargs]`` requests until EOF."""
     reply_fd = 4
     reader = os.fdopen(3, "rb", buffering=1 << 16)
+    try:
+        tag, source, setup = json.loads(reader.readline(MAX_FRAME + 2))
+        if tag != "program" or type(source) is not str or type(setup) is not str:
+            raise ValueError
+    except (ValueError, TypeError, RecursionError, MemoryError):
+        os._exit(0)
     program = {"__name__": "__rlvr_solution__", "__builtins__": __builtins__}
     handles = []
 
@@ -399,9 +528,9 @@ def _serve(req):
             view = view[os.write(reply_fd, view):]
 
     try:
-        exec(compile(req["program"], "<completion>", "exec"), program)
-        if req.get("setup"):
-            exec(compile(req["setup"], "<setup>", "exec"), program)
+        exec(compile(source, "<completion>", "exec"), program)
+        if setup:
+            exec(compile(setup, "<setup>", "exec"), program)
         send(["ready"])
     except BaseException as e:  # noqa: B902 - the program may raise anything
         send(["raise", -1, _exc_name(e), _exc_msg(e)])

@@ -11,11 +11,14 @@ Reference formats (a dict, as the data rows come):
 * Generic: ``test`` (Python source with asserts, e.g. ``"assert f(2) == 4"``), optional ``setup``;
   a plain string reference is the same as ``{"test": string}``.
 
-Reward: 1 when every test passes, else 0; with ``partial=True`` the fraction of asserts (MBPP:
-asserts in ``test_list``; HumanEval: top-level statements of ``check`` containing an assert) that
-pass. The program runs in a bubblewrap sandbox (``verifiers.sandbox``) and the tests in a
-separate judge process (``verifiers.judge``) that only exchanges plain data with it, so nothing
-the program does to its own interpreter can change the verdict. Where the sandbox cannot run,
+Reward: 1 when every test passes, else 0; with ``partial=True`` the fraction of asserting units
+(MBPP: asserts in ``test_list``; HumanEval: top-level statements of ``check`` containing an
+assert) that pass. A unit counts only when it calls the program (``assert True`` pays nothing),
+and with ``partial=True`` not when it also passes against a candidate that returns None or
+raises (see ``verifiers.judge.judge``). The program runs in a bubblewrap sandbox
+(``verifiers.sandbox``) and the tests in a separate judge process (``verifiers.judge``) that only
+exchanges plain data with it, so nothing the program does to its own interpreter can change the
+verdict. Where the sandbox cannot run,
 constructing the verifier raises ``SandboxUnavailable`` (one line naming the fix).
 """
 from __future__ import annotations
@@ -73,7 +76,8 @@ def build_request(code: str, reference: Any, *, partial: bool = False, challenge
 class CodeVerifier(Verifier):
     """Run the completion's code against the reference tests in a sandbox.
 
-    ``timeout``: wall-clock seconds per program; ``memory_mb``: address-space limit; ``tmpfs_mb``:
+    ``timeout``: wall-clock seconds per program; ``memory_mb``: address-space limit of each of its
+    processes and resident-memory budget of all of them together; ``tmpfs_mb``:
     size of its only writable place; ``partial``:
     fraction of asserts passed instead of all-or-nothing; ``challenge``: add MBPP's challenge
     tests; ``isolation``: "auto"/"bwrap" (the bubblewrap sandbox; ``SandboxUnavailable`` where it

@@ -12,10 +12,17 @@ the sandbox (``verifiers.sandbox``); the names the tests take from it are ``Remo
 * anything else comes back as an opaque ``Remote`` handle that can only be passed back to the
   program (or called there). Comparing, hashing, printing, truth-testing or otherwise using a
   handle raises ``CallFailed`` and fails the unit.
-* an exception raised by the program comes back as the builtin exception of the same name (so
-  tests that expect ``ValueError`` work); a crash, an exit, a timeout or a malformed answer
+* an exception raised by the program comes back as a ``ProgramError``: for a builtin exception
+  a subclass of both (so tests that expect ``ValueError`` work), for anything else, and for
+  ``StopIteration``/``StopAsyncIteration``, a plain ``RemoteException``. A program exception is
+  never a builtin control-flow exception, so it cannot end a C-level iteration in the tests
+  (``all(map(candidate, xs))``). A crash, an exit, a timeout or a malformed answer
   raises ``CallFailed`` (a ``BaseException``: ``except Exception`` in a test cannot swallow it)
-  and fails the unit even if the test catches it.
+  and fails the unit even if the test catches it; so does using a program object.
+* a unit pays only when it called into the program; with partial credit, a unit that also
+  passes when the candidate returns None or raises pays nothing (it is left out of the total).
+* the judge's own work is charged to the item: it is killed one second after the item's
+  deadline, and sets and dicts whose members collide on one hash are refused at decoding.
 
 HumanEval helpers that the prompt defines (``poly``, ``encode_cyclic``...) come from the dataset
 prompt, executed here; only the entry point is the program's. For MBPP and plain tests, a free
@@ -50,9 +57,19 @@ class CallFailed(BaseException):
     program object was used on the judge side. Fails the unit even when the test catches it."""
 
 
-class RemoteException(Exception):
-    """The program raised an exception that is not a builtin one (the message names its type)."""
+class ProgramError(Exception):
+    """Base of every exception the program raised, as the tests see it."""
 
+
+class RemoteException(ProgramError):
+    """The program raised an exception that is not a builtin one, or a builtin control-flow one
+    (``StopIteration``, ``StopAsyncIteration``); the message names its type."""
+
+
+CONTROL_FLOW = (StopIteration, StopAsyncIteration)  # (BaseException-only ones arrive as exits)
+_PROGRAM_TYPES: dict = {}
+JUDGE_GRACE_S = 1.0  # the judge is killed this long after the item's deadline
+STUB_BUDGET_S = 1.0  # at most this long (and a fifth of the item's time) for the stub passes
 
 @dataclass
 class Job:
@@ -69,6 +86,8 @@ class Job:
     remote_names: tuple = ()
     stdlib_names: tuple = ()
     stop_early: bool = True
+    frame: bytes = b""  # ``program_frame``, once built
+    frame_sent: int = 0  # bytes of it the scorer already wrote to the request pipe
 
 
 # ----------------------------------------------------------------------------------- preparation
@@ -94,6 +113,13 @@ def prepare(req: dict) -> Job:
     return job
 
 
+def program_frame(job: Job) -> bytes:
+    """The first frame of the request pipe: the program source and its set-up code."""
+    if not job.frame:
+        job.frame = dumps(["program", job.program, job.program_setup])
+    return job.frame
+
+
 def _defines(code: str, name: str) -> bool:
     try:
         tree = ast.parse(code)
@@ -109,18 +135,26 @@ def _make_units(req: dict, mode: str, tree: ast.Module, job: Job) -> list:
     ``check`` is a unit (counted when it contains an ``assert``). mbpp: one unit per assert in
     ``test_list``. script: one unit per top-level statement, counted when it contains an
     ``assert`` (or, in tests without any ``assert``, when it is not an import or definition).
+    A unit is ``(code, counted, mentions)``: ``mentions`` when its source names a program name.
     """
     def has_assert(node):
         return any(isinstance(n, ast.Assert) for n in ast.walk(node))
 
+    if mode == "humaneval":
+        names = {req["entry_point"], "__rlvr_candidate__"}
+    else:
+        names = _split_names(req, tree)[0]
+
     def unit(stmts, counted):
-        return (compile(ast.Module(body=list(stmts), type_ignores=[]), "<test>", "exec"), counted)
+        mentions = any(isinstance(n, ast.Name) and n.id in names for s in stmts for n in ast.walk(s))
+        return (compile(ast.Module(body=list(stmts), type_ignores=[]), "<test>", "exec"), counted, mentions)
 
     if mode == "humaneval":
         check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
         if check is None:
             raise ValueError("HumanEval test defines no check()")
         job.check_arg = check.args.args[0].arg if check.args.args else "candidate"
+        names.add(job.check_arg)
         if req.get("partial"):
             try:
                 return [unit([s], has_assert(s)) for s in check.body]
@@ -240,6 +274,15 @@ class Channel:
         return msg
 
     # -- protocol
+    def send_program(self, job: "Job") -> tuple[bool, str]:
+        """Send the program source (the first frame of the request pipe): (ok, reason). The
+        launcher never sees it; only the child that runs it does."""
+        try:
+            self._send(program_frame(job)[job.frame_sent:])
+        except CallFailed as e:
+            return False, str(e)
+        return True, ""
+
     def start(self) -> tuple[bool, str]:
         """Wait for the program to finish running its module code: (ok, reason)."""
         try:
@@ -263,9 +306,11 @@ class Channel:
             wire_args = [encode(a, self._outgoing) for a in args]
             wire_kwargs = [[str(k), encode(v, self._outgoing)] for k, v in kwargs.items()]
         except RecursionError:
+            self.fatal = self.fatal or "arguments nested too deeply"
             raise CallFailed("arguments nested too deeply") from None
         data = dumps([seq, target, wire_args, wire_kwargs])
         if len(data) > MAX_FRAME:
+            self.fatal = self.fatal or "arguments too large"
             raise CallFailed("arguments larger than %d bytes" % MAX_FRAME)
         self._send(data)
         msg = self._recv()
@@ -287,6 +332,7 @@ class Channel:
     def _outgoing(self, value):
         if type(value) is Remote and object.__getattribute__(value, "_chan") is self:
             return object.__getattribute__(value, "_tag")
+        self.fatal = self.fatal or "cannot pass a %s to the program" % type(value).__name__
         raise CallFailed(f"cannot pass a {type(value).__name__} to the program")
 
     def _incoming(self, tag):
@@ -295,18 +341,36 @@ class Channel:
         return Remote(self, tag)
 
 
-def _exception(name: str, message: str) -> BaseException:
-    cls = BUILTIN_EXCEPTIONS.get(name)
-    if cls is not None:
+def _program_type(cls: type) -> type | None:
+    """``cls`` and ``ProgramError`` in one class named like ``cls`` (None when they cannot mix)."""
+    if cls not in _PROGRAM_TYPES:
         try:
-            return cls(message) if message else cls()
-        except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError needs five arguments
-            pass
+            _PROGRAM_TYPES[cls] = type(cls.__name__, (cls, ProgramError), {"__module__": "builtins"})
+        except TypeError:
+            _PROGRAM_TYPES[cls] = None
+    return _PROGRAM_TYPES[cls]
+
+
+def _exception(name: str, message: str) -> ProgramError:
+    """The exception the tests see for a program exception named ``name``: always a
+    ``ProgramError``, never ``StopIteration`` (which would silently end a C-level iteration)."""
+    cls = BUILTIN_EXCEPTIONS.get(name)
+    if cls is not None and not issubclass(cls, CONTROL_FLOW):
+        wrapped = _program_type(cls)
+        if wrapped is not None:
+            try:
+                return wrapped(message) if message else wrapped()
+            except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError needs five arguments
+                pass
     return RemoteException(f"{name[:80]}: {message}" if message else name[:80])
 
 
-def _misuse(*_args, **_kwargs):
-    raise CallFailed("a program object was used by the tests (it can only be passed back)")
+def _misuse(obj=None, *_args, **_kwargs):
+    why = "a program object was used by the tests (it can only be passed back)"
+    if type(obj) is Remote:  # the unit fails even if the test catches this
+        chan = object.__getattribute__(obj, "_chan")
+        chan.fatal = chan.fatal or why
+    raise CallFailed(why)
 
 
 class Remote:
@@ -323,7 +387,7 @@ class Remote:
         return object.__getattribute__(self, "_chan").call(object.__getattribute__(self, "_tag"), args, kwargs)
 
     def __getattribute__(self, name):
-        _misuse()
+        _misuse(self)
 
 
 for _name in ("eq ne lt le gt ge bool hash repr str format len iter contains getitem setitem "
@@ -336,19 +400,13 @@ del _name
 
 
 # ----------------------------------------------------------------------------------- running
-def judge(job: Job, chan: Channel) -> dict:
-    """Run every unit; the verdict ``{status, passed, total, reason}``."""
-    counted = [i for i, (_, c) in enumerate(job.units) if c]
-    ok, why = chan.start()
-    if not ok:
-        status = "timeout" if "timeout" in why else "failed"
-        return {"status": status, "passed": 0, "total": len(counted), "reason": why}
+def _namespace(job: Job, program_name) -> dict:
+    """The tests' namespace; ``program_name(name)`` gives what stands for a program name."""
     ns = {"__builtins__": dict(vars(builtins)), "__name__": "__rlvr_test__"}
-    reason = ""
     if job.mode == "humaneval":
         exec(job.prelude, ns)  # the prompt's helpers are the judge's own
         exec(job.test, ns)
-        candidate = Remote(chan, ["G", job.entry_point])
+        candidate = program_name(job.entry_point)
         ns["__rlvr_check__"] = ns.get("check")
         ns["__rlvr_candidate__"] = ns[job.entry_point] = ns[job.check_arg] = candidate
     else:
@@ -358,9 +416,105 @@ def judge(job: Job, chan: Channel) -> dict:
             except ImportError:
                 pass
         for name in job.remote_names:
-            ns[name] = Remote(chan, ["G", name])
+            ns[name] = program_name(name)
+    return ns
+
+
+def _stub_returning_none(*_args, **_kwargs):
+    return None
+
+
+def _stub_raising(*_args, **_kwargs):
+    raise RemoteException("Exception: the candidate raised")
+
+
+def _stub_passes(job: Job, stub, report: int) -> None:
+    """Write (to fd ``report``, one line each) the indices of the units that pass, and call the
+    program, when every program name is ``stub`` (a candidate that computes nothing)."""
+    calls = [0]
+
+    def counted_stub(*args, **kwargs):
+        calls[0] += 1
+        return stub(*args, **kwargs)
+
+    try:
+        ns = _namespace(job, lambda name: counted_stub)
+    except BaseException:  # noqa: B902 - the tests' own set-up failed on stubs
+        return
+    mark = 0
+    for i, (code, counted, _) in enumerate(job.units):
+        try:
+            exec(code, ns)
+        except BaseException:  # noqa: B902 - a failing assert, a stub exception
+            if counted:
+                mark = calls[0]
+            continue
+        if counted:
+            if calls[0] > mark:
+                os.write(report, b"%d\n" % i)
+            mark = calls[0]
+
+
+def _trivial_units(job: Job, budget: float) -> set:
+    """Units that also pass against a candidate returning None or raising (``_stub_passes``),
+    found in a forked process that is killed after ``budget`` seconds (a unit not reached by
+    then is not in the set); nothing it does reaches the real run's namespace."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            for stub in (_stub_returning_none, _stub_raising):
+                _stub_passes(job, stub, w)
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = bytearray()
+    end = time.monotonic() + budget
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                break
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        os.waitpid(pid, 0)
+    return {int(x) for x in data.split(b"\n")[:-1]}  # (complete lines only)
+
+
+def judge(job: Job, chan: Channel, *, partial: bool = False) -> dict:
+    """Run every unit; the verdict ``{status, passed, total, reason}``.
+
+    A unit counts when it asserts and either names a program name or calls into the program; it
+    passes when it ran without error and made at least one call into the program. With
+    ``partial``, units that pass against a candidate returning None or raising (``_stub_passes``)
+    measure nothing and are left out of both counts.
+    """
+    ok, why = chan.send_program(job)
+    trivial = set()
+    if ok and partial:  # the program starts meanwhile
+        budget = min(STUB_BUDGET_S, max(0.0, chan.deadline - time.monotonic()) / 5)
+        trivial = _trivial_units(job, budget)
+    if ok:
+        ok, why = chan.start()
+    if not ok:
+        status = "timeout" if "timeout" in why else "failed"
+        total = sum(1 for i, (_, c, m) in enumerate(job.units) if c and m and i not in trivial)
+        return {"status": status, "passed": 0, "total": total, "reason": why}
+    ns = _namespace(job, lambda name: Remote(chan, ["G", name]))
+    reason = ""
     outcomes = [False] * len(job.units)
-    for i, (code, _) in enumerate(job.units):
+    called = [False] * len(job.units)  # calls since the previous counted unit (set-up units carry)
+    mark = 0
+    for i, (code, counts, _) in enumerate(job.units):
         chan.fatal = None
         try:
             exec(code, ns)
@@ -371,12 +525,18 @@ def judge(job: Job, chan: Channel) -> dict:
             reason = reason or f"test {i} failed: {e}"
         except BaseException as e:  # noqa: B902 - a failing assert, a program exception
             reason = reason or f"test {i} failed: {_describe(e)}"
+        called[i] = chan.seq > mark
+        if counts:
+            mark = chan.seq
         if not outcomes[i] and (job.stop_early or chan.dead):
             break
-    passed = sum(1 for i in counted if outcomes[i])
+    # a unit that ran cleanly without calling the program measured nothing: it is not counted
+    counted = [i for i, (_, c, m) in enumerate(job.units)
+               if c and i not in trivial and (called[i] or (m and not outcomes[i]))]
+    passed = sum(1 for i in counted if outcomes[i] and called[i])
     total = len(counted)
     if not total:
-        return {"status": "failed", "passed": 0, "total": 0, "reason": "no tests"}
+        return {"status": "failed", "passed": 0, "total": 0, "reason": reason or "no tests that call the program"}
     if passed == total and not chan.dead:
         return {"status": "passed", "passed": passed, "total": total, "reason": "all tests passed"}
     status = chan.status if chan.dead else "failed"
@@ -385,7 +545,7 @@ def judge(job: Job, chan: Channel) -> dict:
 
 def _describe(e: BaseException) -> str:
     t = type(e)
-    name = t.__name__ if t in BUILTIN_EXCEPTIONS.values() or t is RemoteException else "exception"
+    name = t.__name__ if t in BUILTIN_EXCEPTIONS.values() or issubclass(t, ProgramError) else "exception"
     try:
         msg = str(e)
     except Exception:  # noqa: BLE001
@@ -411,7 +571,7 @@ def run_forked(job: Job, req_w: int, rep_r: int, out_r: int, *, deadline: float,
             _child_limits()
             chan = Channel(req_w, rep_r, out_r, deadline, output_limit)
             try:
-                verdict = judge(job, chan)
+                verdict = judge(job, chan, partial=not job.stop_early)
             except BaseException as e:  # noqa: B902 - a judge bug must not look like a pass
                 verdict = {"status": "error", "reason": f"judge: {_describe(e)}"}
             if chan.out_open:
@@ -430,7 +590,7 @@ def run_forked(job: Job, req_w: int, rep_r: int, out_r: int, *, deadline: float,
     timed_out = False
     try:
         while True:
-            left = deadline + 5.0 - time.monotonic()  # the judge enforces the deadline itself
+            left = deadline + JUDGE_GRACE_S - time.monotonic()  # the judge's work is the item's
             if left <= 0:
                 timed_out = True
                 break

@@ -15,20 +15,24 @@ Architecture
 What is enforced (the threat model table is in ``docs/verifiers.md``)
 ---------------------------------------------------------------------
 * Filesystem: read-only binds of ``/usr`` (and the ``/lib*``, ``/bin``, ``/sbin`` links), the
-  Python installation and a few ``/etc`` files; ``/proc`` of its own pid namespace; a minimal
-  ``/dev``; the only writable place is a private tmpfs (``tmpfs_mb``) at ``/tmp``, emptied by
-  the launcher after every run. Nothing of the host's home, work or data directories is visible.
+  Python installation (its and ``/usr``'s site-packages/dist-packages hidden under empty
+  read-only tmpfs mounts: only the standard library is importable) and a few ``/etc`` files;
+  ``/proc`` of its own pid namespace; a minimal ``/dev``; the only writable place is a private
+  tmpfs (``tmpfs_mb``) at ``/tmp``, emptied by the launcher after every run. Nothing of the host's home, work or data directories is visible.
 * Namespaces: own user (when not root), pid, ipc, uts, network (no interfaces but loopback) and
   cgroup namespaces; ``--new-session``; ``--die-with-parent``.
-* Identity: the program runs as uid/gid 65534 with no capabilities. As root, bubblewrap runs
-  without a user namespace, the launcher keeps only the capabilities it needs to drop to 65534,
-  kill and clean up (SETUID, SETGID, KILL, DAC_OVERRIDE, FOWNER), and each child drops to the
-  real host uid 65534 before the program runs. The launcher is pid 1 (no signal from inside
+* Identity: the program runs with no capabilities. As root, bubblewrap runs without a user
+  namespace, the launcher keeps only the capabilities it needs to drop privileges, kill and
+  clean up (SETUID, SETGID, KILL, DAC_OVERRIDE, FOWNER), and each child drops to the sandbox's
+  own host uid (``UID_BASE`` + a slot, ``_allocate_uid``) before the program runs; otherwise the
+  program is uid/gid 65534 of a user namespace that maps it to the caller. The launcher is pid 1 (no signal from inside
   reaches it) and not dumpable (no ptrace, no ``/proc/1/mem``).
 * Limits per program: ``RLIMIT_CPU`` (the wall limit), ``RLIMIT_AS`` (``memory_mb``),
-  ``RLIMIT_FSIZE`` (``fsize_mb``), ``RLIMIT_NPROC``, ``RLIMIT_NOFILE``, no core dumps; a
-  wall-clock deadline enforced by the judge; after each run every process of the sandbox is
-  SIGKILLed by the launcher.
+  ``RLIMIT_FSIZE`` (``fsize_mb``), ``RLIMIT_NPROC`` (per sandbox as root: its own uid),
+  ``RLIMIT_NOFILE``, no core dumps; a wall-clock deadline enforced by the judge. Budgets of the
+  whole sandbox, polled by the launcher, which kills the run when one is exceeded: ``memory_mb``
+  of anonymous resident memory over all its processes, ``tmpfs_files`` files in the tmpfs.
+  After each run every process of the sandbox is SIGKILLed and reaped by the launcher.
 * Isolation between programs: each ``Sandbox`` (one per scoring worker) has its own namespaces
   and tmpfs; runs within one sandbox are sequential, and nothing a program started survives it.
 
@@ -40,6 +44,7 @@ verdict, but the program can read and write whatever the scoring user can.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import logging
 import os
@@ -60,7 +65,8 @@ from pathlib import Path
 from verifiers.errors import VerifierError
 
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
-SANDBOX_UID = 65534
+SANDBOX_UID = 65534  # the program's uid inside a user namespace (the scorer is not root)
+UID_BASE, UID_SLOTS = 0x7F000000, 1 << 16  # as root: one host uid of this range per sandbox
 WORK_DIR = "/tmp"
 PREIMPORT = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
              "typing", "fractions", "decimal", "operator", "copy", "statistics", "datetime",
@@ -123,6 +129,22 @@ def python_executable() -> str:
     return real if real.startswith(python_prefix() + "/") else exe
 
 
+def third_party_dirs() -> list[str]:
+    """The site-packages/dist-packages folders of what the sandbox binds (``/usr`` and the Python
+    installation): each is covered by an empty read-only tmpfs, so that a program that puts them
+    on ``sys.path`` itself still finds only the standard library."""
+    import glob
+
+    roots = ("/usr", python_prefix())
+    found = set()
+    for root in roots:
+        for d in glob.glob(root + "/lib*/python3*/*-packages") + glob.glob(root + "/local/lib*/python3*/*-packages"):
+            real = os.path.realpath(d)
+            if os.path.isdir(real) and any(real == r or real.startswith(r + "/") for r in roots):
+                found.add(real)
+    return sorted(found)
+
+
 def bwrap_command(bwrap: str, *, tmpfs_mb: int, seccomp_fd: int | None = None) -> list[str]:
     """The bubblewrap command line (without the program) for this user."""
     root = os.geteuid() == 0
@@ -149,6 +171,8 @@ def bwrap_command(bwrap: str, *, tmpfs_mb: int, seccomp_fd: int | None = None) -
         for d in parents:  # (bwrap would copy the host's modes: /root is 0700)
             cmd += ["--perms", "0755", "--dir", d]
         cmd += ["--ro-bind", prefix, prefix]
+    for d in third_party_dirs():  # only the standard library is importable
+        cmd += ["--perms", "0555", "--size", "4096", "--tmpfs", d, "--remount-ro", d]
     cmd += ["--ro-bind", str(LAUNCHER), "/opt/rlvr/_sandbox_launcher.py", "--proc", "/proc",
             "--dev", "/dev", "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
             "--perms", "1777" if root else "0700", "--size", str(int(tmpfs_mb) << 20),
@@ -253,6 +277,29 @@ def isolation_prefix() -> tuple[str, ...]:
         return ()
 
 
+def _allocate_uid() -> tuple[int, int]:
+    """A host uid no other live sandbox on this machine uses, and the lock that holds it (an
+    ``flock`` on ``<tmp>/rlvr-sandbox-uids/<uid>``, released when the holder closes it or dies).
+
+    Per-uid kernel limits (``RLIMIT_NPROC``, inotify instances, pipe buffers) are then per
+    sandbox: a program holding its processes cannot make another sandbox's ``fork`` fail.
+    """
+    import random
+
+    folder = Path(tempfile.gettempdir()) / "rlvr-sandbox-uids"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for _ in range(256):
+        uid = UID_BASE + random.randrange(UID_SLOTS)
+        fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, fd
+        except OSError:
+            os.close(fd)
+    raise SandboxUnavailable(f"no free sandbox uid in {UID_BASE}..{UID_BASE + UID_SLOTS - 1} "
+                             f"(locks in {folder})")
+
+
 def _isolation_from_env(isolation: str) -> str:
     env = os.environ.get("RLVR_CODE_SANDBOX", "").strip().lower()
     return "none" if env == "none" else isolation
@@ -265,12 +312,20 @@ class Sandbox:
     ``memory_mb``: the program's address-space limit; ``output_limit``: bytes of stdout/stderr
     kept; ``fsize_mb``: largest file it may write; ``tmpfs_mb``: size of its writable tmpfs;
     ``isolation``: "bwrap" (default; "auto" is the same) or "none" (explicit opt-out, warns).
+    Budgets of the whole sandbox (all the program's processes together; the run is killed when
+    one is exceeded): ``memory_mb`` of private resident memory, ``tmpfs_files`` files in its
+    tmpfs; as root also ``nproc`` processes and threads (its own host uid). ``memory_mb`` is
+    also each process's address-space limit.
     """
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, output_limit: int = 8192,
-                 fsize_mb: int = 8, tmpfs_mb: int = 64, nproc: int = 64, isolation: str = "auto"):
+                 fsize_mb: int = 8, tmpfs_mb: int = 64, nproc: int = 64, isolation: str = "auto",
+                 tmpfs_files: int = 16384):
         self.timeout, self.memory_mb, self.output_limit = float(timeout), int(memory_mb), output_limit
         self.fsize_mb, self.tmpfs_mb, self.nproc = int(fsize_mb), int(tmpfs_mb), int(nproc)
+        self.tmpfs_files = int(tmpfs_files)
+        self._uid: int | None = None
+        self._uid_lock: int | None = None
         self.isolation = _isolation_from_env(isolation)
         if self.isolation not in ("auto", "bwrap", "none"):
             raise ValueError(f"isolation must be 'bwrap' or 'none', got {isolation!r}")
@@ -286,12 +341,16 @@ class Sandbox:
     # -------------------------------------------------------------- launcher life cycle
     def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cfg = {"ctl_fd": child.fileno(), "preimport": PREIMPORT}
+        cfg = {"ctl_fd": child.fileno(), "preimport": PREIMPORT, "max_inodes": self.tmpfs_files}
         seccomp = None
         if self._bwrap is not None:
+            if os.geteuid() == 0:
+                self._uid, self._uid_lock = _allocate_uid()
+            else:
+                self._uid = SANDBOX_UID
             seccomp = _seccomp_fd()
             cmd = bwrap_command(self._bwrap, tmpfs_mb=self.tmpfs_mb, seccomp_fd=seccomp)
-            cfg.update(work_dir=WORK_DIR, drop_uid=SANDBOX_UID if os.geteuid() == 0 else None,
+            cfg.update(work_dir=WORK_DIR, drop_uid=self._uid if os.geteuid() == 0 else None,
                        pid1=True)
             cmd += [python_executable(), "-I", "-S", "-B", "/opt/rlvr/_sandbox_launcher.py", json.dumps(cfg)]
         else:
@@ -309,7 +368,7 @@ class Sandbox:
                 os.close(seccomp)
         self._ctl = parent
         self.mode = {"isolation": "bwrap" if self._bwrap else "none",
-                     "uid": SANDBOX_UID if self._bwrap else os.geteuid(),
+                     "uid": self._uid if self._bwrap else os.geteuid(),
                      "user_namespace": bool(self._bwrap) and os.geteuid() != 0}
 
     def close(self) -> None:
@@ -329,6 +388,9 @@ class Sandbox:
                 proc.wait()
             if proc.stderr:
                 proc.stderr.close()
+        if self._uid_lock is not None:  # every process of that uid is gone with the launcher
+            os.close(self._uid_lock)
+            self._uid_lock = None
         if self._work:
             shutil.rmtree(self._work, ignore_errors=True)  # (the launcher wiped its contents)
             self._work = None
@@ -371,6 +433,10 @@ class Sandbox:
             job = judge.prepare(request)
         except (SyntaxError, ValueError) as e:
             return SandboxResult("error", reason=f"unusable tests: {type(e).__name__}: {e}"[:300])
+        size = len(judge.program_frame(job))
+        if size > judge.MAX_FRAME:
+            return SandboxResult("error", reason=f"program too large: {size} bytes on the wire, "
+                                                 f"at most {judge.MAX_FRAME}")
         t0 = time.monotonic()
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
@@ -380,9 +446,15 @@ class Sandbox:
             req_r, req_w = pipes[0]
             rep_r, rep_w = pipes[1]
             out_r, out_w = pipes[2]
-            spec = {"op": "run", "program": job.program, "setup": job.program_setup,
-                    "cpu_s": wall + 1.0, "memory_mb": self.memory_mb, "fsize_mb": self.fsize_mb,
+            # the program itself goes to the child only, over the request pipe (judge.program_frame):
+            # the warm launcher never holds any program's data, so no later program can find it
+            spec = {"op": "run", "cpu_s": wall + 1.0, "memory_mb": self.memory_mb, "fsize_mb": self.fsize_mb,
                     "nproc": self.nproc}
+            os.set_blocking(req_w, False)
+            try:  # what fits in the pipe now, so the program starts without waiting for the judge
+                job.frame_sent = os.write(req_w, judge.program_frame(job))
+            except BlockingIOError:
+                job.frame_sent = 0
             try:
                 started = self._ctl_call(spec, [req_r, rep_w, out_w])
                 if started.get("op") != "started":
@@ -409,6 +481,9 @@ class Sandbox:
         res = SandboxResult(verdict["status"], verdict.get("passed", 0), verdict.get("total", 0),
                             verdict.get("reason", ""), verdict.get("output", ""),
                             round(time.monotonic() - t0, 4), done.get("exit"))
+        if done.get("killed"):
+            res.reason = str(done["killed"])[:300]
+            res.status, res.passed = "crashed", 0  # (even after a verdict: the budget holds)
         self.last_wiped = done.get("wiped")
         if self.last_wiped is False:  # something survived the wipe: a fresh sandbox (and tmpfs) next time
             with self._lock:
