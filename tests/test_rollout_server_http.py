@@ -109,8 +109,8 @@ def test_continuations_over_http_are_the_engines(serving, tiny_model_path):
     assert got.prompt_ids[0] == [1, 2, 3, 6, 7] and all(len(r) <= 3 for r in got.response_ids[:2])
     with pytest.raises(ValueError, match="partial 0 has 5 tokens, no room left"):  # checked before sending
         remote.generate_continuations([[1]], [[1] * 5], SamplingParams(max_new_tokens=5))
-    status, data = raw(url, "POST", "/continue", json.dumps({"prompts": [[1]], "partials": [], "n": 1, "temperature": 1.0,
-                                                             "top_p": 1.0, "max_new_tokens": 2}).encode(), AUTH)
+    body = {"prompts": [[1]], "partials": [], "n": 1, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 2}
+    status, data = raw(url, "POST", "/continue", json.dumps(body).encode(), AUTH)
     assert status == 400 and "got 1 prompts and 0 partials" in json.loads(data)["error"]
 
 

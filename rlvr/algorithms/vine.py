@@ -266,7 +266,8 @@ class ContinuationBudget:
                                   self.prefix_tokens + other.prefix_tokens)
 
 
-def continuation_budget(requests: ContinuationRequests, continuation_ids: Sequence[Sequence[int]]) -> ContinuationBudget:
+def continuation_budget(requests: ContinuationRequests,
+                        continuation_ids: Sequence[Sequence[int]]) -> ContinuationBudget:
     """Count the continuations actually sampled for ``requests`` ([M * K] token id lists, in the order
     of ``requests.repeated()``), every one of them: matched-budget comparisons count these samples
     and tokens on top of the rollouts the policy is trained on."""
