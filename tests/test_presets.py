@@ -78,7 +78,7 @@ def test_every_preset_runs_its_estimator_and_loss(name):
     B, T = 8, 6
     mask = torch.arange(T)[None] < torch.tensor([6, 3, 5, 1, 6, 2, 4, 6])[:, None]
     rewards = outcome_rewards((torch.rand(B, generator=g) > 0.5).float(), mask)
-    values = torch.rand(B, T, generator=g) if p.critic else None
+    values = torch.rand(B, T, generator=g) if p.critic or p.estimator == "vine" else None  # vine: MC values
     adv, returns = p.advantages(rewards, mask, values=values, group_ids=torch.arange(B) // 4)
     assert adv.shape == (B, T) and torch.isfinite(adv).all() and (adv[~mask] == 0).all()
     old = torch.randn(B, T, generator=g)
@@ -139,7 +139,7 @@ def test_kl_controllers_from_presets():
 
 # ---------------------------------------------------------------- new algorithms and registries
 
-NEW = {"gspo", "cispo", "dapo", "vapo", "trpo", "dpo"}
+NEW = {"gspo", "cispo", "dapo", "vapo", "trpo", "dpo", "vineppo", "ctrl_vine"}
 CONTROLLED_CRITIC = {"ctrl_critic"}  # critic trained on lambda = 1 targets (lam_critic)
 OLD = sorted(set(PRESETS) - NEW - CONTROLLED_CRITIC)
 
@@ -165,6 +165,7 @@ def test_extensions_name_what_a_core_loop_would_ignore():
     assert PRESETS["dpo"].extensions() == {"update_rule": "dpo"}
     assert PRESETS["dapo"].extensions() == {"dynamic_sampling": True, "overlong_buffer": 0.2}
     assert PRESETS["vapo"].extensions() == {"lam_critic": 1.0, "lam_length_alpha": 0.05, "value_warmup_steps": 50}
+    assert PRESETS["vineppo"].extensions() == PRESETS["ctrl_vine"].extensions() == {"vine_k": 9}
     assert get_preset("grpo").with_overrides(seq_is="mask").extensions() == {"seq_is": "mask"}
 
 

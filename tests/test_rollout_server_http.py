@@ -84,6 +84,36 @@ def client(url: str, **kw) -> VLLMServerEngine:
 PARAMS = SamplingParams(n=2, temperature=1.0, max_new_tokens=1)
 
 
+# ---------------------------------------------------------------------------------------- continuations
+def test_continuations_over_http_are_the_engines(serving, tiny_model_path):
+    """POST /continue hands prompts, partials and the sampling settings to the engine's
+    generate_continuations (here the embedded engine on the tiny model) and its Rollout back."""
+    from rlvr.models import load_policy
+    from rlvr.rollout.hf import HFEngine
+
+    hf = HFEngine(*load_policy(tiny_model_path))
+
+    class Continuing(FakeEngine):
+        def generate_continuations(self, prompts, partials, params):
+            return hf.generate_continuations(prompts, partials, params)
+
+    url = serving(Continuing(make_model()))
+    remote = client(url)
+    prompts, partials = [[1, 2, 3], [4, 5]], [[6, 7], []]
+    params = SamplingParams(n=2, max_new_tokens=5, seed=3, stop_token_ids=[9])
+    got, want = remote.generate_continuations(prompts, partials, params), hf.generate_continuations(prompts, partials,
+                                                                                                    params)
+    for field in ("prompt_ids", "response_ids", "finished", "group_ids", "texts"):
+        assert getattr(got, field) == getattr(want, field), field
+    torch.testing.assert_close(torch.tensor(sum(got.logprobs, [])), torch.tensor(sum(want.logprobs, [])))
+    assert got.prompt_ids[0] == [1, 2, 3, 6, 7] and all(len(r) <= 3 for r in got.response_ids[:2])
+    with pytest.raises(ValueError, match="partial 0 has 5 tokens, no room left"):  # checked before sending
+        remote.generate_continuations([[1]], [[1] * 5], SamplingParams(max_new_tokens=5))
+    body = {"prompts": [[1]], "partials": [], "n": 1, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 2}
+    status, data = raw(url, "POST", "/continue", json.dumps(body).encode(), AUTH)
+    assert status == 400 and "got 1 prompts and 0 partials" in json.loads(data)["error"]
+
+
 # ---------------------------------------------------------------------------------------------- token
 def test_every_request_needs_the_token(serving):
     from safetensors.torch import save
@@ -95,6 +125,8 @@ def test_every_request_needs_the_token(serving):
     requests = [("GET", "/health", None), ("GET", "/shapes", None), ("GET", "/nowhere", None),
                 ("POST", "/generate", json.dumps({"prompts": [[1]], "n": 1, "temperature": 1.0, "top_p": 1.0,
                                                   "max_new_tokens": 1}).encode()),
+                ("POST", "/continue", json.dumps({"prompts": [[1]], "partials": [[]], "n": 1, "temperature": 1.0,
+                                                  "top_p": 1.0, "max_new_tokens": 1}).encode()),
                 ("POST", "/weights", blob), ("POST", "/prompt_logprobs", b'{"token_ids": [1, 2]}'),
                 ("POST", "/collective/init", b'{"backend": "gloo", "port": 0, "timeout_s": 5}'),
                 ("POST", "/collective/close", b"")]

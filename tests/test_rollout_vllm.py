@@ -129,6 +129,39 @@ def test_greedy_groups_and_stop_tokens(engine, prompt_ids):
 
 
 @pytest.mark.slow
+@pytest.mark.vllm
+def test_continuations_of_prefixes(engine, policy, prompt_ids):
+    """generate_continuations: the prefix is not sampled again (greedy continuations of a greedy
+    response's prefixes are its rest), K per prefix within the whole response's budget, seeded runs
+    repeat, and prefixes of different lengths in one call equal each alone."""
+    full = engine.generate(prompt_ids, SamplingParams(temperature=0.0, max_new_tokens=12))
+    cut = [min(p, len(r) - 1) for p, r in zip([0, 4, 11], full.response_ids)]
+    partials = [r[:p] for r, p in zip(full.response_ids, cut)]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
+    out = engine.generate_continuations(prompt_ids, partials, greedy)
+    for i, p in enumerate(cut):
+        assert out.prompt_ids[i] == prompt_ids[i] + partials[i]
+        assert out.response_ids[i] == full.response_ids[i][p:], i
+    for i in range(3):  # batched prefixes of different lengths vs each alone
+        alone = engine.generate_continuations([prompt_ids[i]], [partials[i]], greedy)
+        assert alone.response_ids[0] == out.response_ids[i], i
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=8, seed=5)
+    partials = [[], full.response_ids[1][:3], full.response_ids[2][:7]]
+    a = engine.generate_continuations(prompt_ids, partials, params)
+    assert a.group_ids == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert a.prompt_ids == [p + q for p, q in zip(prompt_ids, partials) for _ in range(3)]
+    eos = engine.tokenizer.eos_token_id
+    for q, toks, lps, fin in zip([q for q in partials for _ in range(3)], a.response_ids, a.logprobs, a.finished):
+        assert 1 <= len(toks) <= 8 - len(q) and len(lps) == len(toks)
+        assert fin == (toks[-1] == eos) and (fin or len(toks) == 8 - len(q))
+    assert engine.generate_continuations(prompt_ids, partials, params).response_ids == a.response_ids
+    m = mismatch(policy, a, 1.0)  # the sampler's log-probs, conditioned on the whole prefix
+    assert m["rollout/logprob_diff_max"] < LOGPROB_ATOL, m
+    with pytest.raises(ValueError, match="no room left under rollout.max_new_tokens=4"):
+        engine.generate_continuations(prompt_ids[:1], [[1, 2, 3, 4]], SamplingParams(max_new_tokens=4))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature,top_p", [(0.7, 1.0), (1.0, 0.9)])
 def test_sampler_logprobs_match_transformers(engine, policy, prompt_ids, temperature, top_p):
     """processed_logprobs: the reported log-prob is log q(y) of the tempered, top-p distribution."""

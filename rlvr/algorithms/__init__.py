@@ -4,7 +4,8 @@ No I/O and no models here; every function takes and returns tensors (shapes in t
 Estimators, policy losses and update rules sit in registries (``registry.py``) that record what each
 needs (groups, critic, reference). Beyond the PPO/GRPO core: ``gspo`` and ``cispo`` (policy losses),
 ``trpo`` and ``dpo`` (update rules), ``dapo`` (overlong penalty, dynamic-sampling bookkeeping) and
-``vapo`` (decoupled and length-adaptive GAE).
+``vapo`` (decoupled and length-adaptive GAE), ``vine`` (VinePPO's Monte-Carlo state values and
+per-step advantages).
 """
 from .advantages import (
     ESTIMATORS,
@@ -45,6 +46,18 @@ from .presets import (
 from .registry import UPDATE_RULES, Needs, Registry
 from .trpo import TRPOStats, conjugate_gradient, fisher_vector_product, natural_step, trpo_step
 from .vapo import decoupled_gae, length_adaptive_lambda
+from .vine import (
+    ContinuationBudget,
+    ContinuationRequests,
+    completed_responses,
+    continuation_budget,
+    continuation_requests,
+    max_continuation_tokens,
+    mc_values,
+    split_positions,
+    values_at_splits,
+    vine_advantages,
+)
 
 __all__ = [
     "AGG_MODES",
@@ -56,6 +69,8 @@ __all__ = [
     "PRESETS",
     "UPDATE_RULES",
     "AdaptiveKLController",
+    "ContinuationBudget",
+    "ContinuationRequests",
     "DoublingKLController",
     "FixedKLController",
     "Needs",
@@ -67,10 +82,13 @@ __all__ = [
     "check_rollout",
     "cispo_loss",
     "clip_table",
+    "completed_responses",
     "compute_gae",
     "compute_group_advantages",
     "compute_returns",
     "conjugate_gradient",
+    "continuation_budget",
+    "continuation_requests",
     "decoupled_gae",
     "dpo_loss",
     "entropy_from_logits",
@@ -85,6 +103,8 @@ __all__ = [
     "length_adaptive_lambda",
     "make_kl_controller",
     "make_old_kl_controller",
+    "max_continuation_tokens",
+    "mc_values",
     "mixed_groups",
     "natural_step",
     "outcome_rewards",
@@ -94,9 +114,12 @@ __all__ = [
     "sequence_is_weights",
     "sequence_log_ratio",
     "sequence_logp",
+    "split_positions",
     "trpo_step",
     "truncated_is_weights",
     "value_loss",
+    "values_at_splits",
     "verifier_pairs",
+    "vine_advantages",
     "whiten",
 ]

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ._checks import bool_mask, check_2d, check_choice, check_finite, check_nonempty, check_shape
 from .registry import Registry
+from .vine import vine_advantages
 
 GROUP_METHODS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline")
 
@@ -256,6 +257,17 @@ def _group_estimator(method: str) -> Callable:
 for _method in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):
     ESTIMATORS.register(_method, groups=True, why="group baseline")(_group_estimator(_method))
 
+
+@ESTIMATORS.register("vine")
+def _est_vine(rewards, mask, values, group_ids, gamma, lam, eps, splits=None):
+    if values is None:
+        raise ValueError("estimator 'vine' needs values: the Monte-Carlo estimates V_hat(s_p) at the split "
+                         "positions (rlvr.algorithms.vine: mc_values, values_at_splits)")
+    return vine_advantages(rewards, mask, values, mask if splits is None else splits, gamma)
+
+
+_est_vine.reads_splits = True
+
 # Kept for callers of the earlier API; new code reads ``ESTIMATORS.needs[name]``.
 CRITIC_ESTIMATORS = ESTIMATORS.names_needing("critic")
 GROUP_ESTIMATORS = ESTIMATORS.names_needing("groups")
@@ -271,6 +283,7 @@ def estimate_advantages(
     gamma: float = 1.0,
     lam: float = 1.0,
     eps: float = 1e-6,
+    splits: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Dispatch an estimator by name. rewards, mask (, values) [B, T] -> (advantages, returns) [B, T].
 
@@ -284,6 +297,9 @@ def estimate_advantages(
       reinforce_pp            whiten(G) over all valid tokens (REINFORCE++ global normalisation)
       grpo | dr_grpo | rloo   group advantage of the sequence total S_b = sum_t r_t, on every token
       reinforce_pp_baseline   whiten(G_t - mean_group(S)) over all valid tokens
+      vine        VinePPO's per-step advantage from Monte-Carlo values (``vine.vine_advantages``):
+                  ``values`` hold V_hat(s_p) at the ``splits`` [B, T] positions (None: every valid
+                  token is a split, which gives the one-step TD residual)
     Group estimators need ``group_ids`` [B].
     """
     check_choice(estimator, ESTIMATORS, "estimator")
@@ -295,4 +311,9 @@ def estimate_advantages(
         raise ValueError(f"estimator {estimator!r} needs values (a critic)")
     if needs.groups and group_ids is None:
         raise ValueError(f"estimator {estimator!r} needs group_ids")
-    return ESTIMATORS[estimator](rewards, m, values, group_ids, gamma, lam, eps)
+    fn = ESTIMATORS[estimator]
+    if splits is None:
+        return fn(rewards, m, values, group_ids, gamma, lam, eps)
+    if not getattr(fn, "reads_splits", False):
+        raise ValueError(f"estimator {estimator!r} does not read splits (only 'vine' does)")
+    return fn(rewards, m, values, group_ids, gamma, lam, eps, splits=splits)

@@ -38,6 +38,9 @@ never branches on the preset's name:
   DAPO         ``dynamic_sampling`` (keep only mixed groups and refill the batch, ``dapo``) and
                ``overlong_buffer`` (fraction of the generation budget over which the soft overlong
                penalty ramps to ``-overlong_penalty``; None = off).
+  VinePPO      ``vine_k``: the values come from K Monte-Carlo continuations of each chosen state
+               (estimator "vine", ``vine.py``; None = off), the states chosen by ``vine_split``:
+               "lines" (after every newline-containing token) or "every" (every ``vine_every`` tokens).
 
 ``make_kl_controller(preset)`` and ``make_old_kl_controller(preset)`` build the controllers;
 ``Preset.advantages(...)`` runs the estimator (and whitening) the preset names; ``check_rollout``
@@ -65,8 +68,9 @@ KL_PLACEMENTS = ("reward", "loss", "none")
 # Choices a trainer must implement beyond the core loop (see ``Preset.extensions``).
 _EXTENSION_FIELDS = (
     "policy_loss", "update_rule", "lam_critic", "lam_length_alpha", "value_warmup_steps", "seq_is",
-    "dynamic_sampling", "overlong_buffer",
+    "dynamic_sampling", "overlong_buffer", "vine_k", "vine_split", "vine_every",
 )
+VINE_SPLITS = ("lines", "every")
 
 
 def _number(x: Any) -> bool:
@@ -119,6 +123,9 @@ class Preset:
     trpo_fvp_fraction: float = 1.0
     dpo_beta: float = 0.1
     dpo_max_pairs_per_group: int | None = None
+    vine_k: int | None = None
+    vine_split: str = "lines"
+    vine_every: int | None = None
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> ConfigError:
@@ -235,6 +242,18 @@ class Preset:
                 raise bad("kl_old_coef", "must be 0 with update_rule 'trpo' (the KL is a constraint, not a penalty)")
             if self.policy_loss != "ppo_clip":
                 raise bad("policy_loss", "must be 'ppo_clip' (unclipped: the ratio surrogate) with update_rule 'trpo'")
+        if (self.estimator == "vine") != (self.vine_k is not None):
+            if self.vine_k is None:
+                raise bad("vine_k", "must be set with estimator 'vine' (continuations per state)")
+            raise bad("vine_k", f"needs estimator 'vine', not {self.estimator!r}")
+        if self.vine_k is not None and not (_int(self.vine_k) and self.vine_k >= 1):
+            raise bad("vine_k", "must be an integer >= 1 or None")
+        if self.vine_split not in VINE_SPLITS:
+            raise bad("vine_split", f"is not one of {', '.join(VINE_SPLITS)}")
+        if self.vine_every is not None and not (_int(self.vine_every) and self.vine_every >= 1):
+            raise bad("vine_every", "must be an integer >= 1 or None")
+        if (self.vine_split == "every") != (self.vine_every is not None):
+            raise bad("vine_every", "must be set exactly when vine_split is 'every' (tokens per step)")
         if self.update_rule == "dpo" and self.critic:
             raise bad("critic", "must be false with update_rule 'dpo' (the pairwise loss uses no values)")
 
@@ -298,15 +317,19 @@ class Preset:
         *,
         values: Tensor | None = None,
         group_ids: Tensor | list[int] | None = None,
+        splits: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run this preset's estimator (then whitening if set). [B, T] -> (advantages, returns).
+
+        Estimator "vine": ``values`` are the Monte-Carlo estimates at the ``splits`` [B, T] positions
+        (``vine.split_positions``, ``vine.values_at_splits``).
 
         The actor's lambda is ``lam`` or, with ``lam_length_alpha``, the per-sequence
         ``length_adaptive_lambda``; with ``lam_critic`` the value targets come from a second pass of the
         estimator at that lambda (decoupled GAE, ``vapo.decoupled_gae``).
         """
         lam = self.lam if self.lam_length_alpha is None else length_adaptive_lambda(mask, self.lam_length_alpha)
-        kw = dict(values=values, group_ids=group_ids, gamma=self.gamma)
+        kw = dict(values=values, group_ids=group_ids, gamma=self.gamma, splits=splits)
         adv, returns = estimate_advantages(self.estimator, rewards, mask, lam=lam, **kw)
         if self.lam_critic is not None:
             _, returns = estimate_advantages(self.estimator, rewards, mask, lam=self.lam_critic, **kw)
@@ -486,12 +509,30 @@ _ALL += [
     ),
 ]
 
+# ---- VinePPO: the critic replaced by Monte-Carlo value estimates ----
+_ALL += [
+    Preset(
+        "vineppo", "vine", critic=False, epochs=2, clip_low=0.2, clip_high=0.2, **_LADDER_SHARED,
+        vine_k=9, vine_split="lines",
+        description="VinePPO (Kazemnejad et al. 2024): ppo with its value network replaced by Monte-Carlo "
+        "estimates: V(s_p) = mean verifier score of K = 9 continuations sampled from the policy at the start "
+        "of every reasoning step (after each newline); each step's tokens get V(s_next step) - V(s_p) "
+        "(R - V at the last step). Otherwise ppo's settings (clip 0.2, 2 epochs, k1 KL in the reward).",
+    ),
+    Preset(
+        "ctrl_vine", "vine", critic=False, vine_k=9, vine_split="lines", **_CONTROLLED,
+        description="Controlled: Monte-Carlo values from K = 9 continuations at every step start (VinePPO's "
+        "baseline, no value network); shared settings as ctrl_critic / ctrl_group.",
+    ),
+]
+
 PRESETS: dict[str, Preset] = {p.name: p for p in _ALL}
 LADDER: list[str] = ["reinforce", "reinforce_baseline", "a2c", "a2c_gae", "ppo_noclip", "ppo"]
 # run next to the ladder: ppo's trust-region ancestor (same estimator, critic and reward KL; a
 # natural-gradient step in place of clipped epochs) and its critic-free successor
 LADDER_COMPARATORS: list[str] = ["trpo", "grpo"]
 CONTROLLED: list[str] = ["ctrl_critic", "ctrl_group", "ctrl_loo"]
+# ctrl_vine joins CONTROLLED once a trainer runs estimator "vine" (the MC continuations)
 
 
 def get_preset(name: str) -> Preset:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlvr.rollout.base import Rollout, RolloutEngine, SamplingParams
+from rlvr.rollout.base import ContinuationEngine, Rollout, RolloutEngine, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -76,4 +76,5 @@ def build_engine(rollout_cfg: Any, ctx: EngineContext) -> RolloutEngine:
     return entry.build(getattr(rollout_cfg, entry.section) if entry.section else None, ctx)
 
 
-__all__ = ["ENGINES", "Engine", "EngineContext", "Rollout", "RolloutEngine", "SamplingParams", "build_engine"]
+__all__ = ["ENGINES", "ContinuationEngine", "Engine", "EngineContext", "Rollout", "RolloutEngine", "SamplingParams",
+           "build_engine"]

@@ -152,3 +152,40 @@ class RolloutEngine(Protocol):
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the engine sample from ``model``'s current weights (no-op if it shares them)."""
         ...
+
+
+@runtime_checkable
+class ContinuationEngine(RolloutEngine, Protocol):
+    """An engine that can also continue partial responses (Monte-Carlo state values, VinePPO)."""
+
+    def generate_continuations(self, prompts: list[list[int]], partials: list[list[int]],
+                               params: SamplingParams) -> Rollout:
+        """Sample ``params.n`` continuations of each ``prompts[i] + partials[i]``; see
+        :func:`continuation_limits` for the budget and the layout of the answer."""
+        ...
+
+
+def continuation_limits(prompts: list[list[int]], partials: list[list[int]], params: SamplingParams) -> list[int]:
+    """Check a continuation request; the most tokens each prefix's continuations may sample.
+
+    ``prompts[i]`` (non-empty) + ``partials[i]`` (a partial response, possibly empty) is prefix i;
+    ``params.max_new_tokens`` is the budget of a whole response, as in :meth:`RolloutEngine.generate`,
+    so a continuation of prefix i samples at most ``max_new_tokens - len(partials[i])`` tokens, and
+    ``partials[i] + continuation`` is never longer than a rollout's response. The answer is a
+    :class:`Rollout` with ``params.n`` samples per prefix, contiguous (``group_ids[j]`` = i), where
+    ``prompt_ids[j]`` is the whole prefix (prompt + partial: what the continuation is conditioned on),
+    ``response_ids[j]``/``logprobs[j]`` the continuation alone (the prefix is not sampled again),
+    ``finished[j]`` whether it ended on EOS/stop, ``texts[j]`` the decoded continuation.
+    """
+    if not prompts or len(prompts) != len(partials):
+        raise ValueError(f"generate_continuations needs one partial response per prompt, got {len(prompts)} "
+                         f"prompts and {len(partials)} partials")
+    limits = []
+    for i, (p, q) in enumerate(zip(prompts, partials)):
+        if len(p) == 0:
+            raise ValueError(f"generate_continuations: prompt {i} is empty")
+        if len(q) >= params.max_new_tokens:
+            raise ValueError(f"generate_continuations: partial {i} has {len(q)} tokens, no room left under "
+                             f"rollout.max_new_tokens={params.max_new_tokens}")
+        limits.append(params.max_new_tokens - len(q))
+    return limits

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from rlvr.models import position_ids_from_mask
-from rlvr.rollout.base import Rollout, SamplingParams
+from rlvr.rollout.base import Rollout, SamplingParams, continuation_limits
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -121,7 +121,22 @@ class HFEngine:
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("generate needs a non-empty list of non-empty prompts (token id lists)")
+        return self._sample([list(p) for p in prompts], [params.max_new_tokens] * len(prompts), params,
+                            params.capture_block)
+
+    def generate_continuations(self, prompts: list[list[int]], partials: list[list[int]],
+                               params: SamplingParams) -> Rollout:
+        """``params.n`` continuations of each ``prompts[i] + partials[i]``, at most
+        ``max_new_tokens - len(partials[i])`` tokens each (:func:`~rlvr.rollout.base.continuation_limits`).
+        The prefix is prefilled like a prompt (left-padded among the batch's other prefixes, one
+        prefill shared by its samples); no hidden states are captured."""
+        limits = continuation_limits(prompts, partials, params)
+        return self._sample([list(p) + list(q) for p, q in zip(prompts, partials)], limits, params, None)
+
+    def _sample(self, prompts: list[list[int]], limits: list[int], params: SamplingParams, capture: int | None):
+        """``params.n`` samples of each prompt, sample j of prompt i at most ``limits[i]`` tokens."""
         samples = [p for p in prompts for _ in range(params.n)]
+        sample_limits = [m for m in limits for _ in range(params.n)]
         group_ids = [g for g in range(len(prompts)) for _ in range(params.n)]
         device = next(self.model.parameters()).device
         gen = None
@@ -131,11 +146,11 @@ class HFEngine:
         was_training = self.model.training
         self.model.eval()
         responses, logprobs, finished, hidden = [], [], [], []
-        capture = params.capture_block
         try:
             with torch.no_grad(), _Capture(self.model, capture) as cap:
                 for s in range(0, len(samples), self.micro_batch_size):
-                    r, lp, f, h = self._decode(samples[s : s + self.micro_batch_size], params, stops, gen, cap)
+                    chunk = slice(s, s + self.micro_batch_size)
+                    r, lp, f, h = self._decode(samples[chunk], sample_limits[chunk], params, stops, gen, cap)
                     responses += r
                     logprobs += lp
                     finished += f
@@ -146,9 +161,9 @@ class HFEngine:
         return Rollout(samples, responses, logprobs, finished, group_ids, texts,
                        hidden=hidden if capture is not None else None)
 
-    def _decode(self, prompts, params: SamplingParams, stops: torch.Tensor, gen, cap: _Capture):
+    def _decode(self, prompts, limits: list[int], params: SamplingParams, stops: torch.Tensor, gen, cap: _Capture):
         """Prefill each distinct prompt once, share its KV cache with its group's samples, then
-        sample one token per step with the cache."""
+        sample one token per step with the cache; row b stops after ``limits[b]`` tokens."""
         index: dict[tuple[int, ...], int] = {}
         rows = [index.setdefault(tuple(p), len(index)) for p in prompts]  # sample -> distinct prompt
         uids, umask = left_pad([list(p) for p in index], self.pad_id, stops.device)  # [U, P]
@@ -162,21 +177,22 @@ class HFEngine:
         logits, mask, next_pos = out.logits[sel, -1, :], umask[sel], upos[sel, -1:] + 1
         prompt_hidden = cap.take()  # [U, P, H] or None
         done = torch.zeros(len(prompts), dtype=torch.bool, device=uids.device)
+        limit = torch.tensor(limits, device=uids.device)
         tokens, logps = [], []
-        for step in range(params.max_new_tokens):
+        for step in range(max(limits)):
             tok, lp = sample_next(logits, params.temperature, params.top_p, gen)
             tok = tok.masked_fill(done, self.pad_id)  # finished rows only emit padding
             tokens.append(tok)
             logps.append(lp)
-            done |= torch.isin(tok, stops)
-            if bool(done.all()) or step == params.max_new_tokens - 1:
+            done |= torch.isin(tok, stops) | (limit <= step + 1)
+            if bool(done.all()):
                 break
             mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
             out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
                              past_key_values=cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
-        responses, lps, finished = self._trim(torch.stack(tokens, 1), torch.stack(logps, 1), stops)
+        responses, lps, finished = self._trim(torch.stack(tokens, 1), torch.stack(logps, 1), stops, limit)
         hidden = []
         if prompt_hidden is not None:
             steps = cap.take_all()  # each [B, 1, H]: the states of response tokens 0, 1, ...
@@ -187,11 +203,13 @@ class HFEngine:
         return responses, lps, finished, hidden
 
     @staticmethod
-    def _trim(tokens: torch.Tensor, logps: torch.Tensor, stops: torch.Tensor):
-        """Cut each row ``[L]`` after its first stop token; rows without one are truncated."""
-        is_stop = torch.isin(tokens, stops)  # [B, L]
+    def _trim(tokens: torch.Tensor, logps: torch.Tensor, stops: torch.Tensor, limit: torch.Tensor):
+        """Cut each row ``[L]`` after its first stop token among its first ``limit`` tokens (the
+        padding a row emits after its limit is no stop); rows without one are truncated there."""
+        inside = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < limit[:, None]
+        is_stop = torch.isin(tokens, stops) & inside  # [B, L]
         finished = is_stop.any(dim=1)
-        lengths = torch.where(finished, is_stop.int().argmax(dim=1) + 1, tokens.shape[1])
+        lengths = torch.where(finished, is_stop.int().argmax(dim=1) + 1, limit.clamp(max=tokens.shape[1]))
         tokens, logps, lengths = tokens.tolist(), logps.tolist(), lengths.tolist()
         return ([t[:n] for t, n in zip(tokens, lengths)], [lp[:n] for lp, n in zip(logps, lengths)],
                 finished.tolist())

@@ -1,6 +1,8 @@
 """The trainer's side of ``rlvr rollout-server``: a :class:`~rlvr.rollout.base.RolloutEngine` over HTTP.
 
     generate(prompts, params)  -> POST /generate: token ids and the sampler's log-probs
+    generate_continuations(prompts, partials, params) -> POST /continue: the same for continuations
+                                  of prompt + partial response (:mod:`rlvr.rollout.base`)
     sync_weights(model)        -> the policy's HF-named tensors, by ``weight_transport``:
                                   http: POST /weights, one safetensors blob;
                                   collective: a broadcast per tensor in a two-rank group with the
@@ -37,7 +39,7 @@ from typing import Any
 import torch
 
 from rlvr.errors import RlvrError
-from rlvr.rollout.base import Rollout, SamplingParams
+from rlvr.rollout.base import Rollout, SamplingParams, continuation_limits
 from rlvr.rollout.collective import TRANSPORTS, Fingerprint, WeightGroup, dtype_name, local_address, one_line
 from rlvr.rollout.server import CLIENT_HEADER, TOKEN_ENV
 from rlvr.rollout.vllm import VLLMEngine, _alias_key, hf_weights, select_weights
@@ -176,10 +178,21 @@ class VLLMServerEngine:
     # ------------------------------------------------------------------ the engine protocol
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> Rollout:
         """Sample ``params.n`` responses per prompt on the server (groups contiguous, as vllm's)."""
+        return self._sample("/generate", {"prompts": [list(map(int, p)) for p in prompts]}, params)
+
+    def generate_continuations(self, prompts: list[list[int]], partials: list[list[int]],
+                               params: SamplingParams) -> Rollout:
+        """``params.n`` continuations of each ``prompts[i] + partials[i]`` on the server (see
+        :func:`~rlvr.rollout.base.continuation_limits`; checked here before the request)."""
+        continuation_limits(prompts, partials, params)
+        return self._sample("/continue", {"prompts": [list(map(int, p)) for p in prompts],
+                                          "partials": [list(map(int, q)) for q in partials]}, params)
+
+    def _sample(self, path: str, body: dict[str, Any], params: SamplingParams) -> Rollout:
         if self._model is not None and self._restarted():
             self.sync_weights(self._model)  # restarted: it serves its checkpoint again, not the policy
-        out = self._request("/generate", json.dumps({
-            "prompts": [list(map(int, p)) for p in prompts], "n": params.n, "temperature": params.temperature,
+        out = self._request(path, json.dumps({
+            **body, "n": params.n, "temperature": params.temperature,
             "top_p": params.top_p, "max_new_tokens": params.max_new_tokens, "seed": params.seed,
             "stop_token_ids": list(params.stop_token_ids)}).encode())
         self._check_weights(out)

@@ -10,6 +10,8 @@ answer is 401, with another one 403, and the request goes no further::
     GET  /shapes            {"shapes": {name: shape} | null}  the checkpoint's tensors (what a push must hold)
     POST /generate          {"prompts": [[ids]], "n", "temperature", "top_p", "max_new_tokens",
                              "seed", "stop_token_ids"} -> the Rollout's fields (ids, sampler log-probs)
+    POST /continue          the same with "partials": [[ids]] (a partial response per prompt) -> the
+                            Rollout of ``generate_continuations``: n continuations of each prefix
     POST /weights           body: safetensors bytes of the policy's HF-named tensors -> {"version",
                             "fingerprint", ...} (:class:`~rlvr.rollout.collective.Fingerprint` of the
                             tensors received: the trainer compares it with what it sent)
@@ -116,13 +118,23 @@ class RolloutService:
                                "POST /collective/end")
 
     def generate(self, req: dict[str, Any]) -> dict[str, Any]:
+        prompts = [list(map(int, p)) for p in req["prompts"]]
+        return self._sampled(lambda params: self.engine.generate(prompts, params), req)
+
+    def continuations(self, req: dict[str, Any]) -> dict[str, Any]:
+        prompts = [list(map(int, p)) for p in req["prompts"]]
+        partials = [list(map(int, p)) for p in req["partials"]]
+        return self._sampled(lambda params: self.engine.generate_continuations(prompts, partials, params), req)
+
+    def _sampled(self, sample, req: dict[str, Any]) -> dict[str, Any]:
+        """Run ``sample(params)`` with the request's sampling settings; the Rollout's fields and the
+        state of the weights that produced them."""
         params = SamplingParams(n=int(req["n"]), temperature=float(req["temperature"]), top_p=float(req["top_p"]),
                                 max_new_tokens=int(req["max_new_tokens"]), seed=req.get("seed"),
                                 stop_token_ids=tuple(req.get("stop_token_ids") or ()))
-        prompts = [list(map(int, p)) for p in req["prompts"]]
         with self._lock:
             self._check_idle()
-            r = self.engine.generate(prompts, params)
+            r = sample(params)
             state = self.weights_state()  # the weights these samples came from
         return {"prompt_ids": r.prompt_ids, "response_ids": r.response_ids, "logprobs": r.logprobs,
                 "finished": r.finished, "group_ids": r.group_ids, "texts": r.texts, **state}
@@ -450,6 +462,7 @@ def make_handler(service: RolloutService, token: str, conn_timeout_s: float):
                 return
             address = self.connection.getsockname()[0]  # the rendezvous listens where the trainer reached us
             routes = {"/generate": lambda client: service.generate(json.loads(body)),
+                      "/continue": lambda client: service.continuations(json.loads(body)),
                       "/weights": lambda client: service.load_weights(body),
                       "/prompt_logprobs": lambda client: service.prompt_logprobs(json.loads(body)),
                       "/collective/init": lambda client: service.collective_init(json.loads(body), address, client),

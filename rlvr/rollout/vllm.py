@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from rlvr.errors import ModelError
-from rlvr.rollout.base import Rollout, SamplingParams
+from rlvr.rollout.base import Rollout, SamplingParams, continuation_limits
 from rlvr.rollout.vllm_worker import WORKER_EXTENSION, refresh_tied_head
 
 log = logging.getLogger(__name__)
@@ -334,18 +334,33 @@ class VLLMEngine:
         With ``params.seed`` set, prompt i's request gets seed ``seed + i * n`` and vLLM gives its
         k-th sample ``seed + i * n + k``: every sample has its own reproducible stream.
         """
+        for i, p in enumerate(prompts):
+            if not p:
+                raise ValueError(f"prompt {i} is empty")
+        return self._sample([list(p) for p in prompts], [params.max_new_tokens] * len(prompts), params, "prompt")
+
+    def generate_continuations(self, prompts: list[list[int]], partials: list[list[int]],
+                               params: SamplingParams) -> Rollout:
+        """``params.n`` continuations of each ``prompts[i] + partials[i]`` (one request per prefix,
+        given as token ids), at most ``max_new_tokens - len(partials[i])`` tokens each; layout and
+        budget: :func:`~rlvr.rollout.base.continuation_limits`; seeds as in :meth:`generate`."""
+        limits = continuation_limits(prompts, partials, params)
+        return self._sample([list(p) + list(q) for p, q in zip(prompts, partials)], limits, params, "prefix")
+
+    def _sample(self, prompts: list[list[int]], limits: list[int], params: SamplingParams, what: str) -> Rollout:
+        """``params.n`` samples of each of ``prompts`` (token ids), those of prompt i at most ``limits[i]``
+        tokens long."""
         self._check_usable()
         if self._asleep:
             self.wake_up()
         for i, p in enumerate(prompts):
-            if not p:
-                raise ValueError(f"prompt {i} is empty")
             if len(p) >= self.max_model_len:
-                raise ValueError(f"prompt {i} has {len(p)} tokens, max_model_len is {self.max_model_len}")
+                raise ValueError(f"{what} {i} has {len(p)} tokens, max_model_len is {self.max_model_len}")
         # vLLM refuses n > 1 for greedy requests: send n copies of the prompt instead (same output).
         copies = params.n if params.temperature == 0 else 1
         one = dataclasses.replace(params, n=params.n // copies)
-        req = [self._request_params(one, None if params.seed is None else params.seed + i * params.n)
+        req = [self._request_params(dataclasses.replace(one, max_new_tokens=limits[i]),
+                                    None if params.seed is None else params.seed + i * params.n)
                for i in range(len(prompts)) for _ in range(copies)]
         requests = [{"prompt_token_ids": list(p)} for p in prompts for _ in range(copies)]
         with self._serving():
