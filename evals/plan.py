@@ -89,7 +89,8 @@ def _pilot_from_summary(path: Path, presets: list[str] | None):
 def make_plan(study: str | Path, effect: float, presets: list[str] | None = None, metric: str = "greedy/pass@1",
               target: float = 0.8, items: list[int] | None = None, seeds: list[int] | None = None) -> dict:
     """The plan as a dict (what ``rlvr plan`` prints)."""
-    from evals.stats import Components, components, equivalence_power, minimum_detectable, power, seeds_needed
+    from evals.stats import (Components, components, equivalence_power, minimum_detectable, paired_difference, power,
+                             seeds_needed, verdict)
 
     if not (0 < effect < 1):
         raise ConfigError(f"--effect: {effect} must be a difference in accuracy between 0 and 1")
@@ -117,6 +118,7 @@ def make_plan(study: str | Path, effect: float, presets: list[str] | None = None
         var = float(np.var(D[:, 0], ddof=1))
         comp = Components(seed=var, item=0.0, res=0.0, seeds=S, items=pilot_items or 0)
         grid_items = [pilot_items or 0]
+    est = paired_difference(D, np.zeros((1, D.shape[1])))  # the pilot's own interval (seed level)
     grid_seeds = seeds or list(DEFAULT_SEEDS)
     table = []
     for I in grid_items:
@@ -132,6 +134,7 @@ def make_plan(study: str | Path, effect: float, presets: list[str] | None = None
     return {"study": str(path), "presets": names, "metric": metric, "effect": effect, "power": target,
             "pilot": {"seeds": common, "items": pilot_items, "level": level,
                       "mean_difference": float(D.mean()), "per_seed_difference": [float(x) for x in D.mean(axis=1)],
+                      "interval_95": [est.lo, est.hi], "verdict": verdict(est, effect),
                       "components": comp.to_dict(),
                       "minimum_detectable": minimum_detectable(comp, S, max(pilot_items or 1, 1), target)},
             "table": table, "seeds_needed": needed}
@@ -160,6 +163,8 @@ def render(plan: dict) -> str:
         lines.append(f"per-seed differences only (no eval_items.jsonl): between-seed variance {comp['seed']:.3g} "
                      f"(sd {math.sqrt(comp['seed']):.4f}), which includes the pilot's item noise; plans are for "
                      "the pilot's item count only")
+    lines.append(f"pilot's 95% interval {pil['interval_95'][0]:+.3f}..{pil['interval_95'][1]:+.3f}: "
+                 f"{pil['verdict']} (margin ±{p['effect']})")
     lines.append(f"smallest difference the pilot's size finds with power {p['power']}: "
                  f"{pil['minimum_detectable']:.3f}")
     lines.append("")
