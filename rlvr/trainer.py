@@ -516,11 +516,14 @@ class Trainer:
         if cfg.algorithm.filter_zero_std_groups:
             keep = ~zero_std[inv.cpu()]
             m["filtered_samples"] = float((~keep).float().mean())
-        # one all-gather agrees on the global token count, the rows every process trains on (equal,
-        # so every process runs the same number of mini-batches) and whether anyone updates at all
-        agreed = self._gather_floats([float(lengths.sum()), float(keep.sum()),
-                                      float(loss_mask[keep.to(self.device)].sum())])
-        self.samples += N * self.world
+        # one all-gather agrees on the global sample and token counts (every sample any process
+        # generated this step, dynamic-sampling refills included: the budgets are checked on them),
+        # the rows every process trains on (equal, so every process runs the same number of
+        # mini-batches) and whether anyone updates at all
+        gen_samples, gen_tokens = self._generated
+        agreed = self._gather_floats([float(gen_tokens), float(keep.sum()),
+                                      float(loss_mask[keep.to(self.device)].sum()), float(gen_samples)])
+        self.samples += int(agreed[:, 3].sum())
         self.tokens += int(agreed[:, 0].sum())
 
         if agreed[:, 2].sum() > 0:
@@ -569,6 +572,8 @@ class Trainer:
                                 capture_block=capture)
         with timer("generate"), self._sampling_weights(self.engine_embedded):
             rollout = self.engine.generate(prompts, params)
+        self._generated[0] += len(rollout)  # this process's samples/tokens this step (see _collect)
+        self._generated[1] += rollout.num_tokens
         with timer("score"):
             scores, correct, info = self._score(examples, rollout.texts, cfg.rollout.n)
         return rollout, scores, correct, info
@@ -581,13 +586,17 @@ class Trainer:
         sampled (``A.prompts_to_refill``, drawn from the training set by a generator seeded with the
         step, so a resumed run draws the same) until ``trainer.prompts_per_step`` mixed groups are in
         hand or ``algorithm.dynamic_sampling_max_rounds`` extra rounds were spent; the surplus is
-        dropped. Every generated sample counts toward ``samples``/``tokens`` (matched budgets), and
+        dropped. Every generated sample counts toward ``samples``/``tokens`` (matched budgets; this
+        process's are in ``self._generated``, summed over processes by ``train_step``), and
         reward/mean and accuracy are over all of them. Metrics: dapo/rounds (extra rounds needed),
         dapo/mixed_groups (fraction of generated groups that were mixed), dapo/batch_fill (kept
         groups / prompts_per_step; < 1 when the cap was hit).
         """
+        self._generated = [0, 0]
         if self.pairs is not None:
-            return self._pair_rollout(self._step_examples(self.step, self.pairs))
+            out = self._pair_rollout(self._step_examples(self.step, self.pairs))
+            self._generated = [len(out[0]), out[0].num_tokens]
+            return out
         examples = self._step_examples(self.step)
         rollout, scores, correct, info = self._generate(examples, 0, timer)
         if not self.preset.dynamic_sampling:
@@ -620,11 +629,7 @@ class Trainer:
                 sub = ro.take_groups(groups)
                 rows = [i for g in groups for i, gi in enumerate(ro.group_ids) if gi == g]
                 kept.append((sub, s[rows], c[rows]))
-        n_gen = sum(len(ro) for ro, _, _ in parts)
         out = Rollout.concat([ro for ro, _, _ in kept])
-        # the kept samples are counted by train_step; the dropped ones here (generated all the same)
-        self.samples += (n_gen - len(out)) * self.world
-        self.tokens += (sum(ro.num_tokens for ro, _, _ in parts) - out.num_tokens) * self.world
         return out, torch.cat([s for _, s, _ in kept]), torch.cat([c for _, _, c in kept]), info
 
     def _pair_rollout(self, pairs: list) -> tuple:

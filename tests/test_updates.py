@@ -369,3 +369,35 @@ def test_one_step_on_smollm2(tmp_path, smollm2_path, preset):
         assert m["dpo/pairs"] == 0 or (moved and m["loss/policy"] == pytest.approx(math.log(2), abs=1e-3))
     else:
         assert moved and m["dapo/batch_fill"] > 0 and "overlong/penalty_mean" in m
+
+
+def _count_generated(tr):
+    """Record (samples, response tokens) of every batch the engine generates."""
+    seen = []
+    real = tr.engine.generate
+
+    def wrapper(prompts, params):
+        ro = real(prompts, params)
+        seen.append((len(ro), ro.num_tokens))
+        return ro
+
+    tr.engine.generate = wrapper
+    return seen
+
+
+@pytest.mark.parametrize("verifier", ["test_updates_half_mixed", "test_updates_never"])
+def test_dapo_counts_every_generated_sample_and_token(tmp_path, verifier):
+    """With no mixed group within the refill cap the refill rounds were not counted (budgets matched
+    on samples/tokens then favoured dapo); every generated sample and token counts."""
+    verifiers.register("test_updates_never", lambda completion, reference: 0.0, overwrite=True)
+    cfg = tiny(tmp_path, verifier=verifier, **{"algorithm.preset": "dapo", "trainer.prompts_per_step": 4,
+                                               "algorithm.dynamic_sampling_max_rounds": 3})
+    tr = Trainer(cfg)
+    seen = _count_generated(tr)
+    rounds = 0.0
+    for _ in range(2):
+        rounds += tr.train_step()["dapo/rounds"]
+    assert len(seen) == 2 + rounds and rounds >= 1
+    assert tr.samples == sum(n for n, _ in seen) and tr.tokens == sum(k for _, k in seen)
+    if verifier == "test_updates_never":
+        assert rounds == 6 and tr.samples == 16 * 2 + 4 * 4 * 6  # every round refills 4 prompts x n = 4
