@@ -765,7 +765,7 @@ class Trainer:
         self.bad_steps = 0
         for model, opt, sched, key in ((self.policy, self.optimizer, self.scheduler, "grad_norm"),
                                        (self.critic, self.critic_optimizer, self.critic_scheduler, "value/grad_norm")):
-            if model is None or (model is self.policy and not policy and not self.shared_critic):
+            if model is None or (model is self.policy and not policy):  # value warm-up: the critic alone
                 continue
             params = [q for q in model.parameters() if q.requires_grad]
             if self.world > 1 and id(model) not in self._roots:

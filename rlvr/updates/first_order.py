@@ -5,7 +5,8 @@ its mini-batch's token/sequence totals (``num_tokens`` / ``num_seqs``), so the m
 sum to exactly the mini-batch gradient; after each mini-batch the trainer all-reduces, clips and
 steps (``trainer._apply_gradients``). A non-finite micro-batch loss skips that optimizer step
 (with FSDP2 the remaining micro-batches still run their backward passes: those are collectives).
-``inputs.policy`` False (value warm-up): only the critic learns.
+``inputs.policy`` False (value warm-up): only the critic learns; a value head on the policy's
+trunk gets the trunk's features without their graph, and the policy's optimizer does not step.
 """
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def first_order_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                 logp = ent = hid = None
                 if policy or tr.shared_critic:
                     if tr.shared_critic:
-                        logp, ent, hid = tr._logprobs(tr.policy, x.batch, rows, entropy=True, hidden=True)
+                        # value warm-up: the trunk's features without a graph, so only the value
+                        # head learns (the policy is not moved through the shared trunk)
+                        with torch.set_grad_enabled(policy):
+                            logp, ent, hid = tr._logprobs(tr.policy, x.batch, rows, entropy=True, hidden=True)
                     else:
                         logp, ent = tr._logprobs(tr.policy, x.batch, rows, entropy=True)
                     if epoch == 0 and s == 0:
