@@ -716,8 +716,8 @@ class Trainer:
             m["value/mean"] = _masked_mean(values, loss_mask)
         if p.adaptive_kl and "kl/ref" in m:  # Ziegler et al. 2019: beta tracks the KL to the reference
             self.kl_ctl.update(m["kl/ref"], N)
-        if p.kl_old_target is not None:  # PPO-KL (Schulman 2017 sec. 4) doubling rule, on the processes' mean
-            kl_old = self._process_mean(m.get("kl/old", float("nan")))
+        if p.kl_old_target is not None:  # PPO-KL (Schulman 2017 sec. 4, eq. 8) doubling rule, on the KL after the update
+            kl_old = self._process_mean(m.get("kl/old_after", float("nan")))
             if not math.isnan(kl_old):
                 self.kl_old_ctl.update(kl_old)
         m["kl/coef"] = self.kl_ctl.value

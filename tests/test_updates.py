@@ -401,3 +401,45 @@ def test_dapo_counts_every_generated_sample_and_token(tmp_path, verifier):
     assert tr.samples == sum(n for n, _ in seen) and tr.tokens == sum(k for _, k in seen)
     if verifier == "test_updates_never":
         assert rounds == 6 and tr.samples == 16 * 2 + 4 * 4 * 6  # every round refills 4 prompts x n = 4
+
+
+# ----------------------------------------------------------------------------- PPO-KL
+@pytest.mark.parametrize("lr,rule", [(1e-4, "double"), (5e-5, "keep"), (1e-6, "halve")])
+def test_ppo_kl_controller_follows_the_kl_after_the_update(tmp_path, lr, rule):
+    """Schulman et al. 2017 eq. 8: after the epochs, d = KL[pi_old, pi_new] decides beta. It was fed
+    the mean of the KLs seen before each optimizer step (the first exactly 0): measured at lr 1e-4,
+    d = 0.046 but 0.006 fed, so beta was halved where the rule doubles it."""
+    tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "ppo_kl", "trainer.lr": lr, "trainer.micro_batch_size": 4}))
+    seen = spy_update(tr)
+    beta, target = tr.kl_old_ctl.value, tr.preset.kl_old_target
+    m = tr.train_step()
+    x = seen[0]
+    N = x.mask.shape[0]
+    logp = tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N)
+    kl = float(A.aggregate(A.kl_estimate(x.old_logp, logp, "k3", clamp=tr.cfg.algorithm.kl_clamp), x.mask,
+                           "token-mean"))
+    assert m["kl/old_after"] == pytest.approx(kl, rel=1e-4, abs=1e-9)
+    if rule == "double":
+        assert kl > 1.5 * target and tr.kl_old_ctl.value == 2 * beta, (kl, m.get("kl/old"))
+    elif rule == "keep":
+        assert target / 1.5 <= kl <= 1.5 * target and tr.kl_old_ctl.value == beta, (kl, m.get("kl/old"))
+    else:
+        assert kl < target / 1.5 and tr.kl_old_ctl.value == beta / 2
+    assert m["kl/old_coef"] == tr.kl_old_ctl.value
+
+
+def test_kl_to_pi_old_is_clamped_in_the_ppo_kl_penalty_and_the_trpo_line_search(tmp_path):
+    """k3 reaches 4.9e8 at a log-ratio of 20; the trust-region terms bound it per token like the
+    reference KL (algorithm.kl_clamp, verl's low_var_kl)."""
+    from rlvr.algorithms import objective
+    import rlvr.updates.trpo as rule
+
+    tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "ppo_kl"}))
+    old = torch.zeros(1, 3)
+    new = torch.tensor([[20.0, 0.0, 0.0]], requires_grad=True)  # one token e^20 times likelier now
+    mask = torch.ones(1, 3)
+    loss, _ = objective.micro_batch_loss(tr.preset, mask, logp=new, old_logp=old, advantages=torch.zeros(1, 3),
+                                         kl_old_coef=1.0, kl_clamp=10.0, num_tokens=3.0)
+    assert float(loss) == pytest.approx(10.0 / 3, rel=1e-5)
+    x = type("X", (), {"old_logp": old, "mask": mask})()
+    assert float(rule._k3_kl(x, slice(None), new, 3.0, clamp=10.0)) == pytest.approx(10.0 / 3, rel=1e-5)
