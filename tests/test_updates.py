@@ -443,3 +443,29 @@ def test_kl_to_pi_old_is_clamped_in_the_ppo_kl_penalty_and_the_trpo_line_search(
     assert float(loss) == pytest.approx(10.0 / 3, rel=1e-5)
     x = type("X", (), {"old_logp": old, "mask": mask})()
     assert float(rule._k3_kl(x, slice(None), new, 3.0, clamp=10.0)) == pytest.approx(10.0 / 3, rel=1e-5)
+
+
+def test_dpo_drops_pairs_with_a_side_that_has_no_trained_token(tmp_path):
+    """overlong=mask zeroes a truncated completion's loss mask: its side then contributed 0 and the
+    pair trained the other side alone, while dpo/pairs still counted it."""
+    long = " ".join(["and then"] * 20)
+    rows = [{"prompt": "What is 1 + 1?", "chosen": f"The answer is 2 {long}.", "rejected": "It is 3."},
+            {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": f"It is 5 {long}."},
+            {"prompt": "What is 3 + 3?", "chosen": "6", "rejected": "7"}]
+    path = _write_pairs(tmp_path / "pairs.jsonl", rows)
+    over = {"algorithm.preset": "dpo", "data.pairs": str(path), "algorithm.overlong": "mask",
+            "rollout.max_new_tokens": 8, "trainer.lr": 1e-4}
+    tr = Trainer(tiny(tmp_path, **over, **{"trainer.prompts_per_step": 3}))
+    seen = spy_update(tr)
+    m = tr.train_step()
+    x = seen[0]
+    assert int((x.mask.sum(1) == 0).sum()) == 2  # the two truncated sides (the pairs come shuffled)
+    assert m["dpo/pairs"] == 1.0 and m["dpo/dropped_pairs"] == 2.0
+    assert m["loss/policy"] == pytest.approx(math.log(2), abs=1e-5)
+    # only truncated pairs: nothing to train on, the policy stays as it was
+    path = _write_pairs(tmp_path / "pairs.jsonl", rows[:2])
+    tr = Trainer(tiny(tmp_path, **over, **{"trainer.prompts_per_step": 2}))
+    before = trainable(tr)
+    m = tr.train_step()
+    assert m["dpo/pairs"] == 0.0 and m["dpo/dropped_pairs"] == 2.0
+    assert all(torch.equal(before[n], p) for n, p in trainable(tr).items())
