@@ -549,7 +549,7 @@ class Trainer:
         m.update(phase)
         m["time/step"] = step_time
         m["time/step_cpu"] = time.process_time() - c_step  # CPU seconds of this process (all threads)
-        m["tokens_per_s"] = float(lengths.sum()) / max(phase.get("time/generate", step_time), 1e-9)
+        m["tokens_per_s"] = float(gen_tokens) / max(phase.get("time/generate", step_time), 1e-9)  # all generated
         m["memory/peak_gb"] = _peak_memory_gb(self.device)
         m["lr"] = self.scheduler.get_last_lr()[0]
         return self._reduce(m)

@@ -396,7 +396,12 @@ def test_dapo_counts_every_generated_sample_and_token(tmp_path, verifier):
     seen = _count_generated(tr)
     rounds = 0.0
     for _ in range(2):
-        rounds += tr.train_step()["dapo/rounds"]
+        first = len(seen)
+        m = tr.train_step()
+        rounds += m["dapo/rounds"]
+        # throughput over every generated token too (it was the kept batch's tokens only)
+        step_tokens = sum(k for _, k in seen[first:])
+        assert m["tokens_per_s"] == pytest.approx(step_tokens / m["time/generate"], rel=1e-6)
     assert len(seen) == 2 + rounds and rounds >= 1
     assert tr.samples == sum(n for n, _ in seen) and tr.tokens == sum(k for _, k in seen)
     if verifier == "test_updates_never":
