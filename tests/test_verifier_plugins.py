@@ -336,13 +336,15 @@ def _write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("spec", ["builtins:eval", "builtins:exec", "os:rename", "shutil:copyfile", "operator:eq",
-                                  "subprocess:call", "reexport.py:score", "reexport.py:evaluate"])
+                                  "subprocess:call", "numpy:save", "yaml:dump", "verifiers.cli:out_row",
+                                  "reexport.py:score", "reexport.py:evaluate", "reexport.py:dump"])
 def test_callables_that_are_not_verifiers_are_refused(tmp_path, monkeypatch, capsys, spec):
     """``builtins:eval`` passed the start-up check and then evaluated every completion as Python in
     the trainer; a library function (or one re-exported from a user file) is no verifier either."""
     monkeypatch.chdir(tmp_path)
     _write(tmp_path / "reexport.py", """
         from os import rename as score
+        from yaml import dump
         evaluate = eval
     """)
     with pytest.raises(verifiers.VerifierError, match="not a verifier"):
@@ -395,18 +397,18 @@ def test_user_functions_classes_and_partials_are_still_verifiers(tmp_path, monke
         assert res[0].reward == want, attr
 
 
-def _install_entry_point(site: Path, name: str, value: str) -> None:
+def _install_entry_points(site: Path, **points: str) -> None:
     dist = site / "vp_plugin-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vp-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[rlvr.verifiers]\n{name} = {value}\n")
+    (dist / "entry_points.txt").write_text("[rlvr.verifiers]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()))
 
 
 def test_an_entry_point_named_like_a_file_spec_is_the_same_verifier_everywhere(tmp_path, monkeypatch):
     """The name resolved to the entry point in the trainer and to the file in the scoring workers."""
     monkeypatch.chdir(tmp_path)
     site = tmp_path / "site"
-    _install_entry_point(site, "scores.py:f", "vp_ep_plugin:score")
+    _install_entry_points(site, **{"scores.py:f": "vp_ep_plugin:score", "vp_eval": "builtins:eval"})
     _write(site / "vp_ep_plugin.py", """
         def score(completion, reference):
             return 0.75
@@ -421,6 +423,8 @@ def test_an_entry_point_named_like_a_file_spec_is_the_same_verifier_everywhere(t
     assert not there.info.get("in_process")
     assert here.reward == there.reward == 0.75  # the documented order: entry points before specs
     assert verifiers.get("scores.py:f")("x", None) == 0.75  # also after the file was seen
+    with pytest.raises(verifiers.VerifierError, match="'vp_eval' is not a verifier: builtins.eval"):
+        verifiers.get("vp_eval")  # an entry point declares a plugin, not a built-in
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])

@@ -14,7 +14,8 @@ A third-party package declares e.g. ``[project.entry-points."rlvr.verifiers"] my
 ``(completion, reference) -> float``, a Verifier subclass (built without arguments) or instance,
 or any object (or class) with ``score(completion, reference)``; it is checked on load (it must
 accept two positional arguments, and be Python code of your own file or package: a built-in such as
-``builtins:eval`` or a standard-library function is refused, see :func:`_not_a_verifier`). Which
+``builtins:eval``, a standard-library function or an installed library's function is refused, see
+:func:`_not_a_verifier`). Which
 of these a name means is decided by :func:`resolve` alone, in this process and in the workers.
 Every name that :func:`worker_name` can spell is rebuilt by that name inside the scoring workers,
 so it gets their hard timeout and crash isolation.
@@ -29,6 +30,7 @@ import inspect
 import os
 import re
 import sys
+import sysconfig
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,7 @@ def _import_module(name: str, module: str):
 
 _PLUGIN_HINT = ("a verifier is a Verifier, or a function (completion, reference) -> float or a class or "
                 "object with score() written in your own file or package")
+_OWN_PACKAGES = ("rlvr", "verifiers", "evals")  # their verifiers are Verifier classes (or built-in names)
 
 
 def _library_module(module: str | None) -> bool:
@@ -254,16 +257,33 @@ def _library_module(module: str | None) -> bool:
     return not module or module.split(".")[0] in sys.stdlib_module_names
 
 
-def _not_a_verifier(obj: Any) -> str | None:
+def _installed_library(module: str) -> bool:
+    """True for a module of an installed library (its file under site-/dist-packages or Python's
+    own library folder) or of this toolkit: not a user's plugin code."""
+    if module.split(".")[0] in _OWN_PACKAGES:
+        return True
+    path = getattr(sys.modules.get(module), "__file__", None)
+    if not path:
+        return False
+    parts = Path(path).resolve().parts
+    if "site-packages" in parts or "dist-packages" in parts:
+        return True
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    return Path(path).resolve().is_relative_to(stdlib)
+
+
+def _not_a_verifier(obj: Any, declared: bool = False) -> str | None:
     """Why ``obj`` cannot be a verifier plugin, or None.
 
     A Verifier (subclass or instance) declares itself one. Anything else must be Python code of a
-    user module (a file or an installed package): a function (or ``functools.partial`` of one), a
-    class or object whose ``score`` is a Python function, or an object whose class defines
-    ``__call__`` in Python. Built-in (C) callables such as ``eval``, ``exec`` or ``os.rename``, and
-    functions, classes and objects of the standard library, are refused wherever they are named
-    from (``builtins:eval``, or a user file doing ``score = eval``): whatever they do with a
-    completion is not scoring it."""
+    user's plugin: a function (or ``functools.partial`` of one), a class or object whose ``score``
+    is a Python function, or an object whose class defines ``__call__`` in Python, from a file or
+    a module of the user's own (``declared``: named by an installed package's ``rlvr.verifiers``
+    entry point, which declares it). Refused: built-in (C) callables such as ``eval``, ``exec``
+    or ``os.rename``; functions, classes and objects of the standard library; and, unless declared,
+    those of installed libraries (``numpy:save``) or of this toolkit -- wherever they are named from
+    (``builtins:eval``, or a user file doing ``score = eval``): whatever they do with a completion
+    is not scoring it."""
     if isinstance(obj, Verifier) or (isinstance(obj, type) and issubclass(obj, Verifier)):
         return None
     target = obj
@@ -271,6 +291,9 @@ def _not_a_verifier(obj: Any) -> str | None:
         target = target.func
     if inspect.ismethod(target):
         target = target.__func__
+    if inspect.isroutine(target) and not inspect.isfunction(target):  # eval, os.rename, str.join, ...
+        name = getattr(target, "__qualname__", getattr(target, "__name__", repr(target)))
+        return f"{getattr(target, '__module__', None) or 'builtins'}.{name} is a built-in function, not Python code"
     if inspect.isfunction(target) or isinstance(target, type):
         module, what = target.__module__, f"{target.__module__}.{target.__qualname__}"
         code = target if inspect.isfunction(target) else getattr(target, "score", None)
@@ -283,12 +306,18 @@ def _not_a_verifier(obj: Any) -> str | None:
         return f"{what} is from the Python standard library"
     if code is not None and not inspect.isfunction(code):
         return f"{what} is built in, not Python code"
+    if not declared and _installed_library(module):
+        top = module.split(".")[0]
+        where = "this toolkit" if top in _OWN_PACKAGES else f"the installed library {top}"
+        return (f"{what} is from {where}, which declares its verifiers as Verifier classes or "
+                f"{ENTRY_POINT_GROUP!r} entry points")
     return None
 
 
-def load_object(obj: Any, name: str) -> Verifier:
-    """A checked :class:`Verifier` from what a spec or entry point names (VerifierError if unusable)."""
-    why = _not_a_verifier(obj)
+def load_object(obj: Any, name: str, declared: bool = False) -> Verifier:
+    """A checked :class:`Verifier` from what a spec or entry point (``declared``) names
+    (VerifierError if unusable, :func:`_not_a_verifier`)."""
+    why = _not_a_verifier(obj, declared)
     if why is not None:
         raise VerifierError(f"verifier {name!r} is not a verifier: {why} ({_PLUGIN_HINT})")
     if isinstance(obj, type) and not issubclass(obj, Verifier) and callable(getattr(obj, "score", None)):
@@ -354,7 +383,7 @@ def _from_entry_point(name: str) -> Verifier:
             raise
         raise VerifierError(f"verifier {name!r} from entry point {ep.value!r} failed to load: "
                             f"{_one_line(f'{type(e).__name__}: {e}')}") from None
-    v = load_object(obj, name)
+    v = load_object(obj, name, declared=True)
     v.name = name
     _entry_point_cache[name] = v
     return v
