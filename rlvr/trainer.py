@@ -519,11 +519,14 @@ class Trainer:
         if cfg.algorithm.filter_zero_std_groups:
             keep = ~zero_std[inv.cpu()]
             m["filtered_samples"] = float((~keep).float().mean())
-        # one all-gather agrees on the global token count, the rows every process trains on (equal,
-        # so every process runs the same number of mini-batches) and whether anyone updates at all
-        agreed = self._gather_floats([float(lengths.sum()), float(keep.sum()),
-                                      float(loss_mask[keep.to(self.device)].sum())])
-        self.samples += N * self.world
+        # one all-gather agrees on the global sample and token counts (every sample any process
+        # generated this step, dynamic-sampling refills included: the budgets are checked on them),
+        # the rows every process trains on (equal, so every process runs the same number of
+        # mini-batches) and whether anyone updates at all
+        gen_samples, gen_tokens = self._generated
+        agreed = self._gather_floats([float(gen_tokens), float(keep.sum()),
+                                      float(loss_mask[keep.to(self.device)].sum()), float(gen_samples)])
+        self.samples += int(agreed[:, 3].sum())
         self.tokens += int(agreed[:, 0].sum())
 
         if agreed[:, 2].sum() > 0:
@@ -549,7 +552,7 @@ class Trainer:
         m.update(phase)
         m["time/step"] = step_time
         m["time/step_cpu"] = time.process_time() - c_step  # CPU seconds of this process (all threads)
-        m["tokens_per_s"] = float(lengths.sum()) / max(phase.get("time/generate", step_time), 1e-9)
+        m["tokens_per_s"] = float(gen_tokens) / max(phase.get("time/generate", step_time), 1e-9)  # all generated
         m["memory/peak_gb"] = _peak_memory_gb(self.device)
         m["lr"] = self.scheduler.get_last_lr()[0]
         return self._reduce(m)
@@ -572,6 +575,8 @@ class Trainer:
                                 capture_block=capture)
         with timer("generate"), self._sampling_weights(self.engine_embedded):
             rollout = self.engine.generate(prompts, params)
+        self._generated[0] += len(rollout)  # this process's samples/tokens this step (see _collect)
+        self._generated[1] += rollout.num_tokens
         with timer("score"):
             scores, correct, info = self._score(examples, rollout.texts, cfg.rollout.n)
         return rollout, scores, correct, info
@@ -584,13 +589,17 @@ class Trainer:
         sampled (``A.prompts_to_refill``, drawn from the training set by a generator seeded with the
         step, so a resumed run draws the same) until ``trainer.prompts_per_step`` mixed groups are in
         hand or ``algorithm.dynamic_sampling_max_rounds`` extra rounds were spent; the surplus is
-        dropped. Every generated sample counts toward ``samples``/``tokens`` (matched budgets), and
+        dropped. Every generated sample counts toward ``samples``/``tokens`` (matched budgets; this
+        process's are in ``self._generated``, summed over processes by ``train_step``), and
         reward/mean and accuracy are over all of them. Metrics: dapo/rounds (extra rounds needed),
         dapo/mixed_groups (fraction of generated groups that were mixed), dapo/batch_fill (kept
         groups / prompts_per_step; < 1 when the cap was hit).
         """
+        self._generated = [0, 0]
         if self.pairs is not None:
-            return self._pair_rollout(self._step_examples(self.step, self.pairs))
+            out = self._pair_rollout(self._step_examples(self.step, self.pairs))
+            self._generated = [len(out[0]), out[0].num_tokens]
+            return out
         examples = self._step_examples(self.step)
         rollout, scores, correct, info = self._generate(examples, 0, timer)
         if not self.preset.dynamic_sampling:
@@ -623,11 +632,7 @@ class Trainer:
                 sub = ro.take_groups(groups)
                 rows = [i for g in groups for i, gi in enumerate(ro.group_ids) if gi == g]
                 kept.append((sub, s[rows], c[rows]))
-        n_gen = sum(len(ro) for ro, _, _ in parts)
         out = Rollout.concat([ro for ro, _, _ in kept])
-        # the kept samples are counted by train_step; the dropped ones here (generated all the same)
-        self.samples += (n_gen - len(out)) * self.world
-        self.tokens += (sum(ro.num_tokens for ro, _, _ in parts) - out.num_tokens) * self.world
         return out, torch.cat([s for _, s, _ in kept]), torch.cat([c for _, _, c in kept]), info
 
     def _pair_rollout(self, pairs: list) -> tuple:
@@ -714,8 +719,8 @@ class Trainer:
             m["value/mean"] = _masked_mean(values, loss_mask)
         if p.adaptive_kl and "kl/ref" in m:  # Ziegler et al. 2019: beta tracks the KL to the reference
             self.kl_ctl.update(m["kl/ref"], N)
-        if p.kl_old_target is not None:  # PPO-KL (Schulman 2017 sec. 4) doubling rule, on the processes' mean
-            kl_old = self._process_mean(m.get("kl/old", float("nan")))
+        if p.kl_old_target is not None:  # PPO-KL (Schulman 2017 sec. 4, eq. 8) doubling rule, on the KL after the update
+            kl_old = self._process_mean(m.get("kl/old_after", float("nan")))
             if not math.isnan(kl_old):
                 self.kl_old_ctl.update(kl_old)
         m["kl/coef"] = self.kl_ctl.value
@@ -763,7 +768,7 @@ class Trainer:
         self.bad_steps = 0
         for model, opt, sched, key in ((self.policy, self.optimizer, self.scheduler, "grad_norm"),
                                        (self.critic, self.critic_optimizer, self.critic_scheduler, "value/grad_norm")):
-            if model is None or (model is self.policy and not policy and not self.shared_critic):
+            if model is None or (model is self.policy and not policy):  # value warm-up: the critic alone
                 continue
             params = [q for q in model.parameters() if q.requires_grad]
             if self.world > 1 and id(model) not in self._roots:

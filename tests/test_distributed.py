@@ -40,6 +40,17 @@ def rank0_flat(completion, reference):
     """Rank 0: every group has equal rewards (all filtered); rank 1: rewards vary."""
     return 0.0 if _rank() == 0 else float(len(completion) % 2)
 
+def rank0_half_mixed(completion, reference):
+    """Rank 1: length parity (almost every group mixed); rank 0: parity for about half of the
+    prompts, 0 for the others (DAPO refills on rank 0 only). Each call is noted in <pids>/calls_<rank>."""
+    rank = _rank()
+    pid_dir = os.environ.get("RLVR_TEST_PIDS")
+    if pid_dir:
+        open(os.path.join(pid_dir, f"calls_{rank}"), "a").write("x")
+    if rank == 1 or sum(map(ord, str(reference))) % 2 == 0:
+        return float(len(completion) % 2)
+    return 0.0
+
 def rank1_only(completion, reference):
     """Rank 1: 0 or 1 (weighted 3e38 in the recipe, its policy loss overflows); rank 0: 0."""
     return float(len(completion) % 2) if _rank() == 1 else 0.0
@@ -126,6 +137,27 @@ def test_rank_dependent_zero_std_filtering_with_a_token_budget(tmp_path):
     assert all(r["filtered_samples"] >= 0.5 for r in rows)  # rank 0 drops all of its samples
     assert any("grad_norm" in r for r in rows)  # rank 1's groups were trained on
     assert _checkpoint_steps(out)[-1] == steps[-1]
+
+
+def test_dapo_refills_on_one_rank_with_a_sample_budget_stop_both_at_the_same_step(tmp_path):
+    """Rank 0 needs dynamic-sampling refills, rank 1 does not: the sample count was per process, so
+    rank 0 reached trainer.max_samples first and rank 1 waited in a collective until the timeout.
+    The count is global: both stop at the same step, and it is every sample either rank generated."""
+    proc, out = _train(tmp_path, "rank0_half_mixed", "algorithm.preset=dapo", "trainer.total_steps=50",
+                       "trainer.max_samples=100", "algorithm.dynamic_sampling_max_rounds=2",
+                       "trainer.dist_timeout_s=45")
+    rc, _, err = _finish(proc, 400)
+    assert rc == 0, err[-3000:]
+    rows = read_jsonl(out / "metrics.jsonl")
+    steps = [r["step"] for r in rows]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "max_samples" and summary["steps"] == steps[-1]
+    assert rows[-2]["samples"] < 100 <= rows[-1]["samples"] == summary["samples"]
+    assert any(r["dapo/rounds"] > 0 for r in rows)  # rank 0 refilled (a mean over ranks)
+    # every scored completion is a generated sample, less the 2 start-up probes of each rank
+    calls = sum(len((tmp_path / "pids" / f"calls_{r}").read_text()) for r in (0, 1))
+    assert summary["samples"] == calls - 2 * 2
 
 
 def test_nonfinite_loss_on_one_rank_skips_the_step_on_both(tmp_path):

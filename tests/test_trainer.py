@@ -176,3 +176,23 @@ def test_ppo_with_a_shared_trunk_critic(tmp_path):
     rows = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")
     assert all("loss/value" in r and "value/grad_norm" in r for r in rows)
     assert any(not torch.equal(a, b) for a, b in zip(head_before, trainer.critic.parameters()))
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_value_warmup_with_a_shared_trunk_moves_only_the_value_head(tmp_path, weight_decay):
+    """The value loss's gradient reached the policy through the shared trunk (and its optimizer
+    stepped): during warm-up the policy must stay bitwise as it was; afterwards it learns."""
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": "ppo", "model.critic_shared_trunk": True,
+                                "algorithm.value_warmup_steps": 2, "trainer.weight_decay": weight_decay})
+    trainer = Trainer(cfg)
+    policy_before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    head_before = [p.detach().clone() for p in trainer.critic.parameters()]
+    for _ in range(2):
+        m = trainer.train_step()
+        assert m["value/warmup"] == 1.0 and "loss/value" in m and "value/grad_norm" in m
+        assert "grad_norm" not in m  # no policy optimizer step
+    assert all(torch.equal(p, policy_before[n]) for n, p in trainer.policy.named_parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, trainer.critic.parameters()))
+    m = trainer.train_step()
+    assert "value/warmup" not in m and "grad_norm" in m
+    assert any(not torch.equal(p, policy_before[n]) for n, p in trainer.policy.named_parameters())

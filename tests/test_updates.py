@@ -369,3 +369,108 @@ def test_one_step_on_smollm2(tmp_path, smollm2_path, preset):
         assert m["dpo/pairs"] == 0 or (moved and m["loss/policy"] == pytest.approx(math.log(2), abs=1e-3))
     else:
         assert moved and m["dapo/batch_fill"] > 0 and "overlong/penalty_mean" in m
+
+
+def _count_generated(tr):
+    """Record (samples, response tokens) of every batch the engine generates."""
+    seen = []
+    real = tr.engine.generate
+
+    def wrapper(prompts, params):
+        ro = real(prompts, params)
+        seen.append((len(ro), ro.num_tokens))
+        return ro
+
+    tr.engine.generate = wrapper
+    return seen
+
+
+@pytest.mark.parametrize("verifier", ["test_updates_half_mixed", "test_updates_never"])
+def test_dapo_counts_every_generated_sample_and_token(tmp_path, verifier):
+    """With no mixed group within the refill cap the refill rounds were not counted (budgets matched
+    on samples/tokens then favoured dapo); every generated sample and token counts."""
+    verifiers.register("test_updates_never", lambda completion, reference: 0.0, overwrite=True)
+    cfg = tiny(tmp_path, verifier=verifier, **{"algorithm.preset": "dapo", "trainer.prompts_per_step": 4,
+                                               "algorithm.dynamic_sampling_max_rounds": 3})
+    tr = Trainer(cfg)
+    seen = _count_generated(tr)
+    rounds = 0.0
+    for _ in range(2):
+        first = len(seen)
+        m = tr.train_step()
+        rounds += m["dapo/rounds"]
+        # throughput over every generated token too (it was the kept batch's tokens only)
+        step_tokens = sum(k for _, k in seen[first:])
+        assert m["tokens_per_s"] == pytest.approx(step_tokens / m["time/generate"], rel=1e-6)
+    assert len(seen) == 2 + rounds and rounds >= 1
+    assert tr.samples == sum(n for n, _ in seen) and tr.tokens == sum(k for _, k in seen)
+    if verifier == "test_updates_never":
+        assert rounds == 6 and tr.samples == 16 * 2 + 4 * 4 * 6  # every round refills 4 prompts x n = 4
+
+
+# ----------------------------------------------------------------------------- PPO-KL
+@pytest.mark.parametrize("lr,rule", [(1e-4, "double"), (5e-5, "keep"), (1e-6, "halve")])
+def test_ppo_kl_controller_follows_the_kl_after_the_update(tmp_path, lr, rule):
+    """Schulman et al. 2017 eq. 8: after the epochs, d = KL[pi_old, pi_new] decides beta. It was fed
+    the mean of the KLs seen before each optimizer step (the first exactly 0): measured at lr 1e-4,
+    d = 0.046 but 0.006 fed, so beta was halved where the rule doubles it."""
+    tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "ppo_kl", "trainer.lr": lr, "trainer.micro_batch_size": 4}))
+    seen = spy_update(tr)
+    beta, target = tr.kl_old_ctl.value, tr.preset.kl_old_target
+    m = tr.train_step()
+    x = seen[0]
+    N = x.mask.shape[0]
+    logp = tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N)
+    kl = float(A.aggregate(A.kl_estimate(x.old_logp, logp, "k3", clamp=tr.cfg.algorithm.kl_clamp), x.mask,
+                           "token-mean"))
+    assert m["kl/old_after"] == pytest.approx(kl, rel=1e-4, abs=1e-9)
+    if rule == "double":
+        assert kl > 1.5 * target and tr.kl_old_ctl.value == 2 * beta, (kl, m.get("kl/old"))
+    elif rule == "keep":
+        assert target / 1.5 <= kl <= 1.5 * target and tr.kl_old_ctl.value == beta, (kl, m.get("kl/old"))
+    else:
+        assert kl < target / 1.5 and tr.kl_old_ctl.value == beta / 2
+    assert m["kl/old_coef"] == tr.kl_old_ctl.value
+
+
+def test_kl_to_pi_old_is_clamped_in_the_ppo_kl_penalty_and_the_trpo_line_search(tmp_path):
+    """k3 reaches 4.9e8 at a log-ratio of 20; the trust-region terms bound it per token like the
+    reference KL (algorithm.kl_clamp, verl's low_var_kl)."""
+    from rlvr.algorithms import objective
+    import rlvr.updates.trpo as rule
+
+    tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "ppo_kl"}))
+    old = torch.zeros(1, 3)
+    new = torch.tensor([[20.0, 0.0, 0.0]], requires_grad=True)  # one token e^20 times likelier now
+    mask = torch.ones(1, 3)
+    loss, _ = objective.micro_batch_loss(tr.preset, mask, logp=new, old_logp=old, advantages=torch.zeros(1, 3),
+                                         kl_old_coef=1.0, kl_clamp=10.0, num_tokens=3.0)
+    assert float(loss) == pytest.approx(10.0 / 3, rel=1e-5)
+    x = type("X", (), {"old_logp": old, "mask": mask})()
+    assert float(rule._k3_kl(x, slice(None), new, 3.0, clamp=10.0)) == pytest.approx(10.0 / 3, rel=1e-5)
+
+
+def test_dpo_drops_pairs_with_a_side_that_has_no_trained_token(tmp_path):
+    """overlong=mask zeroes a truncated completion's loss mask: its side then contributed 0 and the
+    pair trained the other side alone, while dpo/pairs still counted it."""
+    long = " ".join(["and then"] * 20)
+    rows = [{"prompt": "What is 1 + 1?", "chosen": f"The answer is 2 {long}.", "rejected": "It is 3."},
+            {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": f"It is 5 {long}."},
+            {"prompt": "What is 3 + 3?", "chosen": "6", "rejected": "7"}]
+    path = _write_pairs(tmp_path / "pairs.jsonl", rows)
+    over = {"algorithm.preset": "dpo", "data.pairs": str(path), "algorithm.overlong": "mask",
+            "rollout.max_new_tokens": 8, "trainer.lr": 1e-4}
+    tr = Trainer(tiny(tmp_path, **over, **{"trainer.prompts_per_step": 3}))
+    seen = spy_update(tr)
+    m = tr.train_step()
+    x = seen[0]
+    assert int((x.mask.sum(1) == 0).sum()) == 2  # the two truncated sides (the pairs come shuffled)
+    assert m["dpo/pairs"] == 1.0 and m["dpo/dropped_pairs"] == 2.0
+    assert m["loss/policy"] == pytest.approx(math.log(2), abs=1e-5)
+    # only truncated pairs: nothing to train on, the policy stays as it was
+    path = _write_pairs(tmp_path / "pairs.jsonl", rows[:2])
+    tr = Trainer(tiny(tmp_path, **over, **{"trainer.prompts_per_step": 2}))
+    before = trainable(tr)
+    m = tr.train_step()
+    assert m["dpo/pairs"] == 0.0 and m["dpo/dropped_pairs"] == 2.0
+    assert all(torch.equal(before[n], p) for n, p in trainable(tr).items())

@@ -327,3 +327,158 @@ def test_docs_example_runs(tmp_path, tiny_model_path):
         assert m["reward/mean"] == pytest.approx(m["reward/math"] + 0.1 * m["reward/my_rewards.py:brevity"],
                                                  abs=1e-5)
         assert {"verifier/timeout_rate", "verifier/crash_rate", "verifier/violation_rate"} <= set(m)
+
+
+# ------------------------------------------------------------------ what a plugin may be
+def _write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize("spec", ["builtins:eval", "builtins:exec", "os:rename", "shutil:copyfile", "operator:eq",
+                                  "subprocess:call", "numpy:save", "yaml:dump", "verifiers.cli:out_row",
+                                  "reexport.py:score", "reexport.py:evaluate", "reexport.py:dump"])
+def test_callables_that_are_not_verifiers_are_refused(tmp_path, monkeypatch, capsys, spec):
+    """``builtins:eval`` passed the start-up check and then evaluated every completion as Python in
+    the trainer; a library function (or one re-exported from a user file) is no verifier either."""
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "reexport.py", """
+        from os import rename as score
+        from yaml import dump
+        evaluate = eval
+    """)
+    with pytest.raises(verifiers.VerifierError, match="not a verifier"):
+        verifiers.get(spec)
+    refs = tmp_path / "r.jsonl"
+    refs.write_text('"1"\n')
+    comps = tmp_path / "c.jsonl"
+    comps.write_text(json.dumps("__import__('pathlib').Path('pwned').touch()") + "\n")
+    assert main(["verify", "-v", spec, "-c", str(comps), "-r", str(refs), "-w", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and repr(spec) in err and "not a verifier" in err, err
+    # a data row's own verifier field goes through the same check before any model loads
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"prompt": "What is 1 + 1?", "answer": "2", "verifier": spec}) + "\n")
+    recipe = write_recipe(tmp_path, {"workers": 0}, **{"data.train": str(data), "data.train_limit": None,
+                                                       "model.name": str(tmp_path / "no-model")})
+    assert main(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and repr(spec) in err and "not a verifier" in err and "no-model" not in err, err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_user_functions_classes_and_partials_are_still_verifiers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "good_plugins.py", """
+        import functools
+
+        from verifiers import Verifier
+
+        def exact(completion, reference):
+            return float(completion == reference)
+
+        def _prefix(completion, reference, n):
+            return float(completion[:n] == str(reference)[:n])
+
+        first_two = functools.partial(_prefix, n=2)
+
+        class Scorer:
+            def score(self, completion, reference):
+                return 0.5
+
+        class Mine(Verifier):
+            def score(self, completion, reference):
+                return 1.0
+
+        scorer = Scorer()
+    """)
+    for attr, want in (("exact", 1.0), ("first_two", 1.0), ("Scorer", 0.5), ("scorer", 0.5), ("Mine", 1.0)):
+        res = verifiers.score_batch(f"good_plugins.py:{attr}", ["42"], ["42"], workers=0)
+        assert res[0].reward == want, attr
+
+
+def _install_entry_points(site: Path, **points: str) -> None:
+    dist = site / "vp_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vp-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[rlvr.verifiers]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()))
+
+
+def test_an_entry_point_named_like_a_file_spec_is_the_same_verifier_everywhere(tmp_path, monkeypatch):
+    """The name resolved to the entry point in the trainer and to the file in the scoring workers."""
+    monkeypatch.chdir(tmp_path)
+    site = tmp_path / "site"
+    _install_entry_points(site, **{"scores.py:f": "vp_ep_plugin:score", "vp_eval": "builtins:eval"})
+    _write(site / "vp_ep_plugin.py", """
+        def score(completion, reference):
+            return 0.75
+    """)
+    _write(tmp_path / "scores.py", """
+        def f(completion, reference):
+            return 0.25
+    """)
+    monkeypatch.syspath_prepend(str(site))
+    here = verifiers.score_batch("scores.py:f", ["x"], [None], workers=0)[0]
+    there = verifiers.score_batch("scores.py:f", ["x"], [None], workers=1, timeout=30)[0]
+    assert not there.info.get("in_process")
+    assert here.reward == there.reward == 0.75  # the documented order: entry points before specs
+    assert verifiers.get("scores.py:f")("x", None) == 0.75  # also after the file was seen
+    with pytest.raises(verifiers.VerifierError, match="'vp_eval' is not a verifier: builtins.eval"):
+        verifiers.get("vp_eval")  # an entry point declares a plugin, not a built-in
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_non_finite_reward_fails_the_check_and_is_flagged(tmp_path, monkeypatch, capsys, value):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "nan_rewards.py", f"""
+        def always(completion, reference):
+            return float("{value}")
+    """)
+    with pytest.raises(verifiers.VerifierError, match=f"returned {dict(nan='NaN').get(value, value)}, not a finite number"):
+        verifiers.check("nan_rewards.py:always", "1", workers=0)
+    for workers in (0, 1):
+        (r,) = verifiers.score_batch("nan_rewards.py:always", ["x"], ["1"], workers=workers, timeout=30)
+        assert r.reward == 0.0 and verifiers.outcome(r) == "crash" and r.info["non_finite"] in r.info["reason"], r
+    recipe = write_recipe(tmp_path, {"verifier": "nan_rewards.py:always", "workers": 1},
+                          **{"model.name": str(tmp_path / "no-model")})
+    assert main(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "reward.verifier: " in err and "not a finite number" in err and "no-model" not in err, err
+
+
+def test_verify_out_keeps_index_and_reward_when_the_plugin_info_has_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "clash.py", """
+        def score(completion, reference):
+            return float(completion == reference), {"index": 99, "reward": 0.5, "note": "mine"}
+    """)
+    comps, refs, out = tmp_path / "c.jsonl", tmp_path / "r.jsonl", tmp_path / "o.jsonl"
+    comps.write_text('"1"\n"2"\n')
+    refs.write_text('"1"\n"1"\n')
+    assert main(["verify", "-v", "clash.py:score", "-c", str(comps), "-r", str(refs), "-w", "0", "-o", str(out)]) == 0
+    rows = read_jsonl(out)
+    assert [(r["index"], r["reward"]) for r in rows] == [(0, 1.0), (1, 0.0)]
+    assert all(r["verifier_info"] == {"index": 99, "reward": 0.5} and r["note"] == "mine" for r in rows)
+
+
+def test_a_plugin_calling_sys_exit_in_process_scores_zero_with_a_reason(tmp_path):
+    _write(tmp_path / "quitter.py", """
+        import sys
+
+        def score(completion, reference):
+            if completion == "quit":
+                sys.exit(0)
+            return float(completion == reference)
+    """)
+    comps, refs, out = tmp_path / "c.jsonl", tmp_path / "r.jsonl", tmp_path / "o.jsonl"
+    comps.write_text('"1"\n"quit"\n"1"\n')
+    refs.write_text('"1"\n"1"\n"1"\n')
+    for workers in ("0", "1"):
+        res = subprocess.run([sys.executable, "-m", "rlvr.cli", "verify", "-v", "quitter.py:score", "-c", str(comps),
+                              "-r", str(refs), "-w", workers, "-o", str(out)], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 0, res.stderr
+        assert "count=3 mean_reward=0.6667" in res.stdout and "errors=1" in res.stdout, (workers, res.stdout)
+        rows = read_jsonl(out)
+        assert [r["reward"] for r in rows] == [1.0, 0.0, 1.0]
+        assert rows[1]["reason"] == "error: SystemExit: 0", rows[1]

@@ -104,7 +104,9 @@ def _in_process(v: Verifier, completions, references, flag: bool = False,
                 batch, late = d.run(v.score_batch, list(completions), list(references))
             if not late and len(batch) == len(completions):
                 out = [safe_score(_Fixed(r), c, None) for r, c in zip(batch, completions)]
-        except Exception:  # noqa: BLE001 - a failing batch falls back to one item at a time
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - a failing (or exiting) batch falls back to one item at a time
             pass
     if out is None:
         out = []
@@ -158,7 +160,7 @@ PROBES = ("", "The answer is \\boxed{42}.")  # completions a verifier is tried o
 def check(name: str, reference: Any = None, *, workers: int | None = None, timeout: float | None = None) -> Verifier:
     """The verifier ``name`` resolves to, checked for use: VerifierError (one line, naming it)
     when it is unknown, fails to import, has the wrong signature, cannot be built in a scoring
-    worker, or returns a non-number for a probe completion scored against ``reference`` (through
+    worker, or returns a non-number, NaN or inf for a probe completion scored against ``reference`` (through
     the same workers as real scoring, so a verifier that hangs on the probe is cut off at the
     timeout). Built-in verifiers are trusted and not probed. A probe that raises or times out is
     not an error: such items score 0 with their reason at training time too.
@@ -171,6 +173,9 @@ def check(name: str, reference: Any = None, *, workers: int | None = None, timeo
             raise VerifierError(f"verifier {name!r}: {r.info.get('reason')}")
         if r.info.get("non_number"):
             raise VerifierError(f"verifier {name!r} returned a {r.info['non_number']}, not a number "
+                                "(a verifier returns a reward in [0, 1])")
+        if r.info.get("non_finite"):
+            raise VerifierError(f"verifier {name!r} returned {r.info['non_finite']}, not a finite number "
                                 "(a verifier returns a reward in [0, 1])")
     return v
 

@@ -102,7 +102,8 @@ def to_result(value: Any) -> ScoreResult:
 
 
 def clean(result: ScoreResult) -> ScoreResult:
-    """Clamp the reward to [0, 1]; a non-number or NaN becomes 0 with a reason."""
+    """Clamp the reward to [0, 1]; a non-number, NaN or +-inf becomes 0 with a reason and counts
+    as an error (``info["non_number"]`` / ``info["non_finite"]``: ``verifiers.check`` refuses it)."""
     info = dict(result.info or {})
     try:
         if isinstance(result.reward, (str, bytes)):
@@ -112,20 +113,28 @@ def clean(result: ScoreResult) -> ScoreResult:
         info["reason"] = f"error: verifier returned a non-number: {type(result.reward).__name__}"
         info["error"], info["non_number"] = True, type(result.reward).__name__
         return ScoreResult(0.0, info)
-    if math.isnan(r):
-        info["reason"] = "verifier returned NaN"
+    if not math.isfinite(r):
+        info["non_finite"] = "NaN" if math.isnan(r) else "inf" if r > 0 else "-inf"
+        info["reason"] = f"error: verifier returned {info['non_finite']}, not a finite number"
+        info["error"] = True
         return ScoreResult(0.0, info)
     return ScoreResult(min(1.0, max(0.0, r)), info)
 
 
 def safe_score(verifier: Verifier, completion: Any, reference: Any) -> ScoreResult:
-    """Score one item; any exception becomes reward 0 with ``info['reason']`` (never raises)."""
+    """Score one item; any exception becomes reward 0 with ``info['reason']`` (never raises).
+
+    That includes ``SystemExit`` (a plugin calling ``sys.exit()``, which would otherwise end an
+    in-process scorer silently) and other ``BaseException``s; only ``KeyboardInterrupt`` (Ctrl-C)
+    goes through."""
     t0 = time.perf_counter()
     try:
         if not isinstance(completion, str):
             raise TypeError(f"completion must be a str, got {type(completion).__name__}")
         result = clean(to_result(verifier.score(completion, reference)))
-    except Exception as e:  # noqa: BLE001 - a verifier bug must not stop training
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - a verifier bug must not stop training
         result = ScoreResult(0.0, {"reason": f"error: {type(e).__name__}: {e}"[:500]})
     result.info.setdefault("time_s", round(time.perf_counter() - t0, 6))
     result.info.setdefault("reason", "correct" if result.reward >= 1.0 else "")

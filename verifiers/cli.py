@@ -4,7 +4,8 @@ Each completions line is a JSON string or an object with a ``completion`` string
 line is any JSON value, or an object whose ``reference`` field is used when present (otherwise the
 whole object is the reference: a GSM8K/MATH/HumanEval/MBPP row works as is). Line i of one file
 goes with line i of the other. Prints a summary and, with ``--out``, writes one JSON object per
-item: ``index, reward`` and the verifier's info (``extracted, reason, time_s, ...``).
+item: ``index, reward`` and the verifier's info (``extracted, reason, time_s, ...``; an info key
+named ``index``, ``reward`` or ``verifier_info`` is kept under ``verifier_info``).
 """
 from __future__ import annotations
 
@@ -73,6 +74,17 @@ def summarize(results: list, seconds: float) -> dict:
             "seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1) if seconds > 0 else None}
 
 
+RESERVED = ("index", "reward", "verifier_info")
+
+
+def out_row(index: int, result) -> dict:
+    """One ``--out`` line: ``index`` and ``reward`` are ours; the verifier's info keys follow, and
+    any of them that would overwrite ours goes under ``verifier_info`` instead."""
+    info = dict(result.info or {})
+    clash = {k: info.pop(k) for k in RESERVED if k in info}
+    return {"index": index, "reward": result.reward, **info, **({"verifier_info": clash} if clash else {})}
+
+
 def run(args: argparse.Namespace) -> int:
     import verifiers
 
@@ -92,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as f:
             for i, r in enumerate(results):
-                f.write(json.dumps({"index": i, "reward": r.reward, **r.info}, default=str) + "\n")
+                f.write(json.dumps(out_row(i, r), default=str) + "\n")
     print(f"verifier={args.verifier} count={summary['count']} mean_reward={summary['mean_reward']:.4f} "
           f"correct={summary['correct']} timeouts={summary['timeouts']} errors={summary['errors']} "
           f"violations={summary['violations']} "

@@ -24,9 +24,13 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str, clamp: float | None =
     """Per-token estimate of KL(pi || pi_ref) from log-probs of tokens sampled from pi.
 
     logp, ref_logp [...] -> [...] (same shape; mask and aggregate it with ``aggregate``).
-    For k3 the log-ratio is clamped to [-20, 20] so that garbage at padding positions cannot overflow.
-    ``clamp`` bounds every token's estimate to [-clamp, clamp] (k3 alone is unbounded above: 4.9e8
-    at a log-ratio of 20; verl clamps it at 10 for the same reason).
+    For k3 the log-ratio is clamped to [-20, 20] before it is exponentiated, so that garbage at
+    padding positions cannot overflow; ``clamp`` then bounds every token's estimate to
+    [-clamp, clamp] (k3 alone is unbounded above: 4.9e8 at a log-ratio of 20). Both bounds are
+    those of verl (``verl/trainer/ppo/core_algos.py``, ``kl_penalty`` "low_var_kl") and OpenRLHF
+    (``openrlhf/models/utils.py``, ``compute_approx_kl`` "k3"): log-ratio to [-20, 20], k3 to
+    [-10, 10] (``algorithm.kl_clamp`` defaults to 10). The trainer uses them for the KL to the
+    reference and for the trust-region KL(pi_old || pi) of PPO-KL and TRPO alike.
     """
     check_choice(kind, KL_KINDS, "kind")
     check_shape(ref_logp, logp.shape, "ref_logp", "logp")

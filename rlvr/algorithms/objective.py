@@ -9,7 +9,8 @@ batches the rollout, computes the current log-probs (and values) of each micro-b
     L = L_pi(theta)                                  policy term, ``POLICY_LOSSES[preset.policy_loss]``
         - c_H  * agg(H_t)                            entropy bonus (preset.entropy_coef)
         + beta * agg(kl(pi_theta || pi_ref)_t)       reference KL in the loss (kl_placement "loss")
-        + beta_old * agg(k3(pi_old || pi_theta)_t)   PPO's KL penalty (Schulman et al. 2017 eq. 8)
+        + beta_old * agg(k3(pi_old || pi_theta)_t)   PPO's KL penalty (Schulman et al. 2017 eq. 8);
+                                                     both KL terms are bounded per token by kl_clamp
         + w_V  * L_V                                 value loss (PPO2 clipping), w_V = 1 for a separate
                                                      critic (its own parameters), value_coef when the
                                                      critic shares the policy's trunk
@@ -53,7 +54,8 @@ def micro_batch_loss(
     loss_agg, entropy_coef, kl_placement, kl_kind). All tensors are [b, T] on the micro-batch's rows;
     ``mask`` marks the trained tokens. ``logp`` None: no policy term (value warm-up: only the critic
     learns); ``values`` None: no value term. ``kl_coef`` / ``kl_old_coef`` are the controllers'
-    current values (the KL to ``ref_logp`` enters only with kl_placement "loss"). ``is_weights``
+    current values (the KL to ``ref_logp`` enters only with kl_placement "loss"); ``kl_clamp``
+    bounds each token's KL estimate in both terms (``kl_estimate``). ``is_weights``
     [b, T]: rollout/trainer importance weights (TIS and/or sequence-level), detached.
     Stats (floats): the policy loss's own (clip table, ratio, kl/old), loss/policy (the policy term
     alone), entropy, loss/kl, loss/value and the value loss's stats. The loss is a 0-d tensor (no
@@ -76,8 +78,9 @@ def micro_batch_loss(
             kl = aggregate(kl_estimate(logp, ref_logp, p.kl_kind, clamp=kl_clamp), mask, p.loss_agg, **totals)
             loss = loss + kl_coef * kl
             stats["loss/kl"] = float(kl.detach())
-        if kl_old_coef:  # PPO-KL: penalise KL(pi_old || pi) instead of clipping
-            loss = loss + kl_old_coef * aggregate(kl_estimate(old_logp, logp, "k3"), mask, p.loss_agg, **totals)
+        if kl_old_coef:  # PPO-KL: penalise KL(pi_old || pi) instead of clipping (k3 bounded by kl_clamp)
+            kl_old = kl_estimate(old_logp, logp, "k3", clamp=kl_clamp)
+            loss = loss + kl_old_coef * aggregate(kl_old, mask, p.loss_agg, **totals)
     if values is not None:
         vloss, vst = value_loss(values, old_values, returns, mask, clip=value_clip, agg="token-mean",
                                 num_tokens=num_tokens)

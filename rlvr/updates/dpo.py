@@ -10,7 +10,9 @@ reference's log pi_ref(y) (taken once per step, before any update):
 
 averaged over a mini-batch of pairs (micro-batches of pairs accumulate exactly), then the trainer's
 optimizer step. Groups without a pair (all scores equal) are reported as ``dpo/groups_without_pair``
-(a fraction of the step's groups); a step without any pair leaves the policy as it is.
+(a fraction of the step's groups); a pair with a side that has no trained token (a completion
+truncated under ``algorithm.overlong: mask``) is dropped and counted as ``dpo/dropped_pairs``; a
+step without any pair leaves the policy as it is.
 
 With several processes each forms the pairs of its own groups; they agree on the number of
 mini-batches (the largest pair count decides) and the loss is the mean over the union of their
@@ -22,9 +24,18 @@ from typing import Any
 
 import torch
 
-from rlvr.algorithms import dpo_loss, sequence_logp, verifier_pairs
+from rlvr.algorithms import Pairs, dpo_loss, sequence_logp, verifier_pairs
 
 from .base import UpdateInputs, register
+
+
+def _drop_empty_sides(pairs: Pairs, mask: torch.Tensor) -> tuple[Pairs, int]:
+    """The pairs whose chosen and rejected completions both have a trained token, and how many were
+    dropped. A side with none (a truncated completion under ``algorithm.overlong: mask``, a padding
+    row) has log pi(y) = 0 = log pi_ref(y) for good, so its pair would train the other side alone."""
+    has = mask.sum(1) > 0
+    ok = has[pairs.chosen] & has[pairs.rejected]
+    return pairs._replace(chosen=pairs.chosen[ok], rejected=pairs.rejected[ok]), int((~ok).sum())
 
 
 @register("dpo")
@@ -32,11 +43,15 @@ def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     """``preset.epochs`` passes over the step's pairs in shuffled mini-batches of pairs
     (``trainer.mini_batch_size`` // 2 pairs, micro-batches of ``trainer.micro_batch_size`` // 2 pairs,
     i.e. about as many sequences as the first-order rule). Metrics: loss/policy (the DPO loss),
-    dpo/{margin,accuracy,chosen_reward,rejected_reward} (``dpo_loss``), dpo/pairs, entropy, grad_norm."""
+    dpo/{margin,accuracy,chosen_reward,rejected_reward} (``dpo_loss``), dpo/pairs (the pairs trained
+    on), dpo/dropped_pairs (pairs with a side that has no trained token, see ``_drop_empty_sides``),
+    entropy, grad_norm."""
     p, t = tr.preset, tr.cfg.trainer
     pairs = verifier_pairs(x.scores, x.batch["group_ids"], p.dpo_max_pairs_per_group)
+    pairs, dropped = _drop_empty_sides(pairs, x.mask)
     P = int(pairs.chosen.numel())
-    out = {"dpo/pairs": float(P), "dpo/groups_without_pair": pairs.groups_without_pair / max(1, pairs.groups)}
+    out = {"dpo/pairs": float(P), "dpo/dropped_pairs": float(dropped),
+           "dpo/groups_without_pair": pairs.groups_without_pair / max(1, pairs.groups)}
     # every process runs the same mini-batches (each one ends in collectives): as many as the process
     # with the most pairs needs; one with fewer pairs takes part with an empty share
     counts = [P] if tr.world == 1 else [int(c) for c in tr._gather_floats([float(P)])[:, 0].tolist()]

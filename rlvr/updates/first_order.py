@@ -5,7 +5,10 @@ its mini-batch's token/sequence totals (``num_tokens`` / ``num_seqs``), so the m
 sum to exactly the mini-batch gradient; after each mini-batch the trainer all-reduces, clips and
 steps (``trainer._apply_gradients``). A non-finite micro-batch loss skips that optimizer step
 (with FSDP2 the remaining micro-batches still run their backward passes: those are collectives).
-``inputs.policy`` False (value warm-up): only the critic learns.
+With PPO's adaptive KL penalty (``kl_old_target``) the KL(pi_old || pi) after the epochs is
+measured for its controller (``kl/old_after``). ``inputs.policy`` False (value warm-up): only the
+critic learns; a value head on the policy's trunk gets the trunk's features without their graph,
+and the policy's optimizer does not step.
 """
 from __future__ import annotations
 
@@ -13,10 +16,22 @@ from typing import Any
 
 import torch
 
-from rlvr.algorithms import objective
+from rlvr.algorithms import kl_estimate, objective
 from rlvr.rollout.consistency import logprob_mismatch
 
 from .base import UpdateInputs, register
+
+
+@torch.no_grad()
+def kl_after_update(tr: Any, x: UpdateInputs) -> float:
+    """d = token-mean over the trained tokens of every process of k3(pi_old || pi_new), pi_new the
+    policy after all epochs: what PPO's adaptive KL penalty compares with its target (Schulman et al.
+    2017, sec. 4, eq. 8: "compute d = E_t[KL[pi_old(.|s_t), pi(.|s_t)]]" after the update). Each
+    token's k3 is bounded by ``algorithm.kl_clamp`` (``kl_estimate``). One extra forward pass."""
+    N = x.mask.shape[0]
+    logp = tr._no_grad_pass(lambda rows: tr._logprobs(tr.policy, x.batch, rows), N)
+    kl = kl_estimate(x.old_logp, logp, "k3", clamp=tr.cfg.algorithm.kl_clamp)
+    return tr._global_mean(kl, x.mask)
 
 
 @register("first_order")
@@ -48,7 +63,10 @@ def first_order_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                 logp = ent = hid = None
                 if policy or tr.shared_critic:
                     if tr.shared_critic:
-                        logp, ent, hid = tr._logprobs(tr.policy, x.batch, rows, entropy=True, hidden=True)
+                        # value warm-up: the trunk's features without a graph, so only the value
+                        # head learns (the policy is not moved through the shared trunk)
+                        with torch.set_grad_enabled(policy):
+                            logp, ent, hid = tr._logprobs(tr.policy, x.batch, rows, entropy=True, hidden=True)
                     else:
                         logp, ent = tr._logprobs(tr.policy, x.batch, rows, entropy=True)
                     if epoch == 0 and s == 0:
@@ -82,6 +100,8 @@ def first_order_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                 stats.setdefault(k, []).append(sum(v) if k.startswith("loss/") else sum(v) / len(v))
             tr._apply_gradients(finite, stats, policy=policy)
     out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+    if policy and p.kl_old_target is not None:
+        out["kl/old_after"] = kl_after_update(tr, x)
     if t.reuse_sampler_logprobs and first_pass:
         # pi_old was taken from the sampler: measure it against the trainer's own first pass
         rows = torch.cat([r for r, _ in first_pass])

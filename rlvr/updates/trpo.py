@@ -5,6 +5,8 @@ One policy step per batch over the trainable parameters theta:
     maximise  L(theta) = -micro_batch_loss (the unclipped ratio surrogate  agg(r_t A_t), plus any
                          entropy bonus / reference-KL term the preset puts in the loss)
     s.t.      KL(theta) = token-mean over the batch of k3(pi_old || pi_theta)_t <= delta = trpo_max_kl
+              (in the line search each token's k3 is bounded by ``algorithm.kl_clamp``, as in
+              ``kl_estimate``; the Fisher products use the unbounded k3, whose Hessian at theta_old is F)
 
 g = grad L and Fisher-vector products F v = grad[(grad KL) . v] (the k3 estimate's Hessian at
 theta_old is the empirical Fisher sum_t grad log pi_t grad log pi_t^T / n) are accumulated over
@@ -42,9 +44,11 @@ def _mean_over_processes(tr: Any, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _k3_kl(x: UpdateInputs, rows: Any, logp: torch.Tensor, num_tokens: Any) -> torch.Tensor:
-    """Token-mean k3 estimate of KL(pi_old || pi) over ``rows``, normalised by ``num_tokens``."""
-    return aggregate(kl_estimate(x.old_logp[rows], logp, "k3"), x.mask[rows], "token-mean", num_tokens=num_tokens)
+def _k3_kl(x: UpdateInputs, rows: Any, logp: torch.Tensor, num_tokens: Any, clamp: float | None = None) -> torch.Tensor:
+    """Token-mean k3 estimate of KL(pi_old || pi) over ``rows``, normalised by ``num_tokens``; each
+    token's estimate bounded by ``clamp`` (``kl_estimate``: verl's and OpenRLHF's bounds)."""
+    return aggregate(kl_estimate(x.old_logp[rows], logp, "k3", clamp=clamp), x.mask[rows], "token-mean",
+                     num_tokens=num_tokens)
 
 
 def fisher_rows(n: int, fraction: float) -> torch.Tensor:
@@ -155,7 +159,8 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
             total = torch.zeros(2, device=g.device)
             for rows in chunks:
                 logp = tr._logprobs(tr.policy, x.batch, rows)
-                total += torch.stack([-loss_of(rows, logp)[0].float(), _k3_kl(x, rows, logp, totals["num_tokens"]).float()])
+                kl_rows = _k3_kl(x, rows, logp, totals["num_tokens"], clamp=tr.cfg.algorithm.kl_clamp)
+                total += torch.stack([-loss_of(rows, logp)[0].float(), kl_rows.float()])
             evaluated.update(key=key, value=_mean_over_processes(tr, total))
         return evaluated["value"]
 
