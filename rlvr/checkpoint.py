@@ -4,7 +4,9 @@ Layout of ``<run_dir>/checkpoints/step_<N>/``::
 
     policy/             HF directory (LoRA merged) - loadable by ``rlvr eval`` and transformers
     trainer_state.pt    trainable policy params, critic, optimizers, schedulers, KL controller,
-                        counters, RNG states
+                        counters, RNG states: tensors and plain containers only, read back with
+                        ``torch.load(weights_only=True)`` (a run directory from elsewhere cannot run
+                        code on ``--resume``)
 
 With FSDP2 (``trainer.distributed=fsdp2``) the sharded models are gathered first and process 0
 writes exactly this layout (a consolidated checkpoint; :mod:`rlvr.fsdp`), so any number of processes
@@ -15,6 +17,7 @@ crash while saving never leaves a checkpoint that ``--resume`` would pick up hal
 """
 from __future__ import annotations
 
+import pickle
 import random
 import re
 import shutil
@@ -24,19 +27,33 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlvr.errors import RlvrError
+
+
+class CheckpointError(RlvrError):
+    """A checkpoint that cannot be resumed from (unsafe or unreadable ``trainer_state.pt``)."""
+
+
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain containers (numpy's key array as a tensor)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    numpy = {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -84,4 +101,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
-    return torch.load(Path(ckpt) / "trainer_state.pt", map_location="cpu", weights_only=False)
+    """The trainer state of ``ckpt``, loaded with ``weights_only=True``: tensors and plain containers
+    only, so a crafted file cannot run code; anything else is refused with one line."""
+    path = Path(ckpt) / "trainer_state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", str(e), re.IGNORECASE)
+        what = f"it names {found.group(1)}" if found else ""
+        raise CheckpointError(f"{path}: refusing to load: it holds more than tensors and plain containers"
+                              f"{f' ({what[:120]})' if what else ''}; it was not written by this version of "
+                              "rlvr or was altered") from None
