@@ -1042,14 +1042,20 @@ class Trainer:
         if self.is_main:
             print(f"rlvr train: resumed from {ckpt} (step {self.step})")
 
+    # the files of one attempt at a run: a fresh start moves them all to attempts/<k>/ together
+    ATTEMPT_FILES = ("metrics.jsonl", "eval.jsonl", "summary.json", "metrics.jsonl.after_checkpoint",
+                     "eval.jsonl.after_checkpoint", "tb", "checkpoints", "eval_items.jsonl", "provenance.json",
+                     "config.yaml", "resume_forced.jsonl")
+
     def _set_aside_earlier_attempt(self) -> None:
-        """A fresh start in a directory that already has logs (a run stopped before its first
-        checkpoint, or a finished one being redone): move them to ``attempts/<k>/`` so that the new
-        ``metrics.jsonl`` never continues an older attempt's steps."""
+        """A fresh start in a directory that already has an attempt (a run stopped before its first
+        checkpoint, a finished one being redone, a start without ``--resume``): move its files, its
+        checkpoints among them, to ``attempts/<k>/``, so that the new ``metrics.jsonl`` never
+        continues an older attempt's steps and neither ``--resume`` nor ``rlvr eval RUN_DIR`` picks
+        up the older attempt's checkpoints."""
         if not self.is_main:
             return
-        names = ("metrics.jsonl", "eval.jsonl", "summary.json", "metrics.jsonl.after_checkpoint",
-                 "eval.jsonl.after_checkpoint", "tb")
+        names = self.ATTEMPT_FILES
         found = [self.run_dir / n for n in names if (self.run_dir / n).exists()]
         if not found:
             return
@@ -1060,7 +1066,8 @@ class Trainer:
         dest.mkdir(parents=True)
         for f in found:
             f.rename(dest / f.name)
-        print(f"rlvr train: no checkpoint to resume; earlier logs moved to {dest}")
+        print(f"rlvr train: starting fresh; the earlier attempt's files ({', '.join(f.name for f in found)}) "
+              f"moved to {dest}")
 
     def _trim_logs_after(self, step: int) -> None:
         """Steps logged after the checkpoint will be redone: move their lines aside (not deleted)."""

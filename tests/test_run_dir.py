@@ -49,3 +49,24 @@ def test_checkpoint_state_loads_with_weights_only(tmp_path):
     st = torch.load(Path(cfg.trainer.output_dir) / "checkpoints" / "step_1" / "trainer_state.pt",
                     weights_only=True)
     assert st["step"] == 1 and st["critic"] is not None
+
+
+def test_fresh_start_moves_the_earlier_attempts_checkpoints_with_its_logs(tmp_path):
+    from evals.harness import resolve_checkpoint
+
+    first = tiny_cfg(tmp_path, **{"trainer.total_steps": 2, "trainer.checkpoint_every": 1})
+    run = Path(first.trainer.output_dir)
+    Trainer(first).train()
+    (run / "eval_items.jsonl").write_text("{}\n")
+    (run / "provenance.json").write_text("{}\n")
+    again = tiny_cfg(tmp_path, **{"trainer.total_steps": 1})
+    Trainer(again).train()  # a fresh start (no --resume) in the used directory
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_1"]
+    old = run / "attempts" / "1"
+    assert sorted(p.name for p in (old / "checkpoints").iterdir()) == ["step_1", "step_2"]
+    for name in ("metrics.jsonl", "summary.json", "config.yaml", "eval_items.jsonl", "provenance.json"):
+        assert (old / name).exists(), name
+    assert not (run / "eval_items.jsonl").exists() and not (run / "provenance.json").exists()
+    assert json.loads((run / "summary.json").read_text())["steps"] == 1
+    assert Path(resolve_checkpoint(run)).parent.name == "step_1"  # rlvr eval RUN_DIR: this attempt's
+    assert Trainer(again, resume=True).step == 1
