@@ -437,5 +437,30 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     return from_dict(data, overrides)
 
 
+def flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"trainer": {"lr": 1e-6}}`` -> ``{"trainer.lr": 1e-6}`` (mappings flattened to the leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def settings_changed(before: dict[str, Any], cfg: Config) -> dict[str, list[Any]]:
+    """``{key: [before, now]}`` for every setting whose value differs between a saved config
+    (``config.yaml``'s mapping; keys it lacks take their defaults) and ``cfg``."""
+    import json
+
+    try:
+        old = _build(Config, {k: (dict(v) if isinstance(v, dict) else v) for k, v in before.items()}, "").to_dict()
+    except ConfigError:  # written by another version: compare what is there
+        old = before
+    a, b = flat_settings(old), flat_settings(cfg.to_dict())
+    same = lambda x, y: json.dumps(x, sort_keys=True, default=str) == json.dumps(y, sort_keys=True, default=str)  # noqa: E731
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if not same(a.get(k), b.get(k))}
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -44,6 +44,20 @@ SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "l
                                   "dynamic_sampling", "overlong_buffer"})
 
 
+# settings a resume may change: budgets, eval/checkpoint cadence and logging, none of which changes
+# the run's path (trainer.total_steps only with a constant learning rate: else it sets the schedule)
+RESUMABLE_SETTINGS = frozenset({
+    "name", "trainer.total_steps", "trainer.max_samples", "trainer.max_tokens", "trainer.max_time_s",
+    "trainer.eval_every", "trainer.eval_at_start", "trainer.checkpoint_every", "trainer.progress",
+    "trainer.tensorboard", "trainer.wandb_project", "trainer.dist_timeout_s",
+    "trainer.output_dir"})  # the same directory, spelled another way (it holds the checkpoint)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class NonFiniteLossError(RlvrError):
     """Raised after ``trainer.max_bad_steps`` consecutive non-finite losses."""
 
@@ -73,7 +87,7 @@ def _peak_memory_gb(device: torch.device) -> float:
 class Trainer:
     """Compose model, engine, verifiers and algorithms according to a :class:`Config`."""
 
-    def __init__(self, cfg: Config, *, resume: bool = False,
+    def __init__(self, cfg: Config, *, resume: bool = False, force_resume: bool = False,
                  evaluator: Callable[[Trainer, bool], dict[str, Any] | None] | None = None):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -103,6 +117,9 @@ class Trainer:
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         self.run_dir = Path(t.output_dir)
+        resume = resume or force_resume
+        ckpt = latest_checkpoint(self.run_dir) if resume else None
+        resume_changes = self._check_resume_settings(ckpt, force_resume) if ckpt is not None else {}
         self.fsdp = self._use_fsdp()
         set_seed(t.seed + self.rank)
         self._load_data()
@@ -132,11 +149,12 @@ class Trainer:
         self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (see _learn_rows)
         self._perm_cache: dict[int, list[int]] = {}
         self._last_eval: dict[str, Any] | None = None
-        ckpt = latest_checkpoint(self.run_dir) if resume else None
         if resume and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
             self._restore(ckpt)
+            if resume_changes:
+                self._record_forced_resume(ckpt, resume_changes)
         else:
             self._set_aside_earlier_attempt()
         if self.is_main:
@@ -1046,6 +1064,52 @@ class Trainer:
     ATTEMPT_FILES = ("metrics.jsonl", "eval.jsonl", "summary.json", "metrics.jsonl.after_checkpoint",
                      "eval.jsonl.after_checkpoint", "tb", "checkpoints", "eval_items.jsonl", "provenance.json",
                      "config.yaml", "resume_forced.jsonl")
+
+    def _check_resume_settings(self, ckpt: Path, force: bool) -> dict[str, list[Any]]:
+        """The settings that differ between the run's ``config.yaml`` and this config, as
+        ``{key: [run's value, this value]}``; a resume may change only those that cannot change the
+        run's path (:data:`RESUMABLE_SETTINGS`); any other difference is refused with the keys listed,
+        unless ``force`` (then they are returned, to be recorded in ``resume_forced.jsonl``)."""
+        import yaml
+
+        from rlvr.config import settings_changed
+
+        path = self.run_dir / "config.yaml"
+        if not path.is_file():
+            if self.is_main:
+                print(f"rlvr train: {path} is missing; cannot check that the resumed run keeps its settings")
+            return {}
+        try:
+            before = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML ({getattr(e, 'problem', e)}); cannot check the resume") from None
+        changed = settings_changed(before, self.cfg)
+        t = self.cfg.trainer
+        allowed = set(RESUMABLE_SETTINGS)
+        if t.lr_schedule != "constant" or t.warmup_steps:
+            allowed.discard("trainer.total_steps")  # it sets the learning rate of every later step
+        refused = {k: v for k, v in changed.items() if k not in allowed}
+        if refused and not force:
+            listed = ", ".join(f"{k} {_short(a)} -> {_short(b)}" for k, (a, b) in refused.items())
+            raise ConfigError(f"--resume: {self.run_dir} was trained with other settings ({listed}); only "
+                              "budgets, eval/checkpoint cadence and logging may change on a resume (use another "
+                              "trainer.output_dir, or --force-resume to continue anyway)")
+        return refused
+
+    def _record_forced_resume(self, ckpt: Path, changes: dict[str, list[Any]]) -> None:
+        """Append what a forced resume changed to ``resume_forced.jsonl`` (the run is not one config)."""
+        import json
+        from datetime import datetime, timezone
+
+        if not self.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        row = {"step": self.step, "checkpoint": str(ckpt), "time": datetime.now(timezone.utc).isoformat(),
+               "changed": changes}
+        with open(self.run_dir / "resume_forced.jsonl", "a") as f:
+            f.write(json.dumps(row, default=str) + "\n")
+        print(f"rlvr train: resume forced with changed settings {', '.join(changes)} "
+              f"(recorded in {self.run_dir / 'resume_forced.jsonl'})")
 
     def _set_aside_earlier_attempt(self) -> None:
         """A fresh start in a directory that already has an attempt (a run stopped before its first

@@ -70,3 +70,41 @@ def test_fresh_start_moves_the_earlier_attempts_checkpoints_with_its_logs(tmp_pa
     assert json.loads((run / "summary.json").read_text())["steps"] == 1
     assert Path(resolve_checkpoint(run)).parent.name == "step_1"  # rlvr eval RUN_DIR: this attempt's
     assert Trainer(again, resume=True).step == 1
+
+
+def test_resume_refuses_other_training_settings_and_lists_them(tmp_path):
+    base = {"trainer.total_steps": 2}
+    cfg = tiny_cfg(tmp_path, **base)
+    run = Path(cfg.trainer.output_dir)
+    Trainer(cfg).train(max_steps=1)
+    saved = (run / "config.yaml").read_text()
+    other = tiny_cfg(tmp_path, **base, **{"trainer.lr": 2e-3, "trainer.seed": 1, "algorithm.preset": "rloo"})
+    with pytest.raises(RlvrError) as e:
+        Trainer(other, resume=True)
+    msg = str(e.value)
+    assert "\n" not in msg and "--force-resume" in msg
+    for key in ("trainer.lr", "trainer.seed", "algorithm.preset"):
+        assert key in msg, key
+    assert "trainer.total_steps" not in msg
+    assert (run / "config.yaml").read_text() == saved  # not overwritten
+    # budgets, cadences and logging may change
+    ok = tiny_cfg(tmp_path, **{"trainer.total_steps": 3, "trainer.eval_every": 1, "trainer.checkpoint_every": 1,
+                               "trainer.max_samples": 100, "trainer.progress": True})
+    assert Trainer(ok, resume=True).step == 1
+    # with a schedule, total_steps sets the learning rate of every later step
+    sched = tiny_cfg(tmp_path / "s", **{"trainer.total_steps": 2, "trainer.lr_schedule": "cosine"})
+    Trainer(sched).train(max_steps=1)
+    longer = tiny_cfg(tmp_path / "s", **{"trainer.total_steps": 4, "trainer.lr_schedule": "cosine"})
+    with pytest.raises(RlvrError, match=r"trainer.total_steps 2 -> 4"):
+        Trainer(longer, resume=True)
+
+
+def test_forced_resume_is_recorded_in_the_run_dir(tmp_path):
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 2})
+    run = Path(cfg.trainer.output_dir)
+    Trainer(cfg).train(max_steps=1)
+    other = tiny_cfg(tmp_path, **{"trainer.total_steps": 2, "trainer.lr": 2e-3})
+    tr = Trainer(other, force_resume=True)
+    assert tr.step == 1
+    (row,) = rows(run / "resume_forced.jsonl")
+    assert row["step"] == 1 and row["changed"] == {"trainer.lr": [1e-3, 2e-3]}

@@ -1,4 +1,4 @@
-"""``rlvr train RECIPE [section.key=value ...] [--resume]``."""
+"""``rlvr train RECIPE [section.key=value ...] [--resume | --force-resume]``."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.lr=1e-6 rollout.n=8")
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in trainer.output_dir")
+    p.add_argument("--force-resume", action="store_true",
+                   help="resume even with training settings that differ from the run's config.yaml (the "
+                        "changes are recorded in resume_forced.jsonl)")
     p.add_argument("--output-dir", help="shortcut for trainer.output_dir=...")
 
 
@@ -23,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.recipe, overrides)
     from rlvr.trainer import Trainer
 
-    trainer = Trainer(cfg, resume=args.resume, evaluator=harness_evaluator)
+    trainer = Trainer(cfg, resume=args.resume, force_resume=args.force_resume, evaluator=harness_evaluator)
     try:
         summary = trainer.train()
     finally:
