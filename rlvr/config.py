@@ -165,7 +165,7 @@ class TrainerConfig:
     checkpoint_every: int = 0  # 0: only at the end and on SIGINT/SIGTERM
     gradvar_every: int = 0  # 0: off; else the gradient-variance diagnostic every N steps
     gradvar_splits: int = 4
-    max_bad_steps: int = 3  # consecutive non-finite losses before stopping
+    max_bad_steps: int = 3  # consecutive steps skipped for a non-finite loss or gradient norm before stopping
     # several processes: a collective that waits longer than this fails (a peer died or hangs)
     # instead of blocking forever; it must exceed the longest eval/checkpoint the others wait for
     dist_timeout_s: float = 1800.0

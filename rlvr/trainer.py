@@ -754,30 +754,19 @@ class Trainer:
                 self.critic.eval()
 
     def _apply_gradients(self, finite: bool, stats: dict[str, list[float]], *, policy: bool = True) -> bool:
-        """All-reduce, clip and step; skip the step (and count it) when the loss was not finite.
+        """All-reduce, clip and step; skip the step (and count it) when the loss was not finite, or
+        when a total gradient norm (policy or critic) is not: a finite loss can still give an inf
+        gradient, which clipping would turn into NaN weights. Both checks are agreed by every process.
 
         An FSDP2-sharded model's gradients were already averaged over processes (reduce-scattered
         in the backward pass), the same average the all-reduce takes; they are clipped by the
         global norm over the shards."""
+        if not self._agreed(finite):
+            return self._skip_step(stats, "nonfinite_loss", "loss")
         t = self.cfg.trainer
-        if self.world > 1:
-            flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            finite = bool(flag.item() > 0)
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.critic_optimizer is not None:
-                self.critic_optimizer.zero_grad(set_to_none=True)
-            self.bad_steps += 1
-            stats.setdefault("nonfinite_loss", []).append(1.0)
-            if self.bad_steps >= t.max_bad_steps:
-                raise NonFiniteLossError(
-                    f"{self.bad_steps} consecutive non-finite losses at step {self.step}; stopping "
-                    f"(metrics so far are in {self.run_dir / 'metrics.jsonl'}; lower trainer.lr or check rewards)")
-            return False
-        self.bad_steps = 0
-        for model, opt, sched, key in ((self.policy, self.optimizer, self.scheduler, "grad_norm"),
-                                       (self.critic, self.critic_optimizer, self.critic_scheduler, "value/grad_norm")):
+        stepping, norms = [], []
+        for model, opt, key in ((self.policy, self.optimizer, "grad_norm"),
+                                (self.critic, self.critic_optimizer, "value/grad_norm")):
             if model is None or (model is self.policy and not policy and not self.shared_critic):
                 continue
             params = [q for q in model.parameters() if q.requires_grad]
@@ -790,10 +779,41 @@ class Trainer:
             norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
             if hasattr(norm, "full_tensor"):  # a DTensor (sharded gradients): the global norm
                 norm = norm.full_tensor()
-            stats.setdefault(key, []).append(float(norm))
+            stepping.append((opt, key))
+            norms.append(float(norm))
+        if not self._agreed(all(math.isfinite(n) for n in norms)):
+            return self._skip_step(stats, "nonfinite_grad", "gradient norm")
+        self.bad_steps = 0
+        for (opt, key), norm in zip(stepping, norms):
+            stats.setdefault(key, []).append(norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
         return True
+
+    def _agreed(self, ok: bool) -> bool:
+        """``ok`` on every process (a MIN all-reduce): all of them skip a step, or none does."""
+        if self.world > 1:
+            flag = torch.tensor([1.0 if ok else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            ok = bool(flag.item() > 0)
+        return ok
+
+    def _skip_step(self, stats: dict[str, list[float]], key: str, what: str) -> bool:
+        """Drop the gradients, count a bad step (``key`` = 1 in the step's metrics) and stop after
+        ``trainer.max_bad_steps`` in a row."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.critic_optimizer is not None:
+            self.critic_optimizer.zero_grad(set_to_none=True)
+        self.bad_steps += 1
+        stats.setdefault(key, []).append(1.0)
+        if self.is_main:
+            print(f"rlvr train: step {self.step + 1}: non-finite {what}; optimizer step skipped "
+                  f"({self.bad_steps} in a row, stopping at trainer.max_bad_steps={self.cfg.trainer.max_bad_steps})")
+        if self.bad_steps >= self.cfg.trainer.max_bad_steps:
+            raise NonFiniteLossError(
+                f"{self.bad_steps} consecutive non-finite losses or gradients at step {self.step}; stopping "
+                f"(metrics so far are in {self.run_dir / 'metrics.jsonl'}; lower trainer.lr or check rewards)")
+        return False
 
     def _finish_lr_step(self) -> None:
         # The schedules follow trainer steps, also those where an optimizer did not step (a skipped

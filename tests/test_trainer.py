@@ -1,5 +1,6 @@
 """End-to-end trainer behaviour on a tiny random model with the real SmolLM2 tokenizer."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -176,3 +177,33 @@ def test_ppo_with_a_shared_trunk_critic(tmp_path):
     rows = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")
     assert all("loss/value" in r and "value/grad_norm" in r for r in rows)
     assert any(not torch.equal(a, b) for a, b in zip(head_before, trainer.critic.parameters()))
+
+
+def _poison_gradient(param):
+    """A finite loss whose gradient is inf in one entry (what an overflow in a backward pass gives)."""
+    def hook(grad):
+        grad = grad.clone()
+        grad.view(-1)[0] = float("inf")
+        return grad
+    return param.register_hook(hook)
+
+
+@pytest.mark.parametrize("where,preset", [("policy", "ppo"), ("critic", "ppo"), ("policy", "trpo")])
+def test_inf_gradient_with_a_finite_loss_skips_the_step_and_counts_it(tmp_path, where, preset):
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": preset, "algorithm.value_warmup_steps": 0,
+                                "algorithm.epochs": 1,
+                                "trainer.total_steps": 10, "trainer.max_bad_steps": 2})
+    trainer = Trainer(cfg)
+    model = trainer.policy if where == "policy" else trainer.critic
+    _poison_gradient(next(q for q in model.parameters() if q.requires_grad))
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite"):
+        trainer.train()
+    (row,) = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")
+    assert row["nonfinite_grad"] == 1.0 and row.get("nonfinite_loss") is None
+    assert math.isfinite(row["loss/policy"])
+    if trainer.critic is None:
+        return
+    for n, p in trainer.policy.named_parameters():  # no update was applied, nothing became NaN
+        assert torch.equal(before[n], p), n
+    assert all(torch.isfinite(q).all() for q in trainer.critic.parameters())

@@ -114,6 +114,7 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     """
     p, t = tr.preset, tr.cfg.trainer
     out: dict[str, float] = {}
+    bad_before = tr.bad_steps  # a critic step that is taken does not end a run of skipped policy steps
     if tr.critic is not None:
         out.update(first_order_update(tr, dataclasses.replace(x, policy=False)))
     if not x.policy:
@@ -176,4 +177,10 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
         out[k] = sum(v) if k.startswith("loss/") else sum(v) / len(v)
     out.update(res.to_dict())
     out["grad_norm"] = res.grad_norm
+    if not math.isfinite(res.grad_norm):  # trpo_step took no step; count it like a skipped first-order step
+        tr.bad_steps = max(tr.bad_steps, bad_before)
+        tr._skip_step({}, "nonfinite_grad", "gradient norm")
+        out["nonfinite_grad"] = 1.0
+    else:
+        tr.bad_steps = 0
     return out
