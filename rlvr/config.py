@@ -291,14 +291,55 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+_NULLS = ("null", "Null", "NULL", "~")
+
+
+def _field_type(dotted: str) -> Any:
+    """The annotation of the config field ``dotted`` names (``algorithm.<preset field>`` included),
+    or None for a key that names no field (it is reported when the config is built)."""
+    parts = dotted.split(".")
+    cls: Any = Config
+    for i, name in enumerate(parts):
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            return None
+        hints = typing.get_type_hints(cls)
+        if name not in hints:
+            if cls is AlgorithmConfig and i == len(parts) - 1:
+                from rlvr.algorithms.presets import Preset
+
+                return typing.get_type_hints(Preset).get(name)
+            return None
+        cls = hints[name]
+    return cls
+
+
+def _is_text(tp: Any) -> tuple[bool, bool]:
+    """(``tp`` is a string field, it may also be None)."""
+    if tp is str:
+        return True, False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = set(typing.get_args(tp))
+        if args == {str, type(None)}:
+            return True, True
+    return False, False
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"trainer.lr=1e-6"`` -> ("trainer.lr", 1e-6); the value is parsed as YAML."""
+    """``"trainer.lr=1e-6"`` -> ("trainer.lr", 1e-6).
+
+    A string field takes the text after ``=`` verbatim (``data.system_prompt=Think # then answer``
+    keeps its ``#``; ``trainer.output_dir=runs/exp #2`` is that directory); an optional one reads
+    ``null`` or ``~`` as None. Every other value is parsed as YAML (numbers, true/false, lists,
+    mappings), numeric strings such as ``1e-6`` as numbers."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
         raise ConfigError(f"override '{text}' has an empty key")
+    is_text, optional = _is_text(_field_type(key))
+    if is_text:
+        return key, None if optional and raw.strip() in _NULLS else raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

@@ -106,3 +106,29 @@ def test_engine_names_come_from_the_engine_table():
         from_dict({"rollout": {"engine": "sglang"}})
     with pytest.raises(ConfigError, match="embedded engine"):
         from_dict({"rollout": {"engine": "vllm"}, "trainer": {"reuse_sampler_logprobs": True}})
+
+
+def test_string_overrides_are_taken_verbatim():
+    cfg = from_dict({}, ["data.system_prompt=Think # then answer", "trainer.output_dir=runs/exp #2",
+                         "model.name=tiny-random", "data.eval=null", "trainer.lr=1e-3 ", "rollout.n=4"])
+    assert cfg.data.system_prompt == "Think # then answer"
+    assert cfg.trainer.output_dir == "runs/exp #2"
+    assert cfg.data.eval is None and cfg.trainer.lr == 1e-3 and cfg.rollout.n == 4
+    # a string field that looks like a number stays a string; a preset's string field too
+    assert from_dict({}, ["trainer.output_dir=123"]).trainer.output_dir == "123"
+    assert parse_override("algorithm.estimator=rloo # x") == ("algorithm.estimator", "rloo # x")
+
+
+def test_compare_forwards_output_dir_and_overrides_to_its_runs(tmp_path):
+    import argparse
+
+    from evals.compare import _run_overrides
+
+    out = tmp_path / "runs" / "exp #2"
+    recipe = ["data.system_prompt=Think # then answer"]
+    cfg = from_dict({}, recipe)
+    args = argparse.Namespace(max_tokens=None, max_time=None)
+    run_dir = out / "grpo" / "seed0"
+    child = from_dict({}, [*recipe, *_run_overrides(cfg, "grpo", 0, run_dir, args)])
+    assert child.trainer.output_dir == str(run_dir)
+    assert child.data.system_prompt == "Think # then answer"
