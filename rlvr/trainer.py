@@ -967,7 +967,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ metrics / eval / checkpoints
     def _reduce(self, m: dict[str, Any]) -> dict[str, Any]:
-        """Average metrics over processes (max for *_max and memory), over the union of the
+        """Average metrics over processes (max for *_max, */max and memory, min for */min), over the union of the
         processes' keys: a key a process lacks counts as missing there (NaN-mean)."""
         if self.world == 1:
             return m
@@ -977,8 +977,10 @@ class Trainer:
             vals = [q[k] for q in parts if k in q and not math.isnan(q[k])]
             if not vals:
                 m[k] = float("nan")
-            elif k.endswith("_max") or k.startswith("memory"):
+            elif k.endswith(("_max", "/max")) or k.startswith("memory"):
                 m[k] = max(vals)
+            elif k.endswith("/min"):
+                m[k] = min(vals)
             else:
                 m[k] = sum(vals) / len(vals)
         return m
