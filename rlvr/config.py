@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -240,6 +241,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
@@ -370,6 +373,49 @@ def validate(cfg: Config) -> Config:
     from rlvr.rollout import ENGINES
 
     embedded = cfg.rollout.engine in ENGINES and ENGINES[cfg.rollout.engine].embedded
+    bad = [k for k, v in cfg.algorithm.overrides.items()
+           if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"algorithm.{bad[0]}: expected a finite number, got {cfg.algorithm.overrides[bad[0]]!r}")
+    t, r, d, a, m = cfg.trainer, cfg.rollout, cfg.data, cfg.algorithm, cfg.model
+    vl, sv = r.vllm, r.server
+
+    def at_least(value, lo, name, optional=False):
+        return ((optional and value is None) or value >= lo, f"{name} must be >= {lo}, got {value}")
+
+    def positive(value, name, optional=False):
+        return ((optional and value is None) or value > 0, f"{name} must be > 0, got {value}")
+
+    ranges = [  # every numeric field: its range (floats are already finite, see _check_type)
+        (0 <= t.seed < 2**31, f"trainer.seed must be in 0..2147483647, got {t.seed}"),
+        (0 <= d.eval_seed < 2**31, f"data.eval_seed must be in 0..2147483647, got {d.eval_seed}"),
+        at_least(d.train_limit, 1, "data.train_limit", True), at_least(d.eval_limit, 1, "data.eval_limit", True),
+        at_least(t.max_samples, 1, "trainer.max_samples", True), at_least(t.max_tokens, 1, "trainer.max_tokens", True),
+        positive(t.max_time_s, "trainer.max_time_s", True), positive(t.critic_lr, "trainer.critic_lr"),
+        positive(t.value_head_lr, "trainer.value_head_lr", True), at_least(t.warmup_steps, 0, "trainer.warmup_steps"),
+        at_least(t.weight_decay, 0, "trainer.weight_decay"), positive(t.max_grad_norm, "trainer.max_grad_norm"),
+        at_least(t.eval_every, 0, "trainer.eval_every"), at_least(t.checkpoint_every, 0, "trainer.checkpoint_every"),
+        at_least(t.gradvar_every, 0, "trainer.gradvar_every"), at_least(t.final_eval_samples, 0, "trainer.final_eval_samples"),
+        positive(t.final_eval_temperature, "trainer.final_eval_temperature", True),
+        at_least(t.max_bad_steps, 1, "trainer.max_bad_steps"), positive(t.dist_timeout_s, "trainer.dist_timeout_s"),
+        at_least(t.logprob_chunk_size, 0, "trainer.logprob_chunk_size"),
+        at_least(r.micro_batch_size, 1, "rollout.micro_batch_size"),
+        at_least(r.eval_max_new_tokens, 1, "rollout.eval_max_new_tokens", True),
+        at_least(vl.kv_cache_memory_bytes, 1, "rollout.vllm.kv_cache_memory_bytes", True),
+        (vl.gpu_memory_utilization is None or 0 < vl.gpu_memory_utilization <= 1,
+         f"rollout.vllm.gpu_memory_utilization must be in (0, 1], got {vl.gpu_memory_utilization}"),
+        at_least(vl.tensor_parallel_size, 1, "rollout.vllm.tensor_parallel_size"),
+        at_least(vl.max_model_len, 1, "rollout.vllm.max_model_len"),
+        at_least(vl.serving_threads, 1, "rollout.vllm.serving_threads", True),
+        positive(sv.timeout_s, "rollout.server.timeout_s"), positive(sv.connect_timeout_s, "rollout.server.connect_timeout_s"),
+        at_least(sv.reconnect_s, 0, "rollout.server.reconnect_s"), at_least(sv.verify_tol, 0, "rollout.server.verify_tol", True),
+        at_least(cfg.reward.workers, 0, "reward.workers"), positive(cfg.reward.timeout_s, "reward.timeout_s"),
+        positive(a.value_clip, "algorithm.value_clip", True), at_least(a.value_coef, 0, "algorithm.value_coef"),
+        positive(m.lora_alpha, "model.lora_alpha"),
+    ]
+    for ok, msg in ranges:
+        if not ok:
+            raise ConfigError(msg)
     checks = [
         (cfg.rollout.engine in ENGINES, f"rollout.engine must be one of {', '.join(ENGINES)}"),
         (cfg.rollout.n >= 1, "rollout.n must be >= 1"),

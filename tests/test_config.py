@@ -132,3 +132,31 @@ def test_compare_forwards_output_dir_and_overrides_to_its_runs(tmp_path):
     child = from_dict({}, [*recipe, *_run_overrides(cfg, "grpo", 0, run_dir, args)])
     assert child.trainer.output_dir == str(run_dir)
     assert child.data.system_prompt == "Think # then answer"
+
+
+@pytest.mark.parametrize("override,field", [
+    ("trainer.seed=-1", "trainer.seed"), ("trainer.lr=.inf", "trainer.lr"), ("trainer.lr=.nan", "trainer.lr"),
+    ("algorithm.value_clip=0", "algorithm.value_clip"), ("trainer.eval_every=-1", "trainer.eval_every"),
+    ("data.train_limit=-3", "data.train_limit"), ("data.eval_limit=0", "data.eval_limit"),
+    ("trainer.max_grad_norm=0", "trainer.max_grad_norm"), ("trainer.critic_lr=-1e-5", "trainer.critic_lr"),
+    ("trainer.checkpoint_every=-2", "trainer.checkpoint_every"), ("trainer.max_bad_steps=0", "trainer.max_bad_steps"),
+    ("trainer.max_time_s=.inf", "trainer.max_time_s"), ("trainer.final_eval_temperature=0", "trainer.final_eval_temperature"),
+    ("reward.workers=-1", "reward.workers"), ("rollout.vllm.gpu_memory_utilization=1.5", "rollout.vllm.gpu_memory_utilization"),
+    ("trainer.warmup_steps=-1", "trainer.warmup_steps"),
+])
+def test_out_of_range_values_are_refused_naming_the_field(override, field):
+    with pytest.raises(ConfigError) as e:
+        from_dict({}, [override])
+    assert str(e.value).startswith(field) and "\n" not in str(e.value)
+
+
+def test_cli_reports_a_negative_seed_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "rlvr.cli", "train", str(RECIPES[0]),
+                           "trainer.seed=-1", f"trainer.output_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                          "PYTHONPATH": str(RECIPES[0].parents[1])})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["rlvr train: error: trainer.seed must be in 0..2147483647, got -1"]
