@@ -118,7 +118,11 @@ def run_child(cmd: list[str], grace_s: float = 600.0) -> tuple[int, bool]:
     """
     import signal
 
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    from rlvr.rundir import die_with_parent
+
+    # its own session keeps the terminal's Ctrl-C away from it; it still dies with this process
+    # (SIGTERM: it checkpoints) if this one is killed by anything (SIGKILL, SIGHUP, ...)
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent())
     received: list[float] = []  # when each signal arrived
     old = {}
 
@@ -175,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     presets, seeds = plan(args)
     out = Path(args.out or f"runs/compare_{cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
+    from rlvr.rundir import lock_run_dir
+
+    lock_run_dir(out, what="--out")  # one comparison per directory (held until this process ends)
     manifest_path = out / "compare.json"
     manifest = {"recipe": str(args.recipe), "overrides": list(args.overrides), "presets": presets,
                 "seeds": seeds, "budget": {"samples": cfg.trainer.total_steps * cfg.trainer.prompts_per_step

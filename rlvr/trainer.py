@@ -117,6 +117,7 @@ class Trainer:
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         self.run_dir = Path(t.output_dir)
+        self._lock_run_dir()
         resume = resume or force_resume
         ckpt = latest_checkpoint(self.run_dir) if resume else None
         resume_changes = self._check_resume_settings(ckpt, force_resume) if ckpt is not None else {}
@@ -1087,6 +1088,29 @@ class Trainer:
                      "eval.jsonl.after_checkpoint", "tb", "checkpoints", "eval_items.jsonl", "provenance.json",
                      "config.yaml", "resume_forced.jsonl")
 
+    def _lock_run_dir(self) -> None:
+        """Process 0 holds the run directory's lock for this trainer's life (:mod:`rlvr.rundir`):
+        a second trainer on the same directory is refused (on every process) naming the holder."""
+        import weakref
+
+        from rlvr.rundir import lock_run_dir
+
+        self._release_lock: Callable[[], None] = lambda: None
+        error = None
+        if self.is_main:
+            try:
+                self._release_lock = lock_run_dir(self.run_dir)
+            except RlvrError as e:
+                error = e
+        if self.world > 1:
+            flag = torch.tensor([0.0 if error is None else 1.0], device=self.device)
+            torch.distributed.broadcast(flag, src=0)
+            if flag.item() and error is None:
+                raise RlvrError(f"trainer.output_dir: {self.run_dir} is in use by another process (see process 0)")
+        if error is not None:
+            raise error
+        weakref.finalize(self, self._release_lock)
+
     def _check_resume_settings(self, ckpt: Path, force: bool) -> dict[str, list[Any]]:
         """The settings that differ between the run's ``config.yaml`` and this config, as
         ``{key: [run's value, this value]}``; a resume may change only those that cannot change the
@@ -1203,9 +1227,12 @@ class Trainer:
         """Shut the rollout engine down (an engine in other processes stops them; the embedded engine
         has nothing to stop). Metrics and checkpoints are already on disk; the trainer cannot sample
         afterwards."""
-        close = getattr(self.engine, "close", None)  # the embedded engine has none
-        if callable(close):
-            close()
+        try:
+            close = getattr(self.engine, "close", None)  # the embedded engine has none
+            if callable(close):
+                close()
+        finally:
+            self._release_lock()
 
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
         """Run until a budget is reached (or ``max_steps`` more steps, or SIGINT/SIGTERM)."""

@@ -108,3 +108,62 @@ def test_forced_resume_is_recorded_in_the_run_dir(tmp_path):
     assert tr.step == 1
     (row,) = rows(run / "resume_forced.jsonl")
     assert row["step"] == 1 and row["changed"] == {"trainer.lr": [1e-3, 2e-3]}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_for(cond, timeout=60.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_second_trainer_on_a_locked_run_dir_is_refused_naming_the_holder(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    run = Path(cfg.trainer.output_dir)
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pathlib; from rlvr.rundir import lock_run_dir\n"
+        f"lock_run_dir({str(run)!r}); pathlib.Path({str(ready)!r}).write_text('x'); time.sleep(120)")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert _wait_for(ready.exists)
+        with pytest.raises(RlvrError, match=rf"{run.name} is in use by another process \(pid {holder.pid}"):
+            Trainer(cfg)
+    finally:
+        holder.kill()
+        holder.wait()
+    trainer = Trainer(cfg)  # the kernel dropped the dead holder's lock
+    trainer.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_compare_child_dies_with_a_killed_parent(tmp_path):
+    import signal
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time, pathlib; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(120)"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from evals.compare import run_child\n"
+        f"run_child([sys.executable, '-c', {child!r}])")], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert _wait_for(lambda: pid_file.exists() and pid_file.read_text())
+        pid = int(pid_file.read_text())
+        assert _alive(pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _wait_for(lambda: not _alive(pid), timeout=10), "the child outlived its killed parent"
+    finally:
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
