@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             ok = rc == 0 and (run_dir / "summary.json").is_file()
             manifest["runs"][key] = "done" if ok else ("interrupted" if interrupted else f"failed (exit {rc})")
             manifest_path.write_text(json.dumps(manifest, indent=2))
-            if interrupted or rc in (-2, 130):  # interrupted by the user: stop the whole comparison
+            if interrupted or rc in (-2, 130, -15, 143):  # interrupted (SIGINT/SIGTERM): stop the whole comparison
                 raise RlvrError(f"interrupted during {key} (checkpointed at a step boundary); "
                                 "rerun the same command to continue")
             if not ok:

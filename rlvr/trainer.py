@@ -150,6 +150,7 @@ class Trainer:
         self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (see _learn_rows)
         self._perm_cache: dict[int, list[int]] = {}
         self._last_eval: dict[str, Any] | None = None
+        self._eval_pending = False  # the eval due at this step was not run (a stop came first)
         if resume and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
@@ -1028,7 +1029,7 @@ class Trainer:
             "critic_optimizer": critic_opt,
             "critic_scheduler": None if self.critic_scheduler is None else self.critic_scheduler.state_dict(),
             "kl_coef": self.kl_ctl.value, "kl_old_coef": self.kl_old_ctl.value, "rng": rng_state(), "bad_steps": self.bad_steps,
-            "preset": asdict(self.preset),
+            "preset": asdict(self.preset), "eval_pending": self._eval_pending,
         }
 
     def save(self, elapsed: float) -> Path | None:
@@ -1078,6 +1079,7 @@ class Trainer:
         self.elapsed_offset, self.bad_steps = st["elapsed_s"], st["bad_steps"]
         self.train_s = st.get("train_s", st["elapsed_s"])
         self.train_cpu_s = st.get("train_cpu_s", 0.0)
+        self._eval_pending = bool(st.get("eval_pending", False))
         set_rng_state(st["rng"])
         self._trim_logs_after(self.step)
         if self.is_main:
@@ -1261,6 +1263,9 @@ class Trainer:
         try:
             if t.eval_at_start and self.step == 0:
                 self._log_eval(logger, 0.0)
+            elif self._eval_pending:  # stopped at a step due an eval before it ran: run it now
+                self._log_eval(logger, self.elapsed_offset)
+            self._eval_pending = False
             while True:
                 elapsed = time.perf_counter() - t0
                 reason = self._stop_reason(elapsed)
@@ -1282,6 +1287,11 @@ class Trainer:
                     self.save(time.perf_counter() - t0)
                 # a signal is acted on at the top of the loop, by every process at the same step
             elapsed = time.perf_counter() - t0
+            # stopped before the run's end at a step due an eval (skipped above, as the final eval
+            # would cover it): the checkpoint says so, and the resumed run evaluates first
+            self._eval_pending = bool((reason is None or reason in ("SIGINT", "SIGTERM")) and t.eval_every
+                                      and self.step % t.eval_every == 0 and done > 0
+                                      and (self._last_eval or {}).get("step") != self.step)
             self.save(elapsed)
             summary: dict[str, Any] = {"preset": self.preset.name, "seed": t.seed, "steps": self.step,
                                        "samples": self.samples, "tokens": self.tokens, "stop_reason": reason}

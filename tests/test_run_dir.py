@@ -167,3 +167,63 @@ def test_compare_child_dies_with_a_killed_parent(tmp_path):
     finally:
         if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_an_eval_due_at_an_interrupted_step_runs_after_resume(tmp_path):
+    import signal
+
+    from rlvr.commands.train import harness_evaluator
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 4, "trainer.eval_every": 2, "data.eval": "arithmetic:add2",
+                                "data.eval_limit": 2})
+    run = Path(cfg.trainer.output_dir)
+    trainer = Trainer(cfg, evaluator=harness_evaluator)
+    fired = []
+
+    def ctrl_c_during_step_2(*_):
+        if trainer.step == 1 and not fired:  # inside the second step's forward passes
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.policy.register_forward_hook(ctrl_c_during_step_2)
+    summary = trainer.train()
+    assert fired and summary["stop_reason"] == "SIGINT" and trainer.step == 2
+    assert not (run / "eval.jsonl").exists() or rows(run / "eval.jsonl") == []
+    trainer.close()
+    Trainer(cfg, resume=True, evaluator=harness_evaluator).train()
+    assert [r["step"] for r in rows(run / "eval.jsonl")] == [2, 4]  # step 2's eval is not lost
+
+
+def _recipe(tmp_path, steps):
+    verifier = tmp_path / "parity.py"
+    verifier.write_text("def score(completion, reference):\n    return float(len(completion) % 2 == 0)\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: {name: tiny-random}\ndata: {train: 'arithmetic:add2', train_limit: 64}\n"
+        "rollout: {n: 4, max_new_tokens: 6}\n"
+        f"reward: {{workers: 0, verifier: '{verifier}:score'}}\n"
+        f"trainer: {{total_steps: {steps}, prompts_per_step: 2, micro_batch_size: 4, lr: 1.0e-3,"
+        " progress: false, tensorboard: false}\n")
+    return recipe
+
+
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_train_stopped_by_a_signal_checkpoints_and_exits_with_its_code(tmp_path, sig, code):
+    import signal
+
+    recipe = _recipe(tmp_path, steps=500)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlvr.cli", "train", str(recipe), f"trainer.output_dir={run}"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text(), 300)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err[-2000:]
+    step = rows(run / "metrics.jsonl")[-1]["step"]
+    assert (run / "checkpoints" / f"step_{step}" / "trainer_state.pt").is_file()
+    assert not (run / "summary.json").exists()

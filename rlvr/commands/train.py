@@ -34,6 +34,12 @@ def run(args: argparse.Namespace) -> int:
     if trainer.is_main:
         print(json.dumps(summary, indent=2))
         print(f"run directory: {trainer.run_dir}")
+    # stopped by a signal (checkpointed): the shell's code for it, 128 + the signal's number
+    stop = summary.get("stop_reason")
+    if stop in ("SIGINT", "SIGTERM"):
+        import signal
+
+        return 128 + int(signal.Signals[stop])
     return 0
 
 
