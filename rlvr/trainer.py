@@ -1326,6 +1326,7 @@ class Trainer:
         row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed, "train_s": self.train_s,
                "train_cpu_s": self.train_cpu_s,
                "eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"]}
+        row.update({f"eval/{k}": res[k] for k in ("timeouts", "crashes", "violations") if k in res})
         row.update({f"eval/{k}": v for k, v in res.items()
                     if k.startswith("sampled/") and isinstance(v, (int, float))})
         self._last_eval = logger.log(row, stream="eval")

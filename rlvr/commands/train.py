@@ -51,9 +51,13 @@ def harness_evaluator(trainer: Any, final: bool) -> dict[str, Any]:
     ``trainer.final_eval_temperature``) and writes per-item results to ``eval_items.jsonl`` (what the
     report's paired intervals resample). An embedded engine is reused (no second copy of the model).
     """
-    from evals.harness import evaluate, recipe_eval_settings
+    from evals.harness import evaluate, recipe_eval_settings, scoring_warning
 
     settings = recipe_eval_settings(trainer.cfg, final=final, seed=trainer.cfg.trainer.seed)
-    return evaluate((trainer.sampling_model, trainer.tokenizer), trainer.eval_examples,
-                    engine=trainer.engine if trainer.engine_embedded else None,
-                    progress=False, out_path=trainer.run_dir / "eval_items.jsonl" if final else None, **settings)
+    res = evaluate((trainer.sampling_model, trainer.tokenizer), trainer.eval_examples,
+                   engine=trainer.engine if trainer.engine_embedded else None,
+                   progress=False, out_path=trainer.run_dir / "eval_items.jsonl" if final else None, **settings)
+    warning = scoring_warning(res)
+    if warning:
+        print(f"rlvr train: eval at step {trainer.step}: {warning}")
+    return res
