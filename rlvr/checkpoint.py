@@ -52,8 +52,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    if isinstance(n, dict):
+        n = (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    np.random.set_state(n)  # a tuple: a checkpoint of an earlier version
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -100,12 +101,25 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def _numpy_array_globals() -> list[Any]:
+    """What a plain numpy array needs to be unpickled (nothing that runs code): earlier versions
+    stored numpy's RNG key array as one, so their checkpoints still resume."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    dtypes = [type(np.dtype(t)) for t in ("uint32", "int64", "float64")]  # numpy >= 1.25: dtype classes
+    return [np.ndarray, np.dtype, *dtypes, _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            (_reconstruct, "numpy._core.multiarray._reconstruct")]
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
     """The trainer state of ``ckpt``, loaded with ``weights_only=True``: tensors and plain containers
     only, so a crafted file cannot run code; anything else is refused with one line."""
     path = Path(ckpt) / "trainer_state.pt"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", str(e), re.IGNORECASE)
         what = f"it names {found.group(1)}" if found else ""

@@ -227,3 +227,22 @@ def test_train_stopped_by_a_signal_checkpoints_and_exits_with_its_code(tmp_path,
     step = rows(run / "metrics.jsonl")[-1]["step"]
     assert (run / "checkpoints" / f"step_{step}" / "trainer_state.pt").is_file()
     assert not (run / "summary.json").exists()
+
+
+def test_a_checkpoint_of_the_earlier_format_still_resumes(tmp_path):
+    """Earlier versions stored numpy's RNG state as a tuple holding an array: still loadable."""
+    import numpy as np
+
+    from rlvr.checkpoint import load_state, set_rng_state
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 2})
+    Trainer(cfg).train(max_steps=1)
+    path = Path(cfg.trainer.output_dir) / "checkpoints" / "step_1" / "trainer_state.pt"
+    st = torch.load(path, weights_only=True)
+    np.random.seed(3)
+    st["rng"]["numpy"] = np.random.get_state()
+    torch.save(st, path)
+    expected = np.random.rand()
+    set_rng_state(load_state(path.parent)["rng"])
+    assert np.random.rand() == expected
+    assert Trainer(cfg, resume=True).step == 1
