@@ -117,16 +117,17 @@ class Trainer:
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         self.run_dir = Path(t.output_dir)
-        self._lock_run_dir()
-        resume = resume or force_resume
-        ckpt = latest_checkpoint(self.run_dir) if resume else None
-        resume_changes = self._check_resume_settings(ckpt, force_resume) if ckpt is not None else {}
         self.fsdp = self._use_fsdp()
         set_seed(t.seed + self.rank)
         self._load_data()
         from rlvr.scoring import check_reward
 
         check_reward(cfg.reward, self.train_examples)  # a bad verifier: one line, before any model loads
+        # the run directory: locked, and a resume checked against the run's settings, before any model loads
+        self._lock_run_dir()
+        resume = resume or force_resume
+        ckpt = latest_checkpoint(self.run_dir) if resume else None
+        resume_changes = self._check_resume_settings(ckpt, force_resume) if ckpt is not None else {}
         self._build_models()
         self._broadcast_parameters()
         self._shard_models()
