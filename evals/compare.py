@@ -167,7 +167,8 @@ def _base_eval(cfg, out: Path) -> dict | None:
                    **recipe_eval_settings(cfg, final=True, seed=0))
     summary = {"preset": "base", "final_eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"],
                "elapsed_s": time.perf_counter() - t0,
-               **{f"final_eval/{k}": v for k, v in res.items() if k.startswith("sampled/") and isinstance(v, (int, float))}}
+               **{f"final_eval/{k}": v for k, v in res.items() if k.startswith("sampled/") and isinstance(v, (int, float))},
+               **{f"final_eval/{k}": res[k] for k in ("timeouts", "crashes", "violations") if k in res}}
     dest.write_text(json.dumps(summary, indent=2))
     return summary
 

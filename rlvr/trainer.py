@@ -1307,7 +1307,8 @@ class Trainer:
             if self.eval_examples is not None:
                 ev = self._log_eval(logger, elapsed, final=True)
                 summary["final_eval/pass@1"] = ev.get("eval/pass@1") if ev else None
-                summary.update({f"final_eval/{k[5:]}": v for k, v in (ev or {}).items() if k.startswith("eval/sampled/")})
+                summary.update({f"final_eval/{k[5:]}": v for k, v in (ev or {}).items()
+                                if k.startswith("eval/sampled/") or k in ("eval/timeouts", "eval/crashes", "eval/violations")})
             summary["elapsed_s"] = time.perf_counter() - t0
             summary["peak_memory_gb"] = _peak_memory_gb(self.device)
             if self.is_main:

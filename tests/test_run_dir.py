@@ -191,7 +191,10 @@ def test_an_eval_due_at_an_interrupted_step_runs_after_resume(tmp_path):
     assert not (run / "eval.jsonl").exists() or rows(run / "eval.jsonl") == []
     trainer.close()
     Trainer(cfg, resume=True, evaluator=harness_evaluator).train()
-    assert [r["step"] for r in rows(run / "eval.jsonl")] == [2, 4]  # step 2's eval is not lost
+    evals = rows(run / "eval.jsonl")
+    assert [r["step"] for r in evals] == [2, 4]  # step 2's eval is not lost
+    assert all(r["eval/timeouts"] == 0 and r["eval/crashes"] == 0 for r in evals)  # scoring counts logged
+    assert json.loads((run / "summary.json").read_text())["final_eval/timeouts"] == 0
 
 
 def _recipe(tmp_path, steps):
