@@ -59,7 +59,7 @@ def _short(v: Any) -> str:
 
 
 class NonFiniteLossError(RlvrError):
-    """Raised after ``trainer.max_bad_steps`` consecutive non-finite losses."""
+    """Raised after ``trainer.max_bad_steps`` consecutive steps skipped for a non-finite loss or gradient norm."""
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
