@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if stop in ("SIGINT", "SIGTERM"):
         import signal
 
+        # every process stopped at the same step; none exits before the others are done (a launcher
+        # stops the remaining processes as soon as one exits with an error code)
+        trainer.accelerator.wait_for_everyone()
         return 128 + int(signal.Signals[stop])
     return 0
 
