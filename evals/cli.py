@@ -44,7 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", default=None,
                    help="override the task's verifier: math, code, format..., path/to/file.py:function "
                         "or package.module:function")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampling (not which items are drawn)")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="draws a synthetic task's items (default: data.eval_seed of the run's config.yaml "
+                        "when MODEL_OR_CHECKPOINT is in a run directory, else 0: the held-out items of training)")
     p.add_argument("--workers", type=int, default=None, help="verifier worker processes (default: CPUs, max 8)")
     p.add_argument("--timeout", type=float, default=None, help="verifier timeout per completion in seconds")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
@@ -82,19 +85,48 @@ def print_summary(summary: dict) -> None:
     Console().print(table)
 
 
+def run_eval_seed(model: str) -> int | None:
+    """``data.eval_seed`` of the run that ``model`` belongs to (a run dir, ``checkpoints/step_N`` or
+    its ``policy/``), read from the run's ``config.yaml``; None when it is not in a run directory."""
+    import yaml
+
+    p = Path(model).expanduser()
+    if not p.is_dir():
+        return None
+    for d in (p, p.parent.parent, p.parent.parent.parent):
+        cfg = d / "config.yaml"
+        if cfg.is_file() and (d / "checkpoints").is_dir():
+            try:
+                data = (yaml.safe_load(cfg.read_text()) or {}).get("data") or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{cfg}: invalid YAML ({getattr(e, 'problem', e)})") from None
+            seed = data.get("eval_seed", 0)
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise ConfigError(f"{cfg}: data.eval_seed must be an integer, got {seed!r}")
+            return seed
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    from evals.harness import evaluate
+    from evals.harness import evaluate, scoring_warning
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    data_seed = args.data_seed
+    if data_seed is None:
+        data_seed = run_eval_seed(args.model)
+        data_seed = 0 if data_seed is None else data_seed
     ks = args.k or sorted({1, args.samples})
     summary = evaluate(args.model, args.task, samples=args.samples, temperature=args.temperature, k_values=ks,
                        limit=args.limit, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                        out_path=args.out, verifier=args.verifier, split=args.split,
-                       system_prompt=args.system_prompt, seed=args.seed, greedy=not args.no_greedy,
+                       system_prompt=args.system_prompt, seed=args.seed, data_seed=data_seed, greedy=not args.no_greedy,
                        top_p=args.top_p, workers=args.workers, timeout=args.timeout, device=args.device,
                        dtype=args.dtype)
     print_summary(summary)
+    warning = scoring_warning(summary)
+    if warning:
+        print(warning)
     if args.out:
         path = Path(args.out).with_name(Path(args.out).name + ".summary.json")
         path.write_text(json.dumps(_finite(summary), indent=2, default=str))

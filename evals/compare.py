@@ -125,7 +125,11 @@ def run_child(cmd: list[str], grace_s: float = 600.0) -> tuple[int, bool]:
     """
     import signal
 
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    from rlvr.rundir import die_with_parent
+
+    # its own session keeps the terminal's Ctrl-C away from it; it still dies with this process
+    # (SIGTERM: it checkpoints) if this one is killed by anything (SIGKILL, SIGHUP, ...)
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent())
     received: list[float] = []  # when each signal arrived
     old = {}
 
@@ -170,7 +174,8 @@ def _base_eval(cfg, out: Path) -> dict | None:
                    **recipe_eval_settings(cfg, final=True, seed=0))
     summary = {"preset": "base", "final_eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"],
                "elapsed_s": time.perf_counter() - t0,
-               **{f"final_eval/{k}": v for k, v in res.items() if k.startswith("sampled/") and isinstance(v, (int, float))}}
+               **{f"final_eval/{k}": v for k, v in res.items() if k.startswith("sampled/") and isinstance(v, (int, float))},
+               **{f"final_eval/{k}": res[k] for k in ("timeouts", "crashes", "violations") if k in res}}
     dest.write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -203,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--margin: {margin} must be a difference in accuracy between 0 and 1 (e.g. 0.02)")
     out = Path(args.out or f"runs/compare_{cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
+    from rlvr.rundir import lock_run_dir
+
+    lock_run_dir(out, what="--out")  # one comparison per directory (held until this process ends)
     manifest_path = out / "compare.json"
     allow_mixed = bool(getattr(args, "allow_mixed_commits", False))
     keys = [f"{p}/seed{s}" for s in seeds for p in presets]
@@ -248,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
             if ids := provenance.run_code_ids(run_dir):
                 manifest["code"][key] = ids
             manifest_path.write_text(json.dumps(manifest, indent=2))
-            if interrupted or rc in (-2, 130):  # interrupted by the user: stop the whole comparison
+            if interrupted or rc in (-2, 130, -15, 143):  # interrupted (SIGINT/SIGTERM): stop the whole comparison
                 raise RlvrError(f"interrupted during {key} (checkpointed at a step boundary); "
                                 "rerun the same command to continue")
             if not ok:

@@ -103,10 +103,12 @@ def _score(examples: list, texts: list[str], n: int, verifier: str | None, worke
     """Rewards [N] and vote keys [N] of ``texts`` (sample i belongs to ``examples[i // n]``), scored
     like training (:func:`rlvr.scoring.score_examples`: worker processes, hard timeout)."""
     from rlvr.scoring import score_examples
+    from verifiers import outcome
 
     res = score_examples(examples, texts, n, [(verifier, 1.0)], workers=workers, timeout=timeout)
     return ([float(r.reward) for r in res.primary],
-            [_answer_key((r.info or {}).get("extracted")) for r in res.primary])
+            [_answer_key((r.info or {}).get("extracted")) for r in res.primary],
+            [outcome(r) for r in res.primary])
 
 
 def run_pass(engine: RolloutEngine, tokenizer, examples: list, prompts: list[list[int]], params: SamplingParams,
@@ -115,7 +117,8 @@ def run_pass(engine: RolloutEngine, tokenizer, examples: list, prompts: list[lis
     """Generate ``params.n`` completions per prompt and score them, ``batch_size`` sequences at a time.
 
     Returns one dict per example with lists of length n: completions, rewards, extracted,
-    correct (reward >= threshold), tokens (response length), finished (ended on EOS/stop).
+    correct (reward >= threshold), tokens (response length), finished (ended on EOS/stop),
+    outcomes (how scoring went: ok | timeout | crash | violation; the last three score 0).
     """
     per_chunk = max(1, batch_size // params.n)  # prompts per generate() call
     items: list[dict[str, list]] = []
@@ -126,12 +129,13 @@ def run_pass(engine: RolloutEngine, tokenizer, examples: list, prompts: list[lis
                                                  max_new_tokens=params.max_new_tokens, seed=seed,
                                                  stop_token_ids=list(params.stop_token_ids)))
         texts = ro.texts or [tokenizer.decode(r, skip_special_tokens=True) for r in ro.response_ids]
-        rewards, keys = _score(exs, texts, params.n, verifier, workers, timeout)
+        rewards, keys, outcomes = _score(exs, texts, params.n, verifier, workers, timeout)
         for j in range(len(exs)):
             s = slice(j * params.n, (j + 1) * params.n)
             items.append({"completions": texts[s], "rewards": rewards[s], "extracted": keys[s],
                           "correct": [r >= threshold for r in rewards[s]],
-                          "tokens": [len(r) for r in ro.response_ids[s]], "finished": list(ro.finished[s])})
+                          "tokens": [len(r) for r in ro.response_ids[s]], "finished": list(ro.finished[s]),
+                          "outcomes": outcomes[s]})
         if on_chunk is not None:
             on_chunk(len(exs))
     return items
@@ -203,7 +207,7 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
              k_values: Sequence[int] = (1,), limit: int | None = None, max_new_tokens: int = 512,
              batch_size: int = 32, engine: RolloutEngine | None = None, out_path: str | Path | None = None,
              progress: bool = True, verifier: str | None = None, split: str | None = None,
-             system_prompt: str | None = None, seed: int = 0, greedy: bool = True, top_p: float = 1.0,
+             system_prompt: str | None = None, seed: int = 0, data_seed: int = 0, greedy: bool = True, top_p: float = 1.0,
              threshold: float = 1.0, workers: int | None = None, timeout: float | None = None, device=None,
              dtype=None) -> dict:
     """Evaluate a model on a task; returns the summary dict (module docstring has the keys).
@@ -215,12 +219,14 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
     ``temperature`` defaults to 0 (greedy only) when ``samples == 1``, else 1.0. ``engine`` defaults
     to an :class:`rlvr.rollout.hf.HFEngine` over the model. ``verifier`` (a name,
     ``path/to/file.py:function`` or ``package.module:function``) overrides each example's;
-    ``workers``/``timeout`` go to :func:`verifiers.score_batch` (None: its defaults).
+    ``workers``/``timeout`` go to :func:`verifiers.score_batch` (None: its defaults). ``seed`` seeds
+    the sampling only; ``data_seed`` draws a synthetic task's items (a recipe's ``data.eval_seed``:
+    the same items whatever the sampling seed).
     """
     temperature = (0.0 if samples == 1 else 1.0) if temperature is None else float(temperature)
     ks = check_settings(samples, temperature, k_values, greedy)
     t0 = time.perf_counter()
-    examples, task = _examples(task_source, split=split, limit=limit, system_prompt=system_prompt, seed=seed)
+    examples, task = _examples(task_source, split=split, limit=limit, system_prompt=system_prompt, seed=data_seed)
     from rlvr.scoring import check_terms
 
     # a verifier that does not import, has the wrong signature or returns a non-number: one line,
@@ -298,7 +304,23 @@ def summarize(records: list[dict], ks: list[int], passes) -> dict[str, Any]:
             summary[f"maj@{k}"] = summary[f"sampled/maj@{k}"]
     summary["n"] = len(records)
     summary["tokens"] = sum(sum(r["tokens"]) + sum((r.get("greedy") or {}).get("tokens", [])) for r in records)
+    # completions (all passes) whose scoring timed out, crashed or broke the sandbox's rules: they
+    # count as wrong, so an eval where scoring failed must say so next to its pass@1
+    outcomes = [o for r in records for o in (*r.get("outcomes", ()), *(r.get("greedy") or {}).get("outcomes", ()))]
+    for name, plural in (("timeout", "timeouts"), ("crash", "crashes"), ("violation", "violations")):
+        summary[plural] = outcomes.count(name)
+    summary["completions"] = len(outcomes)
     return summary
+
+
+def scoring_warning(summary: dict) -> str | None:
+    """One line when some completions were not scored (timeouts, crashes, sandbox violations)."""
+    bad = {k: summary.get(k, 0) for k in ("timeouts", "crashes", "violations")}
+    if not any(bad.values()):
+        return None
+    listed = ", ".join(f"{v} {k}" for k, v in bad.items() if v)
+    return (f"warning: {listed} among {summary.get('completions', '?')} scored completions; they count as "
+            "wrong in pass@k (check the verifier, reward.timeout_s / --timeout)")
 
 
 def recipe_eval_settings(cfg, *, final: bool, seed: int) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Layout of ``<run_dir>/checkpoints/step_<N>/``::
 
     policy/             HF directory (LoRA merged) - loadable by ``rlvr eval`` and transformers
     trainer_state.pt    trainable policy params, critic, optimizers, schedulers, KL controller,
-                        counters, RNG states
+                        counters, RNG states: tensors and plain containers only, read back with
+                        ``torch.load(weights_only=True)`` (a run directory from elsewhere cannot run
+                        code on ``--resume``)
 
 With FSDP2 (``trainer.distributed=fsdp2``) the sharded models are gathered first and process 0
 writes exactly this layout (a consolidated checkpoint; :mod:`rlvr.fsdp`), so any number of processes
@@ -15,6 +17,7 @@ crash while saving never leaves a checkpoint that ``--resume`` would pick up hal
 """
 from __future__ import annotations
 
+import pickle
 import random
 import re
 import shutil
@@ -24,19 +27,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlvr.errors import RlvrError
+
+
+class CheckpointError(RlvrError):
+    """A checkpoint that cannot be resumed from (unsafe or unreadable ``trainer_state.pt``)."""
+
+
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain containers (numpy's key array as a tensor)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    numpy = {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    if isinstance(n, dict):
+        n = (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    np.random.set_state(n)  # a tuple: a checkpoint of an earlier version
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -83,5 +101,28 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def _numpy_array_globals() -> list[Any]:
+    """What a plain numpy array needs to be unpickled (nothing that runs code): earlier versions
+    stored numpy's RNG key array as one, so their checkpoints still resume."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    dtypes = [type(np.dtype(t)) for t in ("uint32", "int64", "float64")]  # numpy >= 1.25: dtype classes
+    return [np.ndarray, np.dtype, *dtypes, _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            (_reconstruct, "numpy._core.multiarray._reconstruct")]
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
-    return torch.load(Path(ckpt) / "trainer_state.pt", map_location="cpu", weights_only=False)
+    """The trainer state of ``ckpt``, loaded with ``weights_only=True``: tensors and plain containers
+    only, so a crafted file cannot run code; anything else is refused with one line."""
+    path = Path(ckpt) / "trainer_state.pt"
+    try:
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", str(e), re.IGNORECASE)
+        what = f"it names {found.group(1)}" if found else ""
+        raise CheckpointError(f"{path}: refusing to load: it holds more than tensors and plain containers"
+                              f"{f' ({what[:120]})' if what else ''}; it was not written by this version of "
+                              "rlvr or was altered") from None

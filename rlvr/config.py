@@ -11,6 +11,7 @@ import math
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -170,7 +171,7 @@ class TrainerConfig:
     checkpoint_every: int = 0  # 0: only at the end and on SIGINT/SIGTERM
     gradvar_every: int = 0  # 0: off; else the gradient-variance diagnostic every N steps
     gradvar_splits: int = 4
-    max_bad_steps: int = 3  # consecutive non-finite losses before stopping
+    max_bad_steps: int = 3  # consecutive steps skipped for a non-finite loss or gradient norm before stopping
     # several processes: a collective that waits longer than this fails (a peer died or hangs)
     # instead of blocking forever; it must exceed the longest eval/checkpoint the others wait for
     dist_timeout_s: float = 1800.0
@@ -249,6 +250,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
@@ -300,14 +303,55 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+_NULLS = ("null", "Null", "NULL", "~")
+
+
+def _field_type(dotted: str) -> Any:
+    """The annotation of the config field ``dotted`` names (``algorithm.<preset field>`` included),
+    or None for a key that names no field (it is reported when the config is built)."""
+    parts = dotted.split(".")
+    cls: Any = Config
+    for i, name in enumerate(parts):
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            return None
+        hints = typing.get_type_hints(cls)
+        if name not in hints:
+            if cls is AlgorithmConfig and i == len(parts) - 1:
+                from rlvr.algorithms.presets import Preset
+
+                return typing.get_type_hints(Preset).get(name)
+            return None
+        cls = hints[name]
+    return cls
+
+
+def _is_text(tp: Any) -> tuple[bool, bool]:
+    """(``tp`` is a string field, it may also be None)."""
+    if tp is str:
+        return True, False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = set(typing.get_args(tp))
+        if args == {str, type(None)}:
+            return True, True
+    return False, False
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"trainer.lr=1e-6"`` -> ("trainer.lr", 1e-6); the value is parsed as YAML."""
+    """``"trainer.lr=1e-6"`` -> ("trainer.lr", 1e-6).
+
+    A string field takes the text after ``=`` verbatim (``data.system_prompt=Think # then answer``
+    keeps its ``#``; ``trainer.output_dir=runs/exp #2`` is that directory); an optional one reads
+    ``null`` or ``~`` as None. Every other value is parsed as YAML (numbers, true/false, lists,
+    mappings), numeric strings such as ``1e-6`` as numbers."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
         raise ConfigError(f"override '{text}' has an empty key")
+    is_text, optional = _is_text(_field_type(key))
+    if is_text:
+        return key, None if optional and raw.strip() in _NULLS else raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -340,6 +384,49 @@ def validate(cfg: Config) -> Config:
     from rlvr.rollout import ENGINES
 
     embedded = cfg.rollout.engine in ENGINES and ENGINES[cfg.rollout.engine].embedded
+    bad = [k for k, v in cfg.algorithm.overrides.items()
+           if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"algorithm.{bad[0]}: expected a finite number, got {cfg.algorithm.overrides[bad[0]]!r}")
+    t, r, d, a, m = cfg.trainer, cfg.rollout, cfg.data, cfg.algorithm, cfg.model
+    vl, sv = r.vllm, r.server
+
+    def at_least(value, lo, name, optional=False):
+        return ((optional and value is None) or value >= lo, f"{name} must be >= {lo}, got {value}")
+
+    def positive(value, name, optional=False):
+        return ((optional and value is None) or value > 0, f"{name} must be > 0, got {value}")
+
+    ranges = [  # every numeric field: its range (floats are already finite, see _check_type)
+        (0 <= t.seed < 2**31, f"trainer.seed must be in 0..2147483647, got {t.seed}"),
+        (0 <= d.eval_seed < 2**31, f"data.eval_seed must be in 0..2147483647, got {d.eval_seed}"),
+        at_least(d.train_limit, 1, "data.train_limit", True), at_least(d.eval_limit, 1, "data.eval_limit", True),
+        at_least(t.max_samples, 1, "trainer.max_samples", True), at_least(t.max_tokens, 1, "trainer.max_tokens", True),
+        positive(t.max_time_s, "trainer.max_time_s", True), positive(t.critic_lr, "trainer.critic_lr"),
+        positive(t.value_head_lr, "trainer.value_head_lr", True), at_least(t.warmup_steps, 0, "trainer.warmup_steps"),
+        at_least(t.weight_decay, 0, "trainer.weight_decay"), positive(t.max_grad_norm, "trainer.max_grad_norm"),
+        at_least(t.eval_every, 0, "trainer.eval_every"), at_least(t.checkpoint_every, 0, "trainer.checkpoint_every"),
+        at_least(t.gradvar_every, 0, "trainer.gradvar_every"), at_least(t.final_eval_samples, 0, "trainer.final_eval_samples"),
+        positive(t.final_eval_temperature, "trainer.final_eval_temperature", True),
+        at_least(t.max_bad_steps, 1, "trainer.max_bad_steps"), positive(t.dist_timeout_s, "trainer.dist_timeout_s"),
+        at_least(t.logprob_chunk_size, 0, "trainer.logprob_chunk_size"),
+        at_least(r.micro_batch_size, 1, "rollout.micro_batch_size"),
+        at_least(r.eval_max_new_tokens, 1, "rollout.eval_max_new_tokens", True),
+        at_least(vl.kv_cache_memory_bytes, 1, "rollout.vllm.kv_cache_memory_bytes", True),
+        (vl.gpu_memory_utilization is None or 0 < vl.gpu_memory_utilization <= 1,
+         f"rollout.vllm.gpu_memory_utilization must be in (0, 1], got {vl.gpu_memory_utilization}"),
+        at_least(vl.tensor_parallel_size, 1, "rollout.vllm.tensor_parallel_size"),
+        at_least(vl.max_model_len, 1, "rollout.vllm.max_model_len"),
+        at_least(vl.serving_threads, 1, "rollout.vllm.serving_threads", True),
+        positive(sv.timeout_s, "rollout.server.timeout_s"), positive(sv.connect_timeout_s, "rollout.server.connect_timeout_s"),
+        at_least(sv.reconnect_s, 0, "rollout.server.reconnect_s"), at_least(sv.verify_tol, 0, "rollout.server.verify_tol", True),
+        at_least(cfg.reward.workers, 0, "reward.workers"), positive(cfg.reward.timeout_s, "reward.timeout_s"),
+        positive(a.value_clip, "algorithm.value_clip", True), at_least(a.value_coef, 0, "algorithm.value_coef"),
+        positive(m.lora_alpha, "model.lora_alpha"),
+    ]
+    for ok, msg in ranges:
+        if not ok:
+            raise ConfigError(msg)
     checks = [
         (cfg.rollout.engine in ENGINES, f"rollout.engine must be one of {', '.join(ENGINES)}"),
         (cfg.rollout.n >= 1, "rollout.n must be >= 1"),
@@ -446,6 +533,31 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise ConfigError(f"{p}: a recipe must be a mapping of sections")
         data.setdefault("name", p.stem)
     return from_dict(data, overrides)
+
+
+def flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"trainer": {"lr": 1e-6}}`` -> ``{"trainer.lr": 1e-6}`` (mappings flattened to the leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def settings_changed(before: dict[str, Any], cfg: Config) -> dict[str, list[Any]]:
+    """``{key: [before, now]}`` for every setting whose value differs between a saved config
+    (``config.yaml``'s mapping; keys it lacks take their defaults) and ``cfg``."""
+    import json
+
+    try:
+        old = _build(Config, {k: (dict(v) if isinstance(v, dict) else v) for k, v in before.items()}, "").to_dict()
+    except ConfigError:  # written by another version: compare what is there
+        old = before
+    a, b = flat_settings(old), flat_settings(cfg.to_dict())
+    same = lambda x, y: json.dumps(x, sort_keys=True, default=str) == json.dumps(y, sort_keys=True, default=str)  # noqa: E731
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if not same(a.get(k), b.get(k))}
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -114,6 +114,20 @@ def _need(row: dict, where: str, *names: str) -> None:
             raise DataError(f"{where}: missing field '{name}'")
 
 
+def _need_str(row: dict, where: str, *names: str) -> None:
+    """Each field present and a string (a number or a list here would fail only when scored)."""
+    _need(row, where, *names)
+    for name in names:
+        if not isinstance(row[name], str):
+            raise DataError(f"{where}: field '{name}' must be a string, got {type(row[name]).__name__} "
+                            f"{_preview(row[name])}")
+
+
+def _preview(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def last_boxed(text: str) -> str | None:
     r"""Content of the last ``\boxed{...}`` in ``text`` (braces balanced), or None."""
     start = text.rfind("\\boxed{")
@@ -143,27 +157,35 @@ def convert_row(fmt: str, row: dict, where: str, system_prompt: str | None) -> E
         return SYSTEM_PROMPTS.get(kind) if system_prompt is None else system_prompt
 
     if fmt == "gsm8k":
-        _need(row, where, "question", "answer")
+        _need_str(row, where, "question", "answer")
         if "####" not in row["answer"]:
             raise DataError(f"{where}: field 'answer' has no '#### <final answer>' line")
         ref = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
         return Example(rid, _messages(sys("math"), row["question"]), ref, "gsm8k", "math")
     if fmt == "math":
-        _need(row, where, "problem")
+        _need_str(row, where, "problem")
         ref = row.get("answer")
+        if ref is not None and (isinstance(ref, bool) or not isinstance(ref, (str, int, float))):
+            raise DataError(f"{where}: field 'answer' must be a string or a number, got "
+                            f"{type(ref).__name__} {_preview(ref)}")
         if ref is None:
-            _need(row, where, "solution")
+            _need_str(row, where, "solution")
             ref = last_boxed(row["solution"])
             if ref is None:
                 raise DataError(f"{where}: no field 'answer' and no \\boxed{{}} in field 'solution'")
         meta = {k: row[k] for k in ("level", "subject") if k in row}
         return Example(rid, _messages(sys("math"), row["problem"]), str(ref), "math", "math", meta)
     if fmt == "humaneval":
-        _need(row, where, "prompt", "test", "entry_point")
+        _need_str(row, where, "prompt", "test", "entry_point")
         user = f"Complete the following Python function.\n\n```python\n{row['prompt']}```"
         return Example(rid, _messages(sys("code"), user), row, "humaneval", "code")
     if fmt == "mbpp":
-        _need(row, where, "text", "test_list")
+        _need_str(row, where, "text")
+        _need(row, where, "test_list")
+        tests = row["test_list"]
+        if not (isinstance(tests, list) and tests and all(isinstance(x, str) for x in tests)):
+            raise DataError(f"{where}: field 'test_list' must be a non-empty list of strings (assert "
+                            f"statements), got {type(tests).__name__} {_preview(tests)}")
         user = row["text"] + "\nYour code should pass these tests:\n" + "\n".join(row["test_list"])
         return Example(f"mbpp/{rid}", _messages(sys("code"), user), row, "mbpp", "code")
     if fmt == "generic":
@@ -177,6 +199,9 @@ def _generic_row(row: dict, where: str, rid: str, system_prompt: str | None) -> 
     ref = row.get("reference", row.get("answer"))
     if ref is None:
         raise DataError(f"{where}: missing field 'reference' (or 'answer')")
+    for name in ("verifier", "task"):
+        if row.get(name) is not None and not isinstance(row[name], str):
+            raise DataError(f"{where}: field '{name}' must be a string, got {type(row[name]).__name__}")
     verifier = row.get("verifier") or "math"
     system = SYSTEM_PROMPTS.get(verifier) if system_prompt is None else system_prompt
     prompt = row["prompt"]

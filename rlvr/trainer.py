@@ -44,8 +44,22 @@ SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "l
                                   "dynamic_sampling", "overlong_buffer"})
 
 
+# settings a resume may change: budgets, eval/checkpoint cadence and logging, none of which changes
+# the run's path (trainer.total_steps only with a constant learning rate: else it sets the schedule)
+RESUMABLE_SETTINGS = frozenset({
+    "name", "trainer.total_steps", "trainer.max_samples", "trainer.max_tokens", "trainer.max_time_s",
+    "trainer.eval_every", "trainer.eval_at_start", "trainer.checkpoint_every", "trainer.progress",
+    "trainer.tensorboard", "trainer.wandb_project", "trainer.dist_timeout_s",
+    "trainer.output_dir"})  # the same directory, spelled another way (it holds the checkpoint)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class NonFiniteLossError(RlvrError):
-    """Raised after ``trainer.max_bad_steps`` consecutive non-finite losses."""
+    """Raised after ``trainer.max_bad_steps`` consecutive steps skipped for a non-finite loss or gradient norm."""
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
@@ -73,7 +87,7 @@ def _peak_memory_gb(device: torch.device) -> float:
 class Trainer:
     """Compose model, engine, verifiers and algorithms according to a :class:`Config`."""
 
-    def __init__(self, cfg: Config, *, resume: bool = False,
+    def __init__(self, cfg: Config, *, resume: bool = False, force_resume: bool = False,
                  evaluator: Callable[[Trainer, bool], dict[str, Any] | None] | None = None):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -109,6 +123,11 @@ class Trainer:
         from rlvr.scoring import check_reward
 
         check_reward(cfg.reward, self.train_examples)  # a bad verifier: one line, before any model loads
+        # the run directory: locked, and a resume checked against the run's settings, before any model loads
+        self._lock_run_dir()
+        resume = resume or force_resume
+        ckpt = latest_checkpoint(self.run_dir) if resume else None
+        resume_changes = self._check_resume_settings(ckpt, force_resume) if ckpt is not None else {}
         self._build_models()
         self._broadcast_parameters()
         self._shard_models()
@@ -132,11 +151,13 @@ class Trainer:
         self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (see _learn_rows)
         self._perm_cache: dict[int, list[int]] = {}
         self._last_eval: dict[str, Any] | None = None
-        ckpt = latest_checkpoint(self.run_dir) if resume else None
+        self._eval_pending = False  # the eval due at this step was not run (a stop came first)
         if resume and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
             self._restore(ckpt)
+            if resume_changes:
+                self._record_forced_resume(ckpt, resume_changes)
         else:
             self._set_aside_earlier_attempt()
         if self.is_main:
@@ -744,30 +765,19 @@ class Trainer:
                 self.critic.eval()
 
     def _apply_gradients(self, finite: bool, stats: dict[str, list[float]], *, policy: bool = True) -> bool:
-        """All-reduce, clip and step; skip the step (and count it) when the loss was not finite.
+        """All-reduce, clip and step; skip the step (and count it) when the loss was not finite, or
+        when a total gradient norm (policy or critic) is not: a finite loss can still give an inf
+        gradient, which clipping would turn into NaN weights. Both checks are agreed by every process.
 
         An FSDP2-sharded model's gradients were already averaged over processes (reduce-scattered
         in the backward pass), the same average the all-reduce takes; they are clipped by the
         global norm over the shards."""
+        if not self._agreed(finite):
+            return self._skip_step(stats, "nonfinite_loss", "loss")
         t = self.cfg.trainer
-        if self.world > 1:
-            flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            finite = bool(flag.item() > 0)
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.critic_optimizer is not None:
-                self.critic_optimizer.zero_grad(set_to_none=True)
-            self.bad_steps += 1
-            stats.setdefault("nonfinite_loss", []).append(1.0)
-            if self.bad_steps >= t.max_bad_steps:
-                raise NonFiniteLossError(
-                    f"{self.bad_steps} consecutive non-finite losses at step {self.step}; stopping "
-                    f"(metrics so far are in {self.run_dir / 'metrics.jsonl'}; lower trainer.lr or check rewards)")
-            return False
-        self.bad_steps = 0
-        for model, opt, sched, key in ((self.policy, self.optimizer, self.scheduler, "grad_norm"),
-                                       (self.critic, self.critic_optimizer, self.critic_scheduler, "value/grad_norm")):
+        stepping, norms = [], []
+        for model, opt, key in ((self.policy, self.optimizer, "grad_norm"),
+                                (self.critic, self.critic_optimizer, "value/grad_norm")):
             if model is None or (model is self.policy and not policy):  # value warm-up: the critic alone
                 continue
             params = [q for q in model.parameters() if q.requires_grad]
@@ -780,10 +790,41 @@ class Trainer:
             norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
             if hasattr(norm, "full_tensor"):  # a DTensor (sharded gradients): the global norm
                 norm = norm.full_tensor()
-            stats.setdefault(key, []).append(float(norm))
+            stepping.append((opt, key))
+            norms.append(float(norm))
+        if not self._agreed(all(math.isfinite(n) for n in norms)):
+            return self._skip_step(stats, "nonfinite_grad", "gradient norm")
+        self.bad_steps = 0
+        for (opt, key), norm in zip(stepping, norms):
+            stats.setdefault(key, []).append(norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
         return True
+
+    def _agreed(self, ok: bool) -> bool:
+        """``ok`` on every process (a MIN all-reduce): all of them skip a step, or none does."""
+        if self.world > 1:
+            flag = torch.tensor([1.0 if ok else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            ok = bool(flag.item() > 0)
+        return ok
+
+    def _skip_step(self, stats: dict[str, list[float]], key: str, what: str) -> bool:
+        """Drop the gradients, count a bad step (``key`` = 1 in the step's metrics) and stop after
+        ``trainer.max_bad_steps`` in a row."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.critic_optimizer is not None:
+            self.critic_optimizer.zero_grad(set_to_none=True)
+        self.bad_steps += 1
+        stats.setdefault(key, []).append(1.0)
+        if self.is_main:
+            print(f"rlvr train: step {self.step + 1}: non-finite {what}; optimizer step skipped "
+                  f"({self.bad_steps} in a row, stopping at trainer.max_bad_steps={self.cfg.trainer.max_bad_steps})")
+        if self.bad_steps >= self.cfg.trainer.max_bad_steps:
+            raise NonFiniteLossError(
+                f"{self.bad_steps} consecutive non-finite losses or gradients at step {self.step}; stopping "
+                f"(metrics so far are in {self.run_dir / 'metrics.jsonl'}; lower trainer.lr or check rewards)")
+        return False
 
     def _finish_lr_step(self) -> None:
         # The schedules follow trainer steps, also those where an optimizer did not step (a skipped
@@ -937,7 +978,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ metrics / eval / checkpoints
     def _reduce(self, m: dict[str, Any]) -> dict[str, Any]:
-        """Average metrics over processes (max for *_max and memory), over the union of the
+        """Average metrics over processes (max for *_max, */max and memory, min for */min), over the union of the
         processes' keys: a key a process lacks counts as missing there (NaN-mean)."""
         if self.world == 1:
             return m
@@ -947,8 +988,10 @@ class Trainer:
             vals = [q[k] for q in parts if k in q and not math.isnan(q[k])]
             if not vals:
                 m[k] = float("nan")
-            elif k.endswith("_max") or k.startswith("memory"):
+            elif k.endswith(("_max", "/max")) or k.startswith("memory"):
                 m[k] = max(vals)
+            elif k.endswith("/min"):
+                m[k] = min(vals)
             else:
                 m[k] = sum(vals) / len(vals)
         return m
@@ -995,7 +1038,7 @@ class Trainer:
             "critic_optimizer": critic_opt,
             "critic_scheduler": None if self.critic_scheduler is None else self.critic_scheduler.state_dict(),
             "kl_coef": self.kl_ctl.value, "kl_old_coef": self.kl_old_ctl.value, "rng": rng_state(), "bad_steps": self.bad_steps,
-            "preset": asdict(self.preset),
+            "preset": asdict(self.preset), "eval_pending": self._eval_pending,
         }
 
     def save(self, elapsed: float) -> Path | None:
@@ -1045,19 +1088,95 @@ class Trainer:
         self.elapsed_offset, self.bad_steps = st["elapsed_s"], st["bad_steps"]
         self.train_s = st.get("train_s", st["elapsed_s"])
         self.train_cpu_s = st.get("train_cpu_s", 0.0)
+        self._eval_pending = bool(st.get("eval_pending", False))
         set_rng_state(st["rng"])
         self._trim_logs_after(self.step)
         if self.is_main:
             print(f"rlvr train: resumed from {ckpt} (step {self.step})")
 
-    def _set_aside_earlier_attempt(self) -> None:
-        """A fresh start in a directory that already has logs (a run stopped before its first
-        checkpoint, or a finished one being redone): move them to ``attempts/<k>/`` so that the new
-        ``metrics.jsonl`` never continues an older attempt's steps."""
+    # the files of one attempt at a run: a fresh start moves them all to attempts/<k>/ together
+    ATTEMPT_FILES = ("metrics.jsonl", "eval.jsonl", "summary.json", "metrics.jsonl.after_checkpoint",
+                     "eval.jsonl.after_checkpoint", "tb", "checkpoints", "eval_items.jsonl", "provenance.json",
+                     "config.yaml", "resume_forced.jsonl")
+
+    def _lock_run_dir(self) -> None:
+        """Process 0 holds the run directory's lock for this trainer's life (:mod:`rlvr.rundir`):
+        a second trainer on the same directory is refused (on every process) naming the holder."""
+        import weakref
+
+        from rlvr.rundir import lock_run_dir
+
+        self._release_lock: Callable[[], None] = lambda: None
+        error = None
+        if self.is_main:
+            try:
+                self._release_lock = lock_run_dir(self.run_dir)
+            except RlvrError as e:
+                error = e
+        if self.world > 1:
+            flag = torch.tensor([0.0 if error is None else 1.0], device=self.device)
+            torch.distributed.broadcast(flag, src=0)
+            if flag.item() and error is None:
+                raise RlvrError(f"trainer.output_dir: {self.run_dir} is in use by another process (see process 0)")
+        if error is not None:
+            raise error
+        weakref.finalize(self, self._release_lock)
+
+    def _check_resume_settings(self, ckpt: Path, force: bool) -> dict[str, list[Any]]:
+        """The settings that differ between the run's ``config.yaml`` and this config, as
+        ``{key: [run's value, this value]}``; a resume may change only those that cannot change the
+        run's path (:data:`RESUMABLE_SETTINGS`); any other difference is refused with the keys listed,
+        unless ``force`` (then they are returned, to be recorded in ``resume_forced.jsonl``)."""
+        import yaml
+
+        from rlvr.config import settings_changed
+
+        path = self.run_dir / "config.yaml"
+        if not path.is_file():
+            if self.is_main:
+                print(f"rlvr train: {path} is missing; cannot check that the resumed run keeps its settings")
+            return {}
+        try:
+            before = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML ({getattr(e, 'problem', e)}); cannot check the resume") from None
+        changed = settings_changed(before, self.cfg)
+        t = self.cfg.trainer
+        allowed = set(RESUMABLE_SETTINGS)
+        if t.lr_schedule != "constant" or t.warmup_steps:
+            allowed.discard("trainer.total_steps")  # it sets the learning rate of every later step
+        refused = {k: v for k, v in changed.items() if k not in allowed}
+        if refused and not force:
+            listed = ", ".join(f"{k} {_short(a)} -> {_short(b)}" for k, (a, b) in refused.items())
+            raise ConfigError(f"--resume: {self.run_dir} was trained with other settings ({listed}); only "
+                              "budgets, eval/checkpoint cadence and logging may change on a resume (use another "
+                              "trainer.output_dir, or --force-resume to continue anyway)")
+        return refused
+
+    def _record_forced_resume(self, ckpt: Path, changes: dict[str, list[Any]]) -> None:
+        """Append what a forced resume changed to ``resume_forced.jsonl`` (the run is not one config)."""
+        import json
+        from datetime import datetime, timezone
+
         if not self.is_main:
             return
-        names = ("metrics.jsonl", "eval.jsonl", "summary.json", "metrics.jsonl.after_checkpoint",
-                 "eval.jsonl.after_checkpoint", "tb")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        row = {"step": self.step, "checkpoint": str(ckpt), "time": datetime.now(timezone.utc).isoformat(),
+               "changed": changes}
+        with open(self.run_dir / "resume_forced.jsonl", "a") as f:
+            f.write(json.dumps(row, default=str) + "\n")
+        print(f"rlvr train: resume forced with changed settings {', '.join(changes)} "
+              f"(recorded in {self.run_dir / 'resume_forced.jsonl'})")
+
+    def _set_aside_earlier_attempt(self) -> None:
+        """A fresh start in a directory that already has an attempt (a run stopped before its first
+        checkpoint, a finished one being redone, a start without ``--resume``): move its files, its
+        checkpoints among them, to ``attempts/<k>/``, so that the new ``metrics.jsonl`` never
+        continues an older attempt's steps and neither ``--resume`` nor ``rlvr eval RUN_DIR`` picks
+        up the older attempt's checkpoints."""
+        if not self.is_main:
+            return
+        names = self.ATTEMPT_FILES
         found = [self.run_dir / n for n in names if (self.run_dir / n).exists()]
         if not found:
             return
@@ -1068,7 +1187,8 @@ class Trainer:
         dest.mkdir(parents=True)
         for f in found:
             f.rename(dest / f.name)
-        print(f"rlvr train: no checkpoint to resume; earlier logs moved to {dest}")
+        print(f"rlvr train: starting fresh; the earlier attempt's files ({', '.join(f.name for f in found)}) "
+              f"moved to {dest}")
 
     def _trim_logs_after(self, step: int) -> None:
         """Steps logged after the checkpoint will be redone: move their lines aside (not deleted)."""
@@ -1118,9 +1238,12 @@ class Trainer:
         """Shut the rollout engine down (an engine in other processes stops them; the embedded engine
         has nothing to stop). Metrics and checkpoints are already on disk; the trainer cannot sample
         afterwards."""
-        close = getattr(self.engine, "close", None)  # the embedded engine has none
-        if callable(close):
-            close()
+        try:
+            close = getattr(self.engine, "close", None)  # the embedded engine has none
+            if callable(close):
+                close()
+        finally:
+            self._release_lock()
 
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
         """Run until a budget is reached (or ``max_steps`` more steps, or SIGINT/SIGTERM)."""
@@ -1149,6 +1272,9 @@ class Trainer:
         try:
             if t.eval_at_start and self.step == 0:
                 self._log_eval(logger, 0.0)
+            elif self._eval_pending:  # stopped at a step due an eval before it ran: run it now
+                self._log_eval(logger, self.elapsed_offset)
+            self._eval_pending = False
             while True:
                 elapsed = time.perf_counter() - t0
                 reason = self._stop_reason(elapsed)
@@ -1170,6 +1296,11 @@ class Trainer:
                     self.save(time.perf_counter() - t0)
                 # a signal is acted on at the top of the loop, by every process at the same step
             elapsed = time.perf_counter() - t0
+            # stopped before the run's end at a step due an eval (skipped above, as the final eval
+            # would cover it): the checkpoint says so, and the resumed run evaluates first
+            self._eval_pending = bool((reason is None or reason in ("SIGINT", "SIGTERM")) and t.eval_every
+                                      and self.step % t.eval_every == 0 and done > 0
+                                      and (self._last_eval or {}).get("step") != self.step)
             self.save(elapsed)
             summary: dict[str, Any] = {"preset": self.preset.name, "seed": t.seed, "steps": self.step,
                                        "samples": self.samples, "tokens": self.tokens, "stop_reason": reason}
@@ -1184,7 +1315,8 @@ class Trainer:
             if self.eval_examples is not None:
                 ev = self._log_eval(logger, elapsed, final=True)
                 summary["final_eval/pass@1"] = ev.get("eval/pass@1") if ev else None
-                summary.update({f"final_eval/{k[5:]}": v for k, v in (ev or {}).items() if k.startswith("eval/sampled/")})
+                summary.update({f"final_eval/{k[5:]}": v for k, v in (ev or {}).items()
+                                if k.startswith("eval/sampled/") or k in ("eval/timeouts", "eval/crashes", "eval/violations")})
             summary["elapsed_s"] = time.perf_counter() - t0
             summary["peak_memory_gb"] = _peak_memory_gb(self.device)
             if self.is_main:
@@ -1204,6 +1336,7 @@ class Trainer:
         row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed, "train_s": self.train_s,
                "train_cpu_s": self.train_cpu_s,
                "eval/pass@1": res.get("greedy/pass@1", res["pass@1"]), "eval/n": res["n"]}
+        row.update({f"eval/{k}": res[k] for k in ("timeouts", "crashes", "violations") if k in res})
         row.update({f"eval/{k}": v for k, v in res.items()
                     if k.startswith("sampled/") and isinstance(v, (int, float))})
         self._last_eval = logger.log(row, stream="eval")

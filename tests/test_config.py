@@ -106,3 +106,57 @@ def test_engine_names_come_from_the_engine_table():
         from_dict({"rollout": {"engine": "sglang"}})
     with pytest.raises(ConfigError, match="embedded engine"):
         from_dict({"rollout": {"engine": "vllm"}, "trainer": {"reuse_sampler_logprobs": True}})
+
+
+def test_string_overrides_are_taken_verbatim():
+    cfg = from_dict({}, ["data.system_prompt=Think # then answer", "trainer.output_dir=runs/exp #2",
+                         "model.name=tiny-random", "data.eval=null", "trainer.lr=1e-3 ", "rollout.n=4"])
+    assert cfg.data.system_prompt == "Think # then answer"
+    assert cfg.trainer.output_dir == "runs/exp #2"
+    assert cfg.data.eval is None and cfg.trainer.lr == 1e-3 and cfg.rollout.n == 4
+    # a string field that looks like a number stays a string; a preset's string field too
+    assert from_dict({}, ["trainer.output_dir=123"]).trainer.output_dir == "123"
+    assert parse_override("algorithm.estimator=rloo # x") == ("algorithm.estimator", "rloo # x")
+
+
+def test_compare_forwards_output_dir_and_overrides_to_its_runs(tmp_path):
+    import argparse
+
+    from evals.compare import _run_overrides
+
+    out = tmp_path / "runs" / "exp #2"
+    recipe = ["data.system_prompt=Think # then answer"]
+    cfg = from_dict({}, recipe)
+    args = argparse.Namespace(max_tokens=None, max_time=None)
+    run_dir = out / "grpo" / "seed0"
+    child = from_dict({}, [*recipe, *_run_overrides(cfg, "grpo", 0, run_dir, args)])
+    assert child.trainer.output_dir == str(run_dir)
+    assert child.data.system_prompt == "Think # then answer"
+
+
+@pytest.mark.parametrize("override,field", [
+    ("trainer.seed=-1", "trainer.seed"), ("trainer.lr=.inf", "trainer.lr"), ("trainer.lr=.nan", "trainer.lr"),
+    ("algorithm.value_clip=0", "algorithm.value_clip"), ("trainer.eval_every=-1", "trainer.eval_every"),
+    ("data.train_limit=-3", "data.train_limit"), ("data.eval_limit=0", "data.eval_limit"),
+    ("trainer.max_grad_norm=0", "trainer.max_grad_norm"), ("trainer.critic_lr=-1e-5", "trainer.critic_lr"),
+    ("trainer.checkpoint_every=-2", "trainer.checkpoint_every"), ("trainer.max_bad_steps=0", "trainer.max_bad_steps"),
+    ("trainer.max_time_s=.inf", "trainer.max_time_s"), ("trainer.final_eval_temperature=0", "trainer.final_eval_temperature"),
+    ("reward.workers=-1", "reward.workers"), ("rollout.vllm.gpu_memory_utilization=1.5", "rollout.vllm.gpu_memory_utilization"),
+    ("trainer.warmup_steps=-1", "trainer.warmup_steps"),
+])
+def test_out_of_range_values_are_refused_naming_the_field(override, field):
+    with pytest.raises(ConfigError) as e:
+        from_dict({}, [override])
+    assert str(e.value).startswith(field) and "\n" not in str(e.value)
+
+
+def test_cli_reports_a_negative_seed_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "rlvr.cli", "train", str(RECIPES[0]),
+                           "trainer.seed=-1", f"trainer.output_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                          "PYTHONPATH": str(RECIPES[0].parents[1])})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["rlvr train: error: trainer.seed must be in 0..2147483647, got -1"]

@@ -162,3 +162,18 @@ def test_arithmetic_holdout_width():
     for bad in ("add2@1", "add2@x", "add9@5"):
         with pytest.raises(DataError, match=f"arithmetic:{bad}"):
             arithmetic_examples(bad, split="test", limit=4)
+
+
+@pytest.mark.parametrize("row,message", [
+    ({"question": "1+1?", "answer": 2}, "field 'answer' must be a string, got int"),
+    ({"text": "add", "test_list": "assert f(1) == 2"}, "field 'test_list' must be a non-empty list of strings"),
+    ({"text": "add", "test_list": []}, "field 'test_list' must be a non-empty list of strings"),
+    ({"prompt": "def f():", "test": ["x"], "entry_point": "f"}, "field 'test' must be a string"),
+    ({"problem": "1+1?", "answer": {"x": 1}}, "field 'answer' must be a string or a number"),
+    ({"prompt": "hi", "answer": "1", "verifier": 3}, "field 'verifier' must be a string"),
+])
+def test_rows_with_wrongly_typed_fields_fail_at_load_naming_file_and_line(tmp_path, row, message):
+    path = _write_jsonl(tmp_path / "rows.jsonl", [row])
+    with pytest.raises(DataError) as e:
+        load_prompts(str(path))
+    assert str(e.value).startswith(f"{path}:1: {message}") and "\n" not in str(e.value)

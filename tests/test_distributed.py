@@ -197,7 +197,8 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_p
     os.kill(int((tmp_path / "pids" / "1").read_text()), signal.SIGTERM)
     t0 = time.time()
     rc, stdout, err = _finish(proc, 120)
-    assert rc == 0, err[-3000:]
+    # every rank exits 143 (stopped by SIGTERM, checkpointed); the launcher reports it as a failure
+    assert rc != 0 and "exitcode  : 143" in err and "exitcode  : 1 " not in err, err[-3000:]
     assert time.time() - t0 < 120
     rows = read_jsonl(metrics)
     last = rows[-1]["step"]

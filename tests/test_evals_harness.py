@@ -187,3 +187,49 @@ def test_pass_and_maj_at_k_end_to_end_with_known_correctness(tiny_model_path, tm
         assert res[key] == pytest.approx(v)
     assert 0 < res["sampled/maj@4"] < 1 and 0 < res["sampled/pass@1"] < 1, "degenerate samples: pick other ones"
     assert res["sampled/mean_reward"] > res["sampled/pass@1"]  # partial rewards are not counted correct
+
+
+def test_eval_seed_seeds_sampling_not_the_held_out_items(tiny_model_path, tmp_path):
+    from rlvr.cli import main
+    from rlvr.data import load_prompts
+
+    def ids(*extra):
+        out = tmp_path / f"items{len(list(tmp_path.iterdir()))}.jsonl"
+        assert main(["eval", tiny_model_path, "--task", "arithmetic:add2", "--limit", "6", "--max-new-tokens", "2",
+                     "--workers", "0", "--out", str(out), *extra]) == 0
+        return [json.loads(line)["id"] for line in out.read_text().splitlines()]
+
+    held_out = [e.id for e in load_prompts("arithmetic:add2", split="test", limit=6, seed=0)]
+    assert ids("--seed", "3") == ids() == held_out
+    assert ids("--data-seed", "5") == [e.id for e in load_prompts("arithmetic:add2", split="test", limit=6, seed=5)]
+
+
+def test_eval_of_a_run_dir_draws_the_runs_held_out_items(tiny_model_path, tmp_path):
+    from rlvr.cli import main
+    from rlvr.data import load_eval_examples
+    from rlvr.trainer import Trainer
+    from tiny import tiny_cfg
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 1, "data.eval_seed": 5, "data.eval": "arithmetic:add2",
+                                "data.eval_limit": 4})
+    Trainer(cfg).train()
+    out = tmp_path / "items.jsonl"
+    assert main(["eval", cfg.trainer.output_dir, "--task", "arithmetic:add2", "--limit", "4", "--seed", "7",
+                 "--max-new-tokens", "2", "--workers", "0", "--out", str(out)]) == 0
+    got = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert got == [e.id for e in load_eval_examples(cfg)]
+
+
+@pytest.mark.parametrize("body,key", [("import time\n    time.sleep(30)\n    return 1.0", "timeouts"),
+                                      ("raise RuntimeError('broken')", "crashes")])
+def test_eval_reports_timeouts_and_crashes(tiny_model_path, tmp_path, capsys, body, key):
+    from rlvr.cli import main
+
+    spec = tmp_path / "v.py"
+    spec.write_text(f"def score(completion, reference):\n    {body}\n")
+    out = tmp_path / "items.jsonl"
+    assert main(["eval", tiny_model_path, "--task", "arithmetic:add2", "--limit", "2", "--max-new-tokens", "2",
+                 "--verifier", f"{spec}:score", "--workers", "1", "--timeout", "0.5", "--out", str(out)]) == 0
+    summary = json.loads(Path(str(out) + ".summary.json").read_text())
+    assert summary[key] == 2 and summary["pass@1"] == 0.0 and summary["completions"] == 2
+    assert f"warning: 2 {key} among 2 scored completions" in capsys.readouterr().out

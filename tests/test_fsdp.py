@@ -128,7 +128,7 @@ def check_steps(one: Path, two: Path) -> None:
     export = load_file(ckpt / "policy" / "model.safetensors")
     for k, v in export.items():
         assert torch.equal(v, saved[k]), k
-    st = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    st = torch.load(ckpt / "trainer_state.pt", weights_only=True)
     # trainable_layers=1: the top block and the final norm, as one process saves them
     assert set(st["policy"]) == {k for k in saved if k.startswith("model.layers.1.")} | {"model.norm.weight"}
     for k, v in st["policy"].items():

@@ -1,5 +1,6 @@
 """End-to-end trainer behaviour on a tiny random model with the real SmolLM2 tokenizer."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -196,3 +197,55 @@ def test_value_warmup_with_a_shared_trunk_moves_only_the_value_head(tmp_path, we
     m = trainer.train_step()
     assert "value/warmup" not in m and "grad_norm" in m
     assert any(not torch.equal(p, policy_before[n]) for n, p in trainer.policy.named_parameters())
+
+
+def _poison_gradient(param):
+    """A finite loss whose gradient is inf in one entry (what an overflow in a backward pass gives)."""
+    def hook(grad):
+        grad = grad.clone()
+        grad.view(-1)[0] = float("inf")
+        return grad
+    return param.register_hook(hook)
+
+
+@pytest.mark.parametrize("where,preset", [("policy", "ppo"), ("critic", "ppo"), ("policy", "trpo")])
+def test_inf_gradient_with_a_finite_loss_skips_the_step_and_counts_it(tmp_path, where, preset):
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": preset, "algorithm.value_warmup_steps": 0,
+                                "algorithm.epochs": 1,
+                                "trainer.total_steps": 10, "trainer.max_bad_steps": 2})
+    trainer = Trainer(cfg)
+    model = trainer.policy if where == "policy" else trainer.critic
+    _poison_gradient(next(q for q in model.parameters() if q.requires_grad))
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters()}
+    with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite"):
+        trainer.train()
+    (row,) = read_jsonl(Path(cfg.trainer.output_dir) / "metrics.jsonl")
+    assert row["nonfinite_grad"] == 1.0 and row.get("nonfinite_loss") is None
+    assert math.isfinite(row["loss/policy"])
+    if trainer.critic is None:
+        return
+    for n, p in trainer.policy.named_parameters():  # no update was applied, nothing became NaN
+        assert torch.equal(before[n], p), n
+    assert all(torch.isfinite(q).all() for q in trainer.critic.parameters())
+
+
+@pytest.mark.parametrize("preset", ["grpo", "trpo"])
+def test_a_micro_batch_without_trained_tokens_leaves_the_ratio_stats_alone(tmp_path, preset):
+    """ratio/max of an all-masked micro-batch is -inf, its means 0: neither may reach the step's log."""
+    from rlvr.data import encode_prompt
+    from rlvr.metrics import PhaseTimer
+    from rlvr.rollout.base import SamplingParams
+
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": preset, "algorithm.value_warmup_steps": 0})
+    trainer = Trainer(cfg)
+    examples = trainer._step_examples(0)
+    rollout = trainer.engine.generate([encode_prompt(trainer.tokenizer, e) for e in examples],
+                                      SamplingParams(n=4, max_new_tokens=6, seed=0))
+    batch = rollout.to_tensors(trainer.tokenizer.pad_token_id)
+    scores = torch.tensor([float(i % 2) for i in range(len(rollout))])
+    mask = batch["response_mask"].clone()
+    mask[1:] = 0  # one trained row: of the two micro-batches of 4, one has no trained token
+    m = trainer._learn(batch, scores, mask, PhaseTimer())
+    assert m["ratio/max"] == pytest.approx(1.0, abs=1e-4)  # on-policy: every ratio is 1
+    assert m["ratio/mean"] == pytest.approx(1.0, abs=1e-4) and m["clip/inside"] == pytest.approx(1.0)
+    json.dumps(m, allow_nan=False)  # every value a number the metrics log can hold

@@ -6,6 +6,7 @@ changes the policy (and critic) in place, and returns float metrics for the step
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,27 @@ def register(name: str) -> Callable[[Rule], Rule]:
         return fn
 
     return deco
+
+
+def combine_stat(name: str, values: list[Any], *, summed: bool) -> float | None:
+    """One number for a stat logged once per micro-batch (``summed``: within one mini-batch) or
+    per mini-batch: ``loss/*`` pieces are summed within a mini-batch (each is already scaled by the
+    mini-batch totals), ``*/max`` and ``*/min`` take the max / min of the finite values (a
+    micro-batch without trained tokens reports -inf / inf), the rest their mean. None when a max or
+    min has no finite value (no trained token at all)."""
+    vals = [float(v) for v in values]
+    if name.endswith(("/max", "/min")):
+        finite = [v for v in vals if math.isfinite(v)]
+        return (max if name.endswith("/max") else min)(finite) if finite else None
+    if summed and name.startswith("loss/"):
+        return sum(vals)
+    return sum(vals) / len(vals)
+
+
+def combine_stats(stats: dict[str, list[Any]], *, summed: bool) -> dict[str, float]:
+    """:func:`combine_stat` of every stat that has values (a max/min with no finite value is left out)."""
+    out = {k: combine_stat(k, v, summed=summed) for k, v in stats.items() if v}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from rlvr.algorithms import kl_estimate, objective
 from rlvr.rollout.consistency import logprob_mismatch
 
-from .base import UpdateInputs, register
+from .base import UpdateInputs, combine_stats, register
 
 
 @torch.no_grad()
@@ -93,13 +93,17 @@ def first_order_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                 if loss.requires_grad:
                     loss.backward()
                 if finite:
+                    # a micro-batch without trained tokens adds its (zero) loss pieces, but no means
+                    # (its clip fractions, ratio mean, ... are 0 by convention, not measurements)
+                    trained = bool(mask[rows].any())
                     for k, v in st.items():
-                        mb_stats.setdefault(k, []).append(v)
+                        if trained or k.startswith("loss/"):
+                            mb_stats.setdefault(k, []).append(v)
             # loss pieces are already scaled by mini-batch totals: sum them; average the rest
-            for k, v in mb_stats.items():
-                stats.setdefault(k, []).append(sum(v) if k.startswith("loss/") else sum(v) / len(v))
+            for k, v in combine_stats(mb_stats, summed=True).items():
+                stats.setdefault(k, []).append(v)
             tr._apply_gradients(finite, stats, policy=policy)
-    out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+    out = combine_stats(stats, summed=False)
     if policy and p.kl_old_target is not None:
         out["kl/old_after"] = kl_after_update(tr, x)
     if t.reuse_sampler_logprobs and first_pass:

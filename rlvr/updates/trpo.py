@@ -33,7 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from rlvr.algorithms import aggregate, kl_estimate, objective, trpo_step
 from rlvr.algorithms.trpo import flat_grad
 
-from .base import UpdateInputs, register
+from .base import UpdateInputs, combine_stats, register
 from .first_order import first_order_update
 
 
@@ -118,6 +118,7 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     """
     p, t = tr.preset, tr.cfg.trainer
     out: dict[str, float] = {}
+    bad_before = tr.bad_steps  # a critic step that is taken does not end a run of skipped policy steps
     if tr.critic is not None:
         out.update(first_order_update(tr, dataclasses.replace(x, policy=False)))
     if not x.policy:
@@ -144,8 +145,10 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
         loss, st = loss_of(rows, logp, ent)
         gi = flat_grad(-loss, params).float()
         g = gi if g is None else g + gi
+        trained = bool(mask[rows].any())  # a chunk without trained tokens has no means to add
         for k, v in st.items():
-            stats.setdefault(k, []).append(v)
+            if trained or k.startswith("loss/"):
+                stats.setdefault(k, []).append(v)
     g = _mean_over_processes(tr, g)
 
     evaluated: dict[str, Any] = {}
@@ -177,8 +180,13 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     res = trpo_step(params, surrogate, kl, max_kl=p.trpo_max_kl, cg_iters=p.trpo_cg_iters, damping=p.trpo_damping,
                     backtrack_ratio=p.trpo_backtrack_ratio, max_backtracks=p.trpo_max_backtracks,
                     fvp=fisher_product(tr, x, rows, params, p.trpo_damping), grad=g)
-    for k, v in stats.items():
-        out[k] = sum(v) if k.startswith("loss/") else sum(v) / len(v)
+    out.update(combine_stats(stats, summed=True))
     out.update(res.to_dict())
     out["grad_norm"] = res.grad_norm
+    if not math.isfinite(res.grad_norm):  # trpo_step took no step; count it like a skipped first-order step
+        tr.bad_steps = max(tr.bad_steps, bad_before)
+        tr._skip_step({}, "nonfinite_grad", "gradient norm")
+        out["nonfinite_grad"] = 1.0
+    else:
+        tr.bad_steps = 0
     return out

@@ -1,0 +1,251 @@
+"""The run directory: safe checkpoint loading, attempts that keep their own files, resumes that
+keep the run's settings, one trainer per directory, and exit codes of an interrupted run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr.errors import RlvrError
+from rlvr.trainer import Trainer
+from tiny import tiny_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rows(path):
+    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+
+
+class _Payload:
+    """Pickles as a call that writes a marker file: what a crafted trainer_state.pt would run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+def test_crafted_trainer_state_is_refused_and_does_not_run(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    ckpt = Path(cfg.trainer.output_dir) / "checkpoints" / "step_5"
+    (ckpt / "policy").mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    torch.save({"step": 5, "payload": _Payload(marker)}, ckpt / "trainer_state.pt")
+    with pytest.raises(RlvrError, match=r"trainer_state.pt: refusing to load") as e:
+        Trainer(cfg, resume=True)
+    assert "\n" not in str(e.value)
+    assert not marker.exists()
+
+
+def test_checkpoint_state_loads_with_weights_only(tmp_path):
+    cfg = tiny_cfg(tmp_path, **{"algorithm.preset": "ppo", "trainer.total_steps": 1,
+                                "algorithm.value_warmup_steps": 0})
+    Trainer(cfg).train()
+    st = torch.load(Path(cfg.trainer.output_dir) / "checkpoints" / "step_1" / "trainer_state.pt",
+                    weights_only=True)
+    assert st["step"] == 1 and st["critic"] is not None
+
+
+def test_fresh_start_moves_the_earlier_attempts_checkpoints_with_its_logs(tmp_path):
+    from evals.harness import resolve_checkpoint
+
+    first = tiny_cfg(tmp_path, **{"trainer.total_steps": 2, "trainer.checkpoint_every": 1})
+    run = Path(first.trainer.output_dir)
+    Trainer(first).train()
+    (run / "eval_items.jsonl").write_text("{}\n")
+    (run / "provenance.json").write_text("{}\n")
+    again = tiny_cfg(tmp_path, **{"trainer.total_steps": 1})
+    Trainer(again).train()  # a fresh start (no --resume) in the used directory
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_1"]
+    old = run / "attempts" / "1"
+    assert sorted(p.name for p in (old / "checkpoints").iterdir()) == ["step_1", "step_2"]
+    for name in ("metrics.jsonl", "summary.json", "config.yaml", "eval_items.jsonl", "provenance.json"):
+        assert (old / name).exists(), name
+    assert not (run / "eval_items.jsonl").exists() and not (run / "provenance.json").exists()
+    assert json.loads((run / "summary.json").read_text())["steps"] == 1
+    assert Path(resolve_checkpoint(run)).parent.name == "step_1"  # rlvr eval RUN_DIR: this attempt's
+    assert Trainer(again, resume=True).step == 1
+
+
+def test_resume_refuses_other_training_settings_and_lists_them(tmp_path):
+    base = {"trainer.total_steps": 2}
+    cfg = tiny_cfg(tmp_path, **base)
+    run = Path(cfg.trainer.output_dir)
+    Trainer(cfg).train(max_steps=1)
+    saved = (run / "config.yaml").read_text()
+    other = tiny_cfg(tmp_path, **base, **{"trainer.lr": 2e-3, "trainer.seed": 1, "algorithm.preset": "rloo"})
+    with pytest.raises(RlvrError) as e:
+        Trainer(other, resume=True)
+    msg = str(e.value)
+    assert "\n" not in msg and "--force-resume" in msg
+    for key in ("trainer.lr", "trainer.seed", "algorithm.preset"):
+        assert key in msg, key
+    assert "trainer.total_steps" not in msg
+    assert (run / "config.yaml").read_text() == saved  # not overwritten
+    # budgets, cadences and logging may change
+    ok = tiny_cfg(tmp_path, **{"trainer.total_steps": 3, "trainer.eval_every": 1, "trainer.checkpoint_every": 1,
+                               "trainer.max_samples": 100, "trainer.progress": True})
+    assert Trainer(ok, resume=True).step == 1
+    # with a schedule, total_steps sets the learning rate of every later step
+    sched = tiny_cfg(tmp_path / "s", **{"trainer.total_steps": 2, "trainer.lr_schedule": "cosine"})
+    Trainer(sched).train(max_steps=1)
+    longer = tiny_cfg(tmp_path / "s", **{"trainer.total_steps": 4, "trainer.lr_schedule": "cosine"})
+    with pytest.raises(RlvrError, match=r"trainer.total_steps 2 -> 4"):
+        Trainer(longer, resume=True)
+
+
+def test_forced_resume_is_recorded_in_the_run_dir(tmp_path):
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 2})
+    run = Path(cfg.trainer.output_dir)
+    Trainer(cfg).train(max_steps=1)
+    other = tiny_cfg(tmp_path, **{"trainer.total_steps": 2, "trainer.lr": 2e-3})
+    tr = Trainer(other, force_resume=True)
+    assert tr.step == 1
+    (row,) = rows(run / "resume_forced.jsonl")
+    assert row["step"] == 1 and row["changed"] == {"trainer.lr": [1e-3, 2e-3]}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_for(cond, timeout=60.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_second_trainer_on_a_locked_run_dir_is_refused_naming_the_holder(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    run = Path(cfg.trainer.output_dir)
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pathlib; from rlvr.rundir import lock_run_dir\n"
+        f"lock_run_dir({str(run)!r}); pathlib.Path({str(ready)!r}).write_text('x'); time.sleep(120)")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert _wait_for(ready.exists)
+        with pytest.raises(RlvrError, match=rf"{run.name} is in use by another process \(pid {holder.pid}"):
+            Trainer(cfg)
+    finally:
+        holder.kill()
+        holder.wait()
+    trainer = Trainer(cfg)  # the kernel dropped the dead holder's lock
+    trainer.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_compare_child_dies_with_a_killed_parent(tmp_path):
+    import signal
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time, pathlib; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(120)"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from evals.compare import run_child\n"
+        f"run_child([sys.executable, '-c', {child!r}])")], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert _wait_for(lambda: pid_file.exists() and pid_file.read_text())
+        pid = int(pid_file.read_text())
+        assert _alive(pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _wait_for(lambda: not _alive(pid), timeout=10), "the child outlived its killed parent"
+    finally:
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_an_eval_due_at_an_interrupted_step_runs_after_resume(tmp_path):
+    import signal
+
+    from rlvr.commands.train import harness_evaluator
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 4, "trainer.eval_every": 2, "data.eval": "arithmetic:add2",
+                                "data.eval_limit": 2})
+    run = Path(cfg.trainer.output_dir)
+    trainer = Trainer(cfg, evaluator=harness_evaluator)
+    fired = []
+
+    def ctrl_c_during_step_2(*_):
+        if trainer.step == 1 and not fired:  # inside the second step's forward passes
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.policy.register_forward_hook(ctrl_c_during_step_2)
+    summary = trainer.train()
+    assert fired and summary["stop_reason"] == "SIGINT" and trainer.step == 2
+    assert not (run / "eval.jsonl").exists() or rows(run / "eval.jsonl") == []
+    trainer.close()
+    Trainer(cfg, resume=True, evaluator=harness_evaluator).train()
+    evals = rows(run / "eval.jsonl")
+    assert [r["step"] for r in evals] == [2, 4]  # step 2's eval is not lost
+    assert all(r["eval/timeouts"] == 0 and r["eval/crashes"] == 0 for r in evals)  # scoring counts logged
+    assert json.loads((run / "summary.json").read_text())["final_eval/timeouts"] == 0
+
+
+def _recipe(tmp_path, steps):
+    verifier = tmp_path / "parity.py"
+    verifier.write_text("def score(completion, reference):\n    return float(len(completion) % 2 == 0)\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: {name: tiny-random}\ndata: {train: 'arithmetic:add2', train_limit: 64}\n"
+        "rollout: {n: 4, max_new_tokens: 6}\n"
+        f"reward: {{workers: 0, verifier: '{verifier}:score'}}\n"
+        f"trainer: {{total_steps: {steps}, prompts_per_step: 2, micro_batch_size: 4, lr: 1.0e-3,"
+        " progress: false, tensorboard: false}\n")
+    return recipe
+
+
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_train_stopped_by_a_signal_checkpoints_and_exits_with_its_code(tmp_path, sig, code):
+    import signal
+
+    recipe = _recipe(tmp_path, steps=500)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlvr.cli", "train", str(recipe), f"trainer.output_dir={run}"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text(), 300)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err[-2000:]
+    step = rows(run / "metrics.jsonl")[-1]["step"]
+    assert (run / "checkpoints" / f"step_{step}" / "trainer_state.pt").is_file()
+    assert not (run / "summary.json").exists()
+
+
+def test_a_checkpoint_of_the_earlier_format_still_resumes(tmp_path):
+    """Earlier versions stored numpy's RNG state as a tuple holding an array: still loadable."""
+    import numpy as np
+
+    from rlvr.checkpoint import load_state, set_rng_state
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 2})
+    Trainer(cfg).train(max_steps=1)
+    path = Path(cfg.trainer.output_dir) / "checkpoints" / "step_1" / "trainer_state.pt"
+    st = torch.load(path, weights_only=True)
+    np.random.seed(3)
+    st["rng"]["numpy"] = np.random.get_state()
+    torch.save(st, path)
+    expected = np.random.rand()
+    set_rng_state(load_state(path.parent)["rng"])
+    assert np.random.rand() == expected
+    assert Trainer(cfg, resume=True).step == 1
