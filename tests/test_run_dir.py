@@ -66,7 +66,9 @@ def test_fresh_start_moves_the_earlier_attempts_checkpoints_with_its_logs(tmp_pa
     assert sorted(p.name for p in (old / "checkpoints").iterdir()) == ["step_1", "step_2"]
     for name in ("metrics.jsonl", "summary.json", "config.yaml", "eval_items.jsonl", "provenance.json"):
         assert (old / name).exists(), name
-    assert not (run / "eval_items.jsonl").exists() and not (run / "provenance.json").exists()
+    assert not (run / "eval_items.jsonl").exists()
+    assert (old / "provenance.json").read_text() == "{}\n"  # the earlier attempt's, moved with it
+    assert json.loads((run / "provenance.json").read_text())["starts"][0]["step"] == 0  # this attempt's own
     assert json.loads((run / "summary.json").read_text())["steps"] == 1
     assert Path(resolve_checkpoint(run)).parent.name == "step_1"  # rlvr eval RUN_DIR: this attempt's
     assert Trainer(again, resume=True).step == 1
