@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="cap on generated response tokens per run")
     p.add_argument("--max-time", type=float, help="cap on wall-clock seconds per run")
     p.add_argument("--no-base-eval", action="store_true", help="skip evaluating the base model")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs side by side (default 1); each gets OMP_NUM_THREADS = cores / jobs unless set")
     p.add_argument("--margin", type=float, default=None,
                    help="equivalence margin m for the verdicts (default: the recipe's margin); recorded in "
                         "compare.json before any run starts")
@@ -116,27 +118,39 @@ def settings_that_differ(cfg, presets: list[str]) -> dict[str, dict[str, object]
 
 
 def run_child(cmd: list[str], grace_s: float = 600.0) -> tuple[int, bool]:
-    """Run one training run as a child process; returns (exit code, interrupted).
+    """Run one training run as a child process; returns (exit code, interrupted). See
+    :func:`run_children`."""
+    out: list[tuple[int, bool]] = []
+    run_children([("run", cmd)], 1, lambda key, rc, interrupted: out.append((rc, interrupted)), grace_s=grace_s)
+    return out[0]
 
-    The child has its own session, so a Ctrl-C at the terminal reaches only this process, which
-    forwards exactly one SIGINT: the trainer finishes its current step, checkpoints and exits (a
-    second Ctrl-C is forwarded too and stops it at once). It is killed only if it has not exited
-    ``grace_s`` seconds after the last signal. SIGTERM is handled the same way.
+
+def run_children(tasks: list[tuple[str, list[str]]], jobs: int, on_done, grace_s: float = 600.0,
+                 env: dict[str, str] | None = None, on_start=None) -> bool:
+    """Run ``(key, cmd)`` tasks as child processes, at most ``jobs`` at a time, in order; call
+    ``on_done(key, exit code, interrupted)`` as each ends. Returns True when interrupted.
+
+    Each child has its own session, so a Ctrl-C at the terminal reaches only this process, which
+    forwards exactly one SIGINT to every running child: each trainer finishes its current step,
+    checkpoints and exits (a second Ctrl-C is forwarded too and stops them at once); no new child
+    starts. A child is killed only if it has not exited ``grace_s`` seconds after the last signal.
+    SIGTERM is handled the same way. Children also die with this process if it is killed by
+    anything (SIGKILL, SIGHUP, ...): they receive SIGTERM, so they checkpoint.
     """
     import signal
 
     from rlvr.rundir import die_with_parent
 
-    # its own session keeps the terminal's Ctrl-C away from it; it still dies with this process
-    # (SIGTERM: it checkpoints) if this one is killed by anything (SIGKILL, SIGHUP, ...)
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent())
+    pending = list(tasks)
+    running: dict[str, subprocess.Popen] = {}
     received: list[float] = []  # when each signal arrived
     old = {}
 
     def _forward(signum, frame):
         received.append(time.monotonic())
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        for proc in running.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -144,17 +158,27 @@ def run_child(cmd: list[str], grace_s: float = 600.0) -> tuple[int, bool]:
         except ValueError:  # not the main thread
             pass
     try:
-        while True:
-            try:
-                rc = proc.wait(timeout=1.0)
+        while pending or running:
+            while pending and len(running) < jobs and not received:
+                key, cmd = pending.pop(0)
+                if on_start is not None:
+                    on_start(key)
+                running[key] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent(), env=env)
+            if received and not running:
                 break
-            except subprocess.TimeoutExpired:
-                if received and time.monotonic() - received[-1] > grace_s:
+            for key, proc in list(running.items()):
+                rc = proc.poll()
+                if rc is not None:
+                    del running[key]
+                    on_done(key, rc, bool(received))
+            if received and time.monotonic() - received[-1] > grace_s:
+                for proc in running.values():
                     proc.kill()
+            time.sleep(0.2)
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-    return rc, bool(received)
+    return bool(received)
 
 
 def _base_eval(cfg, out: Path) -> dict | None:
@@ -238,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
         if base is not None:
             manifest["base"] = base
             print(f"base model: eval pass@1 = {base['final_eval/pass@1']:.3f} (n={base['eval/n']})")
-    failed = []
+    failed: list[str] = []
+    tasks = []
     for seed in seeds:  # seed-major order: an interrupted compare still has every preset at seed 0
         for preset in presets:
             run_dir = out / preset / f"seed{seed}"
@@ -247,20 +272,32 @@ def run(args: argparse.Namespace) -> int:
                 manifest["runs"][key] = "done"
                 print(f"[skip] {key}: already finished")
                 continue
-            cmd = [sys.executable, "-m", "rlvr.cli", "train", str(args.recipe), *args.overrides,
-                   *_run_overrides(cfg, preset, seed, run_dir, args), "--resume"]
-            print(f"[run ] {key}", flush=True)
-            rc, interrupted = run_child(cmd)
-            ok = rc == 0 and (run_dir / "summary.json").is_file()
-            manifest["runs"][key] = "done" if ok else ("interrupted" if interrupted else f"failed (exit {rc})")
-            if ids := provenance.run_code_ids(run_dir):
-                manifest["code"][key] = ids
-            manifest_path.write_text(json.dumps(manifest, indent=2))
-            if interrupted or rc in (-2, 130, -15, 143):  # interrupted (SIGINT/SIGTERM): stop the whole comparison
-                raise RlvrError(f"interrupted during {key} (checkpointed at a step boundary); "
-                                "rerun the same command to continue")
-            if not ok:
-                failed.append(key)
+            tasks.append((key, [sys.executable, "-m", "rlvr.cli", "train", str(args.recipe), *args.overrides,
+                                *_run_overrides(cfg, preset, seed, run_dir, args), "--resume"]))
+    jobs = max(1, int(getattr(args, "jobs", 1) or 1))
+    env = None
+    if jobs > 1:  # the cores are shared between the runs side by side (unless the caller chose)
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or
+               str(max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // jobs))}
+    interrupted_in: list[str] = []
+
+    def _done(key: str, rc: int, interrupted: bool) -> None:
+        run_dir = out / key
+        ok = rc == 0 and (run_dir / "summary.json").is_file()
+        manifest["runs"][key] = "done" if ok else ("interrupted" if interrupted else f"failed (exit {rc})")
+        if ids := provenance.run_code_ids(run_dir):
+            manifest["code"][key] = ids
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        if interrupted or rc in (-2, 130, -15, 143):  # interrupted (SIGINT/SIGTERM)
+            interrupted_in.append(key)
+        elif not ok:
+            failed.append(key)
+        print(f"[{'done' if ok else 'stop' if key in interrupted_in else 'fail'}] {key}", flush=True)
+
+    run_children(tasks, jobs, _done, env=env, on_start=lambda key: print(f"[run ] {key}", flush=True))
+    if interrupted_in:  # stop the whole comparison; the same command continues it
+        raise RlvrError(f"interrupted during {', '.join(interrupted_in)} (checkpointed at a step boundary); "
+                        "rerun the same command to continue")
     manifest_path.write_text(json.dumps(manifest, indent=2))
     print(f"compare directory: {out}  (render with: rlvr report {out})")
     if failed:

@@ -351,3 +351,20 @@ def test_engine_captures_the_boundary_states(tmp_path):
         P = b["input_ids"].shape[1] - R
         torch.testing.assert_close(b["boundary_hidden"][i, P - len(p): P - len(p) + n],
                                    hb[i, P - len(p): P - len(p) + n], atol=1e-4, rtol=1e-4)
+
+
+def test_compare_runs_jobs_side_by_side_with_a_thread_share_each(tmp_path):
+    """--jobs 2: two runs at a time, each with OMP_NUM_THREADS = cores / 2 (at least 1); every run
+    finishes and the manifest lists them all."""
+    import time as _time
+
+    from evals.compare import run_children
+
+    starts, ends = {}, {}
+    code = "import os, time; print(os.environ.get('OMP_NUM_THREADS')); time.sleep(1.0)"
+    tasks = [(f"t{i}", [sys.executable, "-c", code]) for i in range(4)]
+    run_children(tasks, 2, lambda k, rc, i: ends.__setitem__(k, (_time.monotonic(), rc)),
+                 on_start=lambda k: starts.__setitem__(k, _time.monotonic()))
+    assert sorted(ends) == ["t0", "t1", "t2", "t3"] and all(rc == 0 for _, rc in ends.values())
+    assert abs(starts["t1"] - starts["t0"]) < 0.8  # the first two ran together
+    assert starts["t2"] >= min(ends["t0"][0], ends["t1"][0]) - 0.3  # the third waited for a slot
