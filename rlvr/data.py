@@ -10,7 +10,9 @@
   ``math500`` (500), ``humaneval`` (164), ``mbpp`` (974; splits prompt 1-10, test 11-510,
   validation 511-600, train 601-974 by task_id),
 * ``arithmetic[:add2|add3|sub2|mul2x1][@k]``: synthetic, seeded, no file; a fixed 1 in k pairs
-  (default 10) is held out as the "test" split (``add2@5``: 1,620 held-out additions),
+  (default 10) is held out as the "test" split (``add2@5``: 1,620 held-out additions);
+  ``arithmetic:chain<k>``: k two-digit numbers added step by step (running totals, then "The
+  answer is N."), a multi-step task,
 * ``reasoning_gym:<task>`` when the ``reasoning_gym`` package is installed,
 * a Hugging Face dataset ``owner/name[:config]`` (or ``hf:name``), loaded with ``datasets``.
 
@@ -273,10 +275,44 @@ def _arith_pairs(variant: str, split: str, count: int, rng: random.Random) -> li
     return list(seen)
 
 
+CHAIN_INSTRUCTION = ("Add the numbers one at a time from left to right, writing each running total "
+                     "(e.g. 12 + 34 = 46), then finish with: The answer is N.")
+
+
+def _chain_examples(variant: str, split: str, count: int, seed: int, system: str) -> list[Example]:
+    """``chain<k>``: the sum of k two-digit numbers, worked step by step (k - 1 running totals, then
+    "The answer is N."): a multi-step task whose responses run to about 12 tokens per step, and
+    whose intermediate tokens (each running total) carry information about the outcome. Split by
+    crc32 of the tuple: 1 in 10 tuples is "test"."""
+    k = int(variant[5:]) if variant[5:].isdigit() else 0
+    if not 3 <= k <= 8:
+        raise DataError(f"arithmetic:{variant}: chain<k> needs k from 3 to 8 numbers (e.g. chain5)")
+    rng = random.Random(f"arithmetic:{variant}:{split}:{seed}")
+    seen: dict[tuple[int, ...], None] = {}
+    while len(seen) < count:
+        t = tuple(rng.randint(10, 99) for _ in range(k))
+        if ("test" if zlib.crc32(",".join(map(str, t)).encode()) % 10 == 0 else "train") == split:
+            seen.setdefault(t)
+    out = []
+    for t in seen:
+        expr = " + ".join(map(str, t))
+        out.append(Example(f"arithmetic:{variant}/{split}/{'+'.join(map(str, t))}",
+                           _messages(system, f"What is {expr}? {CHAIN_INSTRUCTION}"), str(sum(t)),
+                           f"arithmetic:{variant}", "math", {"terms": list(t), "op": "+"}))
+    return out
+
+
 def arithmetic_examples(variant: str = "add2", *, split: str | None = None, limit: int | None = None,
                         seed: int = 0, system_prompt: str | None = None) -> list[Example]:
-    """Synthetic problems "What is a <op> b?" with the integer answer as reference (verifier "math")."""
+    """Synthetic problems "What is a <op> b?" with the integer answer as reference (verifier "math");
+    ``chain<k>``: k two-digit numbers added step by step (:func:`_chain_examples`)."""
     variant = variant or "add2"
+    if variant.startswith("chain"):
+        split = split or "train"
+        if split not in ARITHMETIC_SIZES:
+            raise DataError(f"arithmetic: split {split!r}; expected 'train' or 'test'")
+        system = SYSTEM_PROMPTS["arithmetic"] if system_prompt is None else system_prompt
+        return _chain_examples(variant, split, ARITHMETIC_SIZES[split] if limit is None else limit, seed, system)
     _arith_variant(variant)  # a clear error for an unknown variant or split width
     split = split or "train"
     if split not in ARITHMETIC_SIZES:

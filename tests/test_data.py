@@ -177,3 +177,26 @@ def test_rows_with_wrongly_typed_fields_fail_at_load_naming_file_and_line(tmp_pa
     with pytest.raises(DataError) as e:
         load_prompts(str(path))
     assert str(e.value).startswith(f"{path}:1: {message}") and "\n" not in str(e.value)
+
+
+def test_chain_task_is_multi_step_and_split():
+    from rlvr.data import arithmetic_examples
+    from rlvr.errors import DataError
+    from verifiers import score_batch
+
+    test = arithmetic_examples("chain5", split="test", limit=50)
+    train = arithmetic_examples("chain5", split="train", limit=500)
+    assert len(test) == 50 and not ({e.id for e in test} & {e.id for e in train})
+    e = test[0]
+    terms = e.meta["terms"]
+    assert len(terms) == 5 and e.reference == str(sum(terms)) and "running total" in e.prompt[-1]["content"]
+    # a worked answer in the asked-for form scores 1; a wrong final total scores 0
+    steps, total = [], terms[0]
+    for t in terms[1:]:
+        steps.append(f"{total} + {t} = {total + t}.")
+        total += t
+    good = " ".join(steps) + f" The answer is {total}."
+    bad = " ".join(steps) + f" The answer is {total + 1}."
+    assert [r.reward for r in score_batch("math", [good, bad], [e.reference] * 2, workers=0)] == [1.0, 0.0]
+    with pytest.raises(DataError, match="chain<k>"):
+        arithmetic_examples("chain2", split="test", limit=3)
