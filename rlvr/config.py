@@ -163,6 +163,9 @@ class TrainerConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     eval_every: int = 0  # 0: only at the end (if data.eval is set)
+    # periodic evals on the first N held-out items only (a fixed random subset: the items are drawn
+    # with data.eval_seed); the final eval always uses every item. None: every item every time
+    eval_every_limit: int | None = None
     eval_at_start: bool = False  # also evaluate before the first step (the base model's score)
     # the final eval also samples this many completions per item (pass@k for k = 1..N) and writes
     # per-item results to eval_items.jsonl; at final_eval_temperature (None: rollout.temperature)
@@ -405,7 +408,8 @@ def validate(cfg: Config) -> Config:
         positive(t.max_time_s, "trainer.max_time_s", True), positive(t.critic_lr, "trainer.critic_lr"),
         positive(t.value_head_lr, "trainer.value_head_lr", True), at_least(t.warmup_steps, 0, "trainer.warmup_steps"),
         at_least(t.weight_decay, 0, "trainer.weight_decay"), positive(t.max_grad_norm, "trainer.max_grad_norm"),
-        at_least(t.eval_every, 0, "trainer.eval_every"), at_least(t.checkpoint_every, 0, "trainer.checkpoint_every"),
+        at_least(t.eval_every, 0, "trainer.eval_every"), at_least(t.eval_every_limit, 1, "trainer.eval_every_limit", True),
+        at_least(t.checkpoint_every, 0, "trainer.checkpoint_every"),
         at_least(t.gradvar_every, 0, "trainer.gradvar_every"), at_least(t.final_eval_samples, 0, "trainer.final_eval_samples"),
         positive(t.final_eval_temperature, "trainer.final_eval_temperature", True),
         at_least(t.max_bad_steps, 1, "trainer.max_bad_steps"), positive(t.dist_timeout_s, "trainer.dist_timeout_s"),

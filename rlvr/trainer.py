@@ -48,7 +48,7 @@ SUPPORTED_EXTENSIONS = frozenset({"policy_loss", "update_rule", "lam_critic", "l
 # the run's path (trainer.total_steps only with a constant learning rate: else it sets the schedule)
 RESUMABLE_SETTINGS = frozenset({
     "name", "trainer.total_steps", "trainer.max_samples", "trainer.max_tokens", "trainer.max_time_s",
-    "trainer.eval_every", "trainer.eval_at_start", "trainer.checkpoint_every", "trainer.progress",
+    "trainer.eval_every", "trainer.eval_every_limit", "trainer.eval_at_start", "trainer.checkpoint_every", "trainer.progress",
     "trainer.tensorboard", "trainer.wandb_project", "trainer.dist_timeout_s",
     "trainer.output_dir"})  # the same directory, spelled another way (it holds the checkpoint)
 

@@ -368,3 +368,16 @@ def test_compare_runs_jobs_side_by_side_with_a_thread_share_each(tmp_path):
     assert sorted(ends) == ["t0", "t1", "t2", "t3"] and all(rc == 0 for _, rc in ends.values())
     assert abs(starts["t1"] - starts["t0"]) < 0.8  # the first two ran together
     assert starts["t2"] >= min(ends["t0"][0], ends["t1"][0]) - 0.3  # the third waited for a slot
+
+
+def test_periodic_evals_can_use_a_fixed_subset_of_the_held_out_items(tmp_path):
+    """trainer.eval_every_limit: the evals during training score the first N held-out items, the
+    final one all of them, and every run scores the same subset."""
+    from rlvr.commands.train import harness_evaluator
+
+    cfg = tiny(tmp_path, **{"trainer.total_steps": 2, "trainer.eval_every": 1, "trainer.eval_every_limit": 3,
+                                "data.eval": "arithmetic:add2", "data.eval_limit": 8})
+    Trainer(cfg, evaluator=harness_evaluator).train()
+    evals = rows(Path(cfg.trainer.output_dir) / "eval.jsonl")
+    assert [(e["step"], e["eval/n"]) for e in evals] == [(1, 3), (2, 8)]
+    assert len(rows(Path(cfg.trainer.output_dir) / "eval_items.jsonl")) == 8

@@ -57,7 +57,11 @@ def harness_evaluator(trainer: Any, final: bool) -> dict[str, Any]:
     from evals.harness import evaluate, recipe_eval_settings, scoring_warning
 
     settings = recipe_eval_settings(trainer.cfg, final=final, seed=trainer.cfg.trainer.seed)
-    res = evaluate((trainer.sampling_model, trainer.tokenizer), trainer.eval_examples,
+    examples = trainer.eval_examples
+    limit = trainer.cfg.trainer.eval_every_limit
+    if not final and limit is not None:  # periodic evals: the first N held-out items (a fixed subset)
+        examples = examples[:limit]
+    res = evaluate((trainer.sampling_model, trainer.tokenizer), examples,
                    engine=trainer.engine if trainer.engine_embedded else None,
                    progress=False, out_path=trainer.run_dir / "eval_items.jsonl" if final else None, **settings)
     warning = scoring_warning(res)
