@@ -498,5 +498,108 @@ def sequence_values(critic: ValueModel, input_ids, attention_mask, response_len:
     position ``P-1+j`` (the state before emitting response token j). ``boundary`` as in
     :func:`sequence_logprobs` (the critic's lower blocks must be the policy's frozen ones)."""
     T = input_ids.shape[1]
+    if boundary is not None:
+        plan = _shared_prompt_plan(critic.trunk, input_ids, attention_mask, response_len)
+        if plan is not None:
+            return critic.head(_shared_prompt_forward(critic.trunk, plan, boundary))
     hidden = _trunk_forward(critic.trunk, input_ids, attention_mask, boundary)
     return critic.head(hidden)[:, T - response_len - 1 : T - 1]
+
+
+# ----------------------------------------------------------------------------- shared prompt states
+
+# attention implementations that take an additive 4D mask [B, 1, Q, K] as given
+_MASKABLE_ATTENTION = ("sdpa", "eager")
+
+
+def _shared_prompt_plan(trunk, input_ids, attention_mask, response_len: int) -> dict | None:
+    """How to run the top blocks once per distinct prompt instead of once per row; None when
+    that is not cheaper (or the trunk's attention cannot take a custom mask).
+
+    Rows with the same prompt tokens and padding (the samples of one group) have the same
+    states at every prompt position in every block (causal attention: a prompt position never
+    sees a response). Each distinct prompt becomes one *packed* row: its P prompt positions once,
+    then, for each row sharing it, that row's response positions ``P .. T-2`` (the last position
+    predicts nothing); a 4D mask lets a response position see the prompt and its own row's
+    earlier positions only, exactly the keys it sees in its own row, at the same position ids.
+
+    Cost per block, in multiply-adds: tokens x (block parameters) for the linear layers plus
+    (query, key) pairs x 2H for attention (both for the rows as they are and packed); the plan
+    is taken when packing is cheaper.
+    """
+    N, T = input_ids.shape
+    R = response_len
+    P = T - R
+    impl = getattr(getattr(trunk, "config", None), "_attn_implementation", None)
+    if R < 1 or P < 1 or N < 2 or impl not in _MASKABLE_ATTENTION:
+        return None
+    key = torch.cat([input_ids[:, :P], attention_mask[:, :P].to(input_ids.dtype)], 1)
+    uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+    G = len(uniq)
+    if G == N:
+        return None
+    counts = torch.bincount(inv, minlength=G)
+    Lmax = P + int(counts.max()) * (R - 1)
+    blocks = block_list(trunk)[2]
+    per_token = sum(q.numel() for q in blocks[-1].parameters())
+    width = 2 * trunk.config.get_text_config().hidden_size
+    packed = G * Lmax * per_token + G * Lmax * Lmax * width
+    rows = N * T * per_token + N * T * T * width
+    if packed >= rows:
+        return None
+    # slot of each row among the rows sharing its prompt (0, 1, ...), in row order
+    order = torch.argsort(inv, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.empty(N, dtype=torch.long, device=inv.device)
+    slot[order] = torch.arange(N, device=inv.device) - starts[inv[order]]
+    first = order[starts]  # [G] a row holding each prompt
+    return {"N": N, "T": T, "P": P, "R": R, "G": G, "L": Lmax, "inv": inv, "slot": slot, "first": first,
+            "attention_mask": attention_mask}
+
+
+def _shared_prompt_forward(trunk, plan: dict, boundary: tuple[int, torch.Tensor]) -> torch.Tensor:
+    """The top ``k`` blocks' final hidden states ``[N, R, H]`` at positions ``P-1 .. T-2`` (those
+    :func:`sequence_logprobs` and :func:`sequence_values` read), run on the packed rows of
+    :func:`_shared_prompt_plan` from the boundary states ``h_b [N, T, H]``."""
+    k, h = boundary
+    N, T, P, R, G, L = (plan[x] for x in ("N", "T", "P", "R", "G", "L"))
+    inv, slot, first, attn = plan["inv"], plan["slot"], plan["first"], plan["attention_mask"]
+    dev = h.device
+    pos = position_ids_from_mask(attn)  # [N, T]
+    # where each (row, response position P..T-2) goes in the packed rows: P + slot * (R-1) + j
+    Rm = R - 1
+    dest = P + slot[:, None] * Rm + torch.arange(Rm, device=dev)[None, :]  # [N, R-1]
+    flat = inv[:, None] * L + dest  # [N, R-1] index into [G * L]
+    H = h.shape[-1]
+    packed = h.new_zeros(G * L, H)
+    packed = packed.index_copy(0, (torch.arange(G, device=dev)[:, None] * L + torch.arange(P, device=dev)).reshape(-1),
+                               h[first, :P].reshape(-1, H))
+    packed = packed.index_copy(0, flat.reshape(-1), h[:, P:T - 1].reshape(-1, H)).view(G, L, H)
+    # per packed position: original position index, validity, owner slot (-1: the prompt), position id
+    t_idx = torch.full((G * L,), -1, dtype=torch.long, device=dev)
+    owner = torch.full((G * L,), -2, dtype=torch.long, device=dev)
+    valid = torch.zeros(G * L, dtype=torch.bool, device=dev)
+    pid = torch.zeros(G * L, dtype=torch.long, device=dev)
+    head = (torch.arange(G, device=dev)[:, None] * L + torch.arange(P, device=dev)).reshape(-1)
+    t_idx[head] = torch.arange(P, device=dev).repeat(G)
+    owner[head] = -1
+    valid[head] = attn[first, :P].bool().reshape(-1)
+    pid[head] = pos[first, :P].reshape(-1)
+    tail = flat.reshape(-1)
+    t_idx[tail] = torch.arange(P, T - 1, device=dev).repeat(N)
+    owner[tail] = slot[:, None].expand(N, Rm).reshape(-1)
+    valid[tail] = attn[:, P:T - 1].bool().reshape(-1)
+    pid[tail] = pos[:, P:T - 1].reshape(-1)
+    t_idx, owner, valid, pid = (x.view(G, L) for x in (t_idx, owner, valid, pid))
+    # query q sees key j: j is a real token, not later than q, and in the prompt or q's own row
+    allowed = (valid[:, None, :] & (t_idx[:, None, :] <= t_idx[:, :, None])
+               & ((owner[:, None, :] == -1) | (owner[:, None, :] == owner[:, :, None])))
+    allowed |= torch.eye(L, dtype=torch.bool, device=dev)[None]  # no empty row (its output is unused)
+    mask = torch.zeros(G, 1, L, L, dtype=h.dtype, device=dev).masked_fill_(~allowed[:, None], torch.finfo(h.dtype).min)
+    n_blocks = len(block_list(trunk)[2])
+    with run_blocks(trunk, n_blocks - k, n_blocks):
+        out = trunk(inputs_embeds=packed, attention_mask=mask, position_ids=pid, use_cache=False).last_hidden_state
+    out = out.reshape(G * L, H)
+    # response position j reads packed position P-1 (the shared last prompt token) for j = 0
+    idx = torch.cat([(inv * L + P - 1)[:, None], flat], 1)  # [N, R]
+    return out[idx]
