@@ -141,3 +141,28 @@ def test_shared_prompt_states_follow_each_rows_padding(tmp_path):
         full = ValueModel.forward(tr.critic, ids, attn)[:, ids.shape[1] - R - 1:-1]
     m = b["response_mask"]
     torch.testing.assert_close(fast * m, full * m, rtol=1e-5, atol=1e-5)
+
+
+def test_shared_prompt_states_with_responses_of_different_lengths(tmp_path):
+    """Responses that end early (right padding) pack only their real tokens; every read value and
+    its gradient are the full critic's."""
+    tr = Trainer(tiny_cfg(tmp_path, **{"algorithm.preset": "ppo", "model.trainable_layers": 1}))
+    b = _grouped_batch(tr)
+    ids, attn, m = b["input_ids"].clone(), b["attention_mask"].clone(), b["response_mask"].clone()
+    N, T = ids.shape
+    R = m.shape[1]
+    P = T - R
+    for r in range(N):  # row r keeps r % R + 1 response tokens, the rest is padding
+        keep = r % R + 1
+        ids[r, P + keep:] = tr.tokenizer.pad_token_id
+        attn[r, P + keep:] = 0
+        m[r, keep:] = 0
+    with torch.no_grad():
+        torch.nn.init.normal_(tr.critic.head.linear.weight, std=0.5)
+    fast = sequence_values(tr.critic, ids, attn, R, boundary=(1, b["boundary_hidden"]))
+    full = ValueModel.forward(tr.critic, ids, attn)[:, T - R - 1:T - 1]
+    torch.testing.assert_close(fast * m, full * m, rtol=1e-5, atol=1e-5)
+    params = [q for q in tr.critic.parameters() if q.requires_grad]
+    w = torch.linspace(-1, 1, N * R).reshape(N, R) * m
+    for a, c in zip(torch.autograd.grad((fast * w).sum(), params), torch.autograd.grad((full * w).sum(), params)):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
