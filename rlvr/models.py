@@ -496,7 +496,110 @@ def sequence_values(critic: ValueModel, input_ids, attention_mask, response_len:
                     boundary: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Values ``[N, R]`` aligned with :func:`sequence_logprobs`: entry j is V(s_j), the critic at
     position ``P-1+j`` (the state before emitting response token j). ``boundary`` as in
-    :func:`sequence_logprobs` (the critic's lower blocks must be the policy's frozen ones)."""
+    :func:`sequence_logprobs` (the critic's lower blocks must be the policy's frozen ones).
+
+    With ``boundary``, rows that share a prompt run its top-block states once
+    (:func:`_shared_prompt_plan`); entries past a response's end (padding, masked wherever values
+    are read) are then the head's value of a zero state, not of the padding token."""
     T = input_ids.shape[1]
+    if boundary is not None:
+        plan = _shared_prompt_plan(critic.trunk, input_ids, attention_mask, response_len)
+        if plan is not None:
+            return critic.head(_shared_prompt_forward(critic.trunk, plan, boundary))
     hidden = _trunk_forward(critic.trunk, input_ids, attention_mask, boundary)
     return critic.head(hidden)[:, T - response_len - 1 : T - 1]
+
+
+# ----------------------------------------------------------------------------- shared prompt states
+
+# attention implementations that take an additive 4D mask [B, 1, Q, K] as given
+_MASKABLE_ATTENTION = ("sdpa", "eager")
+
+
+def _shared_prompt_plan(trunk, input_ids, attention_mask, response_len: int) -> dict | None:
+    """How to run the top blocks once per distinct prompt instead of once per row; None when
+    that is not cheaper (or the trunk's attention cannot take a custom mask).
+
+    Rows with the same prompt tokens and padding (the samples of one group) have the same
+    states at every prompt position in every block (causal attention: a prompt position never
+    sees a response). Each distinct prompt becomes one *packed* row: its P prompt positions once,
+    then, for each row sharing it, that row's real tokens among positions ``P .. T-2`` (the last
+    position and the padding after a response predict nothing that is read); a 4D mask lets a
+    position see the prompt and its own row's earlier real tokens only, exactly the keys it sees
+    in its own row, at the same position ids.
+
+    Cost per block, in multiply-adds: tokens x (block parameters) for the linear layers plus
+    (query, key) pairs x 2H for attention (for the rows as they are and packed); the plan is
+    taken when packing is cheaper.
+    """
+    N, T = input_ids.shape
+    R = response_len
+    P = T - R
+    impl = getattr(getattr(trunk, "config", None), "_attn_implementation", None)
+    if R < 1 or P < 1 or N < 2 or impl not in _MASKABLE_ATTENTION:
+        return None
+    key = torch.cat([input_ids[:, :P], attention_mask[:, :P].to(input_ids.dtype)], 1)
+    _, inv = torch.unique(key, dim=0, return_inverse=True)
+    G = int(inv.max()) + 1
+    real = attention_mask[:, P:T - 1].bool()  # [N, R-1] response positions that are read
+    count = real.sum(1)
+    per_group = torch.zeros(G, dtype=count.dtype, device=count.device).index_add_(0, inv, count)
+    L = P + int(per_group.max())
+    per_token = sum(q.numel() for q in block_list(trunk)[2][-1].parameters())
+    width = 2 * trunk.config.get_text_config().hidden_size
+    if G * L * per_token + G * L * L * width >= N * T * per_token + N * T * T * width:
+        return None
+    # each row's first slot after its prompt: rows of a group follow each other in row order
+    order = torch.argsort(inv, stable=True)
+    ends = torch.cumsum(count[order], 0)
+    group_start = torch.cumsum(per_group, 0) - per_group
+    offset = torch.empty_like(count)
+    offset[order] = ends - count[order] - group_start[inv[order]]
+    first = torch.empty(G, dtype=torch.long, device=inv.device)
+    first[inv[order]] = order  # a row holding each prompt (the last written wins; any will do)
+    return {"N": N, "T": T, "P": P, "R": R, "G": G, "L": L, "inv": inv, "offset": offset, "first": first,
+            "real": real, "attention_mask": attention_mask}
+
+
+def _shared_prompt_forward(trunk, plan: dict, boundary: tuple[int, torch.Tensor]) -> torch.Tensor:
+    """The top ``k`` blocks' final hidden states ``[N, R, H]`` at positions ``P-1 .. T-2`` (those
+    :func:`sequence_values` reads), run on the packed rows of :func:`_shared_prompt_plan` from the
+    boundary states ``h_b [N, T, H]``; 0 where position ``P-1+j`` is padding (a response that ended)."""
+    k, h = boundary
+    N, T, P, R, G, L = (plan[x] for x in ("N", "T", "P", "R", "G", "L"))
+    inv, offset, first, real, attn = (plan[x] for x in ("inv", "offset", "first", "real", "attention_mask"))
+    dev, H = h.device, h.shape[-1]
+    pos = position_ids_from_mask(attn)  # [N, T]
+    # prompt positions of each packed row, then each row's real tokens at P + offset + rank
+    head = (torch.arange(G, device=dev)[:, None] * L + torch.arange(P, device=dev)).reshape(-1)
+    rank = real.long().cumsum(1) - 1
+    flat = inv[:, None] * L + P + offset[:, None] + rank  # [N, R-1], read where real
+    tail = flat[real]
+    packed = h.new_zeros(G * L, H).index_copy(0, head, h[first, :P].reshape(-1, H))
+    packed = packed.index_copy(0, tail, h[:, P:T - 1][real]).view(G, L, H)
+    # per packed position: original position, owner row (-1: the prompt), realness, position id
+    t_idx = torch.full((G * L,), -1, dtype=torch.long, device=dev)
+    owner = torch.full((G * L,), -2, dtype=torch.long, device=dev)
+    valid = torch.zeros(G * L, dtype=torch.bool, device=dev)
+    pid = torch.zeros(G * L, dtype=torch.long, device=dev)
+    t_idx[head] = torch.arange(P, device=dev).repeat(G)
+    owner[head] = -1
+    valid[head] = attn[first, :P].bool().reshape(-1)
+    pid[head] = pos[first, :P].reshape(-1)
+    t_idx[tail] = torch.arange(P, T - 1, device=dev).expand(N, R - 1)[real]
+    owner[tail] = torch.arange(N, device=dev)[:, None].expand(N, R - 1)[real]
+    valid[tail] = True
+    pid[tail] = pos[:, P:T - 1][real]
+    t_idx, owner, valid, pid = (x.view(G, L) for x in (t_idx, owner, valid, pid))
+    # query q sees key j: j is a real token, not later than q, and in the prompt or q's own row
+    allowed = (valid[:, None, :] & (t_idx[:, None, :] <= t_idx[:, :, None])
+               & ((owner[:, None, :] == -1) | (owner[:, None, :] == owner[:, :, None])))
+    allowed |= torch.eye(L, dtype=torch.bool, device=dev)[None]  # no empty row (its output is unused)
+    mask = torch.zeros(G, 1, L, L, dtype=h.dtype, device=dev).masked_fill_(~allowed[:, None], torch.finfo(h.dtype).min)
+    n_blocks = len(block_list(trunk)[2])
+    with run_blocks(trunk, n_blocks - k, n_blocks):
+        out = trunk(inputs_embeds=packed, attention_mask=mask, position_ids=pid, use_cache=False).last_hidden_state
+    out = torch.cat([out.reshape(G * L, H), out.new_zeros(1, H)])  # row G*L: the 0 read at padding
+    # j = 0 reads the shared last prompt position P-1; j >= 1 the row's own position P-1+j
+    idx = torch.cat([(inv * L + P - 1)[:, None], torch.where(real, flat, G * L)], 1)  # [N, R]
+    return out[idx]
