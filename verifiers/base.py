@@ -126,13 +126,16 @@ def safe_score(verifier: Verifier, completion: Any, reference: Any) -> ScoreResu
 
     That includes ``SystemExit`` (a plugin calling ``sys.exit()``, which would otherwise end an
     in-process scorer silently) and other ``BaseException``s; only ``KeyboardInterrupt`` (Ctrl-C)
-    goes through."""
+    goes through, and :class:`~verifiers.deadline.DeadlineExceeded` (the item's deadline, which the
+    caller turns into a "timeout")."""
+    from verifiers.deadline import DeadlineExceeded
+
     t0 = time.perf_counter()
     try:
         if not isinstance(completion, str):
             raise TypeError(f"completion must be a str, got {type(completion).__name__}")
         result = clean(to_result(verifier.score(completion, reference)))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, DeadlineExceeded):  # Ctrl-C; the item's deadline (the caller's timeout)
         raise
     except BaseException as e:  # noqa: BLE001 - a verifier bug must not stop training
         result = ScoreResult(0.0, {"reason": f"error: {type(e).__name__}: {e}"[:500]})

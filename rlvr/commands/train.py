@@ -42,8 +42,22 @@ def run(args: argparse.Namespace) -> int:
         # every process stopped at the same step; none exits before the others are done (a launcher
         # stops the remaining processes as soon as one exits with an error code)
         trainer.accelerator.wait_for_everyone()
+        _end_process_group()
         return 128 + int(signal.Signals[stop])
+    _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Several processes: wait for every peer, then tear the process group down before the
+    interpreter exits, so its communication threads are joined in order rather than left to static
+    destruction (a process of a 2-process run once aborted there, "terminate called without an
+    active exception", after its checkpoint was written)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def harness_evaluator(trainer: Any, final: bool) -> dict[str, Any]:
