@@ -469,25 +469,36 @@ def _trivial_units(job: Job, budget: float) -> set:
         finally:
             os._exit(0)
     os.close(w)
+    data, _ = _collect_child(pid, r, time.monotonic() + budget)
+    return {int(x) for x in data.split(b"\n")[:-1]}  # (complete lines only)
+
+
+def _collect_child(pid: int, fd: int, end: float) -> tuple[bytes, bool]:
+    """Read a forked child's pipe ``fd`` until it closes or the monotonic time ``end``, then kill
+    and reap the child whatever happened: ``(data, timed_out)``."""
     data = bytearray()
-    end = time.monotonic() + budget
+    timed_out = False
     try:
         while True:
             left = end - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
+            if left <= 0:
+                timed_out = True
                 break
-            chunk = os.read(r, 1 << 16)
+            if not select.select([fd], [], [], left)[0]:
+                timed_out = True
+                break
+            chunk = os.read(fd, 1 << 16)
             if not chunk:
                 break
             data += chunk
     finally:
-        os.close(r)
+        os.close(fd)
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
         os.waitpid(pid, 0)
-    return {int(x) for x in data.split(b"\n")[:-1]}  # (complete lines only)
+    return bytes(data), timed_out
 
 
 def judge(job: Job, chan: Channel, *, partial: bool = False) -> dict:
@@ -586,27 +597,7 @@ def run_forked(job: Job, req_w: int, rep_r: int, out_r: int, *, deadline: float,
         finally:
             os._exit(code)
     os.close(vw)
-    data = bytearray()
-    timed_out = False
-    try:
-        while True:
-            left = deadline + JUDGE_GRACE_S - time.monotonic()  # the judge's work is the item's
-            if left <= 0:
-                timed_out = True
-                break
-            r, _, _ = select.select([vr], [], [], left)
-            if r:
-                chunk = os.read(vr, 1 << 16)
-                if not chunk:
-                    break
-                data += chunk
-    finally:
-        os.close(vr)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        os.waitpid(pid, 0)
+    data, timed_out = _collect_child(pid, vr, deadline + JUDGE_GRACE_S)  # the judge's work is the item's
     if timed_out:
         return {"status": "timeout", "reason": "wall-clock timeout (judge)"}
     try:
