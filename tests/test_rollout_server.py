@@ -152,7 +152,9 @@ def collective(server, tokenizer):
     a server restart, which it must notice)."""
     from rlvr.rollout.remote import VLLMServerEngine
 
-    engine = VLLMServerEngine(server["url"], tokenizer, timeout_s=120, reconnect_s=3, weight_transport="collective")
+    # (module scope: set up before the per-test token fixture, so the token is given here)
+    engine = VLLMServerEngine(server["url"], tokenizer, timeout_s=120, reconnect_s=3, weight_transport="collective",
+                              token=TOKEN)
     yield {"engine": engine}
     engine.close()
 
