@@ -600,24 +600,18 @@ def run_differences(groups: dict[str, list[Run]], notes: list[str]) -> dict[str,
 
 
 def shared_settings(groups: dict[str, list[Run]], differences: dict) -> list[list[str]]:
-    """The settings every run of this report shares (``[setting, value]`` rows, from the runs'
-    ``config.yaml`` with the preset resolved): what the study held fixed. Empty when a run has no
-    readable config."""
-    from evals.compare import resolved_settings
-    from rlvr.config import from_dict
+    """The settings every run of this report recorded with the same value (``[setting, value]`` rows
+    from the runs' own ``config.yaml``, so a field added to the code later does not appear): what
+    the study held fixed. Empty when a run has no readable config."""
+    from rlvr.config import flat_settings
 
-    first = None
-    for rs in groups.values():
-        for r in rs:
-            try:
-                cfg = from_dict(r.config) if r.config else None
-            except Exception:  # noqa: BLE001 - an older or foreign config
-                cfg = None
-            if cfg is None:
-                return []
-            first = first or resolved_settings(cfg, cfg.algorithm.preset)
-    skip = {"trainer.seed", "trainer.output_dir", *differences}
-    return [[k, json.dumps(v, default=str)] for k, v in (first or {}).items() if k not in skip]
+    flats = [flat_settings(r.config) for rs in groups.values() for r in rs]
+    if not flats or any(not f for f in flats):
+        return []
+    skip = {"trainer.seed", "trainer.output_dir", "algorithm.preset", *differences}
+    same = lambda k: all(k in f and json.dumps(f[k], default=str) == json.dumps(flats[0][k], default=str)  # noqa: E731
+                         for f in flats)
+    return [[k, json.dumps(v, default=str)] for k, v in flats[0].items() if k not in skip and same(k)]
 
 
 def code_notes(groups: dict[str, list[Run]]) -> tuple[dict[str, str], list[str]]:
