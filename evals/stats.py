@@ -111,21 +111,28 @@ def _matrix(X) -> np.ndarray:
     return X[None] if X.ndim == 1 else X
 
 
-def components(D) -> Components:
-    """Estimate the variance components of ``D [S, I]`` (method of moments on the two-way table's
-    mean squares; a negative estimate is set to 0). Needs S >= 2 for the seed part and I >= 2 for
-    the item part (a missing part is NaN)."""
-    D = _matrix(D)
+def _mean_squares(D: np.ndarray) -> tuple[float, float, float]:
+    """``(MS_seed, MS_item, MS_res)`` of the two-way table ``D [S, I]`` (NaN where a level has one
+    entry: no seed part at S = 1, no item part at I = 1, no residual unless both exceed 1)."""
     S, I = D.shape
     grand = D.mean()
     row, col = D.mean(axis=1), D.mean(axis=0)
     ms_seed = I * float(((row - grand) ** 2).sum()) / (S - 1) if S > 1 else math.nan
     ms_item = S * float(((col - grand) ** 2).sum()) / (I - 1) if I > 1 else math.nan
     if S > 1 and I > 1:
-        resid = D - row[:, None] - col[None, :] + grand
-        ms_res = float((resid ** 2).sum()) / ((S - 1) * (I - 1))
+        ms_res = float(((D - row[:, None] - col[None, :] + grand) ** 2).sum()) / ((S - 1) * (I - 1))
     else:
         ms_res = math.nan
+    return ms_seed, ms_item, ms_res
+
+
+def components(D) -> Components:
+    """Estimate the variance components of ``D [S, I]`` (method of moments on the two-way table's
+    mean squares; a negative estimate is set to 0). Needs S >= 2 for the seed part and I >= 2 for
+    the item part (a missing part is NaN)."""
+    D = _matrix(D)
+    S, I = D.shape
+    ms_seed, ms_item, ms_res = _mean_squares(D)
     s2_res = ms_res
     s2_seed = max((ms_seed - ms_res) / I, 0.0) if S > 1 and I > 1 else (ms_seed / I if S > 1 else math.nan)
     s2_item = max((ms_item - ms_res) / S, 0.0) if S > 1 and I > 1 else math.nan
@@ -139,13 +146,9 @@ def _interval(D: np.ndarray, clip: tuple[float, float] | None) -> Estimate:
     mean = float(D.mean())
     if S < 2:
         return Estimate(mean, math.nan, math.nan, math.nan, math.nan, S, I)
-    row, col, grand = D.mean(axis=1), D.mean(axis=0), mean
-    ms_seed = I * float(((row - grand) ** 2).sum()) / (S - 1)
+    ms_seed, ms_item, ms_res = _mean_squares(D)
     terms = [(ms_seed, S - 1)]
     if I > 1:
-        ms_item = S * float(((col - grand) ** 2).sum()) / (I - 1)
-        resid = D - row[:, None] - col[None, :] + grand
-        ms_res = float((resid ** 2).sum()) / ((S - 1) * (I - 1))
         # E[MS_seed] = I s2_seed + s2_res >= s2_res: a seed spread in the lowest 2.5% of what the
         # residual alone gives (seeds that happen to agree exactly) is raised to that quantile, so
         # an interval never has zero width by chance; elsewhere MS_seed is used as is
