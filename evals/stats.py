@@ -95,9 +95,6 @@ class Estimate:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def as_list(self) -> list[float]:
-        return [self.mean, self.lo, self.hi]
-
 
 def _satterthwaite(terms: list[tuple[float, float]]) -> float:
     """Degrees of freedom of ``sum_k c_k MS_k`` from ``[(c_k MS_k, df_k)]`` (eq. 2)."""
