@@ -5,7 +5,9 @@ Public API::
     verifiers.get(name) -> Verifier               # "math", "math_strict", "arithmetic", "code",
                                                   # "code_partial", "format", "reasoning_gym:<task>",
                                                   # registered, plugins, "path/file.py:function",
-                                                  # "package.module:function"
+                                                  # "package.module:function", and TRL reward
+                                                  # functions "trl:<file or module>:fn[(args)]"
+                                                  # (verifiers.trl: called on whole batches)
     verifiers.check(name, reference)              # get + a probe through the workers: VerifierError
                                                   # (one line) for an unusable verifier
     @verifiers.register(name)                     # a callable (completion, reference) -> float,
@@ -39,7 +41,8 @@ from typing import Any, Sequence
 from verifiers.base import (FunctionVerifier, ScoreResult, Verifier, as_verifier, outcome, outcome_rates,
                             safe_score)
 from verifiers.errors import VerifierError
-from verifiers.registry import (ENTRY_POINT_GROUP, RGYM_PREFIX, get, is_builtin, label, names, parse_spec,
+from verifiers import registry
+from verifiers.registry import (ENTRY_POINT_GROUP, RGYM_PREFIX, TRL_PREFIX, get, is_builtin, label, names, parse_spec,
                                 register, unregister, worker_name)
 from verifiers.weighted import WeightedScores, score_weighted
 
@@ -66,6 +69,12 @@ def score_batch(verifier: str | Any, completions: Sequence[str], references: Seq
     """
     if len(completions) != len(references):
         raise ValueError(f"{len(completions)} completions but {len(references)} references")
+    if isinstance(verifier, str) and verifier.startswith(TRL_PREFIX) and verifier not in registry._registered:
+        from verifiers import trl
+
+        # a TRL reward function: one call on the batch; a reference is its row (verifiers.trl.item_of)
+        return trl.score(verifier, list(completions), [trl.item_of(r) for r in references], workers=workers,
+                         timeout=timeout).results
     v = get(verifier) if isinstance(verifier, str) else as_verifier(verifier)
     if not completions:
         return []
@@ -165,6 +174,11 @@ def check(name: str, reference: Any = None, *, workers: int | None = None, timeo
     timeout). Built-in verifiers are trusted and not probed. A probe that raises or times out is
     not an error: such items score 0 with their reason at training time too.
     """
+    if name.startswith(TRL_PREFIX) and name not in registry._registered:
+        from verifiers import trl
+
+        return trl.check(name, trl.item_of(reference) if reference is not None else None, workers=workers,
+                         timeout=timeout)
     v = get(name)
     if is_builtin(name) or name.startswith(RGYM_PREFIX):
         return v

@@ -6,6 +6,11 @@ whole object is the reference: a GSM8K/MATH/HumanEval/MBPP row works as is). Lin
 goes with line i of the other. Prints a summary and, with ``--out``, writes one JSON object per
 item: ``index, reward`` and the verifier's info (``extracted, reason, time_s, ...``; an info key
 named ``index``, ``reward`` or ``verifier_info`` is kept under ``verifier_info``).
+
+A TRL reward function (``--verifier trl:rewards.py:fn``, :mod:`verifiers.trl`) scores the whole file in
+one call: each references line that is an object is that completion's row (its ``prompt`` and its
+other columns, e.g. ``solution``; any other value is the column ``reference``), and a completions
+line may carry ``prompt`` and ``completion_ids`` beside ``completion``.
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ from verifiers.errors import VerifierError as DataError  # bad input files: one 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", "-v", default="math",
                    help="math, math_strict, arithmetic, code, code_partial, format, reasoning_gym:<task>, "
-                        "a plugin name, path/to/file.py:function or package.module:function")
+                        "a plugin name, path/to/file.py:function, package.module:function, or a TRL reward "
+                        "function trl:<file.py or module>:<function>[(<factory arguments>)]")
     p.add_argument("--completions", "-c", required=True, type=Path, help="JSONL of completions")
     p.add_argument("--references", "-r", required=True, type=Path, help="JSONL of references (same order)")
     p.add_argument("--out", "-o", type=Path, help="write per-item results here (JSONL)")
@@ -63,12 +69,32 @@ def load_references(path: Path) -> list[Any]:
     return [v["reference"] if isinstance(v, dict) and "reference" in v else v for _, v in _read_jsonl(path)]
 
 
+def load_trl_items(completions: Path, references: Path) -> list:
+    """The :class:`verifiers.trl.Item` of each line pair: the references line's row (an object: its
+    columns, ``prompt`` apart; else the column ``reference``), the completions line's ``prompt`` and
+    ``completion_ids`` when it has them."""
+    from verifiers.trl import item_of
+
+    items = [item_of(v) for _, v in _read_jsonl(references)]
+    for item, (where, c) in zip(items, _read_jsonl(completions)):
+        if isinstance(c, dict):
+            if "prompt" in c:
+                item.prompt = c["prompt"]
+            ids = c.get("completion_ids")
+            if ids is not None:
+                if not (isinstance(ids, list) and all(isinstance(x, int) for x in ids)):
+                    raise DataError(f"{where}: 'completion_ids' must be a list of integers")
+                item.completion_ids = ids
+    return items
+
+
 def summarize(results: list, seconds: float) -> dict:
     from verifiers.base import outcome
 
     n = len(results)
     seen = [outcome(r) for r in results]
-    return {"count": n, "mean_reward": sum(r.reward for r in results) / n if n else 0.0,
+    applied = [r.reward for r in results if not (r.info or {}).get("none")]  # a TRL function's None: left out
+    return {"count": n, "mean_reward": sum(applied) / len(applied) if applied else 0.0,
             "correct": sum(r.reward >= 1.0 for r in results),
             "timeouts": seen.count("timeout"), "errors": seen.count("crash"), "violations": seen.count("violation"),
             "seconds": round(seconds, 3), "items_per_s": round(n / seconds, 1) if seconds > 0 else None}
@@ -93,11 +119,12 @@ def run(args: argparse.Namespace) -> int:
     if len(completions) != len(references):
         raise DataError(f"{args.completions} has {len(completions)} completions but {args.references} "
                         f"has {len(references)} references")
+    items = load_trl_items(args.completions, args.references) if args.verifier.startswith("trl:") else None
     # unknown name, failed import, wrong signature, non-number reward: one line, before scoring
-    verifiers.check(args.verifier, references[0] if references else None, workers=args.workers,
+    verifiers.check(args.verifier, (items or references)[0] if references else None, workers=args.workers,
                     timeout=args.timeout)
     t0 = time.perf_counter()
-    results = verifiers.score_batch(args.verifier, completions, references, workers=args.workers,
+    results = verifiers.score_batch(args.verifier, completions, items or references, workers=args.workers,
                                     timeout=args.timeout)
     summary = summarize(results, time.perf_counter() - t0)
     if args.out:

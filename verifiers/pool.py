@@ -9,9 +9,12 @@ subprocesses fed through pipes (no ``__main__`` re-import, safe to use from any 
 exit on EOF when the parent goes away, and are closed by :meth:`ScoringPool.close` / atexit.
 
 Protocol (pickled tuples over two pipes):
-  parent -> worker: ("score", key, spec | None, [(index, completion, reference), ...])
+  parent -> worker: ("score", key, spec | None, [(index, completion, reference), ...]), or
+                    ("call", key, spec | None, [(index, batch, None)]): one call of a batch verifier
+                    (a TRL reward function, ``verifiers.trl``) on a whole batch
   worker -> parent: ("ready", pid) once, ("loaded", key) after building a verifier, then
-                    ("item", index, reward, info) per item, in order.
+                    ("item", index, reward, info) per item, in order (for "call": the call's result
+                    dict in place of the reward).
 """
 from __future__ import annotations
 
@@ -115,25 +118,29 @@ class ScoringPool:
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers if w.proc.poll() is None]
 
-    def score(self, key: str, spec: Any, completions: Sequence[str], references: Sequence[Any], *,
-              timeout: float) -> list[ScoreResult]:
-        """Score all items; ``key``/``spec`` name the verifier (see ``verifiers.score_batch``)."""
+    def score(self, key: str, spec: Any, completions: Sequence[Any], references: Sequence[Any], *,
+              timeout: float, kind: str = "score") -> list[ScoreResult]:
+        """Score all items; ``key``/``spec`` name the verifier (see ``verifiers.score_batch``).
+
+        ``kind="call"``: each "completion" is a whole batch for one call of a batch verifier
+        (``verifiers.trl.RewardFunction.call``), ``timeout`` its limit; a result's ``reward`` is
+        then the call's result dict (a timeout or a dead worker gives the usual 0 with a reason)."""
         n = len(completions)
         results: list[ScoreResult | None] = [None] * n
-        size = max(1, min(64, -(-n // (self.n * 4))))  # ~4 chunks per worker, at most 64 items
+        size = 1 if kind == "call" else max(1, min(64, -(-n // (self.n * 4))))  # ~4 chunks per worker, <= 64 items
         todo = collections.deque(
             collections.deque((i, completions[i], references[i]) for i in range(s, min(n, s + size)))
             for s in range(0, n, size))
         with self._lock:
             self._fill()
             while todo or any(w.chunk for w in self._workers):
-                self._dispatch(todo, key, spec, timeout)
+                self._dispatch(todo, key, spec, timeout, kind)
                 self._receive(results, todo, timeout)
                 self._enforce(results, todo)
         return results  # type: ignore[return-value]
 
     # -------------------------------------------------------------- the loop's three steps
-    def _dispatch(self, todo, key, spec, timeout) -> None:
+    def _dispatch(self, todo, key, spec, timeout, kind: str = "score") -> None:
         for w in self._workers:
             if w.ready and not w.chunk and todo:
                 w.chunk = todo.popleft()
@@ -141,7 +148,7 @@ class ScoringPool:
                 w.loading, w.clock = first, time.monotonic()
                 w.limit = LOAD_TIMEOUT if first else timeout
                 try:
-                    w.send_conn.send(("score", key, spec if first else None, list(w.chunk)))
+                    w.send_conn.send((kind, key, spec if first else None, list(w.chunk)))
                 except (OSError, ValueError):
                     pass  # noticed as EOF by _receive
                 w.keys.add(key)
@@ -234,11 +241,20 @@ def worker_main() -> None:
             msg = recv_conn.recv()
         except (EOFError, OSError):
             return
-        _, key, spec, items = msg
+        kind, key, spec, items = msg
         if key not in built:
             built[key] = _build(spec)  # includes warm(): imports are not charged to the first item
             send_conn.send(("loaded", key))
         verifier = built[key]
+        if kind == "call":  # one call of a batch verifier per item (verifiers.trl)
+            for index, batch, _ in items:
+                if isinstance(verifier, Verifier) and hasattr(verifier, "call"):
+                    out = verifier.call(batch)
+                else:
+                    reason = verifier if isinstance(verifier, str) else f"{verifier!r} cannot score batches"
+                    out = {"failed": "crashed", "error": str(reason).removeprefix("error: ")}
+                send_conn.send(("item", index, _picklable(out), {}))
+            continue
         for index, completion, reference in items:
             if isinstance(verifier, Verifier):
                 res = safe_score(verifier, completion, reference)

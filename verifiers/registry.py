@@ -7,7 +7,9 @@ Lookup order in :func:`get`: names registered in this process, the built-ins, th
 * ``path/to/file.py:function`` -- the file is imported as a module (relative paths from the
   current directory), ``function`` taken from it;
 * ``package.module:function`` -- ``importlib.import_module`` (the current directory is on the
-  search path, as it is in the scoring workers).
+  search path, as it is in the scoring workers);
+* ``trl:<file or module>:<function>[(<literal arguments>)]`` -- a TRL reward function, called on
+  whole batches as TRL's GRPOTrainer calls it (:mod:`verifiers.trl`), before the entry points.
 
 A third-party package declares e.g. ``[project.entry-points."rlvr.verifiers"] mytask =
 "mypkg.rewards:score"``. Whatever a spec or entry point names may be a function
@@ -84,7 +86,8 @@ def unregister(name: str) -> None:
 
 def resolve(name: str) -> str | None:
     """What ``name`` refers to, in the lookup order of the module docstring: ``registered``,
-    ``builtin``, ``rgym``, ``entry_point``, ``file`` or ``module`` (a spec); None when nothing.
+    ``builtin``, ``rgym``, ``trl`` (a TRL reward function, :mod:`verifiers.trl`), ``entry_point``,
+    ``file`` or ``module`` (a spec); None when nothing.
 
     The one place that decides it: :func:`get` (in this process and in every scoring worker) and
     :func:`worker_name` both follow it, so a name means the same verifier everywhere (an installed
@@ -95,6 +98,8 @@ def resolve(name: str) -> str | None:
         return "builtin"
     if name.startswith(RGYM_PREFIX):
         return "rgym"
+    if name.startswith(TRL_PREFIX):
+        return "trl"
     if name in _entry_point_cache or _entry_point(name) is not None:
         return "entry_point"
     parsed = parse_spec(name)
@@ -121,6 +126,10 @@ def get(name: str) -> Verifier:
 
             _builtin_cache[name] = ReasoningGymVerifier(name[len(RGYM_PREFIX):])
         return _builtin_cache[name]
+    if kind == "trl":
+        from verifiers.trl import load
+
+        return load(name)
     if kind == "entry_point":
         return _from_entry_point(name)
     if kind is None:
@@ -135,6 +144,7 @@ def is_builtin(name: str) -> bool:
 
 
 RGYM_PREFIX = "reasoning_gym:"
+TRL_PREFIX = "trl:"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _DOTTED = re.compile(rf"{_IDENT}(\.{_IDENT})*")
 _spec_cache: dict[str, Verifier] = {}
@@ -160,6 +170,10 @@ def worker_name(name: str) -> str | None:
     kind = resolve(name)
     if kind == "registered":
         return None
+    if kind == "trl":
+        from verifiers.trl import worker_name as trl_worker_name
+
+        return trl_worker_name(name)
     if kind == "file":
         where, attr = parse_spec(name)[1:]
         return f"{Path(where).expanduser().resolve()}:{attr}"
@@ -167,7 +181,12 @@ def worker_name(name: str) -> str | None:
 
 
 def label(name: str) -> str:
-    """Short name for metrics: ``file.py:function`` for a file spec (no folders), else ``name``."""
+    """Short name for metrics: ``file.py:function`` for a file spec (no folders), a TRL reward
+    function's own name as TRL logs it (``accuracy_reward``), else ``name``."""
+    if name.startswith(TRL_PREFIX) and name not in _registered:
+        from verifiers.trl import label as trl_label
+
+        return trl_label(name)
     parsed = parse_spec(name)
     if parsed is not None and parsed[0] == "file":
         return f"{Path(parsed[1]).name}:{parsed[2]}"
