@@ -29,7 +29,12 @@ def _k_list(text: str) -> list[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL_OR_CHECKPOINT", help="model name/dir, checkpoint dir or run dir")
     p.add_argument("--task", required=True,
-                   help="gsm8k | math500 | humaneval | mbpp | arithmetic:add2 | PATH.jsonl | HF dataset")
+                   help="gsm8k | math500 | humaneval | mbpp | arithmetic:add2 | PATH.jsonl | PATH.parquet | "
+                        "a datasets save_to_disk folder | HF dataset")
+    p.add_argument("--format", default=None, choices=["gsm8k", "math", "humaneval", "mbpp", "generic", "trl"],
+                   help="row format of a data file (default: detected; trl: a TRL dataset as it is)")
+    p.add_argument("--reference-column", default=None,
+                   help="with --format trl: the column the built-in verifiers check (e.g. answer)")
     p.add_argument("--split", default=None, help="dataset split (default: the task's test split)")
     p.add_argument("--samples", type=int, default=1, help="completions per prompt for pass@k/maj@k (default 1)")
     p.add_argument("--temperature", type=float, default=None,
@@ -43,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--verifier", default=None,
                    help="override the task's verifier: math, code, format..., path/to/file.py:function "
-                        "or package.module:function")
+                        "package.module:function, or a TRL reward function trl:<file.py or module>:<function>")
     p.add_argument("--seed", type=int, default=0, help="seeds the sampling (not which items are drawn)")
     p.add_argument("--data-seed", type=int, default=None,
                    help="draws a synthetic task's items (default: data.eval_seed of the run's config.yaml "
@@ -112,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.reference_column and args.format != "trl":
+        raise ConfigError("--reference-column needs --format trl")
     data_seed = args.data_seed
     if data_seed is None:
         data_seed = run_eval_seed(args.model)
@@ -122,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                        out_path=args.out, verifier=args.verifier, split=args.split,
                        system_prompt=args.system_prompt, seed=args.seed, data_seed=data_seed, greedy=not args.no_greedy,
                        top_p=args.top_p, workers=args.workers, timeout=args.timeout, device=args.device,
-                       dtype=args.dtype)
+                       dtype=args.dtype, format=args.format, reference_column=args.reference_column)
     print_summary(summary)
     warning = scoring_warning(summary)
     if warning:

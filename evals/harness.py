@@ -73,14 +73,15 @@ def _model_and_tokenizer(model_or_path, engine, device, dtype):
     return model, tok, str(model_or_path)
 
 
-def _examples(task_source, *, split, limit, system_prompt, seed) -> tuple[list, str]:
+def _examples(task_source, *, split, limit, system_prompt, seed, format=None, reference_column=None) -> tuple[list, str]:
     """(examples, task label) from a task name/path or an already loaded list of Examples."""
     if isinstance(task_source, (str, Path)):
         from rlvr.data import load_prompts
 
         if split is None and not Path(task_source).expanduser().is_file():
-            split = "test"  # named sets (gsm8k, arithmetic:add2, owner/name...) are evaluated on test
-        examples = load_prompts(str(task_source), split=split, limit=limit, system_prompt=system_prompt, seed=seed)
+            split = "test"  # named sets (gsm8k, arithmetic:add2, owner/name, a DatasetDict folder) are evaluated on test
+        examples = load_prompts(str(task_source), split=split, limit=limit, system_prompt=system_prompt, seed=seed,
+                                format=format, reference_column=reference_column)
         label = str(task_source)
     else:
         examples = list(task_source)[:limit] if limit else list(task_source)
@@ -99,13 +100,14 @@ def _answer_key(extracted: Any) -> str | None:
 
 
 def _score(examples: list, texts: list[str], n: int, verifier: str | None, workers: int | None,
-           timeout: float | None):
+           timeout: float | None, completion_ids: list[list[int]] | None = None):
     """Rewards [N] and vote keys [N] of ``texts`` (sample i belongs to ``examples[i // n]``), scored
     like training (:func:`rlvr.scoring.score_examples`: worker processes, hard timeout)."""
     from rlvr.scoring import score_examples
     from verifiers import outcome
 
-    res = score_examples(examples, texts, n, [(verifier, 1.0)], workers=workers, timeout=timeout)
+    res = score_examples(examples, texts, n, [(verifier, 1.0)], workers=workers, timeout=timeout,
+                         completion_ids=completion_ids)
     return ([float(r.reward) for r in res.primary],
             [_answer_key((r.info or {}).get("extracted")) for r in res.primary],
             [outcome(r) for r in res.primary])
@@ -129,7 +131,7 @@ def run_pass(engine: RolloutEngine, tokenizer, examples: list, prompts: list[lis
                                                  max_new_tokens=params.max_new_tokens, seed=seed,
                                                  stop_token_ids=list(params.stop_token_ids)))
         texts = ro.texts or [tokenizer.decode(r, skip_special_tokens=True) for r in ro.response_ids]
-        rewards, keys, outcomes = _score(exs, texts, params.n, verifier, workers, timeout)
+        rewards, keys, outcomes = _score(exs, texts, params.n, verifier, workers, timeout, ro.response_ids)
         for j in range(len(exs)):
             s = slice(j * params.n, (j + 1) * params.n)
             items.append({"completions": texts[s], "rewards": rewards[s], "extracted": keys[s],
@@ -209,7 +211,7 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
              progress: bool = True, verifier: str | None = None, split: str | None = None,
              system_prompt: str | None = None, seed: int = 0, data_seed: int = 0, greedy: bool = True, top_p: float = 1.0,
              threshold: float = 1.0, workers: int | None = None, timeout: float | None = None, device=None,
-             dtype=None) -> dict:
+             dtype=None, format: str | None = None, reference_column: str | None = None) -> dict:
     """Evaluate a model on a task; returns the summary dict (module docstring has the keys).
 
     ``model_or_path``: ``(model, tokenizer)`` (e.g. the policy being trained), a model name/dir, a
@@ -221,12 +223,14 @@ def evaluate(model_or_path, task_source, *, samples: int = 1, temperature: float
     ``path/to/file.py:function`` or ``package.module:function``) overrides each example's;
     ``workers``/``timeout`` go to :func:`verifiers.score_batch` (None: its defaults). ``seed`` seeds
     the sampling only; ``data_seed`` draws a synthetic task's items (a recipe's ``data.eval_seed``:
-    the same items whatever the sampling seed).
+    the same items whatever the sampling seed). ``format`` / ``reference_column``: how a data file's rows
+    are read (``rlvr.data.load_prompts``; ``trl``: a TRL dataset as it is).
     """
     temperature = (0.0 if samples == 1 else 1.0) if temperature is None else float(temperature)
     ks = check_settings(samples, temperature, k_values, greedy)
     t0 = time.perf_counter()
-    examples, task = _examples(task_source, split=split, limit=limit, system_prompt=system_prompt, seed=data_seed)
+    examples, task = _examples(task_source, split=split, limit=limit, system_prompt=system_prompt, seed=data_seed,
+                               format=format, reference_column=reference_column)
     from rlvr.scoring import check_terms
 
     # a verifier that does not import, has the wrong signature or returns a non-number: one line,

@@ -46,6 +46,12 @@ class DataConfig:
     eval_limit: int | None = 128
     eval_seed: int = 0  # draws the held-out items (synthetic sets); independent of trainer.seed
     system_prompt: str | None = None
+    # row format of a data file (train and eval): None detects it from the first row; "trl" reads a
+    # TRL dataset as it is (a prompt column, text or messages, and any other columns, which reach
+    # TRL reward functions); also gsm8k, math, humaneval, mbpp, generic
+    format: str | None = None
+    # with format "trl": the column the built-in verifiers (reward key "task") check, e.g. answer
+    reference_column: str | None = None
     shuffle: bool = True
     # offline preference pairs for a pairwise preset (update_rule "dpo"): a .jsonl of
     # {"prompt", "chosen", "rejected"} rows that replaces sampling (see rlvr/pairs.py)
@@ -466,6 +472,10 @@ def validate(cfg: Config) -> Config:
          "model.trainable_layers must be >= 1"),
         (cfg.model.dtype in (None, "float32", "bfloat16", "float16"),
          "model.dtype must be float32, bfloat16 or float16"),
+        (cfg.data.format in (None, "gsm8k", "math", "humaneval", "mbpp", "generic", "trl"),
+         f"data.format must be trl, gsm8k, math, humaneval, mbpp or generic (or null: detect), got {cfg.data.format!r}"),
+        (cfg.data.reference_column is None or cfg.data.format == "trl",
+         "data.reference_column needs data.format: trl (other formats say where their reference is)"),
     ]
     for ok, msg in checks:
         if not ok:

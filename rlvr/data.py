@@ -2,9 +2,11 @@
 
 ``load_prompts(source)`` accepts:
 
-* a ``.jsonl`` / ``.jsonl.gz`` file; the row format is detected from the first row's fields
-  (GSM8K ``question, answer``; MATH ``problem, answer|solution``; HumanEval ``prompt, test,
-  entry_point``; MBPP ``text, test_list``; generic ``prompt, reference|answer``) or forced with ``task``,
+* a ``.jsonl`` / ``.jsonl.gz`` file, a ``.parquet`` file or a folder written by ``datasets``'
+  ``save_to_disk`` (a ``DatasetDict`` folder gives its ``split``); the row format is detected from
+  the first row's fields (GSM8K ``question, answer``; MATH ``problem, answer|solution``; HumanEval
+  ``prompt, test, entry_point``; MBPP ``text, test_list``; generic ``prompt, reference|answer``) or
+  forced with ``format`` (``trl``: a TRL dataset as it is, see :func:`trl_row`),
 * a built-in set read from the data directory (``$RLVR_DATA_DIR``, else ``../shared/data`` next to
   the checkout): ``gsm8k`` (train 7,473 / test 1,319), ``math`` (train 12,000 / test = MATH-500),
   ``math500`` (500), ``humaneval`` (164), ``mbpp`` (974; splits prompt 1-10, test 11-510,
@@ -55,10 +57,16 @@ class Example:
 
     id: str
     prompt: list[dict[str, str]]
-    reference: Any  # str answer (math), row dict (code)
-    task: str  # gsm8k | math | humaneval | mbpp | arithmetic:add2 | generic | ...
-    verifier: str  # verifier name for verifiers.score_batch
+    reference: Any  # str answer (math), row dict (code); None for a TRL row without reference_column
+    task: str  # gsm8k | math | humaneval | mbpp | arithmetic:add2 | generic | trl | ...
+    verifier: str  # verifier name for verifiers.score_batch ("" when there is no reference to check)
     meta: dict = field(default_factory=dict)
+    # a plain-text prompt (a TRL row's prompt as a string): the model continues this text as is, no
+    # chat template (what TRL does); ``prompt`` then holds it as one user message, for display
+    plain_prompt: str | None = None
+    # a TRL row's columns other than prompt (completion, completion_ids): what TRL reward functions
+    # get as keyword lists
+    columns: dict[str, Any] | None = None
 
 
 def _messages(system: str | None, user: str) -> list[dict[str, str]]:
@@ -147,13 +155,18 @@ def _row_id(row: dict, where: str) -> str:
     for key in ("task_id", "unique_id", "id"):
         if row.get(key) is not None:
             return str(row[key])
+    if where.endswith("]"):  # path[i]: a parquet file's or a datasets folder's row
+        return f"{Path(where).parent.name}/{Path(where).name}"
     path, _, line = where.rpartition(":")
     return f"{Path(path).parent.name}/{Path(path).name}:{line}"
 
 
-def convert_row(fmt: str, row: dict, where: str, system_prompt: str | None) -> Example:
+def convert_row(fmt: str, row: dict, where: str, system_prompt: str | None,
+                reference_column: str | None = None) -> Example:
     """Turn one row of format ``fmt`` into an :class:`Example` (DataError naming ``where``)."""
     rid = _row_id(row, where)
+    if fmt == "trl":
+        return trl_row(row, where, rid, system_prompt, reference_column)
 
     def sys(kind: str) -> str | None:
         return SYSTEM_PROMPTS.get(kind) if system_prompt is None else system_prompt
@@ -192,7 +205,50 @@ def convert_row(fmt: str, row: dict, where: str, system_prompt: str | None) -> E
         return Example(f"mbpp/{rid}", _messages(sys("code"), user), row, "mbpp", "code")
     if fmt == "generic":
         return _generic_row(row, where, rid, system_prompt)
-    raise DataError(f"unknown row format {fmt!r}; expected gsm8k, math, humaneval, mbpp or generic")
+    raise DataError(f"unknown row format {fmt!r}; expected {', '.join(ROW_FORMATS)}")
+
+
+ROW_FORMATS = ("gsm8k", "math", "humaneval", "mbpp", "generic", "trl")
+TRL_NOT_COLUMNS = ("prompt", "completion", "completion_ids")  # columns TRL does not pass to reward functions
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and {"role", "content"} <= set(m) for m in value)
+
+
+def trl_row(row: dict, where: str, rid: str, system_prompt: str | None = None,
+            reference_column: str | None = None) -> Example:
+    """A row of a TRL prompt-only dataset, as TRL's GRPOTrainer reads it: ``prompt`` is text (the
+    model continues it as is, no chat template) or a list of ``{role, content}`` messages (the chat
+    template applies; ``system_prompt``, when given, is inserted first); every other column is kept
+    for TRL reward functions. ``reference_column`` names the column the built-in verifiers check
+    (the example's own verifier: the row's ``verifier`` column, else ``math``); without it the
+    example has no reference and only TRL reward functions can score it."""
+    prompt = row.get("prompt")
+    if prompt is None:
+        raise DataError(f"{where}: missing field 'prompt' (a TRL dataset's prompt column: text or a list of "
+                        "{role, content} messages)")
+    columns = {k: v for k, v in row.items() if k not in TRL_NOT_COLUMNS}
+    plain = None
+    if isinstance(prompt, str):
+        plain, messages = prompt, _messages(None, prompt)
+    elif _is_messages(prompt):
+        messages = [dict(m) for m in prompt]
+        if system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system_prompt})
+    else:
+        raise DataError(f"{where}: field 'prompt' must be a string or a list of {{role, content}} messages, got "
+                        f"{type(prompt).__name__} {_preview(prompt)}")
+    ref, verifier = None, ""
+    if reference_column:
+        if row.get(reference_column) is None:
+            have = ", ".join(k for k in row if k != "prompt") or "none"
+            raise DataError(f"{where}: missing field '{reference_column}' (data.reference_column; the row has: {have})")
+        ref = row[reference_column]
+        verifier = row["verifier"] if isinstance(row.get("verifier"), str) and row["verifier"] else "math"
+    task = row["task"] if isinstance(row.get("task"), str) and row["task"] else "trl"
+    return Example(rid, messages, ref, task, verifier, plain_prompt=plain, columns=columns)
 
 
 def _generic_row(row: dict, where: str, rid: str, system_prompt: str | None) -> Example:
@@ -200,7 +256,8 @@ def _generic_row(row: dict, where: str, rid: str, system_prompt: str | None) -> 
     _need(row, where, "prompt")
     ref = row.get("reference", row.get("answer"))
     if ref is None:
-        raise DataError(f"{where}: missing field 'reference' (or 'answer')")
+        raise DataError(f"{where}: missing field 'reference' (or 'answer'); a TRL dataset (a prompt column and "
+                        "any others) is read with data.format: trl")
     for name in ("verifier", "task"):
         if row.get(name) is not None and not isinstance(row[name], str):
             raise DataError(f"{where}: field '{name}' must be a string, got {type(row[name]).__name__}")
@@ -218,12 +275,13 @@ def _generic_row(row: dict, where: str, rid: str, system_prompt: str | None) -> 
     return Example(rid, messages, ref, row.get("task") or "generic", verifier)
 
 
-def examples_from_rows(rows, *, fmt: str | None = None, system_prompt: str | None = None) -> list[Example]:
+def examples_from_rows(rows, *, fmt: str | None = None, system_prompt: str | None = None,
+                       reference_column: str | None = None) -> list[Example]:
     """Convert ``(where, row)`` pairs; ``fmt`` None detects the format from the first row."""
     out = []
     for where, row in rows:
         fmt = fmt or detect_format(row)
-        out.append(convert_row(fmt, row, where, system_prompt))
+        out.append(convert_row(fmt, row, where, system_prompt, reference_column))
     return out
 
 
@@ -380,28 +438,74 @@ def _reasoning_gym_examples(task: str, split: str | None, limit: int | None, see
             for i, e in enumerate(ds)]
 
 
+def read_parquet(path: Path) -> Iterator[tuple[str, dict]]:
+    """Yield ``("file[i]", row)`` for each row of a parquet file."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - not parquet, truncated
+        raise DataError(f"{path}: cannot be read as parquet ({' '.join(str(e).split())[:200]})") from None
+    for i, row in enumerate(table.to_pylist()):
+        yield f"{path}[{i}]", row
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """True for a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    return path.is_dir() and any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
+def read_saved_dataset(path: Path, split: str | None) -> Iterator[tuple[str, dict]]:
+    """Yield ``("folder[i]", row)`` for each row of a ``save_to_disk`` folder (of a DatasetDict: its
+    ``split``, default train)."""
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{path}: cannot be loaded with datasets.load_from_disk ({' '.join(str(e).split())[:200]})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        split = split or "train"
+        if split not in ds:
+            raise DataError(f"{path}: no split {split!r} (it has: {', '.join(ds)})")
+        ds = ds[split]
+    for i, row in enumerate(ds):
+        yield f"{path}[{i}]", dict(row)
+
+
 def load_prompts(source, *, task: str | None = None, split: str | None = None, limit: int | None = None,
-                 system_prompt: str | None = None, seed: int = 0) -> list[Example]:
+                 system_prompt: str | None = None, seed: int = 0, format: str | None = None,
+                 reference_column: str | None = None) -> list[Example]:
     """Load a prompt set (sources in the module docstring) as a list of :class:`Example`.
 
-    ``task`` forces the row format of a file (gsm8k, math, humaneval, mbpp, generic) or names the
-    arithmetic variant; ``system_prompt`` replaces the per-task default ("" for none); ``seed``
-    drives the synthetic sets.
+    ``format`` (or ``task``, for a file) forces the row format (gsm8k, math, humaneval, mbpp,
+    generic, trl); ``task`` also names the arithmetic variant; ``system_prompt`` replaces the
+    per-task default ("" for none); ``seed`` drives the synthetic sets; ``reference_column``: the
+    column of a TRL row the built-in verifiers check (:func:`trl_row`).
     """
     source = str(source)
     name, _, variant = source.partition(":")
+    if format is not None and format not in ROW_FORMATS:
+        raise DataError(f"unknown row format {format!r}; expected one of {', '.join(ROW_FORMATS)}")
     if name == "arithmetic":
         return arithmetic_examples(variant or task or "add2", split=split, limit=limit, seed=seed,
                                    system_prompt=system_prompt)
     if name == "reasoning_gym":
         return _reasoning_gym_examples(variant, split, limit, seed, system_prompt)
     path = Path(source).expanduser()
-    if path.is_file():
+    if path.is_file() and path.suffix == ".parquet":
+        rows = read_parquet(path)
+    elif is_saved_dataset(path):
+        rows = read_saved_dataset(path, split)
+    elif path.is_file():
         rows = read_jsonl(path)
     elif source.lower() in _DEFAULT_SPLIT:
         rows = _builtin_rows(source.lower(), split)
-    elif source.endswith((".jsonl", ".jsonl.gz", ".json")):
+    elif source.endswith((".jsonl", ".jsonl.gz", ".json", ".parquet")):
         raise DataError(f"data file {path} not found")
+    elif path.is_dir():
+        raise DataError(f"{path} is a folder but not one written by datasets' save_to_disk (no dataset_info.json, "
+                        "dataset_dict.json or state.json)")
     elif "/" in source or source.startswith("hf:"):
         rows = _hf_rows(source, split)
     else:
@@ -409,13 +513,16 @@ def load_prompts(source, *, task: str | None = None, split: str | None = None, l
                         f"({', '.join(BUILTIN_SETS)}, reasoning_gym:<task>), not an HF dataset owner/name")
     if limit is not None:
         rows = (r for i, r in zip(range(limit), rows))
-    return examples_from_rows(rows, fmt=task, system_prompt=system_prompt)
+    return examples_from_rows(rows, fmt=format or task, system_prompt=system_prompt, reference_column=reference_column)
 
 
 def encode_prompt(tokenizer, example: Example) -> list[int]:
     """Token ids of the example's chat, ending with the assistant turn header
     (``add_generation_prompt=True``). Tokenizers without a chat template get the message
-    contents joined by blank lines."""
+    contents joined by blank lines. A plain-text prompt (``example.plain_prompt``) is tokenized
+    as is, as TRL does (``tokenizer(text)["input_ids"]``, no chat template)."""
+    if example.plain_prompt is not None:
+        return list(tokenizer(text=example.plain_prompt)["input_ids"])
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(example.prompt, add_generation_prompt=True, tokenize=False)
         return tokenizer.encode(text, add_special_tokens=False)
@@ -429,4 +536,5 @@ def load_eval_examples(cfg) -> list[Example] | None:
     if not d.eval:
         return None
     return load_prompts(d.eval, split=d.eval_split or "test", limit=d.eval_limit,
-                        system_prompt=d.system_prompt, seed=d.eval_seed)
+                        system_prompt=d.system_prompt, seed=d.eval_seed, format=d.format,
+                        reference_column=d.reference_column)
