@@ -9,6 +9,10 @@ The trainer (``Trainer._score``) and the eval harness (``evals.harness``) both s
 * otherwise ``reward.verifier`` (None: each example's own) with weight 1, plus ``format`` with
   weight ``reward.format_weight`` when that is not 0 (a shorthand for the mapping above).
 
+A TRL reward function (``trl:`` spec, :mod:`verifiers.trl`) is called on the whole batch with
+what TRL would give it (:func:`trl_item`): the prompt as the data gave it, the row's other columns
+as keyword lists, the completion's token ids and a ``trainer_state``.
+
 Verifier errors (``verifiers.VerifierError``) become :class:`rlvr.errors.ConfigError` naming the
 recipe field.
 """
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import verifiers
+import verifiers.trl
 from rlvr.errors import ConfigError
 
 TASK = "task"  # key in reward.verifiers: each example's own verifier
@@ -78,24 +83,42 @@ def _message(name: str, e: Exception) -> str:
 
 
 def _names(terms: Sequence[Term], examples: Sequence[Any]) -> dict[str, Any]:
-    """Every verifier name the terms use over ``examples`` -> the first reference it will see."""
+    """Every verifier name the terms use over ``examples`` -> the first example it will see."""
     out: dict[str, Any] = {}
     for spec, _ in terms:
         for ex in examples:
             name = spec or ex.verifier
-            out.setdefault(name, ex.reference)
+            if not name:
+                raise ConfigError(
+                    f"the task's verifier: example {ex.id} has no reference for a built-in verifier (TRL-format "
+                    "data without data.reference_column); set data.reference_column to the column holding the "
+                    "answer, or list only TRL reward functions (trl:...) in reward.verifiers")
+            out.setdefault(name, ex)
             if spec is not None:
                 break
     return out
 
 
+def trl_item(example: Any, completion_ids: Sequence[int] | None = None):
+    """What a TRL reward function gets for a completion of ``example``: the prompt as the data gave
+    it (text for a plain-text TRL row, else the chat messages the model saw), the row's columns (a
+    TRL-format row: all but ``prompt``; any other example: its ``reference``) and the token ids."""
+    from verifiers.trl import Item
+
+    prompt = example.plain_prompt if example.plain_prompt is not None else example.prompt
+    columns = dict(example.columns) if example.columns is not None else {"reference": example.reference}
+    return Item(prompt, columns, None if completion_ids is None else list(completion_ids))
+
+
 def check_terms(terms: Sequence[Term], examples: Sequence[Any], *, workers: int | None, timeout: float | None,
                 field: str = "verifier") -> None:
     """Before any model loads: every verifier the terms use on ``examples`` resolves, can be built
-    in a scoring worker and returns a number for a probe (``verifiers.check``); else ConfigError."""
-    for name, reference in _names(terms, examples).items():
+    in a scoring worker and returns a number for a probe (``verifiers.check``; a TRL reward
+    function is also checked against the data's columns); else ConfigError."""
+    for name, ex in _names(terms, examples).items():
         try:
-            verifiers.check(name, reference, workers=workers, timeout=timeout)
+            verifiers.check(name, trl_item(ex) if verifiers.trl.is_trl(name) else ex.reference,
+                            workers=workers, timeout=timeout)
         except Exception as e:  # noqa: BLE001 - VerifierError, or a built-in that cannot run here
             raise ConfigError(f"{field}: {_message(name, e)}") from None
 
@@ -113,19 +136,30 @@ def eval_verifier(rc) -> str | None:
 def reward_labels(rc, examples: Sequence[Any]) -> list[str]:
     """Every ``reward/<label>`` the terms can log over ``examples`` (the same keys on every step
     and process, NaN where a verifier scored nothing that step)."""
-    return [verifiers.label(name) for name in _names(reward_terms(rc), examples)]
+    from verifiers.weighted import labels_for
+
+    return list(labels_for(list(_names(reward_terms(rc), examples))).values())
 
 
 def score_examples(examples: Sequence[Any], texts: Sequence[str], n: int, terms: Sequence[Term], *,
-                   workers: int | None, timeout: float | None) -> verifiers.WeightedScores:
+                   workers: int | None, timeout: float | None,
+                   completion_ids: Sequence[Sequence[int]] | None = None,
+                   state: dict | None = None) -> verifiers.WeightedScores:
     """Score ``texts`` (sample i answers ``examples[i // n]``) with the weighted ``terms``.
 
     Every verifier runs in the scoring workers (``workers`` processes, ``timeout`` seconds hard
     limit per item; ``workers=0``: in this process) -- see ``verifiers.score_weighted``.
+    ``completion_ids`` (the sampled token ids, EOS included when sampled) and ``state`` (fields of
+    the ``trainer_state``) are what TRL reward functions get besides the texts.
     """
     if len(texts) != len(examples) * n:
         raise ValueError(f"{len(texts)} completions for {len(examples)} examples x {n} samples")
     refs = [examples[i // n].reference for i in range(len(texts))]
     wterms = [(spec if spec is not None else [examples[i // n].verifier for i in range(len(texts))], w)
               for spec, w in terms]
-    return verifiers.score_weighted(list(texts), refs, wterms, workers=workers, timeout=timeout)
+    items = None
+    if any(verifiers.trl.is_trl(name) for spec, _ in wterms for name in ([spec] if isinstance(spec, str) else spec)):
+        items = [trl_item(examples[i // n], None if completion_ids is None else completion_ids[i])
+                 for i in range(len(texts))]
+    return verifiers.score_weighted(list(texts), refs, wterms, workers=workers, timeout=timeout, items=items,
+                                    state=state)

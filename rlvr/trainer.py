@@ -206,7 +206,8 @@ class Trainer:
 
         d = self.cfg.data
         self.train_examples = load_prompts(d.train, split=d.train_split or "train", limit=d.train_limit,
-                                           system_prompt=d.system_prompt, seed=self.cfg.trainer.seed)
+                                           system_prompt=d.system_prompt, seed=self.cfg.trainer.seed,
+                                           format=d.format, reference_column=d.reference_column)
         if not self.train_examples:
             raise ConfigError(f"data.train: '{d.train}' has no examples")
         self.pairs = None  # offline preference pairs (data.pairs): they replace sampling
@@ -389,15 +390,22 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, examples: list, texts: list[str], n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def _score(self, examples: list, texts: list[str], n: int,
+               completion_ids: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Verifier scores for each sample -> (rewards [N], correct [N], info).
 
         ``info``: ``reward/<verifier>`` per weighted verifier and ``verifier/{timeout,crash,
-        violation}_rate`` (see :mod:`rlvr.scoring`)."""
+        violation}_rate`` (see :mod:`rlvr.scoring`). ``completion_ids`` and the trainer's state go to
+        TRL reward functions (their ``completion_ids`` and ``trainer_state``)."""
         from rlvr.scoring import reward_labels, reward_terms, score_examples
 
-        rc = self.cfg.reward
-        res = score_examples(examples, texts, n, reward_terms(rc), workers=rc.workers, timeout=rc.timeout_s)
+        rc, t = self.cfg.reward, self.cfg.trainer
+        state = {"global_step": self.step, "max_steps": t.total_steps, "num_input_tokens_seen": self.tokens,
+                 "epoch": self.step * t.prompts_per_step * self.world / max(1, len(self.train_examples)),
+                 "is_local_process_zero": self.accelerator.is_local_main_process,
+                 "is_world_process_zero": self.is_main}
+        res = score_examples(examples, texts, n, reward_terms(rc), workers=rc.workers, timeout=rc.timeout_s,
+                             completion_ids=completion_ids, state=state)
         rewards = torch.tensor(res.rewards, dtype=torch.float32)
         correct = torch.tensor([float(r.reward >= 1.0) for r in res.primary])
         return rewards, correct, res.metrics(reward_labels(rc, self.train_examples))
@@ -599,7 +607,7 @@ class Trainer:
         self._generated[0] += len(rollout)  # this process's samples/tokens this step (see _collect)
         self._generated[1] += rollout.num_tokens
         with timer("score"):
-            scores, correct, info = self._score(examples, rollout.texts, cfg.rollout.n)
+            scores, correct, info = self._score(examples, rollout.texts, cfg.rollout.n, rollout.response_ids)
         return rollout, scores, correct, info
 
     def _collect(self, timer: PhaseTimer) -> tuple:
