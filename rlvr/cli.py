@@ -1,4 +1,4 @@
-"""Command line entry point: ``rlvr train | eval | compare | report | plan | verify | bench``.
+"""Command line entry point: ``rlvr train | eval | compare | report | plan | verify | from-trl | bench``.
 
 Each sub-command lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``;
 only the chosen one is imported, so ``rlvr verify`` never pays for importing torch models.
@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evals.report", "render plots and an HTML/Markdown summary of a run directory"),
     "plan": ("evals.plan", "seeds and held-out items a comparison needs, from pilot runs"),
     "verify": ("verifiers.cli", "score completions against references with a verifier"),
+    "from-trl": ("rlvr.from_trl", "turn a TRL GRPOConfig (trl grpo --config YAML) into an rlvr recipe"),
     "bench": ("rlvr.commands.bench", "benchmarks: verifiers | rollout | train"),
     "rollout-server": ("rlvr.commands.rollout_server", "serve vLLM generation and weight updates to a remote trainer"),
 }
