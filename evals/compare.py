@@ -227,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.recipe, args.overrides)  # validate once, before any run starts
     presets, seeds = plan(args)
+    fixed = [k for k in ("estimator", "critic") if k in cfg.algorithm.overrides]
+    if fixed and len(presets) > 1:  # every run would get the recipe's baseline: nothing compared
+        raise ConfigError(f"algorithm.{fixed[0]}={cfg.algorithm.overrides[fixed[0]]!r} in the recipe is applied to every "
+                          f"compared preset ({', '.join(presets)}), so their baselines would not differ; remove it")
     margin = args.margin if getattr(args, "margin", None) is not None else cfg.margin
     if margin is not None and not (0 < margin < 1):
         raise ConfigError(f"--margin: {margin} must be a difference in accuracy between 0 and 1 (e.g. 0.02)")
