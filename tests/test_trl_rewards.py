@@ -148,6 +148,7 @@ def test_plain_text_prompts_pass_text_completions_and_every_column(tmp_path, mon
 
 # ---------------------------------------------------------------- specs, factories, early errors
 BAD = textwrap.dedent('''
+    import os
     import time
 
     def fine(completions, **kwargs):
@@ -170,6 +171,12 @@ BAD = textwrap.dedent('''
         if "boom" in kind:
             time.sleep(30)
         return [0.25] * len(completions)
+
+    def exits(completions, kind, **kwargs):
+        """Kills its process on a batch holding a "boom" row."""
+        if "boom" in kind:
+            os._exit(3)
+        return [0.5] * len(completions)
 
     def needs_solution(completions, solution, **kwargs):
         return [1.0] * len(completions)
@@ -279,6 +286,10 @@ def test_bad_results_score_zero_with_one_line_naming_function_and_position(bad_r
         assert word.problems == ["reward function 'not_a_number' (trl:bad.py:not_a_number) returned a str instead of "
                                  "a number at batch position 2 (of 4); it scores 0"]
         assert [rec.getMessage() for rec in caplog.records] == raised.problems + short.problems + word.problems
+    died = vtrl.score("trl:bad.py:exits", texts, items, workers=2)
+    assert [r.reward for r in died.results] == [0.5, 0.5, 0.0, 0.5]
+    assert died.problems == ["reward function 'exits' (trl:bad.py:exits) killed its scoring worker at batch position 2 "
+                             "(of 4); it scores 0"]
     slow = vtrl.score("trl:bad.py:slow", texts, items, workers=2, timeout=0.5)  # the batch: 2 s, then one by one
     assert [r.reward for r in slow.results] == [0.25, 0.25, 0.0, 0.25]
     assert verifiers.outcome(slow.results[2]) == "timeout"

@@ -470,8 +470,9 @@ def _run(name: str, fn: RewardFunction, batches: list[dict], workers: int, timeo
         elif (r.info or {}).get("timeout"):
             out.append({"failed": "timeout", "error": f"ran over its {limit:g} s limit"})
         else:
-            reason = str((r.info or {}).get("reason") or "its scoring worker died")
-            out.append({"failed": "crashed", "error": reason.removeprefix("error: ")})
+            reason = str((r.info or {}).get("reason") or "").removeprefix("error: ")
+            out.append({"failed": "crashed", "error": "killed its scoring worker" if reason in ("", "worker crashed")
+                        else f"could not be scored: {reason}"})
     return out
 
 
@@ -583,14 +584,13 @@ def check(name: str, item: Item | None = None, *, workers: int | None = None, ti
     and on two probe completions it returns a list of the right length holding numbers or None
     (VerifierError, one line, otherwise). A probe call that raises or runs over its time is not an
     error (it is logged; such completions score 0 in training too)."""
+    from verifiers import default_workers
+
     fn = load(name)
     item = item or Item()
     fn.check_columns(list(item.columns))
     probe_items = [Item(item.prompt, item.columns, [ord(c) % 256 for c in text]) for text in PROBES]
-    workers_n = None if workers is None else int(workers)
-    from verifiers import default_workers
-
-    out = _run(name, fn, [payload(list(PROBES), probe_items)], default_workers() if workers_n is None else workers_n,
+    out = _run(name, fn, [payload(list(PROBES), probe_items)], default_workers() if workers is None else int(workers),
                float(timeout if timeout is not None else fn.default_timeout))[0]
     if out.get("failed") == "length":
         raise VerifierError(f"verifier {name!r}: {fn.label} {out['error']} (a reward function returns one "
