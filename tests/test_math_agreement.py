@@ -17,7 +17,15 @@ import pytest
 from verifiers.math import MathVerifier
 
 KINDS = {"multiple_boxed", "sets", "tuples", "intervals", "decimals", "percent", "units", "text", "matrices",
-         "equations", "expressions", "notation", "worked_gold", "restatement"}
+         "equations", "expressions", "notation", "worked_gold", "restatement", "final_answer", "answer_sentence",
+         "box_then_final", "unparsed"}
+
+# a worked solution ending as some models end one; a completion with a box before its final answer
+PRICE_SOLUTION = ("The price drops by $25\\%$ and then by $20\\%$ of the new price, so it keeps "
+                  "$0.75 \\cdot 0.8 = 0.6$ of its value. Final Answer: The final answer is $40 \\%$. "
+                  "I hope it is correct.")
+PAGES = ("Per hour that is $12 \\cdot 10 = \\boxed{120}$ pages, over eleven hours that is 1,320.\n"
+         "Final Answer: The final answer is $1,320$. I hope it is correct.")
 
 CASES = [
     ('multiple_boxed', '$\\{1,2,3\\}$', 'The solutions are $\\boxed{1},\\boxed{2},\\boxed{3}$.', 1),
@@ -139,6 +147,30 @@ CASES = [
     ('worked_gold', 'We get $x = 4$, so $x^2 = \\boxed{16}$.', 'The answer is 16', 1),
     ('worked_gold', 'Thus the area is $\\boxed{12\\sqrt{3}}$ square units.', '\\boxed{\\sqrt{432}}', 1),
     ('restatement', '$10$', 'Answer \\( (9+1) \\)', 0),
+    # "Final Answer: The final answer is X" (the last anchor of the line), an answer written as a
+    # sentence, a "final answer" after a box, runs of boxes joined by spacing or \text{and}, a
+    # LaTeX answer Math-Verify cannot parse (no number is read out of it)
+    ('multiple_boxed', '$\\{-3, 4\\}$', 'so $x = \\boxed{-3} \\quad \\text{or} \\quad \\boxed{4}$', 1),
+    ('multiple_boxed', '$\\boxed{5}\\boxed{7}$', '$\\boxed{5, 7}$', 1),
+    ('multiple_boxed', '$5, 7$', '\\[\\boxed{7}\\,\\boxed{5}\\]', 1),
+    ('multiple_boxed', '$\\{2, 6\\}$', '\\[ \\boxed{2} \\quad \\text{and} \\quad \\boxed{3} \\]', 0),
+    ('multiple_boxed', '$\\{2, 6\\}$', '\\[ \\boxed{6} \\quad \\text{and} \\quad \\boxed{2} \\]', 1),
+    ('worked_gold', PRICE_SOLUTION, 'a total drop of $\\boxed{40\\%}$.', 1),
+    ('worked_gold', PRICE_SOLUTION, 'a total drop of $\\boxed{45\\%}$.', 0),
+    ('final_answer', '$4096$', 'We double twelve times.\nFinal Answer: The final answer is 4,096. I hope it is correct.', 1),
+    ('final_answer', '$\\frac{7}{2}$', 'Final Answer: The final answer is $\\frac{7}{2}$. I hope it is correct.', 1),
+    ('final_answer', '$63$', 'Final Answer: The final answer is $36$. I hope it is correct.', 0),
+    ('final_answer', '$2\\sqrt{6}$', 'Final Answer: The final answer is $\\sqrt{24}$. I hope it is correct.', 1),
+    ('answer_sentence', '$12$', 'Final Answer: The smallest possible $k$ is 12.', 1),
+    ('answer_sentence', '$45$', 'Final Answer: Maria finished the race 45 minutes after Tom started.', 1),
+    ('answer_sentence', '$8$', 'Final Answer: The area of triangle $PQR$ is 8 square units.', 1),
+    ('answer_sentence', '$9$', 'Final Answer: The number of marbles left is 7.', 0),
+    ('box_then_final', '$1320$', PAGES.replace('that is 1,320', '$\\boxed{1320}$'), 1),
+    ('box_then_final', '$1320$', PAGES, 1),
+    ('box_then_final', '$120$', PAGES, 0),
+    ('box_then_final', '$7$', 'The answer is $\\boxed{7}$.\nFinal Answer: I hope it is correct.', 1),
+    ('unparsed', '$3$', '$-[1,3)$', 0),
+    ('unparsed', '$4$', 'The set is $-(2,4]$', 0),
 ]
 
 # (gold, completion) -> why this verifier's grade differs from Math-Verify's on purpose
@@ -186,8 +218,12 @@ def test_agreement_with_math_verify_is_at_least_95_percent():
     assert agreement >= 0.95, misses
 
 
-@pytest.mark.parametrize("kind,gold,completion,expected", [c for c in CASES if c[0] in
-                                                            ("multiple_boxed", "worked_gold", "decimals")])
+MISSED_KINDS = ("multiple_boxed", "worked_gold", "decimals", "final_answer", "answer_sentence", "box_then_final",
+                "unparsed")
+
+
+@pytest.mark.parametrize("kind,gold,completion,expected", [c for c in CASES if c[0] in MISSED_KINDS])
 def test_grades_of_the_kinds_that_were_missed(kind, gold, completion, expected):
     """Each case of the kinds an outside review found graded unlike Math-Verify."""
     assert MathVerifier().score(completion, gold).reward == expected
+

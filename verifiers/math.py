@@ -7,8 +7,12 @@ extraction (:func:`extract_math_verify`: the last ``$...$``, ``$$...$$``, ``\(..
 ``1 000``/``1,000``, decimal commas ``3,5`` and ``\frac13`` shorthand read as Math-Verify reads
 them), and last a standalone number (:func:`extract_last_number`: delimited by spaces or
 punctuation, never part of a word such as ``AZYUK2A`` or of LaTeX such as ``x^2``).
-``strict=True`` accepts only ``\boxed{}``. The boxed scan reads the whole text; the others read
-at most the last ``tail_chars`` characters, so a 1 MB completion costs milliseconds.
+A run of boxes (``\boxed{1}, \boxed{2}``, ``\boxed{1} \quad \text{and} \quad \boxed{2}``) is one
+set; a "Final Answer: The final answer is X" written after the last box is the answer (Math-Verify
+ranks that form above a box); "the answer is" followed by a sentence (``The largest $n$ is 34``)
+gives what Math-Verify extracts from that line. ``strict=True`` accepts only ``\boxed{}``. The
+boxed scan reads the whole text; the others read at most the last ``tail_chars`` characters, so a
+1 MB completion costs milliseconds.
 
 Equivalence (:func:`answers_match`) first tries cheap exact paths: identical normalised strings,
 then both sides as plain numbers (``1,234``, ``1 234``, ``$18``, ``50%``, ``18 dollars``,
@@ -71,13 +75,15 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-_BOX_JOIN = re.compile(r"\s*\$?\s*(?:,|,?\s*(?:and|or))\s*\$?\s*")
+_GAP = r"(?:\s|\$|\\[,;:! ]|\\q?quad(?![A-Za-z])|~)*"  # spaces, math delimiters, LaTeX spacing
+_BOX_JOIN = re.compile(_GAP + r"(?:(?:,|,?\s*(?:and|or)\b|,?\s*\\text\s*\{\s*,?\s*(?:and|or)\s*\})" + _GAP + r")?")
 
 
 def extract_boxed_list(text: str) -> list[str] | None:
-    r"""The contents of the last run of two to six boxes joined by ``,``, ``and`` or ``or``
-    (``\boxed{1}, \boxed{2}`` and ``$\boxed{3}$``), which Math-Verify reads as one set; None when
-    the last box stands alone."""
+    r"""The contents of the last run of two to six boxes joined by ``,``, ``and``, ``or``,
+    ``\text{and}`` or nothing but spacing (``\boxed{1}, \boxed{2}`` and ``$\boxed{3}$``;
+    ``\boxed{-2} \quad \text{and} \quad \boxed{1}``; ``\boxed{1}\boxed{2}``), which Math-Verify
+    reads as one set; None when the last box stands alone."""
     parts: list[str] = []
     pos, after = len(text), None
     for _ in range(6):
@@ -142,12 +148,26 @@ _ANSWER_IS = re.compile(r"(?i)(?:final answer|the answer|answer)(?:\s+(?:is|was|
 _CUT = re.compile(r"\.\s|\.$|,\s+(?=[A-Za-z]{2})|\s+\((?=[A-Za-z]{2})|\s+(?:because|since|which|so)\b")
 
 
-def extract_answer_is(text: str) -> str | None:
-    """``X`` from the last "the answer is X" / "final answer: X": a ``$...$``/``\\(...\\)`` span,
-    else the first sentence of that line (a plain number read as :func:`_plain_text_number` does)."""
+def _last_answer_anchor(text: str) -> re.Match | None:
+    """The last "the answer is" / "final answer:" match: the one a line ends with ("Final Answer:
+    The final answer is 5" gives "final answer is", not "Final Answer:" reading past it)."""
     last = None
     for m in _ANSWER_IS.finditer(text):
         last = m
+    while last is not None:
+        later = _ANSWER_IS.search(text, last.start(1), last.end(1))
+        if later is None:
+            break
+        last = later
+    return last
+
+
+def extract_answer_is(text: str) -> str | None:
+    """``X`` from the last "the answer is X" / "final answer: X": a ``$...$``/``\\(...\\)`` span,
+    else the first sentence of that line (a plain number read as :func:`_plain_text_number` does);
+    a sentence in words ("The largest $n$ is 34", "she began 3 hours ago") gives what Math-Verify
+    extracts from the anchored line (its "final answer ... is X" and "answer: ... X" patterns)."""
+    last = _last_answer_anchor(text)
     if last is None:
         return None
     s = last.group(1).strip()
@@ -156,7 +176,29 @@ def extract_answer_is(text: str) -> str | None:
         return (math_span.group(1) or math_span.group(2)).strip() or None
     cut = _CUT.search(s)
     s = (s[:cut.start()] if cut else s).strip().rstrip(".").strip()
+    if _prose(s):
+        found = _math_verify_extract(text[last.start():last.end()])
+        if found:
+            return found[0]
     return _plain_text_number(s.strip("*`").strip()) or None
+
+
+def _prose(s: str) -> bool:
+    """Two or more words outside math: a sentence, not an answer ("5 apples" is one)."""
+    return len(re.findall(r"[A-Za-z]{2,}", _MATH_SPANS.sub(" ", s))) >= 2
+
+
+def _final_answer_after_box(text: str) -> str | None:
+    r"""The answer of a "final answer ... is X" / "Final Answer: X" written after the last box
+    (``\boxed{255} ... Final Answer: The final answer is $10,455$``), which Math-Verify takes over
+    the box; None when there is none or it is a sentence rather than an answer."""
+    m = _last_answer_anchor(text)
+    if m is None or not m.group(0).lower().startswith("final answer"):
+        return None
+    if m.start() < max(text.rfind("\\boxed"), text.rfind("\\fbox")):
+        return None
+    found = extract_answer_is(text)
+    return found if found and not _prose(found) else None
 
 
 _NUMBER = re.compile(r"(?:(?<=^)|(?<=[\s(\[:=$,;*]))"  # starts after a space or punctuation...
@@ -184,8 +226,9 @@ def extraction_config() -> tuple:
 
 
 def _math_verify_extract(text: str) -> tuple[str, list] | None:
-    """``(answer as text, parse result)`` from Math-Verify's own extraction, or None when nothing
-    it extracts parses.
+    """``(answer as text, parse result)`` from Math-Verify's own extraction, or None when it matches
+    nothing. A match that does not parse (``$-[0,1)$``) is the answer as text, as ``parse`` returns
+    it (no number is then read out of it by a later extractor).
 
     This is ``math_verify.parse(text, extraction_config(), parsing_timeout=None)``: Math-Verify's
     regexes, priorities (answer anchors, then the rightmost LaTeX span or expression) and parsers,
@@ -219,6 +262,8 @@ def _math_verify_extract(text: str) -> tuple[str, list] | None:
                     return (shown or str(value)).strip(), found
     except Exception:  # noqa: BLE001 - as math_verify.parse: an input it cannot handle has no answer
         return None
+    if fallback and fallback.strip():  # matched, nothing parsed: parse() gives the first text
+        return fallback.strip(), [fallback]
     return None
 
 
@@ -270,6 +315,9 @@ def _extract(text: str, order: Sequence[str], tail_chars: int) -> tuple[str | No
             found, parsed = (mv[0], mv[1] or None) if mv else (None, None)
         elif name == "boxed":
             found = _joined_boxes(text[-tail_chars:]) or extract_boxed(text)
+            later = _final_answer_after_box(text[-tail_chars:]) if found and "answer_is" in order else None
+            if later:
+                found, name = later, "answer_is"
         else:
             found = EXTRACTOR_FUNCS[name](source)
         found = found.strip().strip("*`").strip() if found is not None else ""  # **18**, `18`
