@@ -18,7 +18,7 @@ from verifiers.math import MathVerifier
 
 KINDS = {"multiple_boxed", "sets", "tuples", "intervals", "decimals", "percent", "units", "text", "matrices",
          "equations", "expressions", "notation", "worked_gold", "restatement", "final_answer", "answer_sentence",
-         "box_then_final", "unparsed"}
+         "box_then_final", "fractions", "irrational", "unparsed"}
 
 # a worked solution ending as some models end one; a completion with a box before its final answer
 PRICE_SOLUTION = ("The price drops by $25\\%$ and then by $20\\%$ of the new price, so it keeps "
@@ -148,8 +148,9 @@ CASES = [
     ('worked_gold', 'Thus the area is $\\boxed{12\\sqrt{3}}$ square units.', '\\boxed{\\sqrt{432}}', 1),
     ('restatement', '$10$', 'Answer \\( (9+1) \\)', 0),
     # "Final Answer: The final answer is X" (the last anchor of the line), an answer written as a
-    # sentence, a "final answer" after a box, runs of boxes joined by spacing or \text{and}, a
-    # LaTeX answer Math-Verify cannot parse (no number is read out of it)
+    # sentence, a "final answer" after a box, runs of boxes joined by spacing or \text{and},
+    # fractions ending a sentence, exact irrational answers to decimal references, a LaTeX answer
+    # Math-Verify cannot parse (no number is read out of it)
     ('multiple_boxed', '$\\{-3, 4\\}$', 'so $x = \\boxed{-3} \\quad \\text{or} \\quad \\boxed{4}$', 1),
     ('multiple_boxed', '$\\boxed{5}\\boxed{7}$', '$\\boxed{5, 7}$', 1),
     ('multiple_boxed', '$5, 7$', '\\[\\boxed{7}\\,\\boxed{5}\\]', 1),
@@ -169,6 +170,16 @@ CASES = [
     ('box_then_final', '$1320$', PAGES, 1),
     ('box_then_final', '$120$', PAGES, 0),
     ('box_then_final', '$7$', 'The answer is $\\boxed{7}$.\nFinal Answer: I hope it is correct.', 1),
+    ('fractions', '$5/8$', 'So the chance that both are red is 5/8.', 1),
+    ('fractions', '$3/8$', 'So the chance that both are red is 5/8.', 0),
+    ('fractions', '$-4/9$', 'Hence the slope is -4/9.', 1),
+    ('irrational', '2.6457513', '$\\sqrt{7}$', 1),
+    ('irrational', '0.7853982', '\\boxed{\\frac{\\pi}{4}}', 1),
+    ('irrational', '3.4142136', '\\boxed{2+\\sqrt{2}}', 1),
+    ('irrational', '2.6457513', '$\\sqrt{8}$', 0),
+    ('restatement', '3.75', '\\boxed{1.5+2.25}', 0),
+    ('restatement', '9', '\\boxed{\\sqrt{81}}', 0),
+    ('restatement', '0.5', '\\boxed{\\sqrt{0.25}}', 0),
     ('unparsed', '$3$', '$-[1,3)$', 0),
     ('unparsed', '$4$', 'The set is $-(2,4]$', 0),
 ]
@@ -179,6 +190,12 @@ DELIBERATE = {
         "a numeric reference needs a number: (9+1) restates the question (Math-Verify evaluates it)",
     ("-2,1", "\\boxed{-2, 1}"):
         "a plain -2,1 is the list {-2, 1} in MATH; Math-Verify reads a decimal comma (-2.1)",
+    ("3.75", "\\boxed{1.5+2.25}"):
+        "a numeric reference needs a number, a decimal one too: 1.5+2.25 restates the question",
+    ("9", "\\boxed{\\sqrt{81}}"):
+        "a numeric reference needs a number: the root of a perfect square restates the question",
+    ("0.5", "\\boxed{\\sqrt{0.25}}"):
+        "a root whose value is rational restates the question; only an irrational value may stay exact",
 }
 
 
@@ -219,7 +236,7 @@ def test_agreement_with_math_verify_is_at_least_95_percent():
 
 
 MISSED_KINDS = ("multiple_boxed", "worked_gold", "decimals", "final_answer", "answer_sentence", "box_then_final",
-                "unparsed")
+                "fractions", "irrational", "unparsed")
 
 
 @pytest.mark.parametrize("kind,gold,completion,expected", [c for c in CASES if c[0] in MISSED_KINDS])

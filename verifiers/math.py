@@ -32,6 +32,8 @@ under an address-space cap (:func:`cap_worker_memory`, ``MathVerifier(memory_mb=
 A numeric reference needs a number (:func:`unevaluated_arithmetic` on the text with its typesetting
 flattened by :func:`flatten_latex`, then :func:`number_form` on Math-Verify's parse): ``28 + 54``,
 ``28+\quad54``, ``41 \times 2``, ``\sqrt{6724}`` restate a question about 82, they do not answer it.
+Only an irrational value (``\sqrt{17}``, ``2+\sqrt{2}``) may stay exact against a decimal reference
+(``4.1231056``), which merely approximates it.
 
 References may be a plain answer (``"18"``, ``"\frac{14}{3}"``), a GSM8K solution text (the part
 after the last ``####``), LaTeX with ``\boxed{}``/``$...$``, a number, a GSM8K/MATH row dict
@@ -602,9 +604,12 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, requ
 
     ``parsed_pred``: Math-Verify's parsed value of ``pred`` when Math-Verify extracted it from the
     completion (then it is compared as parsed, e.g. ``50%`` keeps its percent). ``require_number``:
-    the reference is a number, so a prediction that parses to arithmetic still to be done
-    (:func:`number_form`) is not equal (``form``). Values whose evaluation would build a number
-    beyond ``max_digits`` digits are never handed to sympy (``too_large``, :func:`too_large`).
+    the reference is a number, so a prediction that is arithmetic still to be done
+    (:func:`unevaluated_arithmetic`, :func:`number_form`) is not equal (``form``) -- unless the
+    reference is not an integer and the prediction's value is irrational (``\\sqrt{17}`` for
+    ``4.1231056``): a decimal reference then only approximates a value no number writes exactly,
+    and Math-Verify compares the two at its float precision. Values whose evaluation would build
+    a number beyond ``max_digits`` digits are never handed to sympy (``too_large``, :func:`too_large`).
     """
     g, p = normalize(gold), normalize(pred)
     if g == p and g and parsed_pred is None:
@@ -627,7 +632,8 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, requ
         return False, "math_verify"
     if too_large(gp, max_digits) or too_large(pp, max_digits):
         return False, "too_large"
-    if require_number and not number_form(pp[0]):
+    if require_number and (unevaluated_arithmetic(pred) or not number_form(pp[0])) and not (
+            ng is not None and ng[0].denominator != 1 and _irrational(pp[0])):
         return False, "form"
     return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
 
@@ -705,13 +711,30 @@ def number_form(value: Any) -> bool:
         if b == sympy.UnevaluatedExpr(sympy.Rational(1, 100)) and a.is_Number:  # 50\%
             return True
     if isinstance(value, sympy.Mul):  # 3/4 read as 3 * 4^-1, -3/4: a fraction written as one
-        inverse = [a for a in value.args if a.is_Pow and a.args[0].is_Integer and a.args[1] == -1]
+        inverse = [a for a in value.args if a.is_Pow and _whole(a.args[0]) and a.args[1] == -1]
         numbers = [a for a in value.args if a.is_Number]
         return len(inverse) <= 1 and len(inverse) + len(numbers) == len(value.args) and (
             len(numbers) <= 1 or (len(numbers) == 2 and sympy.S.NegativeOne in numbers))
-    if value.is_Pow and value.args[0].is_Integer and value.args[1] == -1:  # 1/4
+    if value.is_Pow and _whole(value.args[0]) and value.args[1] == -1:  # 1/4
         return True
     return False
+
+
+def _whole(value: Any) -> bool:
+    """An integer, or a float with nothing after the point: ``3.`` in "is 2/3." (the full stop
+    read as a decimal point), which Math-Verify parses as ``2/3.0``."""
+    return bool(value.is_Integer or (value.is_Float and math.isfinite(float(value)) and float(value).is_integer()))
+
+
+def _irrational(value: Any) -> bool:
+    """True when sympy knows ``value`` (or the right side of ``x = value``) to be an irrational
+    number: ``\\sqrt{17}``, ``1 + \\sqrt{2}``, ``\\pi/2``; not ``\\sqrt{6724}`` (82), nor what it
+    cannot decide (a ``\\sum``, a logarithm)."""
+    import sympy
+
+    if isinstance(value, sympy.Eq):
+        value = value.rhs
+    return isinstance(value, sympy.Expr) and bool(value.is_number) and value.is_rational is False
 
 
 def _exact_number(parsed: list) -> tuple[Fraction, bool] | None:
@@ -843,10 +866,13 @@ class MathVerifier(Verifier):
             if answer is None:
                 return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
             return ScoreResult(0.0, {**info, "extracted": answer[:100] + "...", "reason": "answer too long"})
-        numeric = all(parse_number(normalize(g)) is not None for g in golds)
-        if numeric and unevaluated_arithmetic(answer):
+        numbers = [parse_number(normalize(g)) for g in golds]
+        numeric = all(n is not None for n in numbers)
+        if numeric and all(n[0].denominator == 1 for n in numbers) and unevaluated_arithmetic(answer):
             # a numeric reference needs a number: "28 + 54" restates the question, it does not answer it
-            # (Math-Verify would evaluate it to 82; a policy trained on that learns to echo the prompt)
+            # (Math-Verify would evaluate it to 82; a policy trained on that learns to echo the prompt).
+            # Decided here, before any parsing, for integer references; answers_match decides the rest
+            # (there an irrational value such as \sqrt{17} may answer a decimal such as 4.1231056)
             return ScoreResult(0.0, {**info, "match": "form", "reason": "arithmetic expression, not a number"})
         for gold in golds:
             ok, match = answers_match(gold, answer, parsed, require_number=numeric, max_digits=self.max_digits)
