@@ -6,6 +6,8 @@ it, and ``expected`` what Math-Verify says, ``verify(parse(gold), parse(completi
 configuration of its test suite (LaTeX with ``\\boxed`` first, then plain expressions; 6-digit
 float rounding) -- except the rows in ``DELIBERATE``, where this verifier grades otherwise on
 purpose. The agreement (share of cases graded as expected) must stay at or above 0.95.
+``ROUNDED`` grades answers rounded to fewer places at a chosen precision (Math-Verify's
+``float_rounding``, ``MathVerifier(precision=...)``).
 """
 from __future__ import annotations
 
@@ -244,3 +246,39 @@ def test_grades_of_the_kinds_that_were_missed(kind, gold, completion, expected):
     """Each case of the kinds an outside review found graded unlike Math-Verify."""
     assert MathVerifier().score(completion, gold).reward == expected
 
+
+# (precision, gold, completion, expected): answers rounded to ``precision`` decimal places, graded as
+# Math-Verify grades them with ``float_rounding=precision`` (MathVerifier(precision=...))
+ROUNDED = [
+    (2, "$\\frac{2}{3}$", "\\boxed{0.67}", 1),
+    (2, "$\\frac{2}{3}$", "\\boxed{0.66}", 0),
+    (6, "$\\frac{2}{3}$", "\\boxed{0.67}", 0),
+    (3, "$\\frac{5}{7}$", "The probability is about 0.714.", 1),
+    (2, "$(\\frac{1}{6}, \\frac{5}{6}]$", "\\boxed{(0.17, 0.83]}", 1),
+    (2, "$\\begin{pmatrix} \\frac{1}{7} \\\\ \\frac{4}{9} \\end{pmatrix}$",
+     "\\boxed{\\begin{pmatrix} 0.14 \\\\ 0.44 \\end{pmatrix}}", 1),
+    (4, "0.1667", "\\boxed{\\frac{1}{6}}", 1),
+    (4, "0.1667", "\\boxed{\\frac{1}{7}}", 0),
+    (2, "$\\sqrt{2}$", "\\boxed{1.41}", 1),
+]
+
+
+@pytest.mark.parametrize("precision,gold,completion,expected", ROUNDED)
+def test_rounded_answers_at_a_chosen_precision(precision, gold, completion, expected):
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    theirs = verify(parse(gold, config, parsing_timeout=None), parse(completion, config, parsing_timeout=None),
+                    float_rounding=precision, timeout_seconds=None)
+    assert int(bool(theirs)) == expected
+    assert MathVerifier(precision=precision).score(completion, gold).reward == expected
+
+
+def test_precision_defaults_to_math_verify_s_and_is_checked():
+    assert MathVerifier().precision == 6
+    assert MathVerifier().score("\\boxed{0.333333}", "\\frac{1}{3}").reward == 1.0
+    assert MathVerifier().score("\\boxed{0.3333}", "\\frac{1}{3}").reward == 0.0
+    assert MathVerifier(precision=4).score("\\boxed{0.3333}", "\\frac{1}{3}").reward == 1.0
+    with pytest.raises(ValueError):
+        MathVerifier(precision=-1)

@@ -33,7 +33,8 @@ A numeric reference needs a number (:func:`unevaluated_arithmetic` on the text w
 flattened by :func:`flatten_latex`, then :func:`number_form` on Math-Verify's parse): ``28 + 54``,
 ``28+\quad54``, ``41 \times 2``, ``\sqrt{6724}`` restate a question about 82, they do not answer it.
 Only an irrational value (``\sqrt{17}``, ``2+\sqrt{2}``) may stay exact against a decimal reference
-(``4.1231056``), which merely approximates it.
+(``4.1231056``), which merely approximates it. Decimals are compared with exact values at
+``precision`` decimal places (Math-Verify's ``float_rounding``, default 6).
 
 References may be a plain answer (``"18"``, ``"\frac{14}{3}"``), a GSM8K solution text (the part
 after the last ``####``), LaTeX with ``\boxed{}``/``$...$``, a number, a GSM8K/MATH row dict
@@ -480,6 +481,7 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
 
 # ------------------------------------------------------------------------------ size guard
 MAX_DIGITS = 10_000  # an answer whose evaluation builds a number with more digits is not compared
+PRECISION = 6  # decimal places of Math-Verify's float comparison (its default float_rounding)
 
 
 class AnswerTooLarge(ValueError):
@@ -599,7 +601,7 @@ def _mv_parse_gold(answer: str) -> tuple:
 
 
 def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, require_number: bool = False,
-                  max_digits: int | None = MAX_DIGITS) -> tuple[bool, str]:
+                  max_digits: int | None = MAX_DIGITS, precision: int = PRECISION) -> tuple[bool, str]:
     """``(equal, how)`` with how in exact | numeric | math_verify | form | too_large.
 
     ``parsed_pred``: Math-Verify's parsed value of ``pred`` when Math-Verify extracted it from the
@@ -610,6 +612,8 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, requ
     ``4.1231056``): a decimal reference then only approximates a value no number writes exactly,
     and Math-Verify compares the two at its float precision. Values whose evaluation would build
     a number beyond ``max_digits`` digits are never handed to sympy (``too_large``, :func:`too_large`).
+    ``precision``: decimal places at which Math-Verify compares a decimal with an exact value
+    (its ``float_rounding``: at 2, ``0.33`` is ``\\frac{1}{3}``; at the default 6 it is not).
     """
     g, p = normalize(gold), normalize(pred)
     if g == p and g and parsed_pred is None:
@@ -635,7 +639,7 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, requ
     if require_number and (unevaluated_arithmetic(pred) or not number_form(pp[0])) and not (
             ng is not None and ng[0].denominator != 1 and _irrational(pp[0])):
         return False, "form"
-    return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
+    return bool(verify(list(gp), list(pp), float_rounding=precision, timeout_seconds=None)), "math_verify"
 
 
 _OPERAND = r"(?:\d|\)|\}|[a-zA-Z])"
@@ -820,15 +824,18 @@ class MathVerifier(Verifier):
     extractors read. ``memory_mb``: address-space cap of a scoring worker that runs this verifier
     (:func:`cap_worker_memory`; 0 or None: no cap). ``max_digits``: an answer or reference whose
     evaluation would build a number with more digits is not compared (:func:`too_large`; None: no
-    limit, leaving only the timeout and the memory cap). ``info``: extracted, extractor, reference,
-    match, reason, time_s.
+    limit, leaving only the timeout and the memory cap). ``precision``: decimal places at which a
+    decimal answer or reference is compared with an exact value (Math-Verify's ``float_rounding``,
+    default 6: ``0.333333`` is ``\\frac{1}{3}``, ``0.33`` is not; 2 for answers rounded to
+    hundredths). ``info``: extracted, extractor, reference, match, reason, time_s.
     """
 
     name = "math"
     default_timeout = 5.0
 
     def __init__(self, *, strict: bool = False, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000,
-                 memory_mb: int | None = DEFAULT_MEMORY_MB, max_digits: int | None = MAX_DIGITS):
+                 memory_mb: int | None = DEFAULT_MEMORY_MB, max_digits: int | None = MAX_DIGITS,
+                 precision: int = PRECISION):
         unknown = [o for o in order if o not in EXTRACTOR_FUNCS]
         if unknown:
             raise ValueError(f"unknown extractor(s) {unknown}; choose from {list(EXTRACTOR_FUNCS)}")
@@ -841,10 +848,13 @@ class MathVerifier(Verifier):
         if max_digits is not None and int(max_digits) < 1:
             raise ValueError(f"max_digits must be >= 1 (None: no limit), got {max_digits}")
         self.max_digits = int(max_digits) if max_digits is not None else None
+        if int(precision) < 0:
+            raise ValueError(f"precision must be >= 0 decimal places, got {precision}")
+        self.precision = int(precision)
 
     def __repr__(self) -> str:
         return (f"MathVerifier(strict={self.strict}, order={self.order}, memory_mb={self.memory_mb}, "
-                f"max_digits={self.max_digits})")
+                f"max_digits={self.max_digits}, precision={self.precision})")
 
     def warm(self) -> None:
         """Import Math-Verify/sympy and exercise them once (about a second, once per process)."""
@@ -875,7 +885,8 @@ class MathVerifier(Verifier):
             # (there an irrational value such as \sqrt{17} may answer a decimal such as 4.1231056)
             return ScoreResult(0.0, {**info, "match": "form", "reason": "arithmetic expression, not a number"})
         for gold in golds:
-            ok, match = answers_match(gold, answer, parsed, require_number=numeric, max_digits=self.max_digits)
+            ok, match = answers_match(gold, answer, parsed, require_number=numeric, max_digits=self.max_digits,
+                                      precision=self.precision)
             if ok:
                 break
         if match == "math_verify" or parsed or (mv_extraction and how != "math_verify"):
