@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("evals.compare", "run several presets over seeds with matched budgets"),
     "report": ("evals.report", "render plots and an HTML/Markdown summary of a run directory"),
     "plan": ("evals.plan", "seeds and held-out items a comparison needs, from pilot runs"),
-    "verify": ("verifiers.cli", "score completions against references with a verifier"),
+    "verify": ("rlvr.commands.verify", "score completions against references with a verifier"),
     "bench": ("rlvr.commands.bench", "benchmarks: verifiers | rollout | train | step | weightpush"),
     "rollout-server": ("rlvr.commands.rollout_server", "serve vLLM generation and weight updates to a remote trainer"),
 }
