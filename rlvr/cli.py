@@ -12,7 +12,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rlvr.commands.train", "train a policy from a YAML recipe"),
-    "eval": ("evals.cli", "evaluate a model or checkpoint on a task"),
+    "eval": ("rlvr.commands.eval", "evaluate a model or checkpoint on a task"),
     "compare": ("evals.compare", "run several presets over seeds with matched budgets"),
     "report": ("evals.report", "render plots and an HTML/Markdown summary of a run directory"),
     "plan": ("evals.plan", "seeds and held-out items a comparison needs, from pilot runs"),
