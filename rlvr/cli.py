@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rlvr.commands.train", "train a policy from a YAML recipe"),
     "eval": ("rlvr.commands.eval", "evaluate a model or checkpoint on a task"),
-    "compare": ("evals.compare", "run several presets over seeds with matched budgets"),
+    "compare": ("rlvr.commands.compare", "run several presets over seeds with matched budgets"),
     "report": ("rlvr.commands.report", "render plots and an HTML/Markdown summary of a run directory"),
     "plan": ("rlvr.commands.plan", "seeds and held-out items a comparison needs, from pilot runs"),
     "verify": ("rlvr.commands.verify", "score completions against references with a verifier"),
