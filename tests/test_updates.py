@@ -304,8 +304,9 @@ def test_dapo_soft_overlong_penalty_enters_the_scores(tmp_path):
 def test_ladder_runs_trpo_as_the_comparator_of_ppo():
     import argparse
 
-    from evals.compare import plan, settings_that_differ
+    from evals.compare import settings_that_differ
     from rlvr.algorithms.presets import LADDER
+    from rlvr.commands.compare import plan
     from rlvr.config import load_config
 
     presets, seeds = plan(argparse.Namespace(ladder=True, controlled=False, presets="", seeds=2))
