@@ -98,6 +98,6 @@ def test_vine_resume_is_exact(tmp_path):
     first.close()
     again = Trainer(tiny_cfg(tmp_path / "b", **over), resume=True)
     again.train()
-    read = lambda d: [json.loads(r) for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    read = lambda d: [json.loads(r) for r in (tmp_path / d / "run" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     keys = ("reward/mean", "adv/mean", "adv/std", "mc/continuation_tokens", "samples", "tokens")
     assert [{k: r[k] for k in keys} for r in read("a")] == [{k: r[k] for k in keys} for r in read("b")]
