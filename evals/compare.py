@@ -1,4 +1,4 @@
-"""``rlvr compare RECIPE``: several presets x N seeds on matched budgets, in one directory.
+"""Several presets x N seeds on matched budgets, in one directory: :func:`compare` (``rlvr compare``).
 
     rlvr compare recipes/quickstart.yaml                       # ppo vs grpo, 3 seeds
     rlvr compare recipes/ladder.yaml --ladder --seeds 2        # REINFORCE -> PPO ladder + trpo, grpo
@@ -19,68 +19,36 @@ Layout::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlvr.errors import ConfigError, RlvrError
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="YAML recipe shared by every run")
-    p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run")
-    p.add_argument("--presets", default="ppo,grpo", help="comma-separated presets (default: ppo,grpo)")
-    p.add_argument("--ladder", action="store_true",
-                   help="run the REINFORCE->PPO ladder plus its comparators trpo and grpo")
-    p.add_argument("--controlled", action="store_true",
-                   help="runs that differ only in the baseline: ctrl_critic, ctrl_group, ctrl_loo")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per preset (default 3)")
-    p.add_argument("--out", help="output directory (default runs/compare_<recipe name>)")
-    p.add_argument("--max-tokens", type=int, help="cap on generated response tokens per run")
-    p.add_argument("--max-time", type=float, help="cap on wall-clock seconds per run")
-    p.add_argument("--no-base-eval", action="store_true", help="skip evaluating the base model")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs side by side (default 1); each gets OMP_NUM_THREADS = cores / jobs unless set")
-    p.add_argument("--margin", type=float, default=None,
-                   help="equivalence margin m for the verdicts (default: the recipe's margin); recorded in "
-                        "compare.json before any run starts")
-    p.add_argument("--allow-mixed-commits", action="store_true",
-                   help="let runs made with different code (commits, or a modified tree) into one study; "
-                        "the report lists them")
+@dataclass(frozen=True)
+class Limits:
+    """Caps every run of a study gets alike, besides its samples (``trainer.max_samples``): generated
+    response tokens and wall-clock seconds (None: no cap)."""
+
+    max_tokens: int | None = None
+    max_time: float | None = None
 
 
-def plan(args: argparse.Namespace) -> tuple[list[str], list[int]]:
-    from rlvr.algorithms.presets import CONTROLLED, LADDER, LADDER_COMPARATORS, PRESETS
-
-    if args.ladder and getattr(args, "controlled", False):
-        raise ConfigError("--ladder and --controlled are two different studies; pick one")
-    if args.ladder:
-        presets = [*LADDER, *LADDER_COMPARATORS]
-    elif getattr(args, "controlled", False):
-        presets = list(CONTROLLED)
-    else:
-        presets = [s.strip() for s in args.presets.split(",") if s.strip()]
-    for name in presets:
-        if name not in PRESETS:
-            raise ConfigError(f"--presets: unknown preset '{name}'; valid: {', '.join(sorted(PRESETS))}")
-    if args.seeds < 1:
-        raise ConfigError("--seeds must be >= 1")
-    return list(dict.fromkeys(presets)), list(range(args.seeds))
-
-
-def _run_overrides(cfg, preset: str, seed: int, run_dir: Path, args) -> list[str]:
+def _run_overrides(cfg, preset: str, seed: int, run_dir: Path, limits: Limits) -> list[str]:
     t, r = cfg.trainer, cfg.rollout
     budget = t.total_steps * t.prompts_per_step * r.n
     ov = [f"algorithm.preset={preset}", f"trainer.seed={seed}", f"trainer.output_dir={run_dir}",
           f"trainer.max_samples={budget}"]
-    if args.max_tokens:
-        ov.append(f"trainer.max_tokens={args.max_tokens}")
-    if args.max_time:
-        ov.append(f"trainer.max_time_s={args.max_time}")
+    if limits.max_tokens:
+        ov.append(f"trainer.max_tokens={limits.max_tokens}")
+    if limits.max_time:
+        ov.append(f"trainer.max_time_s={limits.max_time}")
     return ov
 
 
@@ -219,28 +187,43 @@ def check_code(out: Path, keys: list[str], current: str | None, allow_mixed: boo
     return found
 
 
-def run(args: argparse.Namespace) -> int:
+def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str], seeds: Sequence[int], *,
+            cfg=None, out: str | Path | None = None, max_tokens: int | None = None, max_time: float | None = None,
+            base_eval: bool = True, jobs: int = 1, margin: float | None = None, allow_mixed_commits: bool = False,
+            command: Sequence[str] | None = None) -> dict:
+    """Train every preset at every seed on ``recipe`` + ``overrides`` with matched budgets, each run a
+    ``rlvr train ... --resume`` child process, ``jobs`` at a time, into ``out`` (default
+    ``runs/compare_<recipe name>``); evaluate the base model once (``base_eval``). ``cfg``: the
+    recipe already loaded (``load_config(recipe, overrides)``; loaded here when None). ``margin``:
+    the equivalence margin, recorded before any run (default the recipe's). ``command``: what
+    started the study, recorded in ``compare.json`` and by every run (default ``sys.argv``).
+
+    Returns the manifest written to ``OUT/compare.json``. Raises RlvrError when a run failed or
+    the study was interrupted (the same call continues it), ConfigError on bad settings."""
     import os
 
     from rlvr import provenance
     from rlvr.config import load_config
 
-    cfg = load_config(args.recipe, args.overrides)  # validate once, before any run starts
-    presets, seeds = plan(args)
+    if cfg is None:
+        cfg = load_config(recipe, list(overrides))  # validate once, before any run starts
+    presets, seeds = list(presets), list(seeds)
     fixed = [k for k in ("estimator", "critic") if k in cfg.algorithm.overrides]
     if fixed and len(presets) > 1:  # every run would get the recipe's baseline: nothing compared
         raise ConfigError(f"algorithm.{fixed[0]}={cfg.algorithm.overrides[fixed[0]]!r} in the recipe is applied to every "
                           f"compared preset ({', '.join(presets)}), so their baselines would not differ; remove it")
-    margin = args.margin if getattr(args, "margin", None) is not None else cfg.margin
+    limits = Limits(max_tokens, max_time)
+    command = list(sys.argv if command is None else command)
+    margin = margin if margin is not None else cfg.margin
     if margin is not None and not (0 < margin < 1):
         raise ConfigError(f"--margin: {margin} must be a difference in accuracy between 0 and 1 (e.g. 0.02)")
-    out = Path(args.out or f"runs/compare_{cfg.name}")
+    out = Path(out or f"runs/compare_{cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
     from rlvr.rundir import lock_run_dir
 
     lock_run_dir(out, what="--out")  # one comparison per directory (held until this process ends)
     manifest_path = out / "compare.json"
-    allow_mixed = bool(getattr(args, "allow_mixed_commits", False))
+    allow_mixed = bool(allow_mixed_commits)
     keys = [f"{p}/seed{s}" for s in seeds for p in presets]
     current = provenance.code_id(provenance.code_state())
     code = check_code(out, keys, current, allow_mixed)
@@ -250,18 +233,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--margin {margin}: this study declared margin {declared} before its runs; "
                           "a margin is chosen once, before the data")
     margin = declared if declared is not None else margin
-    manifest = {"recipe": str(args.recipe), "overrides": list(args.overrides), "presets": presets,
+    manifest = {"recipe": str(recipe), "overrides": list(overrides), "presets": presets,
                 "seeds": seeds, "budget": {"samples": cfg.trainer.total_steps * cfg.trainer.prompts_per_step
-                                           * cfg.rollout.n, "tokens": args.max_tokens, "time_s": args.max_time},
+                                           * cfg.rollout.n, "tokens": max_tokens, "time_s": max_time},
                 "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
-                "command": list(sys.argv),
+                "command": command,
                 "runs": {}, "differences": settings_that_differ(cfg, presets)}
     manifest_path.write_text(json.dumps(manifest, indent=2))
-    os.environ[provenance.PARENT_ENV] = shlex.join(sys.argv)  # each child records the command that started it
+    os.environ[provenance.PARENT_ENV] = shlex.join(command)  # each child records the command that started it
     print("settings that differ between the compared runs:")
     for key, per in manifest["differences"].items():
         print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()))
-    if not args.no_base_eval:
+    if base_eval:
         base = _base_eval(cfg, out)
         if base is not None:
             manifest["base"] = base
@@ -276,9 +259,9 @@ def run(args: argparse.Namespace) -> int:
                 manifest["runs"][key] = "done"
                 print(f"[skip] {key}: already finished")
                 continue
-            tasks.append((key, [sys.executable, "-m", "rlvr.cli", "train", str(args.recipe), *args.overrides,
-                                *_run_overrides(cfg, preset, seed, run_dir, args), "--resume"]))
-    jobs = max(1, int(getattr(args, "jobs", 1) or 1))
+            tasks.append((key, [sys.executable, "-m", "rlvr.cli", "train", str(recipe), *overrides,
+                                *_run_overrides(cfg, preset, seed, run_dir, limits), "--resume"]))
+    jobs = max(1, int(jobs or 1))
     env = None
     if jobs > 1:  # the cores are shared between the runs side by side (unless the caller chose)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or
@@ -306,4 +289,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"compare directory: {out}  (render with: rlvr report {out})")
     if failed:
         raise RlvrError(f"{len(failed)} run(s) failed: {', '.join(failed)}; see their run directories")
-    return 0
+    return manifest

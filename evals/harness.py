@@ -57,6 +57,28 @@ def resolve_checkpoint(path: str | Path) -> str:
                      "or a run directory (no checkpoints/step_N/policy/)")
 
 
+def run_eval_seed(model: str) -> int | None:
+    """``data.eval_seed`` of the run that ``model`` belongs to (a run dir, ``checkpoints/step_N`` or
+    its ``policy/``), read from the run's ``config.yaml``; None when it is not in a run directory."""
+    import yaml
+
+    p = Path(model).expanduser()
+    if not p.is_dir():
+        return None
+    for d in (p, p.parent.parent, p.parent.parent.parent):
+        cfg = d / "config.yaml"
+        if cfg.is_file() and (d / "checkpoints").is_dir():
+            try:
+                data = (yaml.safe_load(cfg.read_text()) or {}).get("data") or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{cfg}: invalid YAML ({getattr(e, 'problem', e)})") from None
+            seed = data.get("eval_seed", 0)
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise ConfigError(f"{cfg}: data.eval_seed must be an integer, got {seed!r}")
+            return seed
+    return None
+
+
 def _model_and_tokenizer(model_or_path, engine, device, dtype):
     """(model or None, tokenizer, label) from a ``(model, tokenizer)`` pair or a name/path."""
     if isinstance(model_or_path, (tuple, list)):

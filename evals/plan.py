@@ -1,4 +1,4 @@
-"""``rlvr plan STUDY_DIR --effect 0.02``: how many seeds and held-out items a comparison needs.
+"""How many seeds and held-out items a comparison needs: :func:`make_plan` (``rlvr plan``).
 
 Reads the pilot runs of a study (a ``rlvr compare`` directory, or the ``summary.json`` a report
 wrote), measures the variance components of the paired difference between two presets (seed, item,
@@ -15,7 +15,6 @@ item count can be planned for, and it says so.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import warnings
@@ -26,18 +25,6 @@ import numpy as np
 from rlvr.errors import ConfigError, RlvrError
 
 DEFAULT_SEEDS = (3, 5, 8, 10, 15, 20, 30)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("study", metavar="STUDY_DIR", help="a rlvr compare directory, or a report's summary.json")
-    p.add_argument("--effect", type=float, required=True, help="difference in accuracy to detect or exclude, e.g. 0.02")
-    p.add_argument("--presets", default=None, help="the two presets compared, A,B (default: the first two found)")
-    p.add_argument("--metric", default="greedy/pass@1", help="per-item metric (default greedy/pass@1)")
-    p.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
-    p.add_argument("--items", default=None, help="comma-separated held-out item counts to plan for "
-                                                 "(default: the pilot's, 1024, 2048)")
-    p.add_argument("--seeds", default=None, help="comma-separated seed counts for the table")
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
 def _pilot_from_runs(root: Path, presets: list[str] | None, metric: str):
@@ -179,25 +166,3 @@ def render(plan: dict) -> str:
         lines.append(f"at {I} items: {_fmt_needed(n['detect'])} seeds to find ±{p['effect']} with power {p['power']}; "
                      f"{_fmt_needed(n['equivalence'])} seeds to show equivalence within ±{p['effect']}")
     return "\n".join(lines)
-
-
-def _ints(text: str | None, name: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        vals = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--{name}: expected comma-separated integers, got {text!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise ConfigError(f"--{name}: expected positive integers, got {text!r}")
-    return vals
-
-
-def run(args: argparse.Namespace) -> int:
-    presets = [x.strip() for x in args.presets.split(",")] if args.presets else None
-    if presets is not None and len(presets) != 2:
-        raise ConfigError(f"--presets: expected two presets A,B, got {args.presets!r}")
-    plan = make_plan(args.study, args.effect, presets, args.metric, args.power, _ints(args.items, "items"),
-                     _ints(args.seeds, "seeds"))
-    print(json.dumps(plan, indent=2) if args.json else render(plan))
-    return 0

@@ -1,4 +1,4 @@
-"""``rlvr report RUN_DIR``: plots and a Markdown/HTML summary of one run or a comparison.
+"""Plots and a Markdown/HTML summary of one run or a comparison: :func:`make_report` (``rlvr report``).
 
 RUN_DIR is either a single run directory written by ``rlvr train`` (``config.yaml``,
 ``metrics.jsonl``, ``eval.jsonl``, ``summary.json``) or a comparison directory written by
@@ -17,7 +17,6 @@ differences between presets and against the base model (:mod:`evals.stats`).
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -844,29 +843,3 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
     return {"out_dir": out, "markdown": out / "report.md", "html": out / "report.html",
             "plots": [p for _, p in plots], "presets": table, "notes": notes, "stats": stats,
             "summary": out / "summary.json"}
-
-
-# ----------------------------------------------------------------------------- CLI
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory or a compare directory")
-    p.add_argument("--out", metavar="DIR", default=None, help="output directory (default: RUN_DIR/report)")
-    p.add_argument("--presets", default=None, help="comma-separated presets to include, in this order")
-    p.add_argument("--reference", default=None, help="preset the others are compared with (default: the first)")
-    p.add_argument("--title", default=None, help="report title")
-    p.add_argument("--margin", type=float, default=None,
-                   help="equivalence margin for the verdicts (default: the one compare.json declared)")
-    p.add_argument("--steps", action="store_true",
-                   help="a ladder: also compare each preset with the one before it in --presets order, "
-                        "and list the settings that change at each step")
-
-
-def run(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # truncated lines etc. are listed as notes below
-        presets = [x.strip() for x in args.presets.split(",") if x.strip()] if args.presets else None
-        res = make_report(args.run_dir, args.out, presets=presets, reference=args.reference, title=args.title,
-                          steps=args.steps, margin=args.margin)
-    for n in res["notes"]:
-        print(f"note: {n}")
-    print(f"wrote {len(res['plots'])} plots, {res['markdown']} and {res['html']}")
-    return 0

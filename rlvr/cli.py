@@ -1,7 +1,11 @@
-"""Command line entry point: ``rlvr train | eval | compare | report | plan | verify | from-trl | bench``.
+"""Command line entry point: ``rlvr train | eval | compare | report | plan | verify | from-trl | bench |
+rollout-server``.
 
-Each sub-command lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``;
-only the chosen one is imported, so ``rlvr verify`` never pays for importing torch models.
+Every sub-command is registered here, in ``COMMANDS``, and implemented in ``rlvr/commands/<name>.py``,
+a module exposing ``add_arguments(parser)`` and ``run(args)``. Only the chosen one is imported, so
+``rlvr verify`` never pays for importing torch models. The command modules parse and print; the work
+is done by plain functions of ``rlvr``, ``evals`` and ``verifiers`` (which have no command line of
+their own). The targets of ``rlvr bench`` are registered in :data:`rlvr.bench.BENCHMARKS`.
 """
 from __future__ import annotations
 
@@ -9,16 +13,18 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help)
+from rlvr.bench import BENCHMARKS
+
+# name -> (module, one-line help): every sub-command of ``rlvr``
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rlvr.commands.train", "train a policy from a YAML recipe"),
-    "eval": ("evals.cli", "evaluate a model or checkpoint on a task"),
-    "compare": ("evals.compare", "run several presets over seeds with matched budgets"),
-    "report": ("evals.report", "render plots and an HTML/Markdown summary of a run directory"),
-    "plan": ("evals.plan", "seeds and held-out items a comparison needs, from pilot runs"),
-    "verify": ("verifiers.cli", "score completions against references with a verifier"),
-    "from-trl": ("rlvr.from_trl", "turn a TRL GRPOConfig (trl grpo --config YAML) into an rlvr recipe"),
-    "bench": ("rlvr.commands.bench", "benchmarks: verifiers | rollout | train"),
+    "eval": ("rlvr.commands.eval", "evaluate a model or checkpoint on a task"),
+    "compare": ("rlvr.commands.compare", "run several presets over seeds with matched budgets"),
+    "report": ("rlvr.commands.report", "render plots and an HTML/Markdown summary of a run directory"),
+    "plan": ("rlvr.commands.plan", "seeds and held-out items a comparison needs, from pilot runs"),
+    "verify": ("rlvr.commands.verify", "score completions against references with a verifier"),
+    "from-trl": ("rlvr.commands.from_trl", "turn a TRL GRPOConfig (trl grpo --config YAML) into an rlvr recipe"),
+    "bench": ("rlvr.commands.bench", "benchmarks: " + " | ".join(BENCHMARKS)),
     "rollout-server": ("rlvr.commands.rollout_server", "serve vLLM generation and weight updates to a remote trainer"),
 }
 

@@ -430,7 +430,7 @@ def _trunk_forward(trunk, input_ids, attention_mask, boundary):
                      use_cache=False).last_hidden_state
 
 
-def _trunk_and_head(model):
+def trunk_and_head(model):
     lm = _unwrap(model)
     head = lm.get_output_embeddings()
     if head is None or lm.base_model is lm:
@@ -470,7 +470,7 @@ def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, te
     """
     N, T = input_ids.shape
     P = T - response_len
-    trunk, head, softcap = _trunk_and_head(model)
+    trunk, head, softcap = trunk_and_head(model)
     hidden = _trunk_forward(trunk, input_ids, attention_mask, boundary)[:, P - 1 : T - 1]  # [N, R, H]
     targets = input_ids[:, P:]  # [N, R]
     temperature = temperature or 1.0

@@ -20,9 +20,9 @@ def _one_step(tmp_path, preset: str, cache: bool, init: bool = False) -> dict:
                                 "trainer.frozen_prefix_cache": cache, "algorithm.value_init_from_returns": init,
                                 "trainer.output_dir": str(tmp_path / f"{preset}{cache}{init}")})
     tr = Trainer(cfg)
-    assert (tr.top_k == 1) == cache
+    assert (tr.learner.top_k == 1) == cache
     values, full_values, grads = [], [], []
-    plain_values = tr._values
+    plain_values = tr.learner.values
 
     def spy_values(batch, rows):  # records what the trainer's value pass returns, and the full pass
         v = plain_values(batch, rows)
@@ -34,9 +34,9 @@ def _one_step(tmp_path, preset: str, cache: bool, init: bool = False) -> dict:
         full_values.append(full[:, T - R - 1:T - 1] * batch["response_mask"][rows])
         return v
 
-    tr._values = spy_values
+    tr.learner.values = spy_values
     params = [q for q in tr.critic.parameters() if q.requires_grad]
-    tr.critic_optimizer.register_step_pre_hook(
+    tr.learner.critic_optimizer.register_step_pre_hook(
         lambda opt, args, kwargs: grads.append([q.grad.detach().clone() for q in params]))
     m = tr.train_step()
     return {"m": m, "values": values, "full_values": full_values, "grads": grads,

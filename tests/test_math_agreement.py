@@ -6,6 +6,8 @@ it, and ``expected`` what Math-Verify says, ``verify(parse(gold), parse(completi
 configuration of its test suite (LaTeX with ``\\boxed`` first, then plain expressions; 6-digit
 float rounding) -- except the rows in ``DELIBERATE``, where this verifier grades otherwise on
 purpose. The agreement (share of cases graded as expected) must stay at or above 0.95.
+``ROUNDED`` grades answers rounded to fewer places at a chosen precision (Math-Verify's
+``float_rounding``, ``MathVerifier(precision=...)``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,15 @@ import pytest
 from verifiers.math import MathVerifier
 
 KINDS = {"multiple_boxed", "sets", "tuples", "intervals", "decimals", "percent", "units", "text", "matrices",
-         "equations", "expressions", "notation", "worked_gold", "restatement"}
+         "equations", "expressions", "notation", "worked_gold", "restatement", "final_answer", "answer_sentence",
+         "box_then_final", "fractions", "irrational", "unparsed"}
+
+# a worked solution ending as some models end one; a completion with a box before its final answer
+PRICE_SOLUTION = ("The price drops by $25\\%$ and then by $20\\%$ of the new price, so it keeps "
+                  "$0.75 \\cdot 0.8 = 0.6$ of its value. Final Answer: The final answer is $40 \\%$. "
+                  "I hope it is correct.")
+PAGES = ("Per hour that is $12 \\cdot 10 = \\boxed{120}$ pages, over eleven hours that is 1,320.\n"
+         "Final Answer: The final answer is $1,320$. I hope it is correct.")
 
 CASES = [
     ('multiple_boxed', '$\\{1,2,3\\}$', 'The solutions are $\\boxed{1},\\boxed{2},\\boxed{3}$.', 1),
@@ -139,6 +149,41 @@ CASES = [
     ('worked_gold', 'We get $x = 4$, so $x^2 = \\boxed{16}$.', 'The answer is 16', 1),
     ('worked_gold', 'Thus the area is $\\boxed{12\\sqrt{3}}$ square units.', '\\boxed{\\sqrt{432}}', 1),
     ('restatement', '$10$', 'Answer \\( (9+1) \\)', 0),
+    # "Final Answer: The final answer is X" (the last anchor of the line), an answer written as a
+    # sentence, a "final answer" after a box, runs of boxes joined by spacing or \text{and},
+    # fractions ending a sentence, exact irrational answers to decimal references, a LaTeX answer
+    # Math-Verify cannot parse (no number is read out of it)
+    ('multiple_boxed', '$\\{-3, 4\\}$', 'so $x = \\boxed{-3} \\quad \\text{or} \\quad \\boxed{4}$', 1),
+    ('multiple_boxed', '$\\boxed{5}\\boxed{7}$', '$\\boxed{5, 7}$', 1),
+    ('multiple_boxed', '$5, 7$', '\\[\\boxed{7}\\,\\boxed{5}\\]', 1),
+    ('multiple_boxed', '$\\{2, 6\\}$', '\\[ \\boxed{2} \\quad \\text{and} \\quad \\boxed{3} \\]', 0),
+    ('multiple_boxed', '$\\{2, 6\\}$', '\\[ \\boxed{6} \\quad \\text{and} \\quad \\boxed{2} \\]', 1),
+    ('worked_gold', PRICE_SOLUTION, 'a total drop of $\\boxed{40\\%}$.', 1),
+    ('worked_gold', PRICE_SOLUTION, 'a total drop of $\\boxed{45\\%}$.', 0),
+    ('final_answer', '$4096$', 'We double twelve times.\nFinal Answer: The final answer is 4,096. I hope it is correct.', 1),
+    ('final_answer', '$\\frac{7}{2}$', 'Final Answer: The final answer is $\\frac{7}{2}$. I hope it is correct.', 1),
+    ('final_answer', '$63$', 'Final Answer: The final answer is $36$. I hope it is correct.', 0),
+    ('final_answer', '$2\\sqrt{6}$', 'Final Answer: The final answer is $\\sqrt{24}$. I hope it is correct.', 1),
+    ('answer_sentence', '$12$', 'Final Answer: The smallest possible $k$ is 12.', 1),
+    ('answer_sentence', '$45$', 'Final Answer: Maria finished the race 45 minutes after Tom started.', 1),
+    ('answer_sentence', '$8$', 'Final Answer: The area of triangle $PQR$ is 8 square units.', 1),
+    ('answer_sentence', '$9$', 'Final Answer: The number of marbles left is 7.', 0),
+    ('box_then_final', '$1320$', PAGES.replace('that is 1,320', '$\\boxed{1320}$'), 1),
+    ('box_then_final', '$1320$', PAGES, 1),
+    ('box_then_final', '$120$', PAGES, 0),
+    ('box_then_final', '$7$', 'The answer is $\\boxed{7}$.\nFinal Answer: I hope it is correct.', 1),
+    ('fractions', '$5/8$', 'So the chance that both are red is 5/8.', 1),
+    ('fractions', '$3/8$', 'So the chance that both are red is 5/8.', 0),
+    ('fractions', '$-4/9$', 'Hence the slope is -4/9.', 1),
+    ('irrational', '2.6457513', '$\\sqrt{7}$', 1),
+    ('irrational', '0.7853982', '\\boxed{\\frac{\\pi}{4}}', 1),
+    ('irrational', '3.4142136', '\\boxed{2+\\sqrt{2}}', 1),
+    ('irrational', '2.6457513', '$\\sqrt{8}$', 0),
+    ('restatement', '3.75', '\\boxed{1.5+2.25}', 0),
+    ('restatement', '9', '\\boxed{\\sqrt{81}}', 0),
+    ('restatement', '0.5', '\\boxed{\\sqrt{0.25}}', 0),
+    ('unparsed', '$3$', '$-[1,3)$', 0),
+    ('unparsed', '$4$', 'The set is $-(2,4]$', 0),
 ]
 
 # (gold, completion) -> why this verifier's grade differs from Math-Verify's on purpose
@@ -147,6 +192,12 @@ DELIBERATE = {
         "a numeric reference needs a number: (9+1) restates the question (Math-Verify evaluates it)",
     ("-2,1", "\\boxed{-2, 1}"):
         "a plain -2,1 is the list {-2, 1} in MATH; Math-Verify reads a decimal comma (-2.1)",
+    ("3.75", "\\boxed{1.5+2.25}"):
+        "a numeric reference needs a number, a decimal one too: 1.5+2.25 restates the question",
+    ("9", "\\boxed{\\sqrt{81}}"):
+        "a numeric reference needs a number: the root of a perfect square restates the question",
+    ("0.5", "\\boxed{\\sqrt{0.25}}"):
+        "a root whose value is rational restates the question; only an irrational value may stay exact",
 }
 
 
@@ -186,8 +237,48 @@ def test_agreement_with_math_verify_is_at_least_95_percent():
     assert agreement >= 0.95, misses
 
 
-@pytest.mark.parametrize("kind,gold,completion,expected", [c for c in CASES if c[0] in
-                                                            ("multiple_boxed", "worked_gold", "decimals")])
+MISSED_KINDS = ("multiple_boxed", "worked_gold", "decimals", "final_answer", "answer_sentence", "box_then_final",
+                "fractions", "irrational", "unparsed")
+
+
+@pytest.mark.parametrize("kind,gold,completion,expected", [c for c in CASES if c[0] in MISSED_KINDS])
 def test_grades_of_the_kinds_that_were_missed(kind, gold, completion, expected):
     """Each case of the kinds an outside review found graded unlike Math-Verify."""
     assert MathVerifier().score(completion, gold).reward == expected
+
+
+# (precision, gold, completion, expected): answers rounded to ``precision`` decimal places, graded as
+# Math-Verify grades them with ``float_rounding=precision`` (MathVerifier(precision=...))
+ROUNDED = [
+    (2, "$\\frac{2}{3}$", "\\boxed{0.67}", 1),
+    (2, "$\\frac{2}{3}$", "\\boxed{0.66}", 0),
+    (6, "$\\frac{2}{3}$", "\\boxed{0.67}", 0),
+    (3, "$\\frac{5}{7}$", "The probability is about 0.714.", 1),
+    (2, "$(\\frac{1}{6}, \\frac{5}{6}]$", "\\boxed{(0.17, 0.83]}", 1),
+    (2, "$\\begin{pmatrix} \\frac{1}{7} \\\\ \\frac{4}{9} \\end{pmatrix}$",
+     "\\boxed{\\begin{pmatrix} 0.14 \\\\ 0.44 \\end{pmatrix}}", 1),
+    (4, "0.1667", "\\boxed{\\frac{1}{6}}", 1),
+    (4, "0.1667", "\\boxed{\\frac{1}{7}}", 0),
+    (2, "$\\sqrt{2}$", "\\boxed{1.41}", 1),
+]
+
+
+@pytest.mark.parametrize("precision,gold,completion,expected", ROUNDED)
+def test_rounded_answers_at_a_chosen_precision(precision, gold, completion, expected):
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    theirs = verify(parse(gold, config, parsing_timeout=None), parse(completion, config, parsing_timeout=None),
+                    float_rounding=precision, timeout_seconds=None)
+    assert int(bool(theirs)) == expected
+    assert MathVerifier(precision=precision).score(completion, gold).reward == expected
+
+
+def test_precision_defaults_to_math_verify_s_and_is_checked():
+    assert MathVerifier().precision == 6
+    assert MathVerifier().score("\\boxed{0.333333}", "\\frac{1}{3}").reward == 1.0
+    assert MathVerifier().score("\\boxed{0.3333}", "\\frac{1}{3}").reward == 0.0
+    assert MathVerifier(precision=4).score("\\boxed{0.3333}", "\\frac{1}{3}").reward == 1.0
+    with pytest.raises(ValueError):
+        MathVerifier(precision=-1)

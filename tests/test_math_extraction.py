@@ -156,7 +156,7 @@ def test_extraction_returns_what_math_verify_parse_returns(data_dir):
 
     from math_verify import parse
 
-    from verifiers.bench import gsm8k_completions
+    from rlvr.bench.verifiers import gsm8k_completions
     from verifiers.math import _math_verify_extract, extraction_config
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)

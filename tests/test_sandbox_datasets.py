@@ -8,7 +8,7 @@ import json
 import pytest
 
 import verifiers
-from verifiers.bench import data_dir
+from rlvr.bench.verifiers import data_dir
 from verifiers.code import CodeVerifier
 
 HUMANEVAL = data_dir() / "humaneval" / "HumanEval.jsonl.gz"

@@ -53,8 +53,9 @@ def test_controlled_presets_differ_only_in_the_baseline():
 
     cfg = load_config(ROOT / "recipes" / "quickstart.yaml")
     diff = settings_that_differ(cfg, CONTROLLED)
-    assert set(diff) == {"algorithm.estimator", "algorithm.critic", "algorithm.lam_critic"}
-    assert diff["algorithm.estimator"] == {"ctrl_critic": "gae", "ctrl_group": "grpo", "ctrl_loo": "rloo"}
+    assert set(diff) == {"algorithm.estimator", "algorithm.critic", "algorithm.lam_critic", "algorithm.vine_k"}
+    assert diff["algorithm.estimator"] == {"ctrl_critic": "gae", "ctrl_group": "grpo", "ctrl_loo": "rloo",
+                                           "ctrl_vine": "vine"}
     stock = settings_that_differ(cfg, ["ppo", "grpo"])  # the stock pair is confounded, and says so
     for key in ("algorithm.epochs", "algorithm.loss_agg", "algorithm.estimator", "algorithm.critic"):
         assert key in stock
@@ -72,7 +73,11 @@ def test_controlled_advantages_have_the_same_scale():
     stds = {}
     for name in CONTROLLED:
         p = PRESETS[name]
-        adv, _ = p.advantages(rew, mask, values=values if p.critic else None, group_ids=gid)
+        mc = p.mc_values  # Monte-Carlo values at the prompt's end only (one step): R - V(s_0)
+        splits = torch.zeros_like(mask, dtype=torch.bool)
+        splits[:, 0] = True
+        adv, _ = p.advantages(rew, mask, values=values if p.critic or mc else None, group_ids=gid,
+                              splits=splits if mc else None)
         stds[name] = float(adv[mask > 0].std())
     assert all(abs(s - 1.0) < 0.02 for s in stds.values()), stds
 
@@ -315,7 +320,7 @@ def test_frozen_prefix_cache_gives_the_same_step(tmp_path, preset):
         cfg = tiny(tmp_path, **{"algorithm.preset": preset, "model.trainable_layers": 1,
                                 "trainer.frozen_prefix_cache": cache, "trainer.output_dir": str(tmp_path / str(cache))})
         tr = Trainer(cfg)
-        assert (tr.top_k == 1) == cache
+        assert (tr.learner.top_k == 1) == cache
         init = {n: p.detach().clone() for n, p in tr.policy.named_parameters() if p.requires_grad}
         m1, m2 = tr.train_step(), tr.train_step()
         moved = {n: p.detach() - init[n] for n, p in tr.policy.named_parameters() if p.requires_grad}

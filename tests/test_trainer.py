@@ -37,10 +37,11 @@ def test_one_step_of_every_preset(tmp_path, preset):
     trainer = Trainer(cfg)
     before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
     summary = trainer.train()
-    assert summary["steps"] == 1 and summary["samples"] == 8
     rows = read_jsonl(cfg.trainer.output_dir + "/metrics.jsonl")
     assert len(rows) == 1
     m = rows[0]
+    # Monte-Carlo values: their continuations count as samples too
+    assert summary["steps"] == 1 and summary["samples"] == 8 + m.get("mc/continuations", 0)
     # every rule's keys, then its own: the clip table (first-order, TRPO at ratio 1), the trust
     # region's line search, the preference pairs
     own = {"first_order": ("clip/inside",), "trpo": ("clip/inside", "trpo/accepted", "trpo/kl"),
@@ -64,7 +65,7 @@ def test_critic_value_loss_falls_on_a_fixed_batch(tmp_path):
     from rlvr.metrics import PhaseTimer
     from rlvr.rollout.base import SamplingParams
 
-    examples = trainer._step_examples(0)
+    examples = trainer.collector.step_examples(0)
     rollout = trainer.engine.generate([encode_prompt(trainer.tokenizer, e) for e in examples],
                                       SamplingParams(n=4, max_new_tokens=6, seed=0))
     batch = rollout.to_tensors(trainer.tokenizer.pad_token_id)
@@ -72,7 +73,7 @@ def test_critic_value_loss_falls_on_a_fixed_batch(tmp_path):
     losses = []
     for _ in range(8):
         # only the critic learns here: the policy (and thus the batch's old logprobs) stays fixed
-        trainer.optimizer.param_groups[0]["lr"] = 0.0
+        trainer.learner.optimizer.param_groups[0]["lr"] = 0.0
         m = trainer._learn(batch, scores, batch["response_mask"], PhaseTimer())
         losses.append(m["loss/value"])
     assert losses[-1] < 0.5 * losses[0], losses
@@ -238,7 +239,7 @@ def test_a_micro_batch_without_trained_tokens_leaves_the_ratio_stats_alone(tmp_p
 
     cfg = tiny_cfg(tmp_path, **{"algorithm.preset": preset, "algorithm.value_warmup_steps": 0})
     trainer = Trainer(cfg)
-    examples = trainer._step_examples(0)
+    examples = trainer.collector.step_examples(0)
     rollout = trainer.engine.generate([encode_prompt(trainer.tokenizer, e) for e in examples],
                                       SamplingParams(n=4, max_new_tokens=6, seed=0))
     batch = rollout.to_tensors(trainer.tokenizer.pad_token_id)

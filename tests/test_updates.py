@@ -43,13 +43,13 @@ def tiny(tmp_path, verifier="test_updates_parity", **over):
 def spy_update(tr):
     """Record the UpdateInputs of every update (the batch, pi_old, advantages... the rule sees)."""
     seen = []
-    real = tr._update
+    real = tr.update_rule
 
-    def wrapper(inputs):
+    def wrapper(learner, inputs):
         seen.append(inputs)
-        return real(inputs)
+        return real(learner, inputs)
 
-    tr._update = wrapper
+    tr.update_rule = wrapper
     return seen
 
 
@@ -65,7 +65,7 @@ def test_every_update_rule_has_a_driver():
 def _surrogate_and_kl(tr, x):
     """L = token-mean r_t A_t (the unclipped surrogate) and token-mean k3(pi_old || pi) on the batch."""
     N = x.mask.shape[0]
-    logp = tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N)
+    logp = tr.learner.no_grad_pass(lambda s: tr.learner.logprobs(tr.policy, x.batch, s), N)
     loss, _ = A.policy_loss(logp, x.old_logp, x.adv, x.mask, None, None, agg="token-mean")
     kl = A.aggregate(A.kl_estimate(x.old_logp, logp, "k3"), x.mask, "token-mean")
     return -float(loss), float(kl)
@@ -141,21 +141,21 @@ def test_trpo_fisher_products_build_one_graph_and_equal_double_backprop_of_the_k
     N = x.mask.shape[0]
     params = [q for q in tr.policy.parameters() if q.requires_grad]
     # theta_old := the current weights (the KL's minimum, where its Hessian is the Fisher matrix)
-    x = dataclasses.replace(x, old_logp=tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N))
+    x = dataclasses.replace(x, old_logp=tr.learner.no_grad_pass(lambda s: tr.learner.logprobs(tr.policy, x.batch, s), N))
     rows = rule.fisher_rows(N, 0.5)
     assert len(rows) == 4  # 8 samples; micro_batch_size 3 -> 2 micro-batches
     forwards = []
-    real = tr._logprobs
-    tr._logprobs = lambda *a, **k: forwards.append(1) or real(*a, **k)
-    fvp = rule.fisher_product(tr, x, rows, params, damping=0.0)
+    real = tr.learner.logprobs
+    tr.learner.logprobs = lambda *a, **k: forwards.append(1) or real(*a, **k)
+    fvp = rule.fisher_product(tr.learner, x, rows, params, damping=0.0)
     gen = torch.Generator().manual_seed(0)
     vs = [torch.randn(sum(q.numel() for q in params), generator=gen) for _ in range(3)]
     out = [fvp(v) for v in vs]
     assert len(forwards) == 2  # one forward per micro-batch for all three products
-    tr._logprobs = real
+    tr.learner.logprobs = real
 
     def kl_fn():  # the k3 KL on the same rows, in one piece, through the LM head
-        logp = tr._logprobs(tr.policy, x.batch, rows)
+        logp = tr.learner.logprobs(tr.policy, x.batch, rows)
         return A.aggregate(A.kl_estimate(x.old_logp[rows], logp, "k3"), x.mask[rows], "token-mean")
 
     for v, o in zip(vs, out):
@@ -175,7 +175,7 @@ def test_trpo_with_a_shared_trunk_critic_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- DPO
 def _chosen_rejected_logp(tr, x, pairs):
     N = x.mask.shape[0]
-    logp = tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N)
+    logp = tr.learner.no_grad_pass(lambda s: tr.learner.logprobs(tr.policy, x.batch, s), N)
     seq = A.sequence_logp(logp, x.mask)
     return seq[pairs.chosen], seq[pairs.rejected]
 
@@ -304,8 +304,9 @@ def test_dapo_soft_overlong_penalty_enters_the_scores(tmp_path):
 def test_ladder_runs_trpo_as_the_comparator_of_ppo():
     import argparse
 
-    from evals.compare import plan, settings_that_differ
+    from evals.compare import settings_that_differ
     from rlvr.algorithms.presets import LADDER
+    from rlvr.commands.compare import plan
     from rlvr.config import load_config
 
     presets, seeds = plan(argparse.Namespace(ladder=True, controlled=False, presets="", seeds=2))
@@ -358,7 +359,7 @@ def test_one_step_on_smollm2(tmp_path, smollm2_path, preset):
                     "tensorboard": False},
     })
     tr = Trainer(cfg)
-    assert tr.top_k == 4  # the frozen-prefix fast path is on for every pass of the rule
+    assert tr.learner.top_k == 4  # the frozen-prefix fast path is on for every pass of the rule
     before = trainable(tr)
     m = tr.train_step()
     moved = any(not torch.equal(before[n], p) for n, p in trainable(tr).items())
@@ -416,21 +417,21 @@ def test_ppo_kl_controller_follows_the_kl_after_the_update(tmp_path, lr, rule):
     d = 0.046 but 0.006 fed, so beta was halved where the rule doubles it."""
     tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "ppo_kl", "trainer.lr": lr, "trainer.micro_batch_size": 4}))
     seen = spy_update(tr)
-    beta, target = tr.kl_old_ctl.value, tr.preset.kl_old_target
+    beta, target = tr.learner.kl_old_ctl.value, tr.preset.kl_old_target
     m = tr.train_step()
     x = seen[0]
     N = x.mask.shape[0]
-    logp = tr._no_grad_pass(lambda s: tr._logprobs(tr.policy, x.batch, s), N)
+    logp = tr.learner.no_grad_pass(lambda s: tr.learner.logprobs(tr.policy, x.batch, s), N)
     kl = float(A.aggregate(A.kl_estimate(x.old_logp, logp, "k3", clamp=tr.cfg.algorithm.kl_clamp), x.mask,
                            "token-mean"))
     assert m["kl/old_after"] == pytest.approx(kl, rel=1e-4, abs=1e-9)
     if rule == "double":
-        assert kl > 1.5 * target and tr.kl_old_ctl.value == 2 * beta, (kl, m.get("kl/old"))
+        assert kl > 1.5 * target and tr.learner.kl_old_ctl.value == 2 * beta, (kl, m.get("kl/old"))
     elif rule == "keep":
-        assert target / 1.5 <= kl <= 1.5 * target and tr.kl_old_ctl.value == beta, (kl, m.get("kl/old"))
+        assert target / 1.5 <= kl <= 1.5 * target and tr.learner.kl_old_ctl.value == beta, (kl, m.get("kl/old"))
     else:
-        assert kl < target / 1.5 and tr.kl_old_ctl.value == beta / 2
-    assert m["kl/old_coef"] == tr.kl_old_ctl.value
+        assert kl < target / 1.5 and tr.learner.kl_old_ctl.value == beta / 2
+    assert m["kl/old_coef"] == tr.learner.kl_old_ctl.value
 
 
 def test_kl_to_pi_old_is_clamped_in_the_ppo_kl_penalty_and_the_trpo_line_search(tmp_path):

@@ -336,7 +336,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("spec", ["builtins:eval", "builtins:exec", "os:rename", "shutil:copyfile", "operator:eq",
-                                  "subprocess:call", "numpy:save", "yaml:dump", "verifiers.cli:out_row",
+                                  "subprocess:call", "numpy:save", "yaml:dump", "verifiers.files:out_row",
                                   "reexport.py:score", "reexport.py:evaluate", "reexport.py:dump"])
 def test_callables_that_are_not_verifiers_are_refused(tmp_path, monkeypatch, capsys, spec):
     """``builtins:eval`` passed the start-up check and then evaluated every completion as Python in

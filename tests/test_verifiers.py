@@ -413,7 +413,7 @@ def test_cli_runs_as_a_command(tmp_path):
 
 
 def test_bench_builds_model_like_completions(data_dir):
-    from verifiers.bench import gsm8k_completions, math500_completions
+    from rlvr.bench.verifiers import gsm8k_completions, math500_completions
 
     rows = [json.loads(x) for x in open(data_dir / "gsm8k" / "test.jsonl")][:200]
     comps, refs = gsm8k_completions(rows)

@@ -7,8 +7,12 @@ extraction (:func:`extract_math_verify`: the last ``$...$``, ``$$...$$``, ``\(..
 ``1 000``/``1,000``, decimal commas ``3,5`` and ``\frac13`` shorthand read as Math-Verify reads
 them), and last a standalone number (:func:`extract_last_number`: delimited by spaces or
 punctuation, never part of a word such as ``AZYUK2A`` or of LaTeX such as ``x^2``).
-``strict=True`` accepts only ``\boxed{}``. The boxed scan reads the whole text; the others read
-at most the last ``tail_chars`` characters, so a 1 MB completion costs milliseconds.
+A run of boxes (``\boxed{1}, \boxed{2}``, ``\boxed{1} \quad \text{and} \quad \boxed{2}``) is one
+set; a "Final Answer: The final answer is X" written after the last box is the answer (Math-Verify
+ranks that form above a box); "the answer is" followed by a sentence (``The largest $n$ is 34``)
+gives what Math-Verify extracts from that line. ``strict=True`` accepts only ``\boxed{}``. The
+boxed scan reads the whole text; the others read at most the last ``tail_chars`` characters, so a
+1 MB completion costs milliseconds.
 
 Equivalence (:func:`answers_match`) first tries cheap exact paths: identical normalised strings,
 then both sides as plain numbers (``1,234``, ``1 234``, ``$18``, ``50%``, ``18 dollars``,
@@ -28,6 +32,9 @@ under an address-space cap (:func:`cap_worker_memory`, ``MathVerifier(memory_mb=
 A numeric reference needs a number (:func:`unevaluated_arithmetic` on the text with its typesetting
 flattened by :func:`flatten_latex`, then :func:`number_form` on Math-Verify's parse): ``28 + 54``,
 ``28+\quad54``, ``41 \times 2``, ``\sqrt{6724}`` restate a question about 82, they do not answer it.
+Only an irrational value (``\sqrt{17}``, ``2+\sqrt{2}``) may stay exact against a decimal reference
+(``4.1231056``), which merely approximates it. Decimals are compared with exact values at
+``precision`` decimal places (Math-Verify's ``float_rounding``, default 6).
 
 References may be a plain answer (``"18"``, ``"\frac{14}{3}"``), a GSM8K solution text (the part
 after the last ``####``), LaTeX with ``\boxed{}``/``$...$``, a number, a GSM8K/MATH row dict
@@ -71,13 +78,15 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
-_BOX_JOIN = re.compile(r"\s*\$?\s*(?:,|,?\s*(?:and|or))\s*\$?\s*")
+_GAP = r"(?:\s|\$|\\[,;:! ]|\\q?quad(?![A-Za-z])|~)*"  # spaces, math delimiters, LaTeX spacing
+_BOX_JOIN = re.compile(_GAP + r"(?:(?:,|,?\s*(?:and|or)\b|,?\s*\\text\s*\{\s*,?\s*(?:and|or)\s*\})" + _GAP + r")?")
 
 
 def extract_boxed_list(text: str) -> list[str] | None:
-    r"""The contents of the last run of two to six boxes joined by ``,``, ``and`` or ``or``
-    (``\boxed{1}, \boxed{2}`` and ``$\boxed{3}$``), which Math-Verify reads as one set; None when
-    the last box stands alone."""
+    r"""The contents of the last run of two to six boxes joined by ``,``, ``and``, ``or``,
+    ``\text{and}`` or nothing but spacing (``\boxed{1}, \boxed{2}`` and ``$\boxed{3}$``;
+    ``\boxed{-2} \quad \text{and} \quad \boxed{1}``; ``\boxed{1}\boxed{2}``), which Math-Verify
+    reads as one set; None when the last box stands alone."""
     parts: list[str] = []
     pos, after = len(text), None
     for _ in range(6):
@@ -142,12 +151,26 @@ _ANSWER_IS = re.compile(r"(?i)(?:final answer|the answer|answer)(?:\s+(?:is|was|
 _CUT = re.compile(r"\.\s|\.$|,\s+(?=[A-Za-z]{2})|\s+\((?=[A-Za-z]{2})|\s+(?:because|since|which|so)\b")
 
 
-def extract_answer_is(text: str) -> str | None:
-    """``X`` from the last "the answer is X" / "final answer: X": a ``$...$``/``\\(...\\)`` span,
-    else the first sentence of that line (a plain number read as :func:`_plain_text_number` does)."""
+def _last_answer_anchor(text: str) -> re.Match | None:
+    """The last "the answer is" / "final answer:" match: the one a line ends with ("Final Answer:
+    The final answer is 5" gives "final answer is", not "Final Answer:" reading past it)."""
     last = None
     for m in _ANSWER_IS.finditer(text):
         last = m
+    while last is not None:
+        later = _ANSWER_IS.search(text, last.start(1), last.end(1))
+        if later is None:
+            break
+        last = later
+    return last
+
+
+def extract_answer_is(text: str) -> str | None:
+    """``X`` from the last "the answer is X" / "final answer: X": a ``$...$``/``\\(...\\)`` span,
+    else the first sentence of that line (a plain number read as :func:`_plain_text_number` does);
+    a sentence in words ("The largest $n$ is 34", "she began 3 hours ago") gives what Math-Verify
+    extracts from the anchored line (its "final answer ... is X" and "answer: ... X" patterns)."""
+    last = _last_answer_anchor(text)
     if last is None:
         return None
     s = last.group(1).strip()
@@ -156,7 +179,29 @@ def extract_answer_is(text: str) -> str | None:
         return (math_span.group(1) or math_span.group(2)).strip() or None
     cut = _CUT.search(s)
     s = (s[:cut.start()] if cut else s).strip().rstrip(".").strip()
+    if _prose(s):
+        found = _math_verify_extract(text[last.start():last.end()])
+        if found:
+            return found[0]
     return _plain_text_number(s.strip("*`").strip()) or None
+
+
+def _prose(s: str) -> bool:
+    """Two or more words outside math: a sentence, not an answer ("5 apples" is one)."""
+    return len(re.findall(r"[A-Za-z]{2,}", _MATH_SPANS.sub(" ", s))) >= 2
+
+
+def _final_answer_after_box(text: str) -> str | None:
+    r"""The answer of a "final answer ... is X" / "Final Answer: X" written after the last box
+    (``\boxed{255} ... Final Answer: The final answer is $10,455$``), which Math-Verify takes over
+    the box; None when there is none or it is a sentence rather than an answer."""
+    m = _last_answer_anchor(text)
+    if m is None or not m.group(0).lower().startswith("final answer"):
+        return None
+    if m.start() < max(text.rfind("\\boxed"), text.rfind("\\fbox")):
+        return None
+    found = extract_answer_is(text)
+    return found if found and not _prose(found) else None
 
 
 _NUMBER = re.compile(r"(?:(?<=^)|(?<=[\s(\[:=$,;*]))"  # starts after a space or punctuation...
@@ -184,8 +229,9 @@ def extraction_config() -> tuple:
 
 
 def _math_verify_extract(text: str) -> tuple[str, list] | None:
-    """``(answer as text, parse result)`` from Math-Verify's own extraction, or None when nothing
-    it extracts parses.
+    """``(answer as text, parse result)`` from Math-Verify's own extraction, or None when it matches
+    nothing. A match that does not parse (``$-[0,1)$``) is the answer as text, as ``parse`` returns
+    it (no number is then read out of it by a later extractor).
 
     This is ``math_verify.parse(text, extraction_config(), parsing_timeout=None)``: Math-Verify's
     regexes, priorities (answer anchors, then the rightmost LaTeX span or expression) and parsers,
@@ -219,6 +265,8 @@ def _math_verify_extract(text: str) -> tuple[str, list] | None:
                     return (shown or str(value)).strip(), found
     except Exception:  # noqa: BLE001 - as math_verify.parse: an input it cannot handle has no answer
         return None
+    if fallback and fallback.strip():  # matched, nothing parsed: parse() gives the first text
+        return fallback.strip(), [fallback]
     return None
 
 
@@ -270,6 +318,9 @@ def _extract(text: str, order: Sequence[str], tail_chars: int) -> tuple[str | No
             found, parsed = (mv[0], mv[1] or None) if mv else (None, None)
         elif name == "boxed":
             found = _joined_boxes(text[-tail_chars:]) or extract_boxed(text)
+            later = _final_answer_after_box(text[-tail_chars:]) if found and "answer_is" in order else None
+            if later:
+                found, name = later, "answer_is"
         else:
             found = EXTRACTOR_FUNCS[name](source)
         found = found.strip().strip("*`").strip() if found is not None else ""  # **18**, `18`
@@ -430,6 +481,7 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
 
 # ------------------------------------------------------------------------------ size guard
 MAX_DIGITS = 10_000  # an answer whose evaluation builds a number with more digits is not compared
+PRECISION = 6  # decimal places of Math-Verify's float comparison (its default float_rounding)
 
 
 class AnswerTooLarge(ValueError):
@@ -549,14 +601,19 @@ def _mv_parse_gold(answer: str) -> tuple:
 
 
 def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, require_number: bool = False,
-                  max_digits: int | None = MAX_DIGITS) -> tuple[bool, str]:
+                  max_digits: int | None = MAX_DIGITS, precision: int = PRECISION) -> tuple[bool, str]:
     """``(equal, how)`` with how in exact | numeric | math_verify | form | too_large.
 
     ``parsed_pred``: Math-Verify's parsed value of ``pred`` when Math-Verify extracted it from the
     completion (then it is compared as parsed, e.g. ``50%`` keeps its percent). ``require_number``:
-    the reference is a number, so a prediction that parses to arithmetic still to be done
-    (:func:`number_form`) is not equal (``form``). Values whose evaluation would build a number
-    beyond ``max_digits`` digits are never handed to sympy (``too_large``, :func:`too_large`).
+    the reference is a number, so a prediction that is arithmetic still to be done
+    (:func:`unevaluated_arithmetic`, :func:`number_form`) is not equal (``form``) -- unless the
+    reference is not an integer and the prediction's value is irrational (``\\sqrt{17}`` for
+    ``4.1231056``): a decimal reference then only approximates a value no number writes exactly,
+    and Math-Verify compares the two at its float precision. Values whose evaluation would build
+    a number beyond ``max_digits`` digits are never handed to sympy (``too_large``, :func:`too_large`).
+    ``precision``: decimal places at which Math-Verify compares a decimal with an exact value
+    (its ``float_rounding``: at 2, ``0.33`` is ``\\frac{1}{3}``; at the default 6 it is not).
     """
     g, p = normalize(gold), normalize(pred)
     if g == p and g and parsed_pred is None:
@@ -579,9 +636,10 @@ def answers_match(gold: str, pred: str, parsed_pred: list | None = None, *, requ
         return False, "math_verify"
     if too_large(gp, max_digits) or too_large(pp, max_digits):
         return False, "too_large"
-    if require_number and not number_form(pp[0]):
+    if require_number and (unevaluated_arithmetic(pred) or not number_form(pp[0])) and not (
+            ng is not None and ng[0].denominator != 1 and _irrational(pp[0])):
         return False, "form"
-    return bool(verify(list(gp), list(pp), timeout_seconds=None)), "math_verify"
+    return bool(verify(list(gp), list(pp), float_rounding=precision, timeout_seconds=None)), "math_verify"
 
 
 _OPERAND = r"(?:\d|\)|\}|[a-zA-Z])"
@@ -657,13 +715,30 @@ def number_form(value: Any) -> bool:
         if b == sympy.UnevaluatedExpr(sympy.Rational(1, 100)) and a.is_Number:  # 50\%
             return True
     if isinstance(value, sympy.Mul):  # 3/4 read as 3 * 4^-1, -3/4: a fraction written as one
-        inverse = [a for a in value.args if a.is_Pow and a.args[0].is_Integer and a.args[1] == -1]
+        inverse = [a for a in value.args if a.is_Pow and _whole(a.args[0]) and a.args[1] == -1]
         numbers = [a for a in value.args if a.is_Number]
         return len(inverse) <= 1 and len(inverse) + len(numbers) == len(value.args) and (
             len(numbers) <= 1 or (len(numbers) == 2 and sympy.S.NegativeOne in numbers))
-    if value.is_Pow and value.args[0].is_Integer and value.args[1] == -1:  # 1/4
+    if value.is_Pow and _whole(value.args[0]) and value.args[1] == -1:  # 1/4
         return True
     return False
+
+
+def _whole(value: Any) -> bool:
+    """An integer, or a float with nothing after the point: ``3.`` in "is 2/3." (the full stop
+    read as a decimal point), which Math-Verify parses as ``2/3.0``."""
+    return bool(value.is_Integer or (value.is_Float and math.isfinite(float(value)) and float(value).is_integer()))
+
+
+def _irrational(value: Any) -> bool:
+    """True when sympy knows ``value`` (or the right side of ``x = value``) to be an irrational
+    number: ``\\sqrt{17}``, ``1 + \\sqrt{2}``, ``\\pi/2``; not ``\\sqrt{6724}`` (82), nor what it
+    cannot decide (a ``\\sum``, a logarithm)."""
+    import sympy
+
+    if isinstance(value, sympy.Eq):
+        value = value.rhs
+    return isinstance(value, sympy.Expr) and bool(value.is_number) and value.is_rational is False
 
 
 def _exact_number(parsed: list) -> tuple[Fraction, bool] | None:
@@ -749,15 +824,18 @@ class MathVerifier(Verifier):
     extractors read. ``memory_mb``: address-space cap of a scoring worker that runs this verifier
     (:func:`cap_worker_memory`; 0 or None: no cap). ``max_digits``: an answer or reference whose
     evaluation would build a number with more digits is not compared (:func:`too_large`; None: no
-    limit, leaving only the timeout and the memory cap). ``info``: extracted, extractor, reference,
-    match, reason, time_s.
+    limit, leaving only the timeout and the memory cap). ``precision``: decimal places at which a
+    decimal answer or reference is compared with an exact value (Math-Verify's ``float_rounding``,
+    default 6: ``0.333333`` is ``\\frac{1}{3}``, ``0.33`` is not; 2 for answers rounded to
+    hundredths). ``info``: extracted, extractor, reference, match, reason, time_s.
     """
 
     name = "math"
     default_timeout = 5.0
 
     def __init__(self, *, strict: bool = False, order: Sequence[str] = EXTRACTORS, tail_chars: int = 4000,
-                 memory_mb: int | None = DEFAULT_MEMORY_MB, max_digits: int | None = MAX_DIGITS):
+                 memory_mb: int | None = DEFAULT_MEMORY_MB, max_digits: int | None = MAX_DIGITS,
+                 precision: int = PRECISION):
         unknown = [o for o in order if o not in EXTRACTOR_FUNCS]
         if unknown:
             raise ValueError(f"unknown extractor(s) {unknown}; choose from {list(EXTRACTOR_FUNCS)}")
@@ -770,10 +848,13 @@ class MathVerifier(Verifier):
         if max_digits is not None and int(max_digits) < 1:
             raise ValueError(f"max_digits must be >= 1 (None: no limit), got {max_digits}")
         self.max_digits = int(max_digits) if max_digits is not None else None
+        if int(precision) < 0:
+            raise ValueError(f"precision must be >= 0 decimal places, got {precision}")
+        self.precision = int(precision)
 
     def __repr__(self) -> str:
         return (f"MathVerifier(strict={self.strict}, order={self.order}, memory_mb={self.memory_mb}, "
-                f"max_digits={self.max_digits})")
+                f"max_digits={self.max_digits}, precision={self.precision})")
 
     def warm(self) -> None:
         """Import Math-Verify/sympy and exercise them once (about a second, once per process)."""
@@ -795,13 +876,17 @@ class MathVerifier(Verifier):
             if answer is None:
                 return ScoreResult(0.0, {**info, "reason": "no boxed answer" if self.strict else "no answer found"})
             return ScoreResult(0.0, {**info, "extracted": answer[:100] + "...", "reason": "answer too long"})
-        numeric = all(parse_number(normalize(g)) is not None for g in golds)
-        if numeric and unevaluated_arithmetic(answer):
+        numbers = [parse_number(normalize(g)) for g in golds]
+        numeric = all(n is not None for n in numbers)
+        if numeric and all(n[0].denominator == 1 for n in numbers) and unevaluated_arithmetic(answer):
             # a numeric reference needs a number: "28 + 54" restates the question, it does not answer it
-            # (Math-Verify would evaluate it to 82; a policy trained on that learns to echo the prompt)
+            # (Math-Verify would evaluate it to 82; a policy trained on that learns to echo the prompt).
+            # Decided here, before any parsing, for integer references; answers_match decides the rest
+            # (there an irrational value such as \sqrt{17} may answer a decimal such as 4.1231056)
             return ScoreResult(0.0, {**info, "match": "form", "reason": "arithmetic expression, not a number"})
         for gold in golds:
-            ok, match = answers_match(gold, answer, parsed, require_number=numeric, max_digits=self.max_digits)
+            ok, match = answers_match(gold, answer, parsed, require_number=numeric, max_digits=self.max_digits,
+                                      precision=self.precision)
             if ok:
                 break
         if match == "math_verify" or parsed or (mv_extraction and how != "math_verify"):

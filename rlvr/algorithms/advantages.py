@@ -258,7 +258,7 @@ for _method in ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"):
     ESTIMATORS.register(_method, groups=True, why="group baseline")(_group_estimator(_method))
 
 
-@ESTIMATORS.register("vine")
+@ESTIMATORS.register("vine", mc_values=True)
 def _est_vine(rewards, mask, values, group_ids, gamma, lam, eps, splits=None):
     if values is None:
         raise ValueError("estimator 'vine' needs values: the Monte-Carlo estimates V_hat(s_p) at the split "

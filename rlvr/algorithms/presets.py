@@ -280,6 +280,18 @@ class Preset:
         kl = self.kl_placement != "none" and (self.kl_coef > 0 or self.adaptive_kl)
         return kl or UPDATE_RULES.needs[self.update_rule].reference
 
+    @property
+    def mc_values(self) -> bool:
+        """True if the estimator's values come from Monte-Carlo continuations sampled at
+        intermediate states (not from a critic): the collector estimates them (VinePPO)."""
+        return ESTIMATORS.needs[self.estimator].mc_values
+
+    @property
+    def collection(self) -> str:
+        """The rollout collection strategy this preset needs (``rlvr.collect.COLLECTIONS``):
+        "dynamic_sampling" (refill until the batch holds mixed groups) or "single"."""
+        return "dynamic_sampling" if self.dynamic_sampling else "single"
+
     def extensions(self) -> dict[str, Any]:
         """Fields beyond the PPO/GRPO core that this preset sets away from their defaults, name -> value.
 
@@ -531,8 +543,7 @@ LADDER: list[str] = ["reinforce", "reinforce_baseline", "a2c", "a2c_gae", "ppo_n
 # run next to the ladder: ppo's trust-region ancestor (same estimator, critic and reward KL; a
 # natural-gradient step in place of clipped epochs) and its critic-free successor
 LADDER_COMPARATORS: list[str] = ["trpo", "grpo"]
-CONTROLLED: list[str] = ["ctrl_critic", "ctrl_group", "ctrl_loo"]
-# ctrl_vine joins CONTROLLED once a trainer runs estimator "vine" (the MC continuations)
+CONTROLLED: list[str] = ["ctrl_critic", "ctrl_group", "ctrl_loo", "ctrl_vine"]
 
 
 def get_preset(name: str) -> Preset:

@@ -25,12 +25,14 @@ class Needs:
     groups     several completions per prompt (rollout.n >= 2); ``why`` names the reason in errors
     critic     a value model (values [B, T])
     reference  a frozen reference policy (ref_logp [B, T])
+    mc_values  values of intermediate states estimated from continuations sampled there (no critic)
     """
 
     groups: bool = False
     critic: bool = False
     reference: bool = False
     why: str = ""
+    mc_values: bool = False
 
 
 class Registry(dict):
@@ -42,13 +44,14 @@ class Registry(dict):
         self.needs: dict[str, Needs] = {}
 
     def register(
-        self, name: str, *, groups: bool = False, critic: bool = False, reference: bool = False, why: str = ""
+        self, name: str, *, groups: bool = False, critic: bool = False, reference: bool = False, why: str = "",
+        mc_values: bool = False,
     ) -> Callable[[F], F]:
         def deco(fn: F) -> F:
             if name in self and self[name] is not fn:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self[name] = fn
-            self.needs[name] = Needs(groups, critic, reference, why)
+            self.needs[name] = Needs(groups, critic, reference, why, mc_values)
             return fn
 
         return deco

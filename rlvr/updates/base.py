@@ -1,8 +1,11 @@
-"""The update-rule protocol: ``rule(trainer, inputs) -> metrics``.
+"""The update-rule protocol: ``rule(learner, inputs) -> metrics``.
 
-A rule reads the batch in :class:`UpdateInputs`, runs its forward passes through the trainer
-(``trainer._logprobs`` / ``trainer._values``, so the frozen-prefix fast path applies to every pass),
-changes the policy (and critic) in place, and returns float metrics for the step's log.
+A rule reads the batch in :class:`UpdateInputs`, runs its forward passes through the learner's
+public interface (``learner.logprobs`` / ``learner.values``, so the frozen-prefix fast path applies
+to every pass; ``learner.apply_gradients`` for the agreed optimizer step; see
+:mod:`rlvr.learner`), changes the policy (and critic) in place, and returns float metrics for the
+step's log. It declares what it needs from the run with its registration (:class:`RuleNeeds`); the
+trainer checks the declarations, never the rule's name.
 """
 from __future__ import annotations
 
@@ -17,13 +20,29 @@ Rule = Callable[[Any, "UpdateInputs"], dict[str, float]]
 UPDATES: dict[str, Rule] = {}
 
 
-def register(name: str) -> Callable[[Rule], Rule]:
-    """Decorator: ``@register("trpo")`` makes ``UPDATES["trpo"]`` the rule (a second, different one raises)."""
+@dataclass(frozen=True)
+class RuleNeeds:
+    """What an update rule needs from the run.
+
+    fsdp      it runs with sharded models (``trainer.distributed=fsdp2``); ``fsdp_why`` says why not
+    """
+
+    fsdp: bool = True
+    fsdp_why: str = ""
+
+
+NEEDS: dict[str, RuleNeeds] = {}
+
+
+def register(name: str, *, fsdp: bool = True, fsdp_why: str = "") -> Callable[[Rule], Rule]:
+    """Decorator: ``@register("trpo", fsdp=False, fsdp_why=...)`` makes ``UPDATES["trpo"]`` the rule
+    and ``NEEDS["trpo"]`` its declaration (a second, different rule under the name raises)."""
 
     def deco(fn: Rule) -> Rule:
         if UPDATES.get(name, fn) is not fn:
             raise ValueError(f"update rule {name!r} is already registered")
         UPDATES[name] = fn
+        NEEDS[name] = RuleNeeds(fsdp, fsdp_why)
         return fn
 
     return deco
@@ -62,6 +81,7 @@ class UpdateInputs:
     is_weights  [N, R] rollout/trainer importance weights (TIS, sequence IS) or None
     scores      [N] the samples' rewards (pairwise rules form pairs from them)
     policy      False during value warm-up: only the critic learns
+    step        the trainer step this update belongs to (seeds the mini-batch order)
     """
 
     batch: dict[str, Tensor]
@@ -74,3 +94,4 @@ class UpdateInputs:
     is_weights: Tensor | None
     scores: Tensor
     policy: bool = True
+    step: int = 0

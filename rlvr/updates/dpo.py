@@ -20,13 +20,16 @@ pairs, so a process with fewer or no pairs never leaves the others waiting in a 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from rlvr.algorithms import Pairs, dpo_loss, sequence_logp, verifier_pairs
 
 from .base import UpdateInputs, register
+
+if TYPE_CHECKING:
+    from rlvr.learner import Learner
 
 
 def _drop_empty_sides(pairs: Pairs, mask: torch.Tensor) -> tuple[Pairs, int]:
@@ -38,15 +41,15 @@ def _drop_empty_sides(pairs: Pairs, mask: torch.Tensor) -> tuple[Pairs, int]:
     return pairs._replace(chosen=pairs.chosen[ok], rejected=pairs.rejected[ok]), int((~ok).sum())
 
 
-@register("dpo")
-def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
+@register("dpo", fsdp=False, fsdp_why="each process has its own number of pairs, so of backward passes")
+def dpo_update(learner: Learner, x: UpdateInputs) -> dict[str, float]:
     """``preset.epochs`` passes over the step's pairs in shuffled mini-batches of pairs
     (``trainer.mini_batch_size`` // 2 pairs, micro-batches of ``trainer.micro_batch_size`` // 2 pairs,
     i.e. about as many sequences as the first-order rule). Metrics: loss/policy (the DPO loss),
     dpo/{margin,accuracy,chosen_reward,rejected_reward} (``dpo_loss``), dpo/pairs (the pairs trained
     on), dpo/dropped_pairs (pairs with a side that has no trained token, see ``_drop_empty_sides``),
     entropy, grad_norm."""
-    p, t = tr.preset, tr.cfg.trainer
+    p, t = learner.preset, learner.cfg.trainer
     pairs = verifier_pairs(x.scores, x.batch["group_ids"], p.dpo_max_pairs_per_group)
     pairs, dropped = _drop_empty_sides(pairs, x.mask)
     P = int(pairs.chosen.numel())
@@ -54,7 +57,7 @@ def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
            "dpo/groups_without_pair": pairs.groups_without_pair / max(1, pairs.groups)}
     # every process runs the same mini-batches (each one ends in collectives): as many as the process
     # with the most pairs needs; one with fewer pairs takes part with an empty share
-    counts = [P] if tr.world == 1 else [int(c) for c in tr._gather_floats([float(P)])[:, 0].tolist()]
+    counts = [P] if learner.world == 1 else [int(c) for c in learner.collective.gather_floats([float(P)])[:, 0].tolist()]
     P_max = max(counts)
     if P_max == 0 or not x.policy:
         return out
@@ -63,7 +66,7 @@ def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     ref_l = sequence_logp(x.ref_logp[pairs.rejected], mask[pairs.rejected])
     mini = max(1, (t.mini_batch_size or 2 * P_max) // 2)
     micro = max(1, t.micro_batch_size // 2)
-    gen = torch.Generator().manual_seed(t.seed * 104729 + tr.step)
+    gen = torch.Generator().manual_seed(t.seed * 104729 + x.step)
     stats: dict[str, list[float]] = {}
     for _ in range(p.epochs):
         order = torch.randperm(P, generator=gen).to(mask.device)
@@ -78,10 +81,10 @@ def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                 idx = mb[u:u + micro]
                 k = len(idx)
                 rows = torch.cat([pairs.chosen[idx], pairs.rejected[idx]])  # one pass for both sides
-                logp, ent = tr._logprobs(tr.policy, x.batch, rows, entropy=True)
+                logp, ent = learner.logprobs(learner.policy, x.batch, rows, entropy=True)
                 seq = sequence_logp(logp, mask[rows])
                 loss, st = dpo_loss(seq[:k], seq[k:], ref_w[idx], ref_l[idx], beta=p.dpo_beta)
-                loss = loss * (k * tr.world / n_global)  # micro-batch means -> the mini-batch mean
+                loss = loss * (k * learner.world / n_global)  # micro-batch means -> the mini-batch mean
                 if not torch.isfinite(loss):
                     finite = False
                     break
@@ -93,6 +96,6 @@ def dpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
                     mb_stats.setdefault(name, []).append(v)
             for name, v in mb_stats.items():
                 stats.setdefault(name, []).append(sum(v) if name.startswith("loss/") else sum(v) / len(v))
-            tr._apply_gradients(finite, stats)
+            learner.apply_gradients(finite, stats)
     out.update({name: sum(v) / len(v) for name, v in stats.items() if v})
     return out

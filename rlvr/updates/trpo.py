@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -36,11 +36,14 @@ from rlvr.algorithms.trpo import flat_grad
 from .base import UpdateInputs, combine_stats, register
 from .first_order import first_order_update
 
+if TYPE_CHECKING:
+    from rlvr.learner import Learner
 
-def _mean_over_processes(tr: Any, x: torch.Tensor) -> torch.Tensor:
-    if tr.world > 1:
+
+def _mean_over_processes(learner: Learner, x: torch.Tensor) -> torch.Tensor:
+    if learner.world > 1:
         torch.distributed.all_reduce(x)
-        x /= tr.world
+        x /= learner.world
     return x
 
 
@@ -63,7 +66,7 @@ def fisher_rows(n: int, fraction: float) -> torch.Tensor:
     return torch.linspace(0, n - 1, m).round().long().unique()
 
 
-def fisher_product(tr: Any, x: UpdateInputs, rows: torch.Tensor, params: list[torch.Tensor],
+def fisher_product(learner: Learner, x: UpdateInputs, rows: torch.Tensor, params: list[torch.Tensor],
                    damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """v -> (F + damping I) v, F = (1/n) sum_t grad log pi_t grad log pi_t^T over the n trained tokens of ``rows``.
 
@@ -80,10 +83,10 @@ def fisher_product(tr: Any, x: UpdateInputs, rows: torch.Tensor, params: list[to
     first product and reused by every later one; those graphs are the memory ``trpo_fvp_fraction``
     bounds. Across processes the products are averaged.
     """
-    from rlvr.models import _trunk_and_head
+    from rlvr.models import trunk_and_head
 
-    head_trains = any(q.requires_grad for q in _trunk_and_head(tr.policy)[1].parameters())
-    mask, mb = x.mask, tr.cfg.trainer.micro_batch_size
+    head_trains = any(q.requires_grad for q in trunk_and_head(learner.policy)[1].parameters())
+    mask, mb = x.mask, learner.cfg.trainer.micro_batch_size
     n_tokens = mask[rows].sum().clamp(min=1)
     chunks = [rows[i : i + mb] for i in range(0, len(rows), mb)]
     grads: list[torch.Tensor] = []
@@ -94,46 +97,46 @@ def fisher_product(tr: Any, x: UpdateInputs, rows: torch.Tensor, params: list[to
             for i, r in enumerate(chunks):
                 if i == len(grads):
                     if head_trains:  # the k3 KL itself, through the head
-                        logp = tr._logprobs(tr.policy, x.batch, r)
+                        logp = learner.logprobs(learner.policy, x.batch, r)
                         q = _k3_kl(x, r, logp, n_tokens)
                     else:
-                        logp, h = tr._logprobs(tr.policy, x.batch, r, hidden=True)
+                        logp, h = learner.logprobs(learner.policy, x.batch, r, hidden=True)
                         (c,) = torch.autograd.grad(logp.sum(), h, retain_graph=True)  # [n, R, H], head only
                         d = ((h - h.detach()).float() * c.float()).sum(-1)  # 0, with gradient grad log pi_t
                         q = 0.5 * aggregate(d.square(), mask[r], "token-mean", num_tokens=n_tokens)
                     grads.append(flat_grad(q, params, create_graph=True))
                 gk = grads[i]
                 hv += flat_grad(gk @ v.to(gk.dtype), params, retain_graph=True).to(v.dtype)
-        return _mean_over_processes(tr, hv) + damping * v
+        return _mean_over_processes(learner, hv) + damping * v
 
     return fvp
 
 
-@register("trpo")
-def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
+@register("trpo", fsdp=False, fsdp_why="its Fisher-vector products take autograd.grad, which FSDP does not reduce")
+def trpo_update(learner: Learner, x: UpdateInputs) -> dict[str, float]:
     """Critic steps (if any), then one natural-gradient policy step with line search.
 
     Metrics: the gradient pass's policy stats (entropy, clip table at ratio 1, loss/policy), the
     ``trpo/*`` stats of :class:`~rlvr.algorithms.trpo.TRPOStats` and grad_norm = |g|.
     """
-    p, t = tr.preset, tr.cfg.trainer
+    p, t = learner.preset, learner.cfg.trainer
     out: dict[str, float] = {}
-    bad_before = tr.bad_steps  # a critic step that is taken does not end a run of skipped policy steps
-    if tr.critic is not None:
-        out.update(first_order_update(tr, dataclasses.replace(x, policy=False)))
+    bad_before = learner.bad_steps  # a critic step that is taken does not end a run of skipped policy steps
+    if learner.critic is not None:
+        out.update(first_order_update(learner, dataclasses.replace(x, policy=False)))
     if not x.policy:
         return out
     mask, N = x.mask, x.mask.shape[0]
     totals = {"num_tokens": mask.sum().clamp(min=1), "num_seqs": (mask.sum(1) > 0).sum().clamp(min=1),
-              "norm_len": tr.cfg.rollout.max_new_tokens}
+              "norm_len": learner.cfg.rollout.max_new_tokens}
     chunks = [slice(i, min(i + t.micro_batch_size, N)) for i in range(0, N, t.micro_batch_size)]
-    params = [q for q in tr.policy.parameters() if q.requires_grad]
+    params = [q for q in learner.policy.parameters() if q.requires_grad]
 
     def loss_of(rows: slice, logp: torch.Tensor, ent: torch.Tensor | None = None):
         return objective.micro_batch_loss(
             p, mask[rows], logp=logp, old_logp=x.old_logp[rows], advantages=x.adv[rows], entropy=ent,
-            ref_logp=None if x.ref_logp is None else x.ref_logp[rows], kl_coef=tr.kl_ctl.value,
-            kl_clamp=tr.cfg.algorithm.kl_clamp, is_weights=None if x.is_weights is None else x.is_weights[rows],
+            ref_logp=None if x.ref_logp is None else x.ref_logp[rows], kl_coef=learner.kl_ctl.value,
+            kl_clamp=learner.cfg.algorithm.kl_clamp, is_weights=None if x.is_weights is None else x.is_weights[rows],
             **totals)
 
 
@@ -141,7 +144,7 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     g = None
     stats: dict[str, list[float]] = {}
     for rows in chunks:
-        logp, ent = tr._logprobs(tr.policy, x.batch, rows, entropy=True)
+        logp, ent = learner.logprobs(learner.policy, x.batch, rows, entropy=True)
         loss, st = loss_of(rows, logp, ent)
         gi = flat_grad(-loss, params).float()
         g = gi if g is None else g + gi
@@ -149,7 +152,7 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
         for k, v in st.items():
             if trained or k.startswith("loss/"):
                 stats.setdefault(k, []).append(v)
-    g = _mean_over_processes(tr, g)
+    g = _mean_over_processes(learner, g)
 
     evaluated: dict[str, Any] = {}
 
@@ -161,10 +164,10 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
         if evaluated.get("key") != key:
             total = torch.zeros(2, device=g.device)
             for rows in chunks:
-                logp = tr._logprobs(tr.policy, x.batch, rows)
-                kl_rows = _k3_kl(x, rows, logp, totals["num_tokens"], clamp=tr.cfg.algorithm.kl_clamp)
+                logp = learner.logprobs(learner.policy, x.batch, rows)
+                kl_rows = _k3_kl(x, rows, logp, totals["num_tokens"], clamp=learner.cfg.algorithm.kl_clamp)
                 total += torch.stack([-loss_of(rows, logp)[0].float(), kl_rows.float()])
-            evaluated.update(key=key, value=_mean_over_processes(tr, total))
+            evaluated.update(key=key, value=_mean_over_processes(learner, total))
         return evaluated["value"]
 
     def surrogate() -> torch.Tensor:
@@ -179,14 +182,14 @@ def trpo_update(tr: Any, x: UpdateInputs) -> dict[str, float]:
     # passed without a reference kept here: trpo_step frees the products' graphs before its line search
     res = trpo_step(params, surrogate, kl, max_kl=p.trpo_max_kl, cg_iters=p.trpo_cg_iters, damping=p.trpo_damping,
                     backtrack_ratio=p.trpo_backtrack_ratio, max_backtracks=p.trpo_max_backtracks,
-                    fvp=fisher_product(tr, x, rows, params, p.trpo_damping), grad=g)
+                    fvp=fisher_product(learner, x, rows, params, p.trpo_damping), grad=g)
     out.update(combine_stats(stats, summed=True))
     out.update(res.to_dict())
     out["grad_norm"] = res.grad_norm
     if not math.isfinite(res.grad_norm):  # trpo_step took no step; count it like a skipped first-order step
-        tr.bad_steps = max(tr.bad_steps, bad_before)
-        tr._skip_step({}, "nonfinite_grad", "gradient norm")
+        learner.bad_steps = max(learner.bad_steps, bad_before)
+        learner.skip_step({}, "nonfinite_grad", "gradient norm")
         out["nonfinite_grad"] = 1.0
     else:
-        tr.bad_steps = 0
+        learner.bad_steps = 0
     return out

@@ -1,40 +1,26 @@
-"""``rlvr verify``: score a JSONL file of completions against a JSONL file of references.
+"""Score a JSONL file of completions against a JSONL file of references (``rlvr verify``).
 
 Each completions line is a JSON string or an object with a ``completion`` string; each references
 line is any JSON value, or an object whose ``reference`` field is used when present (otherwise the
 whole object is the reference: a GSM8K/MATH/HumanEval/MBPP row works as is). Line i of one file
-goes with line i of the other. Prints a summary and, with ``--out``, writes one JSON object per
-item: ``index, reward`` and the verifier's info (``extracted, reason, time_s, ...``; an info key
-named ``index``, ``reward`` or ``verifier_info`` is kept under ``verifier_info``).
+goes with line i of the other. :func:`score_files` scores them and, given ``out`` (``rlvr verify
+--out``), writes one JSON object per item: ``index, reward`` and the verifier's info (``extracted,
+reason, time_s, ...``; an info key named ``index``, ``reward`` or ``verifier_info`` is kept under
+``verifier_info``).
 
-A TRL reward function (``--verifier trl:rewards.py:fn``, :mod:`verifiers.trl`) scores the whole file in
-one call: each references line that is an object is that completion's row (its ``prompt`` and its
-other columns, e.g. ``solution``; any other value is the column ``reference``), and a completions
-line may carry ``prompt`` and ``completion_ids`` beside ``completion``.
+A TRL reward function (``trl:rewards.py:fn``, :mod:`verifiers.trl`) scores the whole file in one call:
+each references line that is an object is that completion's row (its ``prompt`` and its other
+columns, e.g. ``solution``; any other value is the column ``reference``), and a completions line may
+carry ``prompt`` and ``completion_ids`` beside ``completion``.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from verifiers.errors import VerifierError as DataError  # bad input files: one line, exit code 2
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--verifier", "-v", default="math",
-                   help="math, math_strict, arithmetic, code, code_partial, format, reasoning_gym:<task>, "
-                        "a plugin name, path/to/file.py:function, package.module:function, or a TRL reward "
-                        "function trl:<file.py or module>:<function>[(<factory arguments>)]")
-    p.add_argument("--completions", "-c", required=True, type=Path, help="JSONL of completions")
-    p.add_argument("--references", "-r", required=True, type=Path, help="JSONL of references (same order)")
-    p.add_argument("--out", "-o", type=Path, help="write per-item results here (JSONL)")
-    p.add_argument("--workers", "-w", type=int, default=None,
-                   help="scoring processes (default: CPU count, max 8; 0 = in-process, timeout by a watchdog thread)")
-    p.add_argument("--timeout", "-t", type=float, default=None, help="hard per-item timeout in seconds")
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
@@ -111,31 +97,30 @@ def out_row(index: int, result) -> dict:
     return {"index": index, "reward": result.reward, **info, **({"verifier_info": clash} if clash else {})}
 
 
-def run(args: argparse.Namespace) -> int:
+def score_files(verifier: str, completions: str | Path, references: str | Path, *, out: str | Path | None = None,
+                workers: int | None = None, timeout: float | None = None) -> dict:
+    """Score the completions in file ``completions`` against the references in file ``references``
+    with ``verifier`` (any name :func:`verifiers.get` takes); with ``out``, write one :func:`out_row`
+    per item there (JSONL). Returns :func:`summarize`'s summary. Bad files, unequal counts and a
+    verifier that fails its start-up check raise VerifierError (one line), before any scoring."""
     import verifiers
 
-    completions = load_completions(args.completions)
-    references = load_references(args.references)
-    if len(completions) != len(references):
-        raise DataError(f"{args.completions} has {len(completions)} completions but {args.references} "
-                        f"has {len(references)} references")
-    items = load_trl_items(args.completions, args.references) if args.verifier.startswith("trl:") else None
+    completions, references = Path(completions), Path(references)
+    texts = load_completions(completions)
+    refs = load_references(references)
+    if len(texts) != len(refs):
+        raise DataError(f"{completions} has {len(texts)} completions but {references} "
+                        f"has {len(refs)} references")
+    items = load_trl_items(completions, references) if verifier.startswith("trl:") else None
     # unknown name, failed import, wrong signature, non-number reward: one line, before scoring
-    verifiers.check(args.verifier, (items or references)[0] if references else None, workers=args.workers,
-                    timeout=args.timeout)
+    verifiers.check(verifier, (items or refs)[0] if refs else None, workers=workers, timeout=timeout)
     t0 = time.perf_counter()
-    results = verifiers.score_batch(args.verifier, completions, items or references, workers=args.workers,
-                                    timeout=args.timeout)
+    results = verifiers.score_batch(verifier, texts, items or refs, workers=workers, timeout=timeout)
     summary = summarize(results, time.perf_counter() - t0)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
             for i, r in enumerate(results):
                 f.write(json.dumps(out_row(i, r), default=str) + "\n")
-    print(f"verifier={args.verifier} count={summary['count']} mean_reward={summary['mean_reward']:.4f} "
-          f"correct={summary['correct']} timeouts={summary['timeouts']} errors={summary['errors']} "
-          f"violations={summary['violations']} "
-          f"time={summary['seconds']:.2f}s throughput={summary['items_per_s']}/s"
-          + (f" -> {args.out}" if args.out else ""))
-    sys.stdout.flush()
-    return 0
+    return summary

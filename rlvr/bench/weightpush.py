@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
+from rlvr.bench import RESULTS_DIR
 from rlvr.errors import ConfigError
-
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +66,7 @@ def _write(out: Path, result: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rlvr.models import load_policy, resolve_model_path
-    from rlvr.rollout.bench import _version
+    from rlvr.bench.rollout import _version
     from rlvr.rollout.remote import VLLMServerEngine
 
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]

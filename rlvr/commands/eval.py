@@ -5,6 +5,7 @@
 
 MODEL_OR_CHECKPOINT: a model name (``smollm2-135m-instruct``, ``tiny-random``), a HF model dir,
 a checkpoint dir (``RUN/checkpoints/step_N/``, holding ``policy/``) or a run dir (latest checkpoint).
+The evaluation is :func:`evals.harness.evaluate`; this module parses the options and prints.
 """
 from __future__ import annotations
 
@@ -90,30 +91,8 @@ def print_summary(summary: dict) -> None:
     Console().print(table)
 
 
-def run_eval_seed(model: str) -> int | None:
-    """``data.eval_seed`` of the run that ``model`` belongs to (a run dir, ``checkpoints/step_N`` or
-    its ``policy/``), read from the run's ``config.yaml``; None when it is not in a run directory."""
-    import yaml
-
-    p = Path(model).expanduser()
-    if not p.is_dir():
-        return None
-    for d in (p, p.parent.parent, p.parent.parent.parent):
-        cfg = d / "config.yaml"
-        if cfg.is_file() and (d / "checkpoints").is_dir():
-            try:
-                data = (yaml.safe_load(cfg.read_text()) or {}).get("data") or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{cfg}: invalid YAML ({getattr(e, 'problem', e)})") from None
-            seed = data.get("eval_seed", 0)
-            if not isinstance(seed, int) or isinstance(seed, bool):
-                raise ConfigError(f"{cfg}: data.eval_seed must be an integer, got {seed!r}")
-            return seed
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
-    from evals.harness import evaluate, scoring_warning
+    from evals.harness import evaluate, run_eval_seed, scoring_warning
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")

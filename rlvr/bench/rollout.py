@@ -31,11 +31,10 @@ from pathlib import Path
 
 import torch
 
+from rlvr.bench import RESULTS_DIR
 from rlvr.errors import ConfigError
 from rlvr.rollout import ENGINES, EngineContext
 from rlvr.rollout.base import SamplingParams
-
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

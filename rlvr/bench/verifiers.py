@@ -28,12 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "verifiers.json"
+from rlvr.bench import RESULTS_DIR
+
+DEFAULT_OUT = RESULTS_DIR / "verifiers.json"
 
 
 def data_dir() -> Path:
     env = os.environ.get("RLVR_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,27 @@
+"""Benchmarks, one module per target, run as ``rlvr bench <name> ...`` (see rlvr.commands.bench).
+
+Each module exposes ``add_arguments(parser)`` and ``run(args)`` and writes its numbers as JSON under
+``benchmarks/results/`` (described in docs/benchmarks.md). Only the chosen benchmark is imported,
+so ``rlvr bench verifiers`` never imports torch.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+# name -> (module, one-line description): every target of ``rlvr bench``
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "verifiers": ("rlvr.bench.verifiers", "scoring throughput of the math and code verifiers"),
+    "rollout": ("rlvr.bench.rollout", "generation throughput of a rollout engine (vllm, hf)"),
+    "train": ("rlvr.bench.train", "policy-update throughput: tokens/s, ms/step, peak memory, MFU"),
+    "step": ("rlvr.bench.step", "wall-clock and CPU cost of whole training steps, per phase and preset"),
+    "weightpush": ("rlvr.bench.weightpush", "the trainer's weight push to rlvr rollout-server, per transport"),
+}
+
+
+def load(name: str) -> ModuleType:
+    """The module of benchmark ``name`` (KeyError for an unknown one)."""
+    return importlib.import_module(BENCHMARKS[name][0])
