@@ -251,11 +251,8 @@ def test_compare_refuses_a_recipe_that_fixes_the_baseline(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"model": {"name": "tiny-random"}, "algorithm": {"estimator": "dr_grpo"},
                                       "reward": {"workers": 0}}))
-    from evals.compare import run
-    from types import SimpleNamespace
+    from evals.compare import compare
 
-    args = SimpleNamespace(recipe=recipe, overrides=[], ladder=False, controlled=True, presets="", seeds=1, margin=None,
-                           out=str(tmp_path / "cmp"))
     with pytest.raises(ConfigError, match=r"algorithm.estimator='dr_grpo' in the recipe is applied to every compared "
-                                          r"preset \(ctrl_critic, ctrl_group, ctrl_loo\)"):
-        run(args)
+                                          r"preset \(ctrl_critic, ctrl_group, ctrl_loo, ctrl_vine\)"):
+        compare(recipe, [], ["ctrl_critic", "ctrl_group", "ctrl_loo", "ctrl_vine"], [0], out=tmp_path / "cmp")
