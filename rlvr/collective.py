@@ -77,6 +77,13 @@ class Collective:
             torch.distributed.all_reduce(q.grad)
             q.grad /= self.world
 
+    def mean_(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` averaged over processes, in place (an all-reduce); returned for chaining."""
+        if self.world > 1:
+            torch.distributed.all_reduce(x)
+            x /= self.world
+        return x
+
     # ------------------------------------------------------------------ batch statistics
     def global_mean(self, x: torch.Tensor, weight: torch.Tensor) -> float:
         """sum(w x) / sum(w) over the rows of every process (NaN when the weights sum to 0)."""

@@ -41,10 +41,7 @@ if TYPE_CHECKING:
 
 
 def _mean_over_processes(learner: Learner, x: torch.Tensor) -> torch.Tensor:
-    if learner.world > 1:
-        torch.distributed.all_reduce(x)
-        x /= learner.world
-    return x
+    return learner.collective.mean_(x)
 
 
 def _k3_kl(x: UpdateInputs, rows: Any, logp: torch.Tensor, num_tokens: Any, clamp: float | None = None) -> torch.Tensor:
