@@ -92,9 +92,10 @@ def test_compare_prints_the_settings_that_differ_and_accepts_overrides_after_opt
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]  # overrides after options are accepted
     assert "settings that differ between the compared runs:" in proc.stdout
-    assert "algorithm.estimator: ctrl_critic=gae, ctrl_group=grpo, ctrl_loo=rloo" in proc.stdout
+    assert "algorithm.estimator: ctrl_critic=gae, ctrl_group=grpo, ctrl_loo=rloo, ctrl_vine=vine" in proc.stdout
     manifest = json.loads((out / "compare.json").read_text())
-    assert set(manifest["differences"]) == {"algorithm.estimator", "algorithm.critic", "algorithm.lam_critic"}
+    assert set(manifest["differences"]) == {"algorithm.estimator", "algorithm.critic", "algorithm.lam_critic",
+                                            "algorithm.vine_k"}
 
 
 # ----------------------------------------------------------------------------- logs never mix attempts
@@ -192,9 +193,9 @@ def test_overlong_mask_keeps_truncated_scores_in_the_group_statistics(tmp_path):
     scores = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
     loss_mask = batch["response_mask"].clone()
     loss_mask[1] = 0  # sample 1 was truncated (its score, 1, still counts in its group's mean)
-    calls = _spy(tr, "_update")
+    calls = _spy(tr, "update_rule")
     tr._learn(batch, scores, loss_mask, PhaseTimer())
-    adv = calls[0][0][0].adv  # the UpdateInputs handed to the update rule
+    adv = calls[0][0][1].adv  # the UpdateInputs handed to the update rule
     # group 0 mean is 0.5 with the truncated sample's real score (it was 0.25 when masked to 0)
     assert torch.allclose(adv[0], torch.full((3,), 0.5)) and torch.allclose(adv[2], torch.full((3,), -0.5))
     assert torch.equal(adv[1], torch.zeros(3))  # and it is not trained on
@@ -280,9 +281,9 @@ def test_value_head_starts_at_the_mean_score(tmp_path):
     tr = Trainer(tiny(tmp_path, **{"algorithm.preset": "ppo"}))
     batch = _batch(tr)
     scores = torch.tensor([1.0, 0, 0, 0, 1, 1, 0, 0])
-    calls = _spy(tr, "_update")
+    calls = _spy(tr, "update_rule")
     tr._learn(batch, scores, batch["response_mask"], PhaseTimer())
-    values = calls[0][0][0].values
+    values = calls[0][0][1].values
     assert abs(float(values.mean()) - 0.375) < 1e-4
 
 
