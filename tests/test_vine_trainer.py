@@ -27,7 +27,7 @@ def scripted_trainer(tmp_path, preset="ctrl_vine", **over):
     tr = Trainer(cfg)
     co = tr.collector
 
-    def score(examples, texts, n):  # a verifier with a known answer: even-length texts score 1
+    def score(examples, texts, n, completion_ids=None):  # a verifier with a known answer: even-length texts score 1
         r = torch.tensor([parity(t) for t in texts])
         return r, r.clone(), {}
 
