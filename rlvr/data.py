@@ -13,8 +13,9 @@
   validation 511-600, train 601-974 by task_id),
 * ``arithmetic[:add2|add3|sub2|mul2x1][@k]``: synthetic, seeded, no file; a fixed 1 in k pairs
   (default 10) is held out as the "test" split (``add2@5``: 1,620 held-out additions);
-  ``arithmetic:chain<k>``: k two-digit numbers added step by step (running totals, then "The
-  answer is N."), a multi-step task,
+  ``arithmetic:chain<k>[d<digits>][@h]``: k numbers of 1-3 digits (default 2) added step by step
+  ("Step i: s + x = s'" lines, then "The answer is N."), a multi-step task with one worked
+  example in the prompt (``chain4d1@5``: four one-digit numbers, 1,287 held-out tuples),
 * ``reasoning_gym:<task>`` when the ``reasoning_gym`` package is installed,
 * a Hugging Face dataset ``owner/name[:config]`` (or ``hf:name``), loaded with ``datasets``.
 
@@ -23,9 +24,11 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import random
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,37 +336,109 @@ def _arith_pairs(variant: str, split: str, count: int, rng: random.Random) -> li
     return list(seen)
 
 
-CHAIN_INSTRUCTION = ("Add the numbers one at a time from left to right, writing each running total "
-                     "(e.g. 12 + 34 = 46), then finish with: The answer is N.")
+CHAIN_INSTRUCTION = ("Add the {k} numbers one at a time from left to right, one step per line ({steps} steps), "
+                     "then finish with: The answer is N.")
+CHAIN_DIGITS = (1, 2, 3)  # d1: terms 1-9, d2: 10-99, d3: 100-999
+CHAIN_ENUMERATE = 200_000  # tuple spaces up to this size are enumerated (every tuple reachable)
+
+
+def chain_variant(variant: str) -> tuple[int, int, int]:
+    """``"chain4d1@5"`` -> (k=4, digits=1, holdout=5); digits default to 2, holdout to 10."""
+    m = re.fullmatch(r"chain(\d+)(?:d(\d+))?(?:@(\d+))?", variant)
+    if not m:
+        raise DataError(f"arithmetic:{variant}: expected chain<k>[d<digits>][@h], e.g. chain5, chain4d1, chain4d1@5")
+    k, d, h = int(m[1]), int(m[2] or 2), int(m[3] or 10)
+    if not 3 <= k <= 8:
+        raise DataError(f"arithmetic:{variant}: chain<k> needs k from 3 to 8 numbers (e.g. chain5)")
+    if d not in CHAIN_DIGITS:
+        raise DataError(f"arithmetic:{variant}: d<digits> must be one of {', '.join(map(str, CHAIN_DIGITS))}")
+    if not 2 <= h <= 100:
+        raise DataError(f"arithmetic:{variant}: @{h} must be an integer from 2 to 100 (hold out 1 in h tuples)")
+    return k, d, h
+
+
+def chain_worked(terms) -> str:
+    """The worked answer in the asked-for form: "Step i: s + x = s'" per term, then "The answer is N."."""
+    lines, total = [], terms[0]
+    for i, x in enumerate(terms[1:], 1):
+        lines.append(f"Step {i}: {total} + {x} = {total + x}")
+        total += x
+    return "\n".join(lines + [f"The answer is {total}."])
+
+
+def _chain_question(terms) -> str:
+    return (f"What is {' + '.join(map(str, terms))}? "
+            + CHAIN_INSTRUCTION.format(k=len(terms), steps=len(terms) - 1))
+
+
+def _chain_split(terms, holdout: int) -> str:
+    """1 in ``holdout`` tuples is "test" (crc32 of "a,b,c,..."), whatever the seed; as for the pairs
+    (:func:`_split_of`), the test tuples of 1 in 10 are among those of 1 in 5 and 1 in 2."""
+    return "test" if zlib.crc32(",".join(map(str, terms)).encode()) % holdout == 0 else "train"
+
+
+def _chain_shot(k: int, lo: int, hi: int) -> tuple[int, ...]:
+    """The worked example's tuple: fixed per (k, digits), distinct terms, and a running total that
+    crosses a multiple of ten (so the example shows a carry)."""
+    rng = random.Random(f"arithmetic:chain{k}:{lo}-{hi}:shot")
+    while True:
+        t = tuple(rng.randint(lo, hi) for _ in range(k))
+        totals = list(itertools.accumulate(t))
+        if len(set(t)) == k and any(a // 10 != b // 10 for a, b in zip(totals, totals[1:])):
+            return t
 
 
 def _chain_examples(variant: str, split: str, count: int, seed: int, system: str) -> list[Example]:
-    """``chain<k>``: the sum of k two-digit numbers, worked step by step (k - 1 running totals, then
-    "The answer is N."): a multi-step task whose responses run to about 12 tokens per step, and
-    whose intermediate tokens (each running total) carry information about the outcome. Split by
-    crc32 of the tuple: 1 in 10 tuples is "test"."""
-    k = int(variant[5:]) if variant[5:].isdigit() else 0
-    if not 3 <= k <= 8:
-        raise DataError(f"arithmetic:{variant}: chain<k> needs k from 3 to 8 numbers (e.g. chain5)")
+    """``chain<k>[d<digits>][@h]``: the sum of k numbers of ``digits`` digits (default 2), worked
+    step by step, a multi-step task whose intermediate tokens (each running total) carry
+    information about the outcome.
+
+    The prompt is a two-turn chat: one worked example of the same shape (a fixed tuple per variant,
+    in neither split) as a user turn and the assistant's answer in the asked-for form
+    (:func:`chain_worked`: "Step 1: 4 + 7 = 11" ... "The answer is N."), then the question. The
+    user turn says how many numbers and steps there are. Without the example SmolLM2-135M-Instruct
+    does not write the steps (chain3, the earlier zero-shot form: 0/32 greedy, 0/256 sampled); with
+    an example but no step count it copies the example's number of lines (benchmarks/results/
+    task_probe.json has the measurements that picked ``chain4d1``).
+
+    Split: 1 in ``h`` tuples is "test" (crc32 of the tuple, default h = 10; ``chain4d1@5``: 1,287
+    of the 6,561 tuples held out). Tuple spaces up to 200,000 are enumerated and shuffled (``limit``
+    beyond the split's size gives the whole split); larger ones are sampled without repeats.
+    """
+    k, d, holdout = chain_variant(variant)
+    lo, hi = (1 if d == 1 else 10 ** (d - 1)), 10**d - 1
+    shot = _chain_shot(k, lo, hi)
+    ok = lambda t: t != shot and _chain_split(t, holdout) == split  # noqa: E731
     rng = random.Random(f"arithmetic:{variant}:{split}:{seed}")
-    seen: dict[tuple[int, ...], None] = {}
-    while len(seen) < count:
-        t = tuple(rng.randint(10, 99) for _ in range(k))
-        if ("test" if zlib.crc32(",".join(map(str, t)).encode()) % 10 == 0 else "train") == split:
-            seen.setdefault(t)
+    if (hi - lo + 1) ** k <= CHAIN_ENUMERATE:
+        tuples = [t for t in itertools.product(range(lo, hi + 1), repeat=k) if ok(t)]
+        rng.shuffle(tuples)
+        tuples = tuples[:count]
+    else:
+        size = (hi - lo + 1) ** k * (1 / holdout if split == "test" else 1 - 1 / holdout)
+        if count > size / 2:  # rejection sampling without repeats would crawl (or never end)
+            raise DataError(f"arithmetic:{variant}: {count} {split} items asked for, about {size:,.0f} exist; "
+                            "ask for at most half of them")
+        seen: dict[tuple[int, ...], None] = {}
+        while len(seen) < count:
+            t = tuple(rng.randint(lo, hi) for _ in range(k))
+            if ok(t):
+                seen.setdefault(t)
+        tuples = list(seen)
+    demo = [{"role": "user", "content": _chain_question(shot)}, {"role": "assistant", "content": chain_worked(shot)}]
     out = []
-    for t in seen:
-        expr = " + ".join(map(str, t))
-        out.append(Example(f"arithmetic:{variant}/{split}/{'+'.join(map(str, t))}",
-                           _messages(system, f"What is {expr}? {CHAIN_INSTRUCTION}"), str(sum(t)),
-                           f"arithmetic:{variant}", "math", {"terms": list(t), "op": "+"}))
+    for t in tuples:
+        messages = _messages(system, _chain_question(t))
+        messages[-1:-1] = demo  # after the system prompt, before the question
+        out.append(Example(f"arithmetic:{variant}/{split}/{'+'.join(map(str, t))}", messages, str(sum(t)),
+                           f"arithmetic:{variant}", "math", {"terms": list(t), "op": "+", "shot": list(shot)}))
     return out
 
 
 def arithmetic_examples(variant: str = "add2", *, split: str | None = None, limit: int | None = None,
                         seed: int = 0, system_prompt: str | None = None) -> list[Example]:
     """Synthetic problems "What is a <op> b?" with the integer answer as reference (verifier "math");
-    ``chain<k>``: k two-digit numbers added step by step (:func:`_chain_examples`)."""
+    ``chain<k>[d<digits>][@h]``: k numbers added step by step (:func:`_chain_examples`)."""
     variant = variant or "add2"
     if variant.startswith("chain"):
         split = split or "train"

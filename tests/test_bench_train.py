@@ -28,3 +28,45 @@ def test_bench_arguments_accept_overrides_after_options():
             parse(target, [])
         except SystemExit:  # a required argument is missing: argparse's own message, not a TypeError
             pass
+
+
+def test_bench_task_writes_group_and_trace_numbers(tmp_path, tiny_model_path):
+    """`rlvr bench task`: per task and setting, accuracy, mixed groups, lengths, truncation (also at
+    smaller caps) and, for the chain tasks, how the running totals relate to the outcome; earlier
+    entries of the file are kept."""
+    out = tmp_path / "probe.json"
+    out.write_text(json.dumps({"tasks": {"earlier [hf]": {"items": 1}}}))
+    rc = main(["bench", "task", "--tasks", "arithmetic:chain4d1@5,arithmetic:add2", "--model", tiny_model_path,
+               "--prompts", "2", "--n", "3", "--temperatures", "1.0", "--max-new-tokens", "6", "--caps", "4,64",
+               "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    tasks = json.loads(out.read_text())["tasks"]
+    assert set(tasks) == {"earlier [hf]", "arithmetic:chain4d1@5 [hf]", "arithmetic:add2 [hf]"}
+    chain = tasks["arithmetic:chain4d1@5 [hf]"]
+    assert chain["items"] == 2 and chain["settings"]["n"] == 3 and chain["settings"]["threads"] == 1
+    g, s = chain["greedy"], chain["T=1"]
+    assert g["samples"] == 2 and s["samples"] == 6 and "mixed" in s and "mixed" not in g
+    assert s["mixed"] + s["all_right"] + s["all_wrong"] == 1.0 and s["tokens"]["max"] <= 6
+    assert set(s["truncated_at"]) == {"4"} and s["truncated_at"]["4"] >= s["truncated"]
+    assert "steps" in s and "steps" not in tasks["arithmetic:add2 [hf]"]["T=1"]
+
+
+def test_bench_task_summary_counts_groups_and_traces():
+    from types import SimpleNamespace
+
+    from rlvr.bench.task import summarize, trace_stats
+    from rlvr.data import Example, chain_worked
+
+    assert trace_stats([9, 7, 2, 9], chain_worked([9, 7, 2, 9])) == (True, 3, 3)
+    # a line adding three numbers is read as its last "b + c = s" and counts as a wrong line
+    assert trace_stats([9, 7, 2, 9], "Step 1: 9 + 7 + 2 = 18\nStep 2: 18 + 9 = 27") == (False, 1, 2)
+    assert trace_stats([9, 7, 2, 9], "Step 1: 9 + 7 = 15\nStep 2: 15 + 2 = 17\nStep 3: 17 + 9 = 26") == (False, 2, 3)
+    ex = [Example(str(i), [], "27", "t", "math", {"terms": [9, 7, 2, 9]}) for i in range(2)]
+    texts = [chain_worked([9, 7, 2, 9]), "The answer is 26.", "x", "y"]
+    rollout = SimpleNamespace(texts=texts, response_ids=[[0] * 50, [0] * 8, [0] * 64, [0] * 64],
+                              finished=[True, True, False, True])
+    s = summarize(ex, rollout, [1.0, 0.0, 0.0, 0.0], 2, [48], keep=1)
+    assert (s["accuracy"], s["pass@2"], s["mixed"], s["all_wrong"], s["truncated"]) == (0.25, 0.5, 0.5, 0.5, 0.25)
+    assert s["truncated_at"] == {"48": 0.75} and s["tokens"]["median"] == 57
+    assert s["steps"]["trace_right"] == 0.25 and s["steps"]["accuracy_if_trace_right"] == 1.0
+    assert s["steps"]["accuracy_if_trace_wrong"] == 0.0 and len(s["examples"]) == 1

@@ -160,3 +160,18 @@ def test_cli_reports_a_negative_seed_in_one_line(tmp_path):
                                                                           "PYTHONPATH": str(RECIPES[0].parents[1])})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == ["rlvr train: error: trainer.seed must be in 0..2147483647, got -1"]
+
+
+def test_study_chain4d1_recipe_declares_its_study():
+    """recipes/study_chain4d1.yaml: a margin, >= 48 steps, >= 6 eval points (the base model, the
+    periodic evals, the final one) and 1,024 distinct held-out items that training never draws."""
+    from rlvr.data import load_eval_examples, load_prompts
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "recipes" / "study_chain4d1.yaml")
+    t = cfg.trainer
+    assert cfg.margin == 0.03 and cfg.algorithm.preset == "ctrl_group" and t.total_steps >= 48
+    assert 1 + len(range(t.eval_every, t.total_steps + 1, t.eval_every)) >= 6 and t.eval_every_limit == 256
+    items = load_eval_examples(cfg)
+    assert len(items) == 1024 == len({e.id for e in items})
+    train = {e.id.rsplit("/", 1)[1] for e in load_prompts(cfg.data.train, split="train", limit=10**6)}
+    assert not train & {e.id.rsplit("/", 1)[1] for e in items}

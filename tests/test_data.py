@@ -180,7 +180,7 @@ def test_rows_with_wrongly_typed_fields_fail_at_load_naming_file_and_line(tmp_pa
 
 
 def test_chain_task_is_multi_step_and_split():
-    from rlvr.data import arithmetic_examples
+    from rlvr.data import arithmetic_examples, chain_worked
     from rlvr.errors import DataError
     from verifiers import score_batch
 
@@ -189,14 +189,81 @@ def test_chain_task_is_multi_step_and_split():
     assert len(test) == 50 and not ({e.id for e in test} & {e.id for e in train})
     e = test[0]
     terms = e.meta["terms"]
-    assert len(terms) == 5 and e.reference == str(sum(terms)) and "running total" in e.prompt[-1]["content"]
+    assert len(terms) == 5 and all(10 <= t <= 99 for t in terms) and e.reference == str(sum(terms))
+    assert "5 numbers" in e.prompt[-1]["content"] and "(4 steps)" in e.prompt[-1]["content"]
     # a worked answer in the asked-for form scores 1; a wrong final total scores 0
-    steps, total = [], terms[0]
-    for t in terms[1:]:
-        steps.append(f"{total} + {t} = {total + t}.")
-        total += t
-    good = " ".join(steps) + f" The answer is {total}."
-    bad = " ".join(steps) + f" The answer is {total + 1}."
+    good = chain_worked(terms)
+    bad = good.rsplit("The answer is", 1)[0] + f"The answer is {sum(terms) + 1}."
     assert [r.reward for r in score_batch("math", [good, bad], [e.reference] * 2, workers=0)] == [1.0, 0.0]
-    with pytest.raises(DataError, match="chain<k>"):
-        arithmetic_examples("chain2", split="test", limit=3)
+    for bad_variant, message in [("chain2", "chain<k>"), ("chain4d4", "d<digits>"), ("chain4d1@1", "@1"),
+                                 ("chainx", "chain<k>")]:
+        with pytest.raises(DataError, match=message):
+            arithmetic_examples(bad_variant, split="test", limit=3)
+
+
+def test_chain_one_digit_format_and_worked_example():
+    """``chain4d1``: four numbers 1-9; the prompt is one worked example of the same shape (user
+    turn, assistant turn in the "Step i: s + x = s'" form) then the question; the example's tuple
+    is in neither split."""
+    from rlvr.data import arithmetic_examples, chain_worked
+
+    e = arithmetic_examples("chain4d1", split="test", limit=1)[0]
+    terms, shot = e.meta["terms"], e.meta["shot"]
+    assert len(terms) == 4 and all(1 <= t <= 9 for t in terms) and e.reference == str(sum(terms))
+    assert [m["role"] for m in e.prompt] == ["user", "assistant", "user"]
+    assert e.prompt[2]["content"].startswith(f"What is {' + '.join(map(str, terms))}? Add the 4 numbers")
+    assert "(3 steps)" in e.prompt[2]["content"] and "The answer is N." in e.prompt[2]["content"]
+    assert e.prompt[0]["content"].startswith(f"What is {' + '.join(map(str, shot))}?")
+    assert e.prompt[1]["content"] == chain_worked(shot)
+    assert chain_worked([8, 7, 1, 5]) == ("Step 1: 8 + 7 = 15\nStep 2: 15 + 1 = 16\nStep 3: 16 + 5 = 21\n"
+                                          "The answer is 21.")
+    assert len(set(shot)) == 4  # a fixed example with distinct terms, the same for every item and split
+    assert all(x.meta["shot"] == shot for x in arithmetic_examples("chain4d1@5", split="train", limit=20))
+    with_system = arithmetic_examples("chain4d1", split="test", limit=1, system_prompt="Be brief.")[0]
+    assert [m["role"] for m in with_system.prompt] == ["system", "user", "assistant", "user"]
+    everything = {x.id.rsplit("/", 1)[1] for s in ("train", "test")
+                  for x in arithmetic_examples("chain4d1", split=s, limit=10**6)}
+    assert "+".join(map(str, shot)) not in everything and len(everything) == 9**4 - 1
+
+
+def test_chain_holdout_width_gives_a_large_disjoint_eval_split():
+    """``chain4d1@5`` holds out 1 in 5 of the 6,561 tuples: over 1,024 eval items, containing the
+    held-out tuples of the default 1 in 10, disjoint from its own train split; draws are seeded."""
+    from rlvr.data import arithmetic_examples
+    from rlvr.errors import DataError
+
+    def ids(v, split, **kw):
+        return [e.id.rsplit("/", 1)[1] for e in arithmetic_examples(v, split=split, limit=10**6, **kw)]
+
+    t10, t5, tr5 = set(ids("chain4d1", "test")), set(ids("chain4d1@5", "test")), set(ids("chain4d1@5", "train"))
+    assert len(t5) >= 1024 and len(t5) + len(tr5) == 9**4 - 1
+    assert t10 <= t5 and not (t5 & tr5)
+    first = [e.id for e in arithmetic_examples("chain4d1@5", split="test", limit=1024, seed=0)]
+    assert len(set(first)) == 1024 and first == [e.id for e in arithmetic_examples("chain4d1@5", split="test",
+                                                                                   limit=1024, seed=0)]
+    assert first != [e.id for e in arithmetic_examples("chain4d1@5", split="test", limit=1024, seed=1)]
+    # a large tuple space is sampled without repeats, still split by the tuple's hash
+    big = arithmetic_examples("chain6d1", split="test", limit=200, seed=3)
+    assert len({e.id for e in big}) == 200 and all(len(e.meta["terms"]) == 6 for e in big)
+    with pytest.raises(DataError, match="ask for at most half"):
+        arithmetic_examples("chain6d1", split="test", limit=10**6)
+
+
+@pytest.mark.parametrize("response,reward", [
+    ("Step 1: 9 + 7 = 16\nStep 2: 16 + 2 = 18\nStep 3: 18 + 9 = 27\nThe answer is 27.", 1.0),
+    ("Step 1: 9 + 7 = 16\nStep 2: 16 + 2 = 18\nStep 3: 18 + 9 = 27\nThe answer is 28.", 0.0),
+    ("Step 1: 9 + 7 = 16\nStep 2: 16 + 2 = 18\nThe answer is 18.", 0.0),  # a step left out
+    ("Step 1: 9 + 7 + 2 = 18\nStep 2: 18 + 9 = 27\nThe answer is 27.", 1.0),  # the outcome alone is graded
+    ("Step 1: 9 + 7 = 16\nStep 2: 16 + 2 = 18\nStep 3: 18 + 9 = 27\nThe answer is 27. Or 28.", 1.0),
+    ("The answer is 27", 1.0),
+    ("Step 1: 9 + 7 = 16\nStep 2: 16 + 2 = 18\nStep 3: 18 + 9 = 27", 1.0),  # cut before the last line
+    ("Step 1: 9 + 7 = 16\nStep 2: 16 + 2 = 18\nStep 3: 18 + 9 = 37\nThe answer is 37.", 0.0),
+])
+def test_chain_verifier_grades_the_final_number_of_a_worked_answer(response, reward):
+    from rlvr.data import load_prompts
+    from verifiers import score_batch
+
+    held_out = load_prompts("arithmetic:chain4d1@5", split="test", limit=10**6)
+    e = next(x for x in held_out if x.meta["terms"] == [9, 7, 2, 9])
+    assert e.reference == "27" and e.verifier == "math"
+    assert score_batch(e.verifier, [response], [e.reference], workers=0)[0].reward == reward

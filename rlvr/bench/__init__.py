@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("rlvr.bench.train", "policy-update throughput: tokens/s, ms/step, peak memory, MFU"),
     "step": ("rlvr.bench.step", "wall-clock and CPU cost of whole training steps, per phase and preset"),
     "weightpush": ("rlvr.bench.weightpush", "the trainer's weight push to rlvr rollout-server, per transport"),
+    "task": ("rlvr.bench.task", "a task's fit for a study: mixed groups, lengths, truncation"),
 }
 
 
