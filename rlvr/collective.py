@@ -9,17 +9,39 @@ makes no collective call at all.
 """
 from __future__ import annotations
 
+import atexit
 import math
 from typing import Any, Callable
 
 import torch
+
+_TEARDOWN_REGISTERED = False
+
+
+def end_process_group_at_exit() -> None:
+    """Tear the process group down when the interpreter exits, if nothing did it before.
+
+    A process group left to static destruction can abort the process ("terminate called without
+    an active exception") while gloo's communication threads are destroyed unjoined, after all the
+    work was written. ``rlvr train`` ends the group itself (a barrier first); this covers every
+    other user of :class:`~rlvr.trainer.Trainer` (scripts, notebooks, tests). No barrier here: at exit
+    a peer may be gone or failing, and waiting for it would turn an error into a hang.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Collective:
     """The process group seen by the training loop: ``world`` processes, this one ``rank``."""
 
     def __init__(self, world: int, rank: int, device: torch.device):
+        global _TEARDOWN_REGISTERED
         self.world, self.rank, self.device = world, rank, device
+        if world > 1 and not _TEARDOWN_REGISTERED:
+            atexit.register(end_process_group_at_exit)
+            _TEARDOWN_REGISTERED = True
 
     # ------------------------------------------------------------------ gathering
     def gather_floats(self, values: list[float]) -> torch.Tensor:

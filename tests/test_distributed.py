@@ -286,3 +286,41 @@ def test_two_processes_equal_one_process_on_the_same_data(tmp_path):
             # 4096 under dpo); a wrong update is off by about lr. All others agree to float precision.
             torch.testing.assert_close(two["state"][k], v, rtol=0, atol=5e-3, msg=f"{name}: {k}")
             assert float(((two["state"][k] - v).abs() > 1e-6).float().mean()) < 5e-3, (name, k)
+
+
+EXIT_SCRIPT = '''
+import atexit, os, sys
+import torch.distributed as dist
+
+out = sys.argv[2]
+
+def note():  # registered before the Trainer: atexit runs it after the trainer's own hooks
+    open(os.path.join(out, "rank" + os.environ.get("RANK", "0")), "w").write(str(dist.is_initialized()))
+
+atexit.register(note)
+
+from rlvr.config import load_config
+from rlvr.trainer import Trainer
+
+tr = Trainer(load_config(sys.argv[1], [f"trainer.output_dir={out}/run", "trainer.total_steps=1"]))
+tr.train_step()
+# no teardown here, as a user's own script would end
+'''
+
+
+def test_a_script_that_never_ends_the_process_group_exits_cleanly(tmp_path):
+    """A 2-process script that builds a Trainer and just returns: the group is torn down before
+    static destruction (which once aborted a rank: "terminate called without an active exception"),
+    and both ranks exit 0."""
+    (tmp_path / "rank_rewards.py").write_text(
+        REWARDS + "\ndef parity(completion, reference):\n    return float(len(completion) % 2)\n")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE.replace("REWARDS:FN", f"{tmp_path / 'rank_rewards.py'}:parity"))
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_SCRIPT)
+    (tmp_path / "pids").mkdir()
+    done = subprocess.run(_launch_cmd(str(script), str(recipe), str(tmp_path)), env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "terminate called" not in done.stderr
+    assert (tmp_path / "rank0").read_text() == "False" and (tmp_path / "rank1").read_text() == "False"
