@@ -66,9 +66,10 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: torch.nn.Module,
-                    tokenizer: Any, weights: dict[str, torch.Tensor] | None = None) -> Path:
+                    tokenizer: Any, weights: dict[str, torch.Tensor] | None = None, keep: int = 0) -> Path:
     """Write ``step_<step>`` atomically. ``weights``: the policy's full state dict when the module
-    itself holds only a shard (FSDP2; gathered by the caller); the HF export is written from it."""
+    itself holds only a shard (FSDP2; gathered by the caller); the HF export is written from it.
+    ``keep`` > 0: once it is in place, remove all but the newest ``keep`` complete checkpoints."""
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step_{step}"
@@ -89,7 +90,21 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: tor
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
+    if keep > 0:
+        prune_checkpoints(run_dir, keep)
     return final
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+    """Remove every complete ``step_<N>`` checkpoint but the ``keep`` newest; the removed paths.
+    A new checkpoint is complete before an old one goes, so a crash here loses nothing resumable."""
+    root = Path(run_dir) / "checkpoints"
+    steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and
+                   (p / "trainer_state.pt").is_file())
+    gone = [p for _, p in steps[:-keep]] if len(steps) > keep else []
+    for p in gone:
+        shutil.rmtree(p)
+    return gone
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -178,6 +178,7 @@ class TrainerConfig:
     final_eval_samples: int = 0
     final_eval_temperature: float | None = None
     checkpoint_every: int = 0  # 0: only at the end and on SIGINT/SIGTERM
+    keep_checkpoints: int = 0  # 0: keep every checkpoint; N: after each save keep only the newest N
     gradvar_every: int = 0  # 0: off; else the gradient-variance diagnostic every N steps
     gradvar_splits: int = 4
     max_bad_steps: int = 3  # consecutive steps skipped for a non-finite loss or gradient norm before stopping
@@ -416,6 +417,7 @@ def validate(cfg: Config) -> Config:
         at_least(t.weight_decay, 0, "trainer.weight_decay"), positive(t.max_grad_norm, "trainer.max_grad_norm"),
         at_least(t.eval_every, 0, "trainer.eval_every"), at_least(t.eval_every_limit, 1, "trainer.eval_every_limit", True),
         at_least(t.checkpoint_every, 0, "trainer.checkpoint_every"),
+        at_least(t.keep_checkpoints, 0, "trainer.keep_checkpoints"),
         at_least(t.gradvar_every, 0, "trainer.gradvar_every"), at_least(t.final_eval_samples, 0, "trainer.final_eval_samples"),
         positive(t.final_eval_temperature, "trainer.final_eval_temperature", True),
         at_least(t.max_bad_steps, 1, "trainer.max_bad_steps"), positive(t.dist_timeout_s, "trainer.dist_timeout_s"),

@@ -92,7 +92,8 @@ def die_with_parent() -> Callable[[], None] | None:
 # the run's path (trainer.total_steps only with a constant learning rate: else it sets the schedule)
 RESUMABLE_SETTINGS = frozenset({
     "name", "trainer.total_steps", "trainer.max_samples", "trainer.max_tokens", "trainer.max_time_s",
-    "trainer.eval_every", "trainer.eval_every_limit", "trainer.eval_at_start", "trainer.checkpoint_every", "trainer.progress",
+    "trainer.eval_every", "trainer.eval_every_limit", "trainer.eval_at_start", "trainer.checkpoint_every",
+    "trainer.keep_checkpoints", "trainer.progress",
     "trainer.tensorboard", "trainer.wandb_project", "trainer.dist_timeout_s",
     "trainer.output_dir"})  # the same directory, spelled another way (it holds the checkpoint)
 

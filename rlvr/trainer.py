@@ -316,10 +316,12 @@ class Trainer:
             full = full_model_state(self.policy)
             state = self._state(elapsed, full)
             if self.is_main:
-                path = save_checkpoint(self.run_dir, self.step, state, self.policy, self.tokenizer, weights=full)
+                path = save_checkpoint(self.run_dir, self.step, state, self.policy, self.tokenizer, weights=full,
+                                       keep=self.cfg.trainer.keep_checkpoints)
             del full, state
         elif self.is_main:
-            path = save_checkpoint(self.run_dir, self.step, self._state(elapsed), self.policy, self.tokenizer)
+            path = save_checkpoint(self.run_dir, self.step, self._state(elapsed), self.policy, self.tokenizer,
+                                   keep=self.cfg.trainer.keep_checkpoints)
         self.accelerator.wait_for_everyone()
         return path
 

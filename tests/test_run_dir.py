@@ -251,3 +251,29 @@ def test_a_checkpoint_of_the_earlier_format_still_resumes(tmp_path):
     set_rng_state(load_state(path.parent)["rng"])
     assert np.random.rand() == expected
     assert Trainer(cfg, resume=True).step == 1
+
+
+def test_keep_checkpoints_leaves_the_newest_and_a_resume_from_them_matches(tmp_path):
+    """trainer.keep_checkpoints=2 with a checkpoint every step: after 4 steps only step_3 and step_4
+    are left; resuming at step 4 and training to 5 gives the metrics of an uninterrupted 5-step run."""
+    kept = tiny_cfg(tmp_path / "kept", **{"trainer.total_steps": 4, "trainer.checkpoint_every": 1,
+                                          "trainer.keep_checkpoints": 2})
+    run = Path(kept.trainer.output_dir)
+    Trainer(kept).train()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_3", "step_4"]
+    longer = tiny_cfg(tmp_path / "kept", **{"trainer.total_steps": 5, "trainer.checkpoint_every": 1,
+                                            "trainer.keep_checkpoints": 2})
+    Trainer(longer, resume=True).train()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_4", "step_5"]
+    straight = tiny_cfg(tmp_path / "straight", **{"trainer.total_steps": 5})
+    Trainer(straight).train()
+    a = rows(run / "metrics.jsonl")[-1]
+    b = rows(Path(straight.trainer.output_dir) / "metrics.jsonl")[-1]
+    assert a["step"] == b["step"] == 5
+    timing = {k for k in a if k.startswith("time/") or k.endswith("_s")}
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+
+
+def test_keep_checkpoints_must_not_be_negative(tmp_path):
+    with pytest.raises(RlvrError, match="trainer.keep_checkpoints"):
+        tiny_cfg(tmp_path, **{"trainer.keep_checkpoints": -1})
