@@ -13,7 +13,6 @@ Pure functions of one step's tensors, in the order the loop applies them:
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -54,10 +53,8 @@ def loss_mask(cfg: Config, response_mask: torch.Tensor, finished: torch.Tensor) 
 def zero_std_filter(cfg: Config, scores: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """([N] bool rows kept, metrics): ``zero_std_groups`` is the fraction of groups whose scores are
     all equal; with ``algorithm.filter_zero_std_groups`` their rows are dropped (``filtered_samples``)."""
-    uniq, inv = torch.unique(group_ids.cpu(), return_inverse=True)
-    gmax = torch.full((len(uniq),), -math.inf).scatter_reduce(0, inv, scores, "amax")
-    gmin = torch.full((len(uniq),), math.inf).scatter_reduce(0, inv, scores, "amin")
-    zero_std = gmax == gmin
+    inv, spread = A.group_spread(scores.cpu(), group_ids.cpu())
+    zero_std = spread == 0
     m = {"zero_std_groups": float(zero_std.float().mean())}
     keep = torch.ones(len(scores), dtype=torch.bool)
     if cfg.algorithm.filter_zero_std_groups:

@@ -117,7 +117,8 @@ class Trainer:
         # the run directory: locked, and a resume checked against the run's settings, before any model loads
         self.rundir.lock(self.collective.main_failed)
         weakref.finalize(self, self.rundir.release)
-        ckpt = latest_checkpoint(self.run_dir) if resume or force_resume else None
+        resuming = resume or force_resume
+        ckpt = latest_checkpoint(self.run_dir) if resuming else None
         resume_changes = self.rundir.check_resume_settings(cfg, force_resume) if ckpt is not None else {}
         self.learner = Learner(cfg, self.preset, self.collective, fsdp=fsdp)
         self.step = self.samples = self.tokens = 0
@@ -128,7 +129,7 @@ class Trainer:
         self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (Collective.learn_rows)
         self._last_eval: dict[str, Any] | None = None
         self._eval_pending = False  # the eval due at this step was not run (a stop came first)
-        if (resume or force_resume) and ckpt is None and self.is_main:
+        if resuming and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
             self._restore(ckpt)

@@ -36,6 +36,25 @@ def test_mixed_groups_marks_groups_with_different_scores():
     assert mixed_groups(torch.tensor([0.30, 0.31]), [0, 0], tol=0.05).tolist() == [False, False]
 
 
+def test_group_spread_and_the_zero_std_filter_agree_with_mixed_groups():
+    from types import SimpleNamespace
+
+    from rlvr.algorithms import group_spread
+    from rlvr.shaping import zero_std_filter
+
+    scores = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.3, 0.3, 1.0])
+    gids = torch.tensor([4, 4, 2, 2, 9, 9, 1, 1, 8])
+    inv, spread = group_spread(scores, gids)
+    assert inv.tolist() == [2, 2, 1, 1, 4, 4, 0, 0, 3]  # groups in sorted id order: 1, 2, 4, 8, 9
+    assert spread.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    cfg = SimpleNamespace(algorithm=SimpleNamespace(filter_zero_std_groups=True))
+    keep, m = zero_std_filter(cfg, scores, gids)
+    assert keep.tolist() == mixed_groups(scores, gids).tolist()
+    assert m == pytest.approx({"zero_std_groups": 0.8, "filtered_samples": 7 / 9})
+    with pytest.raises(ValueError, match="group_ids"):
+        group_spread(scores, gids[:3])
+
+
 def test_prompts_to_refill():
     assert prompts_to_refill(8, 8) == 0 and prompts_to_refill(10, 8) == 0
     assert prompts_to_refill(3, 8) == 5

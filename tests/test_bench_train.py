@@ -70,3 +70,38 @@ def test_bench_task_summary_counts_groups_and_traces():
     assert s["truncated_at"] == {"48": 0.75} and s["tokens"]["median"] == 57
     assert s["steps"]["trace_right"] == 0.25 and s["steps"]["accuracy_if_trace_right"] == 1.0
     assert s["steps"]["accuracy_if_trace_wrong"] == 0.0 and len(s["examples"]) == 1
+
+
+def test_bench_step_runs_presets_round_robin_and_reports_paired_ratios(tmp_path, tiny_model_path, monkeypatch):
+    """`rlvr bench step --ratios a/b`: step k of every preset runs before step k+1 of any (a load change
+    hits both alike), and each pair's ratio is the one the per-step CPU seconds give."""
+    import statistics
+
+    import rlvr.bench.step as bench
+
+    order = []
+    real = bench.timed_step
+
+    def spy(trainer):
+        order.append(trainer.preset.name)
+        return real(trainer)
+
+    monkeypatch.setattr(bench, "timed_step", spy)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("model: {name: tiny-random}\ndata: {train: 'arithmetic:add2', train_limit: 32}\n"
+                      "rollout: {n: 2, max_new_tokens: 4}\nreward: {workers: 0, verifier: test_len_parity}\n"
+                      "trainer: {prompts_per_step: 2, micro_batch_size: 4}\n")
+    out = tmp_path / "step.json"
+    rc = main(["bench", "step", str(recipe), "--presets", "grpo,ctrl_critic", "--steps", "3", "--warmup", "1",
+               "--threads", "1", "--ratios", "ctrl_critic/grpo", "--out", str(out)])
+    assert rc == 0
+    assert order == ["grpo", "ctrl_critic"] * 3
+    r = json.loads(out.read_text())
+    assert r["order"] == "round-robin" and [x["preset"] for x in r["results"]] == ["grpo", "ctrl_critic"]
+    a, b = r["results"][1]["steps"], r["results"][0]["steps"]
+    (pair,) = r["ratios"]
+    assert pair["pair"] == "ctrl_critic/grpo"
+    assert pair["cpu_s_median_of_rounds"] == statistics.median(x["cpu_s"] / y["cpu_s"] for x, y in zip(a, b))
+    assert pair["cpu_s_of_medians"] == (statistics.median(x["cpu_s"] for x in a)
+                                        / statistics.median(y["cpu_s"] for y in b))
+    assert "time/logprob" in r["results"][1]["median"]  # the critic's value pass is timed

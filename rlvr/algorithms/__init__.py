@@ -18,7 +18,7 @@ from .advantages import (
     whiten,
 )
 from .cispo import cispo_loss
-from .dapo import mixed_groups, overlong_penalty, prompts_to_refill
+from .dapo import group_spread, mixed_groups, overlong_penalty, prompts_to_refill
 from .diagnostics import clip_table, explained_variance, gradient_variance
 from .dpo import Pairs, dpo_loss, sequence_logp, verifier_pairs
 from .gspo import gspo_loss, sequence_log_ratio
@@ -105,6 +105,7 @@ __all__ = [
     "make_old_kl_controller",
     "max_continuation_tokens",
     "mc_values",
+    "group_spread",
     "mixed_groups",
     "natural_step",
     "outcome_rewards",

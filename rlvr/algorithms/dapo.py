@@ -36,11 +36,12 @@ def overlong_penalty(lengths: Tensor, max_len: int, cache_len: int, factor: floa
     return factor * torch.where(l > max_len, torch.full_like(l, -1.0), ramp)
 
 
-def mixed_groups(scores: Tensor, group_ids: Tensor | Sequence[int], tol: float = 0.0) -> Tensor:
-    """Dynamic sampling's filter (DAPO eq. 11, 0 < |{correct}| < G): True for samples whose group's
-    scores are not all equal (max - min > tol), i.e. groups with a non-zero group-baseline advantage.
+def group_spread(scores: Tensor, group_ids: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
+    """(inv [N], spread [G]): each sample's group index (groups in sorted id order) and each group's
+    max - min score, the quantity behind DAPO eq. 11's filter (spread 0: every sample of the group
+    scored the same, so a group baseline gives it zero advantage).
 
-    scores [N], group_ids [N] (arbitrary ints) -> keep [N] bool. Singleton groups are never mixed.
+    scores [N], group_ids [N] (arbitrary ints). A singleton group has spread 0.
     """
     gids = torch.as_tensor(group_ids, device=scores.device)
     if scores.dim() != 1 or gids.shape != scores.shape:
@@ -50,7 +51,17 @@ def mixed_groups(scores: Tensor, group_ids: Tensor | Sequence[int], tol: float =
     s = scores.to(torch.get_default_dtype()) if not scores.is_floating_point() else scores
     hi = torch.full((G,), -math.inf, dtype=s.dtype, device=s.device).scatter_reduce(0, inv, s, "amax")
     lo = torch.full((G,), math.inf, dtype=s.dtype, device=s.device).scatter_reduce(0, inv, s, "amin")
-    return (hi - lo > tol)[inv]
+    return inv, hi - lo
+
+
+def mixed_groups(scores: Tensor, group_ids: Tensor | Sequence[int], tol: float = 0.0) -> Tensor:
+    """Dynamic sampling's filter (DAPO eq. 11, 0 < |{correct}| < G): True for samples whose group's
+    scores are not all equal (max - min > tol), i.e. groups with a non-zero group-baseline advantage.
+
+    scores [N], group_ids [N] (arbitrary ints) -> keep [N] bool. Singleton groups are never mixed.
+    """
+    inv, spread = group_spread(scores, group_ids)
+    return (spread > tol)[inv]
 
 
 def prompts_to_refill(have_groups: int, batch_groups: int, mixed_rate: float | None = None,
