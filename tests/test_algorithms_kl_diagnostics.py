@@ -102,6 +102,27 @@ def test_explained_variance():
         explained_variance(R, R, torch.zeros_like(m))
 
 
+def test_explained_variance_is_undefined_when_the_returns_differ_only_by_rounding():
+    """Every sample scored alike: lambda-returns built in float32 as A + V (GAE) equal the reward up to
+    rounding, so their variance is ~1e-16 and 1 - Var[R - V]/Var[R] would be about -1e13 (seen in a
+    study's log, where it dragged the plotted mean). Returns constant to float32 precision: nan."""
+    g = torch.Generator().manual_seed(0)
+    v = torch.rand(8, 16, generator=g) * 0.6
+    r = torch.zeros_like(v)
+    r[:, -1] = 0.5  # every sample scored 0.5
+    adv, nxt, nxt_v = torch.zeros_like(v), torch.zeros(8), torch.zeros(8)
+    for t in reversed(range(16)):  # GAE with gamma = lambda = 1 in float32, returns = A + V
+        nxt = r[:, t] + nxt_v - v[:, t] + nxt
+        adv[:, t], nxt_v = nxt, v[:, t]
+    returns = adv + v  # 0.5 everywhere, up to float32 rounding
+    m = torch.ones_like(v, dtype=torch.long)
+    assert float(returns.double().var()) > 0  # not exactly constant
+    assert math.isnan(float(explained_variance(v, returns, m)))
+    # a real spread just above the rounding floor is still measured
+    spread = returns + 1e-4 * torch.arange(16.0)
+    assert math.isfinite(float(explained_variance(v, spread, m)))
+
+
 def test_clip_table_cells():
     ratio = torch.tensor([[1.3, 0.7, 1.3, 0.7, 1.0, 1.3, 5.0]])
     adv = torch.tensor([[1.0, 1.0, -1.0, -1.0, 1.0, 0.0, 1.0]])

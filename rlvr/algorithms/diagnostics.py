@@ -68,7 +68,9 @@ def clip_table(
 @torch.no_grad()
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     """1 - Var[R - V] / Var[R] over valid tokens (1 = perfect critic, 0 = no better than a constant,
-    < 0 = worse). Returns nan when Var[R] == 0 (explained variance is undefined). values, returns,
+    < 0 = worse). Returns nan when Var[R] is 0 to the inputs' precision (explained variance is
+    undefined): returns built as A + V (GAE) in float32 from equal rewards differ by rounding, about
+    eps * max(|R|, |V|), and a ratio over that variance is noise (it reached -1e14). values, returns,
     mask [B, T] -> 0-dim tensor."""
     check_2d(returns, "returns")
     if values.shape != returns.shape:
@@ -80,7 +82,9 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     v, r = values[m].double(), returns[m].double()
     var_r = r.var(unbiased=False)
     ev = 1.0 - (r - v).var(unbiased=False) / var_r
-    return torch.where(var_r > 0, ev, torch.full_like(ev, float("nan"))).float()
+    # the rounding floor: a spread of 64 ulps of the largest magnitude involved
+    floor = (64 * torch.finfo(returns.dtype).eps * torch.maximum(r.abs().max(), v.abs().max())) ** 2
+    return torch.where(var_r > floor, ev, torch.full_like(ev, float("nan"))).float()
 
 
 @torch.no_grad()
