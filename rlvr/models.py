@@ -466,12 +466,19 @@ def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, te
     backward pass recomputes the chunk's logits instead of keeping all of them.
     ``temperature`` 0 means greedy sampling, scored on the raw distribution (as the engine does).
     ``boundary = (k, h_b)``: run only the top ``k`` blocks from the hidden states ``h_b [N, T, H]``
-    entering them (:func:`boundary_hidden`, or captured by the rollout engine).
+    entering them (:func:`boundary_hidden`, or captured by the rollout engine). Rows that share a
+    prompt (a group's samples) then run its top-block states once (:func:`_shared_prompt_plan`, when
+    the cost model says it is cheaper); entries past a response's end (padding, masked wherever
+    log-probs are read) are then those of a zero state rather than of the padding token.
     """
     N, T = input_ids.shape
     P = T - response_len
     trunk, head, softcap = trunk_and_head(model)
-    hidden = _trunk_forward(trunk, input_ids, attention_mask, boundary)[:, P - 1 : T - 1]  # [N, R, H]
+    plan = _shared_prompt_plan(trunk, input_ids, attention_mask, response_len) if boundary is not None else None
+    if plan is not None:
+        hidden = _shared_prompt_forward(trunk, plan, boundary)  # [N, R, H]
+    else:
+        hidden = _trunk_forward(trunk, input_ids, attention_mask, boundary)[:, P - 1 : T - 1]  # [N, R, H]
     targets = input_ids[:, P:]  # [N, R]
     temperature = temperature or 1.0
     step = chunk_size or max(response_len, 1)
@@ -563,7 +570,7 @@ def _shared_prompt_plan(trunk, input_ids, attention_mask, response_len: int) -> 
 
 def _shared_prompt_forward(trunk, plan: dict, boundary: tuple[int, torch.Tensor]) -> torch.Tensor:
     """The top ``k`` blocks' final hidden states ``[N, R, H]`` at positions ``P-1 .. T-2`` (those
-    :func:`sequence_values` reads), run on the packed rows of :func:`_shared_prompt_plan` from the
+    :func:`sequence_values` and :func:`sequence_logprobs` read), run on the packed rows of :func:`_shared_prompt_plan` from the
     boundary states ``h_b [N, T, H]``; 0 where position ``P-1+j`` is padding (a response that ended)."""
     k, h = boundary
     N, T, P, R, G, L = (plan[x] for x in ("N", "T", "P", "R", "G", "L"))

@@ -166,3 +166,67 @@ def test_shared_prompt_states_with_responses_of_different_lengths(tmp_path):
     w = torch.linspace(-1, 1, N * R).reshape(N, R) * m
     for a, c in zip(torch.autograd.grad((fast * w).sum(), params), torch.autograd.grad((full * w).sum(), params)):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+
+
+def test_policy_top_blocks_see_each_prompt_once(tmp_path):
+    """The policy's log-probs from the boundary run each distinct prompt once in the trainable
+    blocks too: log-probs, entropies and the gradients of a policy loss are the full model's at every
+    real response token."""
+    from rlvr.models import sequence_logprobs
+
+    tr = Trainer(tiny_cfg(tmp_path, **{"algorithm.preset": "grpo", "model.trainable_layers": 1}))
+    b = _grouped_batch(tr)
+    ids, attn, m = b["input_ids"].clone(), b["attention_mask"].clone(), b["response_mask"].clone()
+    N, T = ids.shape
+    R = m.shape[1]
+    for row, cut in ((0, 2), (3, 4), (5, 1), (10, 5)):  # responses that ended early, right-padded
+        ids[row, T - cut:] = tr.tokenizer.pad_token_id
+        attn[row, T - cut:] = 0
+        m[row, R - cut:] = 0
+    assert 0 < int(m.sum()) < N * R
+    seen = []
+    top = block_list(tr.policy.base_model)[2][-1]
+    handle = top.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(kwargs.get("hidden_states", args[0] if args else None).shape[:2]),
+        with_kwargs=True)
+    fast, fast_ent = sequence_logprobs(tr.policy, ids, attn, R, temperature=0.7, return_entropy=True,
+                                       boundary=(1, b["boundary_hidden"]))
+    handle.remove()
+    assert sum(s[0] * s[1] for s in seen) < 0.75 * N * T
+    full, full_ent = sequence_logprobs(tr.policy, ids, attn, R, temperature=0.7, return_entropy=True)
+    torch.testing.assert_close(fast * m, full * m, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_ent * m, full_ent * m, rtol=1e-5, atol=1e-5)
+    params = [q for q in tr.policy.parameters() if q.requires_grad]
+    w = torch.linspace(-1, 1, N * R).reshape(N, R) * m
+    g_fast = torch.autograd.grad((fast * w).sum(), params, allow_unused=True)
+    g_full = torch.autograd.grad((full * w).sum(), params, allow_unused=True)
+    assert any(g is not None for g in g_fast)
+    for a, c in zip(g_fast, g_full):
+        assert (a is None) == (c is None)
+        if a is not None:
+            torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["grpo", "ctrl_critic"])
+def test_policy_step_from_the_boundary_equals_full_passes(tmp_path, preset):
+    """One step with the frozen-prefix cache (packed prompts in the policy's and critic's top block)
+    and one without: the same policy loss, gradient norm and policy weights to float32 rounding."""
+    def step(cache):
+        cfg = tiny_cfg(tmp_path, **{"algorithm.preset": preset, "model.trainable_layers": 1, "trainer.total_steps": 1,
+                                    "trainer.prompts_per_step": 3, "trainer.micro_batch_size": 12,
+                                    "trainer.frozen_prefix_cache": cache,
+                                    "trainer.output_dir": str(tmp_path / f"{preset}{cache}")})
+        tr = Trainer(cfg)
+        assert (tr.learner.top_k == 1) == cache
+        before = {n: q.detach().clone() for n, q in tr.policy.named_parameters() if q.requires_grad}
+        m = tr.train_step()
+        return m, before, {n: q.detach().clone() for n, q in tr.policy.named_parameters() if q.requires_grad}
+
+    (fm, fb, fa), (sm, sb, sa) = step(True), step(False)
+    assert fm["loss/policy"] == pytest.approx(sm["loss/policy"], rel=1e-5, abs=1e-6)
+    assert fm["grad_norm"] == pytest.approx(sm["grad_norm"], rel=1e-4)
+    moved = max(float((sa[n] - sb[n]).abs().max()) for n in sa)
+    assert moved > 1e-4
+    for n in sa:  # Adam's first step: about lr where |g| >> eps; rounding may flip a few near-zero entries
+        torch.testing.assert_close(fa[n], sa[n], rtol=0, atol=1e-3 * 1.0, msg=n)
+        assert float(((fa[n] - sa[n]).abs() > 1e-6).float().mean()) < 5e-3, n
