@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Pack the records of a study directory's runs into docs/results/add2_powered/runs.tar.gz:
+# Pack the records of a study directory's runs into docs/results/NAME/runs.tar.gz (as NAME/...):
 # compare.json, the base eval and, for every run, config.yaml, provenance.json, metrics.jsonl,
 # eval.jsonl, eval_items.jsonl, summary.json (finished runs only; no checkpoints).
-#   docs/results/add2_powered/pack.sh PATH/TO/runs/add2_powered
+#   docs/results/pack.sh add2_powered PATH/TO/runs/add2_powered
+#   docs/results/pack.sh chain4d1 PATH/TO/runs/chain4d1
 set -euo pipefail
-src=$(cd "$1" && pwd)
-dest="$(cd "$(dirname "$0")" && pwd)/runs.tar.gz"
-name=add2_powered
+name=$1
+src=$(cd "$2" && pwd)
+dest="$(cd "$(dirname "$0")" && pwd)/$name/runs.tar.gz"
+[ -d "$(dirname "$dest")" ] || { echo "pack.sh: no docs/results/$name"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/$name"
