@@ -460,9 +460,9 @@ def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, te
     the trunk states that predict each response token (for a shared-trunk :class:`ValueHead`).
 
     Memory: the trunk runs once, its hidden states are sliced to the R response positions
-    (``P-1 .. P+R-2``) before the LM head, and the head + float32 log-softmax run over chunks of
-    ``chunk_size`` response positions, so at most ``[N, chunk_size, V]`` float32 logits exist at a
-    time. With gradients on and ``chunk_size`` set, each chunk is activation-checkpointed, so the
+    (``P-1 .. P+R-2``) and to the response tokens that exist (entries after a response's end are 0)
+    before the LM head, and the head + float32 log-softmax run over chunks of ``N * chunk_size``
+    tokens, so at most ``[N * chunk_size, V]`` float32 logits exist at a time. With gradients on and ``chunk_size`` set, each chunk is activation-checkpointed, so the
     backward pass recomputes the chunk's logits instead of keeping all of them.
     ``temperature`` 0 means greedy sampling, scored on the raw distribution (as the engine does).
     ``boundary = (k, h_b)``: run only the top ``k`` blocks from the hidden states ``h_b [N, T, H]``
@@ -481,19 +481,25 @@ def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, te
         hidden = _trunk_forward(trunk, input_ids, attention_mask, boundary)[:, P - 1 : T - 1]  # [N, R, H]
     targets = input_ids[:, P:]  # [N, R]
     temperature = temperature or 1.0
-    step = chunk_size or max(response_len, 1)
+    # the LM head runs on the response tokens that exist, gathered into one contiguous [M, H] block
+    # (one GEMM; the padding after a response that ended is never scored: log-prob and entropy 0)
+    real = attention_mask[:, P:].bool()  # [N, R]
+    flat_h, flat_t = hidden[real], targets[real]  # [M, H], [M]
+    M = flat_t.shape[0]
+    step = N * chunk_size if chunk_size else max(M, 1)
     logps, ents = [], []
-    for s in range(0, response_len, step):
-        args = (head, softcap, temperature, return_entropy, hidden[:, s : s + step], targets[:, s : s + step])
+    for s in range(0, M, step):
+        args = (head, softcap, temperature, return_entropy, flat_h[None, s : s + step], flat_t[None, s : s + step])
         if chunk_size and torch.is_grad_enabled():
             lp, ent = checkpoint(_token_logprobs, *args, use_reentrant=False)
         else:
             lp, ent = _token_logprobs(*args)
-        logps.append(lp)
-        ents.append(ent)
-    out = [torch.cat(logps, dim=1) if logps else hidden.new_zeros((N, 0), dtype=torch.float32)]
+        logps.append(lp[0])
+        ents.append(ent[0] if return_entropy else ent)
+    zeros = hidden.new_zeros((N, response_len), dtype=torch.float32)
+    out = [zeros.masked_scatter(real, torch.cat(logps)) if logps else zeros]
     if return_entropy:
-        out.append(torch.cat(ents, dim=1) if ents else out[0].clone())
+        out.append(zeros.masked_scatter(real, torch.cat(ents)) if ents else zeros.clone())
     if return_hidden:
         out.append(hidden)
     return out[0] if len(out) == 1 else tuple(out)

@@ -86,6 +86,52 @@ def _env(tmp_path: Path) -> dict[str, str]:
             "RLVR_TEST_PIDS": str(tmp_path / "pids")}
 
 
+_LAUNCHED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_ranks():
+    """A test that fails half-way (an assertion before its processes ended) must not leave two
+    training processes running for the rest of the suite: kill each launch's whole session."""
+    yield
+    while _LAUNCHED:
+        proc = _LAUNCHED.pop()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+
+
+def _wait_for_first_step(proc: subprocess.Popen, tmp_path: Path, out: Path, timeout: float = 600) -> None:
+    """Until rank 1 has scored and process 0 has logged a step (a loaded machine: minutes)."""
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and metrics.read_text().strip() and (tmp_path / "pids" / "1").exists():
+            return
+        time.sleep(0.5)
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended (rc {proc.returncode}) before its first step\n{proc.communicate()[1][-3000:]}")
+    pytest.fail(f"no step logged after {timeout:.0f} s")
+
+
+def _run_launch(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """subprocess.run for ``accelerate launch``: on a timeout the launcher *and* its ranks are killed
+    (subprocess.run would kill only the launcher and leave the ranks running)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    _LAUNCHED.append(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _train(tmp_path: Path, fn: str, *overrides: str, weight: str | None = None) -> tuple[subprocess.Popen, Path]:
     (tmp_path / "pids").mkdir(exist_ok=True)
     (tmp_path / "rank_rewards.py").write_text(REWARDS)
@@ -99,6 +145,7 @@ def _train(tmp_path: Path, fn: str, *overrides: str, weight: str | None = None) 
     cmd = _launch_cmd("-m", "rlvr.cli", "train", str(recipe), f"trainer.output_dir={out}", *overrides)
     proc = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    _LAUNCHED.append(proc)
     return proc, out
 
 
@@ -188,12 +235,7 @@ def test_dpo_with_no_pairs_on_one_rank_trains_on_the_other_without_a_hang(tmp_pa
 def test_sigterm_to_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
     proc, out = _train(tmp_path, "rank0_flat", "trainer.total_steps=100000")
     metrics = out / "metrics.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and metrics.read_text().strip() and (tmp_path / "pids" / "1").exists():
-            break
-        time.sleep(0.5)
-    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    _wait_for_first_step(proc, tmp_path, out)
     os.kill(int((tmp_path / "pids" / "1").read_text()), signal.SIGTERM)
     t0 = time.time()
     rc, stdout, err = _finish(proc, 120)
@@ -211,13 +253,7 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_p
 def test_a_dead_rank_ends_the_other_within_the_collective_timeout(tmp_path):
     """A rank killed outright (as after a second signal) never leaves its peer waiting forever."""
     proc, out = _train(tmp_path, "rank0_flat", "trainer.total_steps=100000", "trainer.dist_timeout_s=30")
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and metrics.read_text().strip() and (tmp_path / "pids" / "1").exists():
-            break
-        time.sleep(0.5)
-    assert proc.poll() is None
+    _wait_for_first_step(proc, tmp_path, out)
     os.kill(int((tmp_path / "pids" / "1").read_text()), signal.SIGKILL)
     rc, _, _ = _finish(proc, 120)
     assert rc != 0
@@ -269,8 +305,8 @@ def test_two_processes_equal_one_process_on_the_same_data(tmp_path):
     single = subprocess.run([sys.executable, str(script), str(recipe), str(tmp_path / "rec"), str(tmp_path / "one"), "4"],
                             env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
-    multi = subprocess.run(_launch_cmd(str(script), str(recipe), str(tmp_path / "rec"), str(tmp_path / "two"), "2"),
-                           env=env, capture_output=True, text=True, timeout=600)
+    multi = _run_launch(_launch_cmd(str(script), str(recipe), str(tmp_path / "rec"), str(tmp_path / "two"), "2"),
+                        env, 600)
     assert multi.returncode == 0, multi.stderr[-3000:]
     for name in ("grpo", "reinforce_pp", "ppo", "ctrl_group", "dpo"):
         one = torch.load(tmp_path / "one" / f"{name}.pt")
@@ -319,8 +355,7 @@ def test_a_script_that_never_ends_the_process_group_exits_cleanly(tmp_path):
     script = tmp_path / "exit.py"
     script.write_text(EXIT_SCRIPT)
     (tmp_path / "pids").mkdir()
-    done = subprocess.run(_launch_cmd(str(script), str(recipe), str(tmp_path)), env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=600)
+    done = _run_launch(_launch_cmd(str(script), str(recipe), str(tmp_path)), _env(tmp_path), 600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "terminate called" not in done.stderr
     assert (tmp_path / "rank0").read_text() == "False" and (tmp_path / "rank1").read_text() == "False"

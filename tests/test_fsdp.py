@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_distributed import RECIPE, REWARDS, _env, _finish, _free_port, _launcher, _train, read_jsonl
+from test_distributed import (RECIPE, REWARDS, _env, _finish, _free_port, _launcher, _no_leftover_ranks,  # noqa: F401
+                              _run_launch, _train, read_jsonl)
 
 ROOT = Path(__file__).resolve().parents[1]
 # seconds per launch (a few tens on an idle 2-core machine; raise it on a machine shared with other work)
@@ -164,13 +165,11 @@ def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tmp_path):
     run = subprocess.run([sys.executable, str(script), str(recipe), str(rec), str(one), "4", "train"],
                          env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert run.returncode == 0, run.stderr[-3000:]
-    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "train"),
-                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    run = _run_launch(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "train"), env, TIMEOUT)
     assert run.returncode == 0, run.stderr[-3000:]
     check_steps(one, two)
     # resume in a fresh 2-process launch: the next step equals the uninterrupted run's, exactly
-    run = subprocess.run(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "resume"),
-                         env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    run = _run_launch(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "resume"), env, TIMEOUT)
     assert run.returncode == 0, run.stderr[-3000:]
     check_resume(two)
 

@@ -158,7 +158,9 @@ def test_cli_train_and_accelerate_two_processes(tmp_path):
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlvr.cli", "train", str(recipe),
            f"trainer.output_dir={out}"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    from test_distributed import _run_launch
+
+    res = _run_launch(cmd, env, 600)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
