@@ -105,3 +105,30 @@ def test_bench_step_runs_presets_round_robin_and_reports_paired_ratios(tmp_path,
     assert pair["cpu_s_of_medians"] == (statistics.median(x["cpu_s"] for x in a)
                                         / statistics.median(y["cpu_s"] for y in b))
     assert "time/logprob" in r["results"][1]["median"]  # the critic's value pass is timed
+
+
+def test_bench_logprobs_times_both_variants_on_one_sampled_batch(tmp_path):
+    """`rlvr bench logprobs`: one batch sampled with the boundary states, forward + backward timed with
+    the rows as they are and with each prompt once; the JSON describes the batch."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("model: {name: tiny-random, trainable_layers: 1}\ndata: {train: 'arithmetic:add2', train_limit: 32}\n"
+                      "rollout: {n: 4, max_new_tokens: 6}\nreward: {workers: 0, verifier: test_len_parity}\n"
+                      "trainer: {prompts_per_step: 2, micro_batch_size: 4}\n")
+    out = tmp_path / "lp.json"
+    rc = main(["bench", "logprobs", str(recipe), "--prompts", "3", "--repeats", "1", "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["batch"]["rows"] == 12 and r["batch"]["prompts"] == 3 and r["batch"]["micro_batch_size"] == 4
+    assert r["batch"]["trainable_blocks"] == 1 and 0 < r["batch"]["real_response_tokens"] <= 12 * 6
+    assert set(r["fwd_bwd_cpu_s"]) == {"rows", "each_prompt_once"} and all(v > 0 for v in r["fwd_bwd_cpu_s"].values())
+    import rlvr.models as M
+    assert M._shared_prompt_plan.__name__ == "_shared_prompt_plan"  # restored after the run
+
+
+def test_bench_logprobs_refuses_a_run_without_the_frozen_prefix(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("model: {name: tiny-random}\ndata: {train: 'arithmetic:add2', train_limit: 32}\n"
+                      "rollout: {n: 2, max_new_tokens: 4}\nreward: {workers: 0, verifier: test_len_parity}\n")
+    rc = main(["bench", "logprobs", str(recipe), "--prompts", "1", "--repeats", "1", "--out", str(tmp_path / "x.json")])
+    assert rc != 0 and "frozen-prefix path" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "step": ("rlvr.bench.step", "wall-clock and CPU cost of whole training steps, per phase and preset"),
     "weightpush": ("rlvr.bench.weightpush", "the trainer's weight push to rlvr rollout-server, per transport"),
     "task": ("rlvr.bench.task", "a task's fit for a study: mixed groups, lengths, truncation"),
+    "logprobs": ("rlvr.bench.logprobs", "policy log-prob pass on one batch, per row vs each prompt once"),
 }
 
 
