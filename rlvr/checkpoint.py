@@ -98,22 +98,25 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: tor
 def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
     """Remove every complete ``step_<N>`` checkpoint but the ``keep`` newest; the removed paths.
     A new checkpoint is complete before an old one goes, so a crash here loses nothing resumable."""
-    root = Path(run_dir) / "checkpoints"
-    steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and
-                   (p / "trainer_state.pt").is_file())
+    steps = _complete_checkpoints(run_dir)
     gone = [p for _, p in steps[:-keep]] if len(steps) > keep else []
     for p in gone:
         shutil.rmtree(p)
     return gone
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
+def _complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete ``checkpoints/step_<N>`` (its trainer_state.pt written), by step."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and
-             (p / "trainer_state.pt").is_file()]
-    return max(steps)[1] if steps else None
+        return []
+    return sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and
+                  (p / "trainer_state.pt").is_file())
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    steps = _complete_checkpoints(run_dir)
+    return steps[-1][1] if steps else None
 
 
 def _numpy_array_globals() -> list[Any]:

@@ -462,8 +462,9 @@ def sequence_logprobs(model, input_ids, attention_mask, response_len: int, *, te
     Memory: the trunk runs once, its hidden states are sliced to the R response positions
     (``P-1 .. P+R-2``) and to the response tokens that exist (entries after a response's end are 0)
     before the LM head, and the head + float32 log-softmax run over chunks of ``N * chunk_size``
-    tokens, so at most ``[N * chunk_size, V]`` float32 logits exist at a time. With gradients on and ``chunk_size`` set, each chunk is activation-checkpointed, so the
-    backward pass recomputes the chunk's logits instead of keeping all of them.
+    tokens, so at most ``[N * chunk_size, V]`` float32 logits exist at a time. With gradients on
+    and ``chunk_size`` set, each chunk is activation-checkpointed, so the backward pass recomputes
+    the chunk's logits instead of keeping all of them.
     ``temperature`` 0 means greedy sampling, scored on the raw distribution (as the engine does).
     ``boundary = (k, h_b)``: run only the top ``k`` blocks from the hidden states ``h_b [N, T, H]``
     entering them (:func:`boundary_hidden`, or captured by the rollout engine). Rows that share a
@@ -576,8 +577,9 @@ def _shared_prompt_plan(trunk, input_ids, attention_mask, response_len: int) -> 
 
 def _shared_prompt_forward(trunk, plan: dict, boundary: tuple[int, torch.Tensor]) -> torch.Tensor:
     """The top ``k`` blocks' final hidden states ``[N, R, H]`` at positions ``P-1 .. T-2`` (those
-    :func:`sequence_values` and :func:`sequence_logprobs` read), run on the packed rows of :func:`_shared_prompt_plan` from the
-    boundary states ``h_b [N, T, H]``; 0 where position ``P-1+j`` is padding (a response that ended)."""
+    :func:`sequence_values` and :func:`sequence_logprobs` read), run on the packed rows of
+    :func:`_shared_prompt_plan` from the boundary states ``h_b [N, T, H]``; 0 where position
+    ``P-1+j`` is padding (a response that ended)."""
     k, h = boundary
     N, T, P, R, G, L = (plan[x] for x in ("N", "T", "P", "R", "G", "L"))
     inv, offset, first, real, attn = (plan[x] for x in ("inv", "offset", "first", "real", "attention_mask"))

@@ -132,3 +132,14 @@ def test_bench_logprobs_refuses_a_run_without_the_frozen_prefix(tmp_path, capsys
     rc = main(["bench", "logprobs", str(recipe), "--prompts", "1", "--repeats", "1", "--out", str(tmp_path / "x.json")])
     assert rc != 0 and "frozen-prefix path" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_write_result_moves_earlier_runs_to_history(tmp_path):
+    from rlvr.bench import write_result
+
+    out = tmp_path / "r.json"
+    for i in range(3):
+        write_result(out, {"run": i})
+    assert json.loads(out.read_text()) == {"run": 2, "history": [{"run": 0}, {"run": 1}]}
+    write_result(out, {"run": 3}, keep=1)  # weightpush keeps its last 10 this way
+    assert json.loads(out.read_text()) == {"run": 3, "history": [{"run": 2}]}

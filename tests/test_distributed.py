@@ -117,19 +117,20 @@ def _wait_for_first_step(proc: subprocess.Popen, tmp_path: Path, out: Path, time
     pytest.fail(f"no step logged after {timeout:.0f} s")
 
 
-def _run_launch(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-    """subprocess.run for ``accelerate launch``: on a timeout the launcher *and* its ranks are killed
-    (subprocess.run would kill only the launcher and leave the ranks running)."""
+def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``accelerate launch ...`` in a session of its own (the launcher and its ranks are killed
+    together: on a timeout in :func:`_finish`, and by :func:`_no_leftover_ranks` after a test)."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     _LAUNCHED.append(proc)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"still running after {timeout:.0f} s\n{err[-3000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return proc
+
+
+def _run_launch(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """subprocess.run for ``accelerate launch``: on a timeout the launcher *and* its ranks are killed
+    (subprocess.run would kill only the launcher and leave the ranks running)."""
+    rc, out, err = _finish(_start(cmd, env), timeout)
+    return subprocess.CompletedProcess(cmd, rc, out, err)
 
 
 def _train(tmp_path: Path, fn: str, *overrides: str, weight: str | None = None) -> tuple[subprocess.Popen, Path]:
@@ -143,10 +144,7 @@ def _train(tmp_path: Path, fn: str, *overrides: str, weight: str | None = None) 
     recipe.write_text(text)
     out = tmp_path / "run"
     cmd = _launch_cmd("-m", "rlvr.cli", "train", str(recipe), f"trainer.output_dir={out}", *overrides)
-    proc = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    _LAUNCHED.append(proc)
-    return proc, out
+    return _start(cmd, _env(tmp_path)), out
 
 
 def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:

@@ -24,6 +24,19 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 
+def write_result(path: Path, entry: dict, keep: int | None = None) -> None:
+    """Write ``entry`` as the JSON at ``path``; the runs already there move to its ``history``
+    (the newest ``keep`` of them, or all)."""
+    import json
+
+    history: list = []
+    if path.is_file():
+        old = json.loads(path.read_text())
+        history = old.pop("history", []) + [old]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**entry, "history": history[-keep:] if keep else history}, indent=2) + "\n")
+
+
 def load(name: str) -> ModuleType:
     """The module of benchmark ``name`` (KeyError for an unknown one)."""
     return importlib.import_module(BENCHMARKS[name][0])

@@ -11,14 +11,13 @@ variant, alternating variants; the best CPU seconds of each go to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rlvr.bench import RESULTS_DIR
+from rlvr.bench import RESULTS_DIR, write_result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,9 +93,6 @@ def run(args: argparse.Namespace) -> int:
     for name, sec in best.items():
         print(f"{name}: {sec:.2f} CPU s forward + backward over {N} rows ({-(-N // mb)} micro-batches of {mb})")
     out = Path(args.out or RESULTS_DIR / f"logprobs_{device}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(out.read_text()) if out.is_file() else None
-    history = (old.get("history", []) + [{k2: v for k2, v in old.items() if k2 != "history"}]) if old else []
-    out.write_text(json.dumps({**entry, "history": history}, indent=2))
+    write_result(out, entry)
     print(f"wrote {out}")
     return 0

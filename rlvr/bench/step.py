@@ -14,13 +14,14 @@ average before and after, so numbers from a shared machine can be told from clea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from rlvr.bench import write_result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -127,9 +128,6 @@ def run(args: argparse.Namespace) -> int:
         "results": results, "ratios": pair_rows, "order": "round-robin",
     }
     out = Path(args.out or f"benchmarks/results/step_{device}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(out.read_text()) if out.is_file() else None
-    history = (old.get("history", []) + [{k: v for k, v in old.items() if k != "history"}]) if old else []
-    out.write_text(json.dumps({**entry, "history": history}, indent=2))
+    write_result(out, entry)
     print(f"wrote {out}")
     return 0

@@ -13,7 +13,6 @@ The median is reported. Writes ``benchmarks/results/weightpush_<device>.json`` (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from rlvr.bench import RESULTS_DIR
+from rlvr.bench import RESULTS_DIR, write_result
 from rlvr.errors import ConfigError
 
 
@@ -56,12 +55,7 @@ def start_server(model_path: str, dtype: str, timeout_s: float,
 
 
 def _write(out: Path, result: dict) -> None:
-    history = []
-    if out.exists():
-        old = json.loads(out.read_text())
-        history = old.pop("history", []) + [old]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**result, "history": history[-10:]}, indent=2) + "\n")
+    write_result(out, result, keep=10)
 
 
 def run(args: argparse.Namespace) -> int:
