@@ -299,11 +299,12 @@ ARITHMETIC = {  # variant -> (range of a, range of b, operator)
 ARITHMETIC_SIZES = {"train": 5000, "test": 500}  # default sizes when limit is None
 
 
-def _split_of(a: int, b: int, holdout: int = 10) -> str:
-    """Fixed split of the pair (a, b): 1 in ``holdout`` pairs is "test" (crc32 hash), independent of
-    the seed, so train and test are disjoint by construction for every seed and size. The test pairs
-    of ``holdout=10`` are among those of any divisor of 10 (5, 2): a wider split keeps the old items."""
-    return "test" if zlib.crc32(f"{a},{b}".encode()) % holdout == 0 else "train"
+def _split_of(terms, holdout: int = 10) -> str:
+    """Fixed split of the operands ``terms`` (a pair (a, b), or a chain's tuple): 1 in ``holdout``
+    is "test" (crc32 of "a,b,..."), independent of the seed, so train and test are disjoint by
+    construction for every seed and size. The test items of ``holdout=10`` are among those of any
+    divisor of 10 (5, 2): a wider split keeps the old items."""
+    return "test" if zlib.crc32(",".join(map(str, terms)).encode()) % holdout == 0 else "train"
 
 
 def _arith_variant(variant: str) -> tuple[str, int]:
@@ -323,7 +324,7 @@ def _arith_variant(variant: str) -> tuple[str, int]:
 def _arith_pairs(variant: str, split: str, count: int, rng: random.Random) -> list[tuple[int, int]]:
     variant, holdout = _arith_variant(variant)
     (a0, a1), (b0, b1), op = ARITHMETIC[variant]
-    ok = lambda a, b: _split_of(a, b, holdout) == split and (op != "-" or a >= b)  # noqa: E731
+    ok = lambda a, b: _split_of((a, b), holdout) == split and (op != "-" or a >= b)  # noqa: E731
     if (a1 - a0 + 1) * (b1 - b0 + 1) <= 200_000:  # small space: enumerate, shuffle
         pairs = [(a, b) for a in range(a0, a1 + 1) for b in range(b0, b1 + 1) if ok(a, b)]
         rng.shuffle(pairs)
@@ -371,12 +372,6 @@ def _chain_question(terms) -> str:
             + CHAIN_INSTRUCTION.format(k=len(terms), steps=len(terms) - 1))
 
 
-def _chain_split(terms, holdout: int) -> str:
-    """1 in ``holdout`` tuples is "test" (crc32 of "a,b,c,..."), whatever the seed; as for the pairs
-    (:func:`_split_of`), the test tuples of 1 in 10 are among those of 1 in 5 and 1 in 2."""
-    return "test" if zlib.crc32(",".join(map(str, terms)).encode()) % holdout == 0 else "train"
-
-
 def _chain_shot(k: int, lo: int, hi: int) -> tuple[int, ...]:
     """The worked example's tuple: fixed per (k, digits), distinct terms, and a running total that
     crosses a multiple of ten (so the example shows a carry)."""
@@ -408,7 +403,7 @@ def _chain_examples(variant: str, split: str, count: int, seed: int, system: str
     k, d, holdout = chain_variant(variant)
     lo, hi = (1 if d == 1 else 10 ** (d - 1)), 10**d - 1
     shot = _chain_shot(k, lo, hi)
-    ok = lambda t: t != shot and _chain_split(t, holdout) == split  # noqa: E731
+    ok = lambda t: t != shot and _split_of(t, holdout) == split  # noqa: E731
     rng = random.Random(f"arithmetic:{variant}:{split}:{seed}")
     if (hi - lo + 1) ** k <= CHAIN_ENUMERATE:
         tuples = [t for t in itertools.product(range(lo, hi + 1), repeat=k) if ok(t)]
