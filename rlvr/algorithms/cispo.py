@@ -9,10 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import bool_mask, check_2d, check_finite, check_shape
-from .diagnostics import _broadcast_adv, clip_table
-from .kl import _MAX_LOG_RATIO, kl_estimate
-from .losses import POLICY_LOSSES, aggregate
+from .diagnostics import clip_table
+from .kl import _MAX_LOG_RATIO
+from .losses import POLICY_LOSSES, _no_dual_clip, _policy_inputs, _token_stats, _weigh_and_aggregate
 
 
 @POLICY_LOSSES.register("cispo")
@@ -42,30 +41,20 @@ def cispo_loss(
     Stats: the ``clip_table`` cells over tokens, clip/frac (fraction of tokens whose weight was
     truncated, either side), ratio/mean, ratio/max, kl/old.
     """
-    if dual_clip is not None:
-        raise ValueError("cispo_loss has no dual clip; dual_clip must be None")
-    check_2d(logp, "logp")
-    check_shape(old_logp, logp.shape, "old_logp", "logp")
-    m = bool_mask(mask, logp, like_name="logp")
-    adv = _broadcast_adv(advantages, logp)
-    check_finite(adv, "advantages", m)
+    _no_dual_clip(dual_clip, "cispo_loss")
+    m, adv, zero = _policy_inputs(logp, old_logp, advantages, mask)
     if clip_low is not None and not 0 <= clip_low <= 1:
         raise ValueError(f"need 0 <= clip_low <= 1 (or None), got {clip_low}")
     if clip_high is not None and not clip_high >= 0:
         raise ValueError(f"need clip_high >= 0 (or None), got {clip_high}")
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    adv = torch.where(m, adv.to(logp.dtype), zero)
     lp = torch.where(m, logp, zero)
     r = torch.exp(torch.where(m, logp - old_logp, zero).detach().clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
     lo = None if clip_low is None else 1 - clip_low
     hi = None if clip_high is None else 1 + clip_high
     w = r if lo is None and hi is None else r.clamp(lo, hi)  # [B, T], detached
     loss_tok = -w * adv * torch.exp(lp - lp.detach())
-    if tis_weights is not None:
-        check_shape(tis_weights, logp.shape, "tis_weights", "logp")
-        check_finite(tis_weights, "tis_weights", m)
-        loss_tok = loss_tok * torch.where(m, tis_weights.detach().to(logp.dtype), zero)
-    loss = aggregate(loss_tok, m, agg, norm_len=norm_len, num_tokens=num_tokens, num_seqs=num_seqs)
+    loss = _weigh_and_aggregate(loss_tok, m, zero, tis_weights, agg, norm_len=norm_len, num_tokens=num_tokens,
+                                num_seqs=num_seqs)
 
     with torch.no_grad():
         stats = clip_table(r, adv, m, clip_low, clip_high)
@@ -74,8 +63,4 @@ def cispo_loss(
         stats["clip/dual"] = torch.zeros((), dtype=logp.dtype, device=logp.device)  # no dual clip here
         stats["ratio/mean"] = torch.where(m, r, zero).sum() / n
         stats["ratio/max"] = torch.where(m, r, torch.full_like(r, -torch.inf)).max()
-        kl_old = kl_estimate(old_logp.detach(), logp.detach(), "k3")
-        stats["kl/old"] = torch.where(m, kl_old, zero).sum() / n
-        if tis_weights is not None:
-            stats["tis/mean"] = torch.where(m, tis_weights.detach().to(logp.dtype), zero).sum() / n
-    return loss, stats
+    return loss, _token_stats(stats, logp, old_logp, m, zero, tis_weights)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import bool_mask, check_2d, check_finite, check_shape
-from .diagnostics import _broadcast_adv, clip_table
-from .kl import _MAX_LOG_RATIO, kl_estimate
-from .losses import POLICY_LOSSES, aggregate
+from ._checks import bool_mask
+from .diagnostics import clip_table
+from .kl import _MAX_LOG_RATIO
+from .losses import POLICY_LOSSES, _clip_band, _no_dual_clip, _policy_inputs, _token_stats, _weigh_and_aggregate
 
 
 def sequence_log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
@@ -53,30 +53,17 @@ def gspo_loss(
     Stats: the ``clip_table`` cells over sequences (fractions of sequences), clip/frac, ratio/mean and
     ratio/max of s_b, and kl/old (k3 of KL(pi_old || pi) over tokens).
     """
-    if dual_clip is not None:
-        raise ValueError("gspo_loss has no dual clip; dual_clip must be None")
-    check_2d(logp, "logp")
-    check_shape(old_logp, logp.shape, "old_logp", "logp")
-    m = bool_mask(mask, logp, like_name="logp")
-    adv = _broadcast_adv(advantages, logp)
-    check_finite(adv, "advantages", m)
-    if clip_low is not None:
-        clip_high = clip_low if clip_high is None else clip_high
-        if not (0 <= clip_low < 1 and clip_high >= 0):
-            raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    adv = torch.where(m, adv.to(logp.dtype), zero)
+    _no_dual_clip(dual_clip, "gspo_loss")
+    m, adv, zero = _policy_inputs(logp, old_logp, advantages, mask)
+    clip_high = _clip_band(clip_low, clip_high)
     log_s = sequence_log_ratio(logp, old_logp, m).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [B]
     lp = torch.where(m, logp, zero)
     ratio = torch.exp(log_s.detach()[:, None] + lp - lp.detach())  # [B, T], value s_b on every token
     loss_tok = -adv * ratio
     if clip_low is not None:
         loss_tok = torch.maximum(loss_tok, -adv * ratio.clamp(1 - clip_low, 1 + clip_high))
-    if tis_weights is not None:
-        check_shape(tis_weights, logp.shape, "tis_weights", "logp")
-        check_finite(tis_weights, "tis_weights", m)
-        loss_tok = loss_tok * torch.where(m, tis_weights.detach().to(logp.dtype), zero)
-    loss = aggregate(loss_tok, m, agg, norm_len=norm_len, num_tokens=num_tokens, num_seqs=num_seqs)
+    loss = _weigh_and_aggregate(loss_tok, m, zero, tis_weights, agg, norm_len=norm_len, num_tokens=num_tokens,
+                                num_seqs=num_seqs)
 
     with torch.no_grad():
         valid = m.any(dim=1)  # [B]
@@ -89,8 +76,4 @@ def gspo_loss(
         n_seq = valid.sum().clamp(min=1)
         stats["ratio/mean"] = torch.where(valid, s, zero).sum() / n_seq
         stats["ratio/max"] = torch.where(valid, s, torch.full_like(s, -torch.inf)).max()
-        kl_old = kl_estimate(old_logp.detach(), logp.detach(), "k3")
-        stats["kl/old"] = torch.where(m, kl_old, zero).sum() / m.sum().clamp(min=1)
-        if tis_weights is not None:
-            stats["tis/mean"] = torch.where(m, tis_weights.detach().to(logp.dtype), zero).sum() / m.sum().clamp(min=1)
-    return loss, stats
+    return loss, _token_stats(stats, logp, old_logp, m, zero, tis_weights)

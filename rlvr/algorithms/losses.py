@@ -84,6 +84,62 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
     return lse - (p * z).sum(dim=-1)
 
 
+# ----------------------------------------------------------------------------- shared by the policy losses
+
+def _policy_inputs(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The checks every policy loss makes on its inputs: ``(m, adv, zero)`` with ``m`` the bool mask,
+    ``adv`` the advantages broadcast to [B, T] in logp's dtype (0 where masked) and ``zero`` a 0-dim
+    tensor of logp's dtype and device."""
+    check_2d(logp, "logp")
+    check_shape(old_logp, logp.shape, "old_logp", "logp")
+    m = bool_mask(mask, logp, like_name="logp")
+    adv = _broadcast_adv(advantages, logp)
+    check_finite(adv, "advantages", m)
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    return m, torch.where(m, adv.to(logp.dtype), zero), zero
+
+
+def _clip_band(clip_low: float | None, clip_high: float | None) -> float | None:
+    """A PPO-style clip band ``[1 - clip_low, 1 + clip_high]``, checked; returns ``clip_high``
+    (``clip_low`` when None). ``clip_low=None`` (no clipping) passes through."""
+    if clip_low is None:
+        return clip_high
+    clip_high = clip_low if clip_high is None else clip_high
+    if not (0 <= clip_low < 1 and clip_high >= 0):
+        raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
+    return clip_high
+
+
+def _no_dual_clip(dual_clip: float | None, loss: str) -> None:
+    if dual_clip is not None:
+        raise ValueError(f"{loss} has no dual clip; dual_clip must be None")
+
+
+def _weigh_and_aggregate(loss_tok: Tensor, m: Tensor, zero: Tensor, tis_weights: Tensor | None, agg: str,
+                         **norm) -> Tensor:
+    """``aggregate(l_t * sg(tis_t), m, agg)``: per-token losses times the (detached, checked)
+    truncated importance weights when given, then reduced over tokens."""
+    if tis_weights is not None:
+        check_shape(tis_weights, loss_tok.shape, "tis_weights", "logp")
+        check_finite(tis_weights, "tis_weights", m)
+        loss_tok = loss_tok * torch.where(m, tis_weights.detach().to(loss_tok.dtype), zero)
+    return aggregate(loss_tok, m, agg, **norm)
+
+
+@torch.no_grad()
+def _token_stats(stats: dict[str, Tensor], logp: Tensor, old_logp: Tensor, m: Tensor, zero: Tensor,
+                 tis_weights: Tensor | None) -> dict[str, Tensor]:
+    """Adds the stats every policy loss reports over its valid tokens: ``kl/old``, the k3 estimate of
+    KL(pi_old || pi) on the rollout tokens (they are samples of pi_old), and ``tis/mean`` when
+    ``tis_weights`` are given."""
+    n = m.sum().clamp(min=1)
+    kl_old = kl_estimate(old_logp.detach(), logp.detach(), "k3")
+    stats["kl/old"] = torch.where(m, kl_old, zero).sum() / n
+    if tis_weights is not None:
+        stats["tis/mean"] = torch.where(m, tis_weights.detach().to(logp.dtype), zero).sum() / n
+    return stats
+
+
 @torch.no_grad()
 def truncated_is_weights(old_logp: Tensor, rollout_logp: Tensor, mask: Tensor, cap: float = 2.0) -> Tensor:
     """Token-level truncated importance weights w_t = min(pi_old(y_t) / pi_rollout(y_t), cap).
@@ -163,22 +219,13 @@ def policy_loss(
     where the clip binds), clip/dual (where the dual clip binds), ratio/mean, ratio/max, and kl/old,
     the k3 estimate of KL(pi_old || pi) on the rollout tokens.
     """
-    check_2d(logp, "logp")
-    check_shape(old_logp, logp.shape, "old_logp", "logp")
-    m = bool_mask(mask, logp, like_name="logp")
-    adv = _broadcast_adv(advantages, logp)
-    check_finite(adv, "advantages", m)
-    if clip_low is not None:
-        clip_high = clip_low if clip_high is None else clip_high
-        if not (0 <= clip_low < 1 and clip_high >= 0):
-            raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
+    m, adv, zero = _policy_inputs(logp, old_logp, advantages, mask)
+    clip_high = _clip_band(clip_low, clip_high)
     if dual_clip is not None:
         if clip_low is None:
             raise ValueError("dual_clip needs clipping (clip_low is None)")
         if not dual_clip > 1:
             raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    adv = torch.where(m, adv.to(logp.dtype), zero)
     log_ratio = torch.where(m, logp - old_logp, zero).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
     ratio = torch.exp(log_ratio)  # [B, T], 1 at masked positions
     loss_tok = -adv * ratio
@@ -187,11 +234,8 @@ def policy_loss(
         loss_tok = torch.maximum(loss_tok, clipped)  # = -min(rA, clip(r)A)
         if dual_clip is not None:
             loss_tok = torch.where(adv < 0, torch.minimum(loss_tok, -dual_clip * adv), loss_tok)
-    if tis_weights is not None:
-        check_shape(tis_weights, logp.shape, "tis_weights", "logp")
-        check_finite(tis_weights, "tis_weights", m)
-        loss_tok = loss_tok * torch.where(m, tis_weights.detach().to(logp.dtype), zero)
-    loss = aggregate(loss_tok, m, agg, norm_len=norm_len, num_tokens=num_tokens, num_seqs=num_seqs)
+    loss = _weigh_and_aggregate(loss_tok, m, zero, tis_weights, agg, norm_len=norm_len, num_tokens=num_tokens,
+                                num_seqs=num_seqs)
 
     with torch.no_grad():
         r = ratio.detach()
@@ -202,11 +246,7 @@ def policy_loss(
         stats["clip/dual"] = dual.sum() / n
         stats["ratio/mean"] = torch.where(m, r, zero).sum() / n
         stats["ratio/max"] = torch.where(m, r, torch.full_like(r, -torch.inf)).max()
-        kl_old = kl_estimate(old_logp.detach(), logp.detach(), "k3")  # samples from pi_old; k3 with r_t
-        stats["kl/old"] = torch.where(m, kl_old, zero).sum() / n
-        if tis_weights is not None:
-            stats["tis/mean"] = torch.where(m, tis_weights.detach().to(logp.dtype), zero).sum() / n
-    return loss, stats
+    return loss, _token_stats(stats, logp, old_logp, m, zero, tis_weights)
 
 
 @UPDATE_RULES.register("first_order")
