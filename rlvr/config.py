@@ -7,8 +7,6 @@ dataclass annotations, so ``rollout.n=eight`` fails with the field named, before
 """
 from __future__ import annotations
 
-import math
-
 import dataclasses
 import difflib
 import math

@@ -228,5 +228,6 @@ def test_policy_step_from_the_boundary_equals_full_passes(tmp_path, preset):
     moved = max(float((sa[n] - sb[n]).abs().max()) for n in sa)
     assert moved > 1e-4
     for n in sa:  # Adam's first step: about lr where |g| >> eps; rounding may flip a few near-zero entries
+        torch.testing.assert_close(fb[n], sb[n], rtol=0, atol=0, msg=n)  # the same starting weights
         torch.testing.assert_close(fa[n], sa[n], rtol=0, atol=1e-3 * 1.0, msg=n)
         assert float(((fa[n] - sa[n]).abs() > 1e-6).float().mean()) < 5e-3, n

@@ -538,11 +538,8 @@ def test_unprivileged_user_namespace_mode():
     """The mode a non-root scorer gets (a user namespace whose only uid is 65534 inside), run
     here as the real uid 65534 with the system interpreter (when this machine has one)."""
     import shutil
-    import subprocess
     import tempfile
     from pathlib import Path
-
-    from verifiers.sandbox import bwrap_path
 
     python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None)
     if os.geteuid() != 0 or shutil.which("setpriv") is None or python is None:

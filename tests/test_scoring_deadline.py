@@ -18,8 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import verifiers
 from verifiers.math import MathVerifier, text_too_large, too_large
 

@@ -3,7 +3,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 import torch
 
 from rlvr.algorithms.presets import PRESETS
-from rlvr.config import from_dict
 from rlvr.errors import ConfigError
 from rlvr.trainer import NonFiniteLossError, Trainer
 from tiny import tiny_cfg

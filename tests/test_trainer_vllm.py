@@ -1,6 +1,5 @@
 """Full training steps with ``rollout.engine: vllm`` (skipped when vLLM is not importable)."""
 import json
-from pathlib import Path
 
 import pytest
 import torch

@@ -199,6 +199,7 @@ def main(argv):
     child = None
     police = os.getpid() == 1  # (it sees every process of the sandbox only as its pid 1)
     killed = None
+    budget = 0  # bytes; set by each "run" request before its child exists
     while True:
         if child is not None and police and killed is None:
             if not select.select([ctl], [], [], POLL_S)[0]:
