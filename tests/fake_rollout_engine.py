@@ -79,3 +79,29 @@ class FakeEngine:
 
     def prompt_logprobs(self, token_ids):
         return torch.zeros(len(token_ids) - 1)
+
+
+# ----------------------------------------------------------------------------- helpers of the server tests
+
+def tokenizer(text):
+    """The tokenizer a client needs to count prompt tokens: three tokens for any text."""
+    return {"input_ids": [1, 2, 3]}
+
+
+def make_model(seed: int = 0) -> torch.nn.Module:
+    """A small trainer-side model whose weights the tests push."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+
+
+def moved(model: torch.nn.Module, by: float) -> torch.nn.Module:
+    """``model`` with ``by`` added to every weight (in place)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(by)
+    return model
+
+
+def same(engine: FakeEngine, model: torch.nn.Module) -> bool:
+    """Whether the engine holds exactly ``model``'s weights."""
+    return all(torch.equal(engine.state[k], v) for k, v in model.state_dict().items())

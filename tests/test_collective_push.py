@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from fake_rollout_engine import FakeEngine
+from fake_rollout_engine import FakeEngine, make_model, moved, same, tokenizer
 from rlvr.rollout.remote import RolloutServerError, VLLMServerEngine
 from rlvr.rollout.server import TOKEN_ENV, serve
 
@@ -28,15 +28,6 @@ def token(monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
 
 
-def tokenizer(text):
-    return {"input_ids": [1, 2, 3]}
-
-
-def make_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
-
-
 def start(engine) -> str:
     ports: list[int] = []
     threading.Thread(target=serve, args=(engine, "127.0.0.1", 0), kwargs={"ready": ports.append, "token": TOKEN},
@@ -45,17 +36,6 @@ def start(engine) -> str:
     while not ports and time.monotonic() < deadline:
         time.sleep(0.01)
     return f"http://127.0.0.1:{ports[0]}"
-
-
-def moved(model: torch.nn.Module, by: float) -> torch.nn.Module:
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(by)
-    return model
-
-
-def same(engine: FakeEngine, model: torch.nn.Module) -> bool:
-    return all(torch.equal(engine.state[k], v) for k, v in model.state_dict().items())
 
 
 def test_collective_push_delivers_every_tensor_and_reuses_its_group():

@@ -12,19 +12,13 @@ from rlvr.algorithms.advantages import outcome_rewards
 from rlvr.models import load_policy, sequence_logprobs
 from rlvr.rollout.base import ContinuationEngine, SamplingParams
 from rlvr.rollout.hf import HFEngine
+from tiny import chat_prompts
 
-QUESTIONS = ["What is 2+3?", "Name a colour.", "Write one short sentence about the sea, please."]
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path):
     return load_policy(tiny_model_path)
-
-
-def _prompts(tok, questions=QUESTIONS) -> list[list[int]]:
-    chats = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
-             for q in questions]
-    return [tok.encode(c, add_special_tokens=False) for c in chats]
 
 
 def test_engine_implements_the_continuation_protocol(tiny):
@@ -34,7 +28,7 @@ def test_engine_implements_the_continuation_protocol(tiny):
 def test_greedy_continuation_resumes_exactly_after_the_prefix(tiny):
     model, tok = tiny
     engine = HFEngine(model, tok)
-    prompts = _prompts(tok)
+    prompts = chat_prompts(tok)
     full = engine.generate(prompts, SamplingParams(temperature=0, max_new_tokens=10))
     assert all(len(r) == 10 for r in full.response_ids)  # random weights: no EOS within 10 tokens
     cut = [0, 3, 9]  # 9: one token left
@@ -52,7 +46,7 @@ def test_greedy_continuation_resumes_exactly_after_the_prefix(tiny):
 def test_k_continuations_per_prefix_within_the_response_budget(tiny):
     model, tok = tiny
     eos = tok.eos_token_id
-    prompts = _prompts(tok) * 2
+    prompts = chat_prompts(tok) * 2
     partials = [[], [11], [11, 12, 13], [11, 12, 13, 14, 15], [42] * 2, [7] * 4]
     engine = HFEngine(model, tok, micro_batch_size=5)  # 18 samples: micro-batches cut through groups
     out = engine.generate_continuations(prompts, partials, SamplingParams(n=3, max_new_tokens=6, seed=1))
@@ -68,7 +62,7 @@ def test_k_continuations_per_prefix_within_the_response_budget(tiny):
 
 def test_continuation_logprobs_match_recomputed(tiny):
     model, tok = tiny
-    prompts = _prompts(tok)
+    prompts = chat_prompts(tok)
     partials = [[100, 200], [], [5, 6, 7, 8]]
     out = HFEngine(model, tok).generate_continuations(prompts, partials,
                                                      SamplingParams(n=2, temperature=0.7, max_new_tokens=9, seed=5))
@@ -83,7 +77,7 @@ def test_continuation_logprobs_match_recomputed(tiny):
 def test_seeded_continuations_repeat(tiny):
     model, tok = tiny
     engine = HFEngine(model, tok)
-    prompts, partials = _prompts(tok)[:2], [[1, 2], [3]]
+    prompts, partials = chat_prompts(tok)[:2], [[1, 2], [3]]
     a = engine.generate_continuations(prompts, partials, SamplingParams(n=4, max_new_tokens=8, seed=11))
     b = engine.generate_continuations(prompts, partials, SamplingParams(n=4, max_new_tokens=8, seed=11))
     c = engine.generate_continuations(prompts, partials, SamplingParams(n=4, max_new_tokens=8, seed=12))
@@ -94,7 +88,7 @@ def test_seeded_continuations_repeat(tiny):
 def test_left_padded_batch_equals_each_prefix_alone(tiny):
     model, tok = tiny
     engine = HFEngine(model, tok, micro_batch_size=8)
-    prompts = _prompts(tok)
+    prompts = chat_prompts(tok)
     partials = [[9, 8, 7, 6, 5, 4, 3], [], [17]]  # prefixes of very different lengths in one batch
     params = SamplingParams(temperature=0, max_new_tokens=12)
     together = engine.generate_continuations(prompts, partials, params)
@@ -120,7 +114,7 @@ def test_mc_values_end_to_end(tiny):
     advantages telescope to R - V(s_0) and the budget counts every continuation."""
     model, tok = tiny
     engine = HFEngine(model, tok)
-    prompts = _prompts(tok)
+    prompts = chat_prompts(tok)
     params = SamplingParams(n=2, max_new_tokens=8, seed=0)
     roll = engine.generate(prompts, params)
     batch = roll.to_tensors(tok.pad_token_id)

@@ -7,19 +7,13 @@ import torch
 from rlvr.models import load_policy, sequence_logprobs
 from rlvr.rollout.base import RolloutEngine, SamplingParams
 from rlvr.rollout.hf import HFEngine, top_p_filter
+from tiny import QUESTIONS, chat_prompts
 
-QUESTIONS = ["What is 2+3?", "Name a colour.", "Write one short sentence about the sea, please."]
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path):
     return load_policy(tiny_model_path)
-
-
-def _prompts(tok, questions=QUESTIONS) -> list[list[int]]:
-    chats = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
-             for q in questions]
-    return [tok.encode(c, add_special_tokens=False) for c in chats]
 
 
 def _hf_greedy(model, tok, prompts, max_new_tokens):
@@ -38,7 +32,7 @@ def test_engine_implements_protocol(tiny):
 
 def test_greedy_matches_generate_tiny(tiny):
     model, tok = tiny
-    prompts = _prompts(tok)
+    prompts = chat_prompts(tok)
     engine = HFEngine(model, tok, micro_batch_size=2)  # 3 prompts -> 2 micro-batches
     out = engine.generate(prompts, SamplingParams(temperature=0, max_new_tokens=12))
     expected = _hf_greedy(model, tok, prompts, 12)
@@ -50,7 +44,7 @@ def test_greedy_matches_generate_tiny(tiny):
 @pytest.mark.slow
 def test_greedy_matches_generate_smollm2(smollm2_path):
     model, tok = load_policy(smollm2_path)
-    prompts = _prompts(tok, QUESTIONS[:2])
+    prompts = chat_prompts(tok, QUESTIONS[:2])
     out = HFEngine(model, tok).generate(prompts, SamplingParams(temperature=0, max_new_tokens=8))
     assert out.response_ids == _hf_greedy(model, tok, prompts, 8)
     assert out.finished[0] and out.response_ids[0][-1] == tok.eos_token_id and "5" in out.texts[0]
@@ -59,7 +53,7 @@ def test_greedy_matches_generate_smollm2(smollm2_path):
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_sampled_logprobs_match_recomputed(tiny, temperature):
     model, tok = tiny
-    out = HFEngine(model, tok).generate(_prompts(tok), SamplingParams(n=2, temperature=temperature,
+    out = HFEngine(model, tok).generate(chat_prompts(tok), SamplingParams(n=2, temperature=temperature,
                                                                       max_new_tokens=10, seed=3))
     batch = out.to_tensors(tok.pad_token_id)
     mask = batch["response_mask"]
@@ -72,7 +66,7 @@ def test_sampled_logprobs_match_recomputed(tiny, temperature):
 
 def test_groups_are_contiguous(tiny):
     model, tok = tiny
-    prompts = _prompts(tok)[:2]
+    prompts = chat_prompts(tok)[:2]
     out = HFEngine(model, tok, micro_batch_size=3).generate(prompts, SamplingParams(n=3, max_new_tokens=4, seed=0))
     assert len(out) == 6 and out.group_ids == [0, 0, 0, 1, 1, 1]
     assert out.prompt_ids == [prompts[0]] * 3 + [prompts[1]] * 3
@@ -81,7 +75,7 @@ def test_groups_are_contiguous(tiny):
 
 def test_max_new_tokens_and_stop_tokens(tiny):
     model, tok = tiny
-    prompts = _prompts(tok)
+    prompts = chat_prompts(tok)
     greedy = HFEngine(model, tok).generate(prompts, SamplingParams(temperature=0, max_new_tokens=8))
     assert all(len(r) == 8 for r in greedy.response_ids) and not any(greedy.finished)  # truncated
     stop = greedy.response_ids[0][3]
@@ -96,7 +90,7 @@ def test_max_new_tokens_and_stop_tokens(tiny):
 
 def test_seeded_sampling_is_reproducible(tiny):
     model, tok = tiny
-    engine, prompts = HFEngine(model, tok), _prompts(tok)
+    engine, prompts = HFEngine(model, tok), chat_prompts(tok)
     a = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=6, seed=7))
     b = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=6, seed=7))
     c = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=6, seed=8))
@@ -107,10 +101,10 @@ def test_seeded_sampling_is_reproducible(tiny):
 def test_mode_restored_and_no_grad(tiny):
     model, tok = tiny
     model.train()
-    out = HFEngine(model, tok).generate(_prompts(tok)[:1], SamplingParams(max_new_tokens=3, seed=0))
+    out = HFEngine(model, tok).generate(chat_prompts(tok)[:1], SamplingParams(max_new_tokens=3, seed=0))
     assert model.training and len(out.response_ids[0]) == 3
     model.eval()
-    HFEngine(model, tok).generate(_prompts(tok)[:1], SamplingParams(max_new_tokens=2, seed=0))
+    HFEngine(model, tok).generate(chat_prompts(tok)[:1], SamplingParams(max_new_tokens=2, seed=0))
     assert not model.training
     with pytest.raises(ValueError, match="non-empty"):
         HFEngine(model, tok).generate([[]], SamplingParams())
@@ -126,7 +120,7 @@ def test_top_p_filter_keeps_nucleus():
 
 def test_top_p_logprobs_are_of_the_renormalised_nucleus(tiny):
     model, tok = tiny
-    out = HFEngine(model, tok).generate(_prompts(tok), SamplingParams(n=2, max_new_tokens=6, top_p=0.5, seed=1))
+    out = HFEngine(model, tok).generate(chat_prompts(tok), SamplingParams(n=2, max_new_tokens=6, top_p=0.5, seed=1))
     batch = out.to_tensors(tok.pad_token_id)
     mask = batch["response_mask"]
     with torch.no_grad():

@@ -19,33 +19,13 @@ import urllib.parse
 import pytest
 import torch
 
-from fake_rollout_engine import FakeEngine
+from fake_rollout_engine import FakeEngine, make_model, moved, same, tokenizer
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.remote import RolloutServerError, VLLMServerEngine
 from rlvr.rollout.server import TOKEN_ENV, make_server
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def tokenizer(text):
-    return {"input_ids": [1, 2, 3]}
-
-
-def make_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
-
-
-def moved(model: torch.nn.Module, by: float) -> torch.nn.Module:
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(by)
-    return model
-
-
-def same(engine: FakeEngine, model: torch.nn.Module) -> bool:
-    return all(torch.equal(engine.state[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.fixture

@@ -23,3 +23,14 @@ def tiny_cfg(tmp_path, **over) -> Config:
                     "tensorboard": False},
     }
     return from_dict(tree, [f"{k}={v}" for k, v in over.items()])
+
+
+QUESTIONS = ["What is 2+3?", "Name a colour.", "Write one short sentence about the sea, please."]
+
+
+def chat_prompts(tok, questions=QUESTIONS) -> list[list[int]]:
+    """Token ids of one-turn chats asking ``questions``, with the generation prompt (the engine tests'
+    prompts: short, and of different lengths so left padding is exercised)."""
+    chats = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+             for q in questions]
+    return [tok.encode(c, add_special_tokens=False) for c in chats]
