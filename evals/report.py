@@ -413,14 +413,26 @@ def _mean_range(values: list[float], digits: int = 3) -> str:
 
 
 def preset_table(groups: dict[str, list[Run]]) -> list[list[str]]:
-    """One row per preset: mean and (min-max) over seeds; peak memory: max over seeds."""
+    """One row per preset: mean and (min-max) over seeds; peak memory: max over seeds.
+
+    Only finished runs (a ``summary.json``) are averaged when a preset has any: an unfinished run's
+    last logged eval comes from mid-training (and often from a subset of the items), so it is not a
+    final score; the seeds column counts the runs left out. A preset with no finished run shows its
+    unfinished runs' last logged values, marked as such."""
     rows = []
     for preset, runs in groups.items():
-        f = [run_finals(r) for r in runs]
+        finished = [r for r in runs if r.summary]
+        if finished:
+            used = finished
+            seeds = str(len(finished)) + (f" (+{len(runs) - len(finished)} unfinished, not counted)"
+                                          if len(finished) < len(runs) else "")
+        else:
+            used, seeds = runs, f"0 finished ({len(runs)} unfinished: last logged values)"
+        f = [run_finals(r) for r in used]
         col = lambda k: [d[k] for d in f]  # noqa: E731
         mem = [v for v in col("peak_memory_gb") if math.isfinite(v)]
         rows.append([
-            preset, str(len(runs)), _mean_range(col("final_eval")), _mean_range(col("train_acc")),
+            preset, seeds, _mean_range(col("final_eval")), _mean_range(col("train_acc")),
             _mean_range(col("train_s"), digits=0), _mean_range(col("elapsed_s"), digits=0), fmt(max(mem) if mem else math.nan, digits=2),
             fmt(mean_ci95(col("tokens"))[0], digits=0), fmt(mean_ci95(col("samples"))[0], digits=0),
         ])

@@ -299,3 +299,22 @@ def test_ladder_report_compares_each_rung_with_the_one_before(tmp_path):
     # without --steps nothing of this appears
     plain = make_report(root, tmp_path / "plain", panels=FEW_PANELS, presets=["reinforce", "reinforce_baseline", "a2c"])
     assert "vs_previous" not in plain["stats"] and "one rung" not in plain["markdown"].read_text()
+
+
+def test_the_preset_table_averages_finished_runs_only(tmp_path):
+    """A study in progress: an unfinished run's last logged eval (often a subset's, mid-training) is
+    not averaged with finished runs' final scores; the table says how many it left out, and a preset
+    with no finished run shows its unfinished runs' last values, marked as such."""
+    root = tmp_path / "study"
+    done = [write_run(root / "ppo" / f"seed{k}", "ppo", k, critic=True) for k in (0, 1)]
+    write_run(root / "ppo" / "seed2", "ppo", 2, critic=True)
+    (root / "ppo" / "seed2" / "summary.json").unlink()
+    (root / "ppo" / "seed2" / "eval.jsonl").write_text(json.dumps({"step": 10, "eval/pass@1": 0.99, "eval/n": 8}) + "\n")
+    write_run(root / "grpo" / "seed0", "grpo", 0, critic=False)
+    (root / "grpo" / "seed0" / "summary.json").unlink()
+    (root / "grpo" / "seed0" / "eval.jsonl").write_text(json.dumps({"step": 10, "eval/pass@1": 0.5, "eval/n": 8}) + "\n")
+    md = make_report(root, panels=FEW_PANELS)["markdown"].read_text()
+    acc = [s["final_eval/pass@1"] for s in done]
+    assert f"| ppo | 2 (+1 unfinished, not counted) | {sum(acc) / 2:.3f} ({min(acc):.3f}-{max(acc):.3f}) |" in md
+    assert "| grpo | 0 finished (1 unfinished: last logged values) | 0.500 |" in md
+    assert "| ppo | 2 | ppo/seed2 | 30 | 0.990 |" in md  # the runs table still shows every run as it stands
