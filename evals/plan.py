@@ -61,6 +61,8 @@ def _pilot_from_summary(path: Path, presets: list[str] | None):
         raise RlvrError(f"{path}: not a report summary.json (no 'runs' list)")
     by: dict[str, dict[int, float]] = {}
     for r in runs:
+        if r.get("finished") is False:  # a study in progress: its last logged eval is not a final score
+            continue
         v = r.get("final_eval") if r.get("final_eval") is not None else r.get("final_eval/pass@1")
         if r.get("preset") is not None and r.get("seed") is not None and v is not None:
             by.setdefault(r["preset"], {})[r["seed"]] = float(v)

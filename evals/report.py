@@ -846,6 +846,7 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
     (out / "report.md").write_text(render_markdown(*args), encoding="utf-8")
     (out / "report.html").write_text(render_html(*args), encoding="utf-8")
     summary = {"runs": [{"preset": r.preset, "seed": r.seed, "dir": str(r.path.relative_to(root)) if r.path != root else ".",
+                         "finished": bool(r.summary),  # else final_eval is the last logged (mid-training) eval
                          **{k: (v if math.isfinite(v) else None) for k, v in run_finals(r).items()},
                          **{k: v for k, v in r.summary.items() if k.startswith("final_eval/")}}
                         for rs in groups.values() for r in rs],

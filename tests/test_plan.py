@@ -64,3 +64,26 @@ def test_plan_errors_are_one_line(tmp_path):
                            "--effect", "0.02", "--presets", "ctrl_critic,ctrl_group"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0 and "seeds to find" in proc.stdout
+
+
+def test_a_plan_from_a_report_of_a_study_in_progress_leaves_unfinished_runs_out(tmp_path):
+    """A report rendered while a study runs lists the unfinished runs with their last logged eval (a
+    mid-training score); its summary.json marks them, and a plan read from it uses finished runs only."""
+    from evals.report import PANELS, make_report
+
+    root = tmp_path / "study"
+    for s in range(3):
+        _write(root, "a", s, [1, 0, 1, 1] if s else [1, 1, 1, 1])
+        _write(root, "b", s, [1, 0, 0, 1])
+    for preset, v in (("a", 0.0), ("b", 1.0)):  # seed 3: still training, last eval far from the rest
+        d = root / preset / "seed3"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(f"algorithm:\n  preset: {preset}\ntrainer:\n  seed: 3\n")
+        (d / "eval.jsonl").write_text(json.dumps({"step": 8, "eval/pass@1": v, "eval/n": 4}) + "\n")
+    rep = make_report(root, out_dir=tmp_path / "rep", panels=tuple(p for p in PANELS if p.name == "reward"))
+    runs = json.loads(rep["summary"].read_text())["runs"]
+    assert {(r["preset"], r["seed"]): r["finished"] for r in runs} == {
+        **{(p, s): True for p in "ab" for s in range(3)}, ("a", 3): False, ("b", 3): False}
+    p = make_plan(rep["summary"], 0.1, ["a", "b"])
+    assert p["pilot"]["seeds"] == [0, 1, 2]
+    assert np.allclose(p["pilot"]["per_seed_difference"], [0.5, 0.25, 0.25])
