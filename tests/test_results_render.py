@@ -51,3 +51,15 @@ def test_stock_study_rerenders_from_its_records(tmp_path):
     _same(fresh["stats"], committed["stats"], "stats")
     _same(fresh["base"], committed["base"], "base")
     assert _tables(res["markdown"].read_text()) == _tables((RESULTS / "add2_stock" / "report.md").read_text())
+
+
+def test_the_powered_studys_status_line_is_what_its_records_say():
+    """docs/results/add2_powered/README.md's status line is printed from the rendered report by
+    docs/results/status.py: the words carry the numbers the records give, nothing typed by hand."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(RESULTS / "status.py"), "add2_powered", "--planned", "10"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert out.startswith("20 of 20 runs finished") and "equivalent within ±0.02 at 10 seeds" in out
+    assert out in (RESULTS / "add2_powered" / "README.md").read_text()
