@@ -1,6 +1,8 @@
 """`rlvr bench train` runs a real update on the tiny model and writes its JSON."""
 import json
 
+import pytest
+
 from rlvr.cli import main
 
 
@@ -143,3 +145,22 @@ def test_write_result_moves_earlier_runs_to_history(tmp_path):
     assert json.loads(out.read_text()) == {"run": 2, "history": [{"run": 0}, {"run": 1}]}
     write_result(out, {"run": 3}, keep=1)  # weightpush keeps its last 10 this way
     assert json.loads(out.read_text()) == {"run": 3, "history": [{"run": 2}]}
+
+
+def test_bench_rollout_times_two_prefix_sharing_settings_side_by_side(tmp_path, tiny_model_path):
+    """``rlvr bench rollout --share-prefix-min A,B``: both settings timed in every repeat, the same
+    samples (the JSON's consistency check is of setting A's), each median and the ratio recorded."""
+    import json
+
+    from rlvr.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["bench", "rollout", "--engine", "hf", "--model", tiny_model_path, "--data", "arithmetic:chain4d1",
+                 "--prompts", "4", "--max-new-tokens", "4", "--repeats", "2", "--threads", "1",
+                 "--share-prefix-min", "16,0", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["share_prefix_min"] == 16 and r["share_prefix_min_b"] == 0
+    assert len(r["wall_s_each"]) == len(r["wall_s_each_b"]) == 2
+    assert r["wall_ratio_b_over_a"] == pytest.approx(r["wall_s_b"] / r["wall_s"], rel=0.05)  # of unrounded medians
+    assert main(["bench", "rollout", "--engine", "vllm", "--share-prefix-min", "16"]) == 2
+    assert main(["bench", "rollout", "--engine", "hf", "--share-prefix-min", "16,x"]) == 2

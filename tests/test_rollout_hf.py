@@ -128,3 +128,75 @@ def test_top_p_logprobs_are_of_the_renormalised_nucleus(tiny):
     # log q = log p - log(nucleus mass) >= log p, and the nucleus holds at least half the mass
     gap = (batch["sampler_logprobs"] - full) * mask
     assert gap.min() > -1e-4 and gap.max() <= torch.log(torch.tensor(2.0)) + 1e-4 and gap.max() > 0
+
+
+def _few_shot(tok, questions):
+    """Chat prompts that share a long first part (system turn and one worked example), as a few-shot
+    task's prompts do, then differ in length."""
+    return [tok.encode(c, add_special_tokens=False) for c in _few_shot_chats(tok, questions)]
+
+
+def _few_shot_chats(tok, questions):
+    return [tok.apply_chat_template([{"role": "user", "content": "What is 8 + 7 + 1 + 5? Add one at a time."},
+                                     {"role": "assistant", "content": "8 + 7 = 15, 15 + 1 = 16, 16 + 5 = 21. The answer is 21."},
+                                     {"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+            for q in questions]
+
+
+def _prefill_tokens(model):
+    """Counts the tokens each forward pass embeds (a forward pre-hook on the input embeddings)."""
+    seen = []
+    handle = model.get_input_embeddings().register_forward_pre_hook(lambda m, a: seen.append(a[0].numel()))
+    return seen, handle
+
+
+@pytest.mark.parametrize("params", [SamplingParams(temperature=0, max_new_tokens=12, capture_block=1),
+                                    SamplingParams(n=3, temperature=1.0, max_new_tokens=10, seed=5, capture_block=1)])
+def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_samples(tiny, params):
+    """Prompts that begin alike: the common prefix runs once (far fewer prefill tokens), and the
+    samples, their log-probs and the captured prompt states are those of the plain left-padded
+    prefill (to float rounding)."""
+    model, tok = tiny
+    prompts = _few_shot(tok, ["What is 2+3?", "Name a colour, please, and say why you like it.", "9 + 1?"])
+    common = len(__import__("os").path.commonprefix(prompts))
+    assert common >= 40 and len({len(p) for p in prompts}) == 3
+    runs = {}
+    for share in (16, 0):
+        seen, handle = _prefill_tokens(model)
+        try:
+            runs[share] = HFEngine(model, tok, share_prefix_min=share).generate(prompts, params)
+        finally:
+            handle.remove()
+        runs[share].prefill = sum(seen[:2] if share else seen[:1])
+    shared, plain = runs[16], runs[0]
+    P = max(map(len, prompts))
+    assert plain.prefill == 3 * P
+    assert shared.prefill == common + 3 * (P - common)  # the prefix once, then each prompt's own tokens
+    assert shared.response_ids == plain.response_ids and shared.finished == plain.finished
+    for a, b in zip(shared.logprobs, plain.logprobs):
+        assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5)
+    for a, b, p in zip(shared.hidden, plain.hidden, shared.prompt_ids):
+        assert a.shape == b.shape and a.shape[0] >= len(p)
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_prompts_that_differ_early_are_prefilled_plainly(tiny):
+    """A common prefix shorter than share_prefix_min, or a prompt that is the whole prefix: the plain
+    prefill (one forward over the left-padded prompts) and the same greedy samples as generate()."""
+    model, tok = tiny
+    prompts = [[5, 6, 7, 8], [9, 6, 7], tok.encode("What is 2+3?")]
+    seen, handle = _prefill_tokens(model)
+    try:
+        out = HFEngine(model, tok, share_prefix_min=2).generate(prompts, SamplingParams(temperature=0, max_new_tokens=6))
+    finally:
+        handle.remove()
+    assert seen[0] == 3 * max(map(len, prompts))
+    assert out.response_ids == _hf_greedy(model, tok, prompts, 6)
+    same = [list(range(10, 30)), list(range(10, 30)) + [40, 41]]  # the first prompt is all prefix
+    seen, handle = _prefill_tokens(model)
+    try:
+        out = HFEngine(model, tok, share_prefix_min=4).generate(same, SamplingParams(temperature=0, max_new_tokens=4))
+    finally:
+        handle.remove()
+    assert seen[:2] == [19, 2 * 3]  # prefix of 19 (each prompt keeps a token of its own), then 1 and 3 tokens
+    assert out.response_ids == _hf_greedy(model, tok, same, 4)

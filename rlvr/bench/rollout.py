@@ -58,7 +58,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serving-threads", type=int, default=None,
                    help="vllm: torch threads while decoding (default: same as --threads)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of the batch; the median is reported")
+    p.add_argument("--share-prefix-min", default=None,
+                   help="hf engine: its share_prefix_min (prompts' common prefix run once when at least this "
+                        "long; 0: never). Two values A,B time both settings in each repeat, one after the other "
+                        "(order alternating), and report each one's median and the ratio B/A")
     p.add_argument("--out", default=None, help="output JSON path")
+
+
+def _share_settings(args: argparse.Namespace) -> list[int]:
+    """``--share-prefix-min`` as a list of one or two non-negative ints (empty when not given)."""
+    if args.share_prefix_min is None:
+        return []
+    try:
+        vals = [int(v) for v in str(args.share_prefix_min).split(",")]
+    except ValueError:
+        raise ConfigError(f"--share-prefix-min: expected N or A,B (integers), got {args.share_prefix_min!r}") from None
+    if not 1 <= len(vals) <= 2 or min(vals) < 0:
+        raise ConfigError(f"--share-prefix-min: expected one or two integers >= 0, got {args.share_prefix_min!r}")
+    if args.engine != "hf":
+        raise ConfigError("--share-prefix-min applies to the hf engine only (vLLM caches prefixes itself)")
+    return vals
 
 
 def _device() -> str:
@@ -146,18 +165,33 @@ def run(args: argparse.Namespace) -> int:
     prompts = [encode_prompt(tokenizer, ex) for ex in examples]
     params = SamplingParams(n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
 
+    shares = _share_settings(args)
     t0 = time.perf_counter()
     engine = build_engine(args, model_path, tokenizer)
     startup_s = time.perf_counter() - t0
+    if shares:
+        engine.share_prefix_min = shares[0]
     t0 = time.perf_counter()
     engine.generate(prompts[:2], SamplingParams(max_new_tokens=8, seed=args.seed))
     warmup_s = time.perf_counter() - t0
 
     runs = []  # (wall seconds, rollout) per timed repeat; same seed, so the same tokens each time
-    for _ in range(max(1, args.repeats)):
-        t0 = time.perf_counter()
-        rollout = engine.generate(prompts, params)
-        runs.append((time.perf_counter() - t0, rollout))
+    other: list[float] = []  # with two --share-prefix-min settings: the second one's walls
+    for k in range(max(1, args.repeats)):
+        order = [0, 1] if len(shares) == 2 and k % 2 == 0 else [1, 0] if len(shares) == 2 else [0]
+        for which in order:
+            if shares:
+                engine.share_prefix_min = shares[which]
+            t0 = time.perf_counter()
+            out = engine.generate(prompts, params)
+            wall_k = time.perf_counter() - t0
+            if which == 0:
+                rollout = out
+                runs.append((wall_k, out))
+            else:
+                other.append(wall_k)
+    if shares:
+        engine.share_prefix_min = shares[0]
     sync = {} if ENGINES[args.engine].embedded else _time_sync(engine, model_path, args)
     consistency = _logprob_consistency(rollout, model_path, tokenizer, args)
     walls = [w for w, _ in runs]
@@ -188,10 +222,20 @@ def run(args: argparse.Namespace) -> int:
                      "transformers": _version("transformers"), "vllm": _version("vllm")},
         "date": time.strftime("%Y-%m-%d"),
     }
+    if shares:
+        result["share_prefix_min"] = shares[0]
+    if len(shares) == 2:
+        result["share_prefix_min_b"] = shares[1]
+        result["wall_s_each_b"] = [round(w, 3) for w in other]
+        result["wall_s_b"] = round(statistics.median(other), 3)
+        result["wall_ratio_b_over_a"] = round(statistics.median(other) / wall, 3)
     out = Path(args.out) if args.out else RESULTS_DIR / f"rollout_{args.engine}_{device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{args.engine} on {device}: {tokens} tokens in {wall:.2f} s = {result['tokens_per_s']} tok/s "
           f"({result['ms_per_token']} ms/token, {result['ms_per_step']} ms/step); start-up {startup_s:.1f} s, "
           f"peak RSS {result['peak_rss_gb']} GB -> {out}", file=sys.stderr)
+    if len(shares) == 2:
+        print(f"share_prefix_min {shares[0]}: {wall:.2f} s; {shares[1]}: {result['wall_s_b']:.2f} s "
+              f"(ratio {result['wall_ratio_b_over_a']}, medians of {len(other)})", file=sys.stderr)
     return 0

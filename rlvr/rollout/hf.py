@@ -16,6 +16,8 @@ Prompts are left-padded; position ids are ``cumsum(mask) - 1``, as in
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
@@ -98,14 +100,22 @@ class HFEngine:
 
     ``micro_batch_size`` samples are decoded together (prompts repeated ``n`` times, groups kept
     contiguous). The engine shares the module with the trainer, so ``sync_weights`` does nothing.
+
+    Prefill runs each distinct prompt once (its samples share its keys and values) and, when the
+    distinct prompts of a micro-batch begin with the same ``share_prefix_min`` or more tokens (a
+    chat template's system turn, a few-shot example), runs that common prefix once for all of them
+    (:meth:`_prefill`); 0 turns that off. Either way each row attends to exactly its own prompt's
+    tokens at the same positions, so samples and log-probs equal those of a plain left-padded
+    prefill up to float rounding.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, *, micro_batch_size: int = 64):
+    def __init__(self, model: torch.nn.Module, tokenizer, *, micro_batch_size: int = 64, share_prefix_min: int = 16):
         if micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.micro_batch_size = micro_batch_size
+        self.share_prefix_min = share_prefix_min
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def sync_weights(self, model: torch.nn.Module) -> None:
@@ -161,23 +171,60 @@ class HFEngine:
         return Rollout(samples, responses, logprobs, finished, group_ids, texts,
                        hidden=hidden if capture is not None else None)
 
+    def _prefill(self, unique: list[list[int]], device, cap: _Capture):
+        """Run the distinct prompts ``unique`` through the model into a new KV cache.
+
+        Returns ``(cache, logits [U, V] of each prompt's last token, attention mask [U, L] of the
+        cache's positions, position ids [U, L], prompt states)``, the last a list of each prompt's
+        captured hidden states ``[len(p), H]`` (None when not capturing).
+
+        Plain: the prompts left-padded into ``[U, P]``. Shared prefix: when the prompts begin with
+        the same ``c >= share_prefix_min`` tokens (leaving each at least one token of its own), the
+        prefix runs once as a batch of one (positions ``0 .. c-1``), its keys and values are copied
+        to the U rows, and the rest of each prompt follows, left-padded after the prefix (cache layout
+        ``[prefix | padding | own tokens]``, positions ``c ..``, padding masked). Every row's queries
+        see the same keys at the same positions as in the plain layout.
+        """
+        U = len(unique)
+        c = len(os.path.commonprefix(unique)) if U > 1 and self.share_prefix_min > 0 else 0
+        c = min(c, min(len(p) for p in unique) - 1)
+        cache = DynamicCache(config=self.model.config)
+        if c < max(self.share_prefix_min, 1):
+            ids, mask = left_pad(unique, self.pad_id, device)  # [U, P]
+            pos = position_ids_from_mask(mask)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            h = cap.take()  # [U, P, H] or None
+            states = None if h is None else [h[u, h.shape[1] - len(p):] for u, p in enumerate(unique)]
+            return cache, out.logits[:, -1, :], mask, pos, states
+        prefix_pos = torch.arange(c, device=device)[None]  # [1, c]
+        self.model(input_ids=torch.tensor([unique[0][:c]], device=device), attention_mask=torch.ones_like(prefix_pos),
+                   position_ids=prefix_pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        head = cap.take()  # [1, c, H] or None
+        cache.reorder_cache(torch.zeros(U, dtype=torch.long, device=device))  # [1, ...] -> [U, ...]
+        ids, own = left_pad([p[c:] for p in unique], self.pad_id, device)  # [U, S]
+        mask = torch.cat([own.new_ones(U, c), own], 1)  # [U, c + S]
+        own_pos = c + position_ids_from_mask(own)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=own_pos,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        tail = cap.take()  # [U, S, H] or None
+        pos = torch.cat([prefix_pos.expand(U, c), own_pos], 1)
+        states = None if head is None else [torch.cat([head[0], tail[u, tail.shape[1] - (len(p) - c):]])
+                                            for u, p in enumerate(unique)]
+        return cache, out.logits[:, -1, :], mask, pos, states
+
     def _decode(self, prompts, limits: list[int], params: SamplingParams, stops: torch.Tensor, gen, cap: _Capture):
-        """Prefill each distinct prompt once, share its KV cache with its group's samples, then
-        sample one token per step with the cache; row b stops after ``limits[b]`` tokens."""
+        """Prefill each distinct prompt once (:meth:`_prefill`), share its KV cache with its group's
+        samples, then sample one token per step with the cache; row b stops after ``limits[b]`` tokens."""
         index: dict[tuple[int, ...], int] = {}
         rows = [index.setdefault(tuple(p), len(index)) for p in prompts]  # sample -> distinct prompt
-        uids, umask = left_pad([list(p) for p in index], self.pad_id, stops.device)  # [U, P]
-        upos = position_ids_from_mask(umask)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=uids, attention_mask=umask, position_ids=upos,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        sel = torch.tensor(rows, device=uids.device)
+        cache, last_logits, umask, upos, prompt_states = self._prefill([list(p) for p in index], stops.device, cap)
+        sel = torch.tensor(rows, device=stops.device)
         if len(index) < len(prompts):
             cache.reorder_cache(sel)  # [U, ...] -> [B, ...]: each sample gets its prompt's keys/values
-        logits, mask, next_pos = out.logits[sel, -1, :], umask[sel], upos[sel, -1:] + 1
-        prompt_hidden = cap.take()  # [U, P, H] or None
-        done = torch.zeros(len(prompts), dtype=torch.bool, device=uids.device)
-        limit = torch.tensor(limits, device=uids.device)
+        logits, mask, next_pos = last_logits[sel], umask[sel], upos[sel, -1:] + 1
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=stops.device)
+        limit = torch.tensor(limits, device=stops.device)
         tokens, logps = [], []
         for step in range(max(limits)):
             tok, lp = sample_next(logits, params.temperature, params.top_p, gen)
@@ -194,12 +241,12 @@ class HFEngine:
             next_pos = next_pos + 1
         responses, lps, finished = self._trim(torch.stack(tokens, 1), torch.stack(logps, 1), stops, limit)
         hidden = []
-        if prompt_hidden is not None:
+        if prompt_states is not None:
             steps = cap.take_all()  # each [B, 1, H]: the states of response tokens 0, 1, ...
-            dec = torch.cat(steps, 1) if steps else prompt_hidden.new_zeros((len(prompts), 0, prompt_hidden.shape[-1]))
-            P = prompt_hidden.shape[1]
-            for i, (p, r) in enumerate(zip(prompts, responses)):
-                hidden.append(torch.cat([prompt_hidden[rows[i], P - len(p):], dec[i, : max(len(r) - 1, 0)]], 0))
+            H = prompt_states[0].shape[-1]
+            dec = torch.cat(steps, 1) if steps else prompt_states[0].new_zeros((len(prompts), 0, H))
+            for i, r in enumerate(responses):
+                hidden.append(torch.cat([prompt_states[rows[i]], dec[i, : max(len(r) - 1, 0)]], 0))
         return responses, lps, finished, hidden
 
     @staticmethod
