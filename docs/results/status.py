@@ -30,11 +30,12 @@ total = 2 * args.planned
 if not seeds:
     print(f"0 of {total} runs finished in both presets.")
     raise SystemExit
-head = f"{n} of {total} runs finished (seeds {seeds[0]}-{seeds[-1]} of each preset). Greedy pass@1 on the {args.items} items: " \
+which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+head = f"{n} of {total} runs finished ({which} of each preset). Greedy pass@1 on the {args.items} items: " \
        f"{a} {fmt(a)}, {b} {fmt(b)}"
 row = next((x for x in (here / args.study / "report.md").read_text().splitlines() if x.startswith(f"| {a} - {b} |")), None)
 if row is None or len(seeds) < 2:
-    print(head + f"; no interval from {len(seeds)} seed(s).")
+    print(head + f"; no interval from {len(seeds)} seed{'s' if len(seeds) > 1 else ''}.")
 else:
     diff = re.sub(r"\s*\|\s*$", "", row.split("|")[2]).strip()
     print(head + f"; {a.replace('ctrl_', '')} - {b.replace('ctrl_', '')} {diff} at {len(seeds)} seeds.")
