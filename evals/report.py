@@ -70,7 +70,8 @@ PANELS = (
           ("clip/pos_high", "clip/pos_low", "clip/neg_high", "clip/neg_low", "clip/inside")),
     Panel("gradvar", "Relative gradient variance by baseline",
           ("gradvar/none", "gradvar/group", "gradvar/critic")),
-    Panel("explained_variance", "Critic explained variance", ("value/explained_variance",)),
+    Panel("explained_variance", "Critic: explained variance, and bias of the prompt's value V(s_0) - G_0",
+          ("value/explained_variance", "value/bias")),
     Panel("losses", "Losses", ("loss/policy", "loss/value")),
     Panel("signal", "Groups with zero reward spread", ("zero_std_groups",)),
 )
@@ -78,7 +79,7 @@ Y_LABELS = {
     "reward/mean": "mean reward", "accuracy": "training accuracy", "eval/pass@1": "held-out greedy pass@1",
     "kl/ref": "KL(policy || reference)", "kl/old": "KL(old || new)", "entropy": "entropy (nats/token)",
     "response_length/mean": "response tokens", "truncation_rate": "fraction truncated",
-    "value/explained_variance": "explained variance", "loss/policy": "policy loss", "loss/value": "value loss",
+    "value/explained_variance": "explained variance", "value/bias": "mean V(s_0) - G_0", "loss/policy": "policy loss", "loss/value": "value loss",
     "zero_std_groups": "fraction of groups", "gradvar/none": "relative variance", "gradvar/group": "relative variance",
     "gradvar/critic": "relative variance",
 }

@@ -282,6 +282,8 @@ class Trainer:
             at = loss_mask if splits is None else loss_mask * splits
             m["value/explained_variance"] = float(A.explained_variance(values, returns, at))
             m["value/mean"] = _masked_mean(values, at)
+            if bool((at[:, 0] > 0).any()):  # the prompt's own value against what it returned
+                m["value/bias"] = float(A.value_bias(values, returns, at))
         ln.update_kl_coefficients(m, resp.shape[0])
         return m
 

@@ -12,6 +12,7 @@ from rlvr.algorithms import (
     explained_variance,
     gradient_variance,
     kl_estimate,
+    value_bias,
 )
 
 
@@ -153,3 +154,20 @@ def test_gradient_variance_hand_and_statistical():
     assert float(out["relative"]) == pytest.approx(D * sigma**2 / (K * D + D * sigma**2), rel=0.02)
     with pytest.raises(ValueError, match="K >= 2"):
         gradient_variance([torch.ones(3)])
+
+
+def test_value_bias_is_the_mean_error_of_the_first_state_value():
+    """value_bias = mean over rows (whose first response token counts) of V(s_0) - G_0: how far the
+    critic's value of the prompt sits from what the prompt returned. A critic whose values swing
+    around the batch's score shows it even when explained variance is 0."""
+    V = torch.tensor([[0.9, 0.5, 0.1], [0.8, 0.8, 0.0], [0.2, 0.2, 0.2]])
+    R = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    m = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 0, 0]])  # row 3 has no valid token: left out
+    assert float(value_bias(V, R, m)) == pytest.approx(((0.9 - 1.0) + (0.8 - 0.0)) / 2)
+    const = torch.full((4, 5), 0.7)  # a constant value: explained variance 0, bias = 0.7 - mean score
+    G = torch.tensor([1.0, 0.0, 1.0, 0.0])[:, None].expand(4, 5)
+    ones = torch.ones(4, 5)
+    assert float(explained_variance(const, G, ones)) == pytest.approx(0.0, abs=1e-6)
+    assert float(value_bias(const, G, ones)) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="no valid"):
+        value_bias(V, R, torch.zeros(3, 3))

@@ -139,7 +139,7 @@ def test_single_run_dir_and_missing_metrics(tmp_path):
     md = res["markdown"].read_text()
     assert "| grpo | 1 |" in md
     assert not (tmp_path / "out" / "explained_variance.png").exists()  # GRPO logs no critic
-    assert any("Critic explained variance" in n for n in res["notes"])
+    assert any("Critic: explained variance" in n for n in res["notes"])
 
 
 def test_seed_curves_average_with_a_t_band():

@@ -50,6 +50,9 @@ def test_one_step_of_every_preset(tmp_path, preset):
     assert (trainer.critic is not None) == PRESETS[preset].critic
     if PRESETS[preset].critic:
         assert "loss/value" in m and "value/explained_variance" in m
+        assert math.isfinite(m["value/bias"])
+    elif not m.get("mc/continuations"):  # no values at all (Monte-Carlo values log it where s_0 is a split)
+        assert "value/bias" not in m and "value/explained_variance" not in m
     # the policy actually moved (every preset takes at least one optimizer step)
     moved = any(not torch.equal(before[n], p) for n, p in trainer.policy.named_parameters() if n in before)
     assert moved

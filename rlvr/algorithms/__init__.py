@@ -19,7 +19,7 @@ from .advantages import (
 )
 from .cispo import cispo_loss
 from .dapo import group_spread, mixed_groups, overlong_penalty, prompts_to_refill
-from .diagnostics import clip_table, explained_variance, gradient_variance
+from .diagnostics import clip_table, explained_variance, gradient_variance, value_bias
 from .dpo import Pairs, dpo_loss, sequence_logp, verifier_pairs
 from .gspo import gspo_loss, sequence_log_ratio
 from .kl import KL_KINDS, AdaptiveKLController, DoublingKLController, FixedKLController, kl_estimate
@@ -94,6 +94,7 @@ __all__ = [
     "entropy_from_logits",
     "estimate_advantages",
     "explained_variance",
+    "value_bias",
     "first_order_loss",
     "fisher_vector_product",
     "get_preset",

@@ -87,6 +87,24 @@ def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     return torch.where(var_r > floor, ev, torch.full_like(ev, float("nan"))).float()
 
 
+def value_bias(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
+    """mean_b (V(s_0,b) - G_0,b) over the rows whose first response token is valid: the critic's
+    error on the value of the prompt itself, the baseline GAE subtracts at the response's first
+    token (with gamma = lambda = 1 that token's advantage is exactly G_0 - V(s_0)). Explained
+    variance misses a critic whose values are all
+    shifted together (a constant value has explained variance 0 whatever the constant); this shows
+    the shift: 0 for a calibrated baseline. values, returns, mask [B, T] -> 0-dim tensor."""
+    check_2d(returns, "returns")
+    if values.shape != returns.shape:
+        raise ValueError(f"values has shape {tuple(values.shape)} but returns has shape {tuple(returns.shape)}")
+    first = bool_mask(mask, returns, like_name="returns")[:, 0]
+    if not bool(first.any()):
+        raise ValueError("value_bias: no valid first response token (mask[:, 0] is all 0)")
+    check_finite(values[:, :1], "values", first[:, None])
+    check_finite(returns[:, :1], "returns", first[:, None])
+    return (values[first, 0].double() - returns[first, 0].double()).mean().float()
+
+
 @torch.no_grad()
 def gradient_variance(grads: Sequence[Tensor] | Tensor) -> dict[str, Tensor]:
     """Variance of a policy-gradient estimate from K gradient estimates on K disjoint splits of a batch.
