@@ -161,7 +161,10 @@ class TrainerConfig:
     frozen_prefix_cache: bool = True
     lr: float = 1e-6
     critic_lr: float = 1e-5
-    value_head_lr: float | None = None  # the value head's own learning rate (None: critic_lr)
+    # the value head's own learning rate (None: critic_lr). With Adam every head weight moves about lr per
+    # step, so a value can move by lr x sum_i |h_i| (SmolLM2's final states: L1 norm ~650): 1e-3 makes
+    # the value swing (docs/results/chain4d1, critic-only fits); watch value/bias
+    value_head_lr: float | None = None
     lr_schedule: str = "constant"  # "constant" | "linear" | "cosine"
     warmup_steps: int = 0
     weight_decay: float = 0.0
