@@ -86,6 +86,7 @@ Y_LABELS = {
 # x = training wall-clock (train_s: generation, scoring and updates; evals and diagnostics excluded)
 X_AXES = (("samples", "generated samples"), ("train_s", "training wall-clock seconds"),
           ("train_cpu_s", "training CPU seconds (all threads)"))
+X_SHORT = {"samples": "samples", "train_s": "wall-clock", "train_cpu_s": "CPU time"}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -343,7 +344,7 @@ def plot_panel(groups: dict[str, list[Run]], panel: Panel, out_dir: Path,
                     ax.fill_between(grid, lo, hi, color=c, alpha=0.15, lw=0)
             if hlines and math.isfinite(_num(hlines.get(key))):
                 ax.axhline(hlines[key], color="0.4", ls="--", lw=1.2, label="base model")
-            ax.set_title(key, fontsize=10)
+            ax.set_title(f"{key} against {X_SHORT.get(x_key, x_key)}", fontsize=10)
             ax.set_xlabel(x_label, fontsize=9)
             ax.set_ylabel(Y_LABELS.get(key, key), fontsize=9)
             ax.grid(alpha=0.3)
