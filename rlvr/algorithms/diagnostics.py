@@ -66,16 +66,21 @@ def clip_table(
 
 
 @torch.no_grad()
+def _value_pair_mask(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
+    """The checks of a (values, returns) pair: both [B, T] of one shape; the bool mask."""
+    check_2d(returns, "returns")
+    if values.shape != returns.shape:
+        raise ValueError(f"values has shape {tuple(values.shape)} but returns has shape {tuple(returns.shape)}")
+    return bool_mask(mask, returns, like_name="returns")
+
+
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     """1 - Var[R - V] / Var[R] over valid tokens (1 = perfect critic, 0 = no better than a constant,
     < 0 = worse). Returns nan when Var[R] is 0 to the inputs' precision (explained variance is
     undefined): returns built as A + V (GAE) in float32 from equal rewards differ by rounding, about
     eps * max(|R|, |V|), and a ratio over that variance is noise (it reached -1e14). values, returns,
     mask [B, T] -> 0-dim tensor."""
-    check_2d(returns, "returns")
-    if values.shape != returns.shape:
-        raise ValueError(f"values has shape {tuple(values.shape)} but returns has shape {tuple(returns.shape)}")
-    m = bool_mask(mask, returns, like_name="returns")
+    m = _value_pair_mask(values, returns, mask)
     check_nonempty(m)
     check_finite(values, "values", m)
     check_finite(returns, "returns", m)
@@ -91,13 +96,10 @@ def value_bias(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
     """mean_b (V(s_0,b) - G_0,b) over the rows whose first response token is valid: the critic's
     error on the value of the prompt itself, the baseline GAE subtracts at the response's first
     token (with gamma = lambda = 1 that token's advantage is exactly G_0 - V(s_0)). Explained
-    variance misses a critic whose values are all
-    shifted together (a constant value has explained variance 0 whatever the constant); this shows
-    the shift: 0 for a calibrated baseline. values, returns, mask [B, T] -> 0-dim tensor."""
-    check_2d(returns, "returns")
-    if values.shape != returns.shape:
-        raise ValueError(f"values has shape {tuple(values.shape)} but returns has shape {tuple(returns.shape)}")
-    first = bool_mask(mask, returns, like_name="returns")[:, 0]
+    variance misses a critic whose values are all shifted together (a constant value has explained
+    variance 0 whatever the constant); this shows the shift: 0 for a calibrated baseline.
+    values, returns, mask [B, T] -> 0-dim tensor."""
+    first = _value_pair_mask(values, returns, mask)[:, 0]
     if not bool(first.any()):
         raise ValueError("value_bias: no valid first response token (mask[:, 0] is all 0)")
     check_finite(values[:, :1], "values", first[:, None])

@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     runs = []  # (wall seconds, rollout) per timed repeat; same seed, so the same tokens each time
     other: list[float] = []  # with two --share-prefix-min settings: the second one's walls
     for k in range(max(1, args.repeats)):
-        order = [0, 1] if len(shares) == 2 and k % 2 == 0 else [1, 0] if len(shares) == 2 else [0]
+        order = ([0, 1] if k % 2 == 0 else [1, 0]) if len(shares) == 2 else [0]  # two settings: alternate
         for which in order:
             if shares:
                 engine.share_prefix_min = shares[which]
@@ -186,12 +186,10 @@ def run(args: argparse.Namespace) -> int:
             out = engine.generate(prompts, params)
             wall_k = time.perf_counter() - t0
             if which == 0:
-                rollout = out
                 runs.append((wall_k, out))
             else:
                 other.append(wall_k)
-    if shares:
-        engine.share_prefix_min = shares[0]
+    rollout = runs[-1][1]
     sync = {} if ENGINES[args.engine].embedded else _time_sync(engine, model_path, args)
     consistency = _logprob_consistency(rollout, model_path, tokenizer, args)
     walls = [w for w, _ in runs]

@@ -175,8 +175,8 @@ class HFEngine:
         """Run the distinct prompts ``unique`` through the model into a new KV cache.
 
         Returns ``(cache, logits [U, V] of each prompt's last token, attention mask [U, L] of the
-        cache's positions, position ids [U, L], prompt states)``, the last a list of each prompt's
-        captured hidden states ``[len(p), H]`` (None when not capturing).
+        cache's positions, position id [U, 1] of each prompt's last token, prompt states)``, the last
+        a list of each prompt's captured hidden states ``[len(p), H]`` (None when not capturing).
 
         Plain: the prompts left-padded into ``[U, P]``. Shared prefix: when the prompts begin with
         the same ``c >= share_prefix_min`` tokens (leaving each at least one token of its own), the
@@ -196,7 +196,7 @@ class HFEngine:
                              past_key_values=cache, use_cache=True, logits_to_keep=1)
             h = cap.take()  # [U, P, H] or None
             states = None if h is None else [h[u, h.shape[1] - len(p):] for u, p in enumerate(unique)]
-            return cache, out.logits[:, -1, :], mask, pos, states
+            return cache, out.logits[:, -1, :], mask, pos[:, -1:], states
         prefix_pos = torch.arange(c, device=device)[None]  # [1, c]
         self.model(input_ids=torch.tensor([unique[0][:c]], device=device), attention_mask=torch.ones_like(prefix_pos),
                    position_ids=prefix_pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -208,21 +208,20 @@ class HFEngine:
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=own_pos,
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         tail = cap.take()  # [U, S, H] or None
-        pos = torch.cat([prefix_pos.expand(U, c), own_pos], 1)
         states = None if head is None else [torch.cat([head[0], tail[u, tail.shape[1] - (len(p) - c):]])
                                             for u, p in enumerate(unique)]
-        return cache, out.logits[:, -1, :], mask, pos, states
+        return cache, out.logits[:, -1, :], mask, own_pos[:, -1:], states
 
     def _decode(self, prompts, limits: list[int], params: SamplingParams, stops: torch.Tensor, gen, cap: _Capture):
         """Prefill each distinct prompt once (:meth:`_prefill`), share its KV cache with its group's
         samples, then sample one token per step with the cache; row b stops after ``limits[b]`` tokens."""
         index: dict[tuple[int, ...], int] = {}
         rows = [index.setdefault(tuple(p), len(index)) for p in prompts]  # sample -> distinct prompt
-        cache, last_logits, umask, upos, prompt_states = self._prefill([list(p) for p in index], stops.device, cap)
+        cache, last_logits, umask, last_pos, prompt_states = self._prefill([list(p) for p in index], stops.device, cap)
         sel = torch.tensor(rows, device=stops.device)
         if len(index) < len(prompts):
             cache.reorder_cache(sel)  # [U, ...] -> [B, ...]: each sample gets its prompt's keys/values
-        logits, mask, next_pos = last_logits[sel], umask[sel], upos[sel, -1:] + 1
+        logits, mask, next_pos = last_logits[sel], umask[sel], last_pos[sel] + 1
         done = torch.zeros(len(prompts), dtype=torch.bool, device=stops.device)
         limit = torch.tensor(limits, device=stops.device)
         tokens, logps = [], []
