@@ -7,6 +7,7 @@ from GGUF about 20 s the first time.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,11 @@ def data_dir() -> Path:
 def len_parity(completion: str, reference) -> float:
     """Mixed rewards whatever the model knows (tests/tiny.py's recipe): 1 for an even-length completion."""
     return float(len(completion) % 2 == 0)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Print a failure's last lines as it happens, not only in the summary at the end: a suite cut
+    off by a time limit (CI) still shows what failed before it."""
+    if report.failed:
+        lines = report.longreprtext.splitlines()[-25:]
+        print(f"\n--- FAILED {report.nodeid} ({report.when}):\n" + "\n".join(lines), file=sys.stderr, flush=True)

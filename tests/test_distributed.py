@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,11 @@ import os
 def _rank():
     rank = os.environ.get("RANK", "0")
     pid_dir = os.environ.get("RLVR_TEST_PIDS")
-    if pid_dir:
-        open(os.path.join(pid_dir, rank), "w").write(str(os.getpid()))
+    if pid_dir:  # written whole, then renamed: a reader never sees an empty or partial file
+        path = os.path.join(pid_dir, rank)
+        with open(f"{path}.{os.getpid()}", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(f"{path}.{os.getpid()}", path)
     return int(rank)
 
 def rank0_flat(completion, reference):
@@ -95,13 +99,33 @@ def _no_leftover_ranks():
     training processes running for the rest of the suite: kill each launch's whole session."""
     yield
     while _LAUNCHED:
-        proc = _LAUNCHED.pop()
-        if proc.poll() is None:
+        _kill_launch(_LAUNCHED.pop())
+
+
+def _kill_launch(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGKILL to the launcher's session and to every process that carries the launch's token in its
+    environment: torch's elastic agent starts each rank in a session of its own, so the launcher's
+    session alone misses the ranks, and they hold the launcher's pipes open (``communicate`` then
+    waits for as long as they train). Returns what the launch printed."""
+    token = f"RLVR_TEST_LAUNCH={proc.launch_token}".encode()
+    pids = {proc.pid} | {int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _has_env(d, token)}
+    for pid in pids:
+        for kill in (os.killpg, os.kill):  # its session (a rank's own children), then itself
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
-            proc.communicate()
+    if proc.stdout is None or proc.stdout.closed:  # already read to the end
+        proc.wait()
+        return "", ""
+    return proc.communicate()
+
+
+def _has_env(proc_dir: Path, entry: bytes) -> bool:
+    try:
+        return entry in (proc_dir / "environ").read_bytes().split(b"\0")
+    except OSError:  # ended meanwhile, or not ours
+        return False
 
 
 def _wait_for_first_step(proc: subprocess.Popen, tmp_path: Path, out: Path, timeout: float = 600) -> None:
@@ -118,10 +142,13 @@ def _wait_for_first_step(proc: subprocess.Popen, tmp_path: Path, out: Path, time
 
 
 def _start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """``accelerate launch ...`` in a session of its own (the launcher and its ranks are killed
-    together: on a timeout in :func:`_finish`, and by :func:`_no_leftover_ranks` after a test)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    """``accelerate launch ...`` in a session of its own, tagged with a token in its environment (the
+    launcher and its ranks are killed together by :func:`_kill_launch`: on a timeout in
+    :func:`_finish`, and by :func:`_no_leftover_ranks` after a test)."""
+    token = uuid.uuid4().hex
+    proc = subprocess.Popen(cmd, env={**env, "RLVR_TEST_LAUNCH": token}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc.launch_token = token  # every process of the launch inherits it (see _kill_launch)
     _LAUNCHED.append(proc)
     return proc
 
@@ -151,8 +178,7 @@ def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+        out, err = _kill_launch(proc)
         pytest.fail(f"still running after {timeout:.0f} s (a rank waits in a collective?)\n{err[-3000:]}")
     return proc.returncode, out, err
 
@@ -255,6 +281,31 @@ def test_a_dead_rank_ends_the_other_within_the_collective_timeout(tmp_path):
     os.kill(int((tmp_path / "pids" / "1").read_text()), signal.SIGKILL)
     rc, _, _ = _finish(proc, 120)
     assert rc != 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_killing_a_launch_kills_its_ranks(tmp_path):
+    """The clean-up after a failed or timed-out test reaches the ranks, not only the launcher: torch's
+    elastic agent starts each rank in a session of its own, so killing the launcher's session left
+    both ranks training (here: for 100,000 steps) beside the rest of the suite."""
+    proc, out = _train(tmp_path, "rank0_flat", "trainer.total_steps=100000")
+    _wait_for_first_step(proc, tmp_path, out)
+    deadline = time.time() + 60
+    while not (tmp_path / "pids" / "0").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    ranks = [int((tmp_path / "pids" / r).read_text()) for r in ("0", "1")]
+    assert all(map(_alive, ranks))
+    _kill_launch(proc)
+    deadline = time.time() + 30
+    while any(map(_alive, ranks)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_alive, ranks)), [pid for pid in ranks if _alive(pid)]
 
 
 # ---------------------------------------------------------------- global normalisers
