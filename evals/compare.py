@@ -41,10 +41,12 @@ class Limits:
 
 
 def _run_overrides(cfg, preset: str, seed: int, run_dir: Path, limits: Limits) -> list[str]:
+    """What one run adds to the study's command line: its preset (or arm: a named variant of a
+    preset in the recipe's ``arms``, which sets the preset itself), seed, directory and budgets."""
     t, r = cfg.trainer, cfg.rollout
     budget = t.total_steps * t.prompts_per_step * r.n
-    ov = [f"algorithm.preset={preset}", f"trainer.seed={seed}", f"trainer.output_dir={run_dir}",
-          f"trainer.max_samples={budget}"]
+    which = f"arm={preset}" if preset in cfg.arms else f"algorithm.preset={preset}"
+    ov = [which, f"trainer.seed={seed}", f"trainer.output_dir={run_dir}", f"trainer.max_samples={budget}"]
     if limits.max_tokens:
         ov.append(f"trainer.max_tokens={limits.max_tokens}")
     if limits.max_time:
@@ -52,12 +54,25 @@ def _run_overrides(cfg, preset: str, seed: int, run_dir: Path, limits: Limits) -
     return ov
 
 
+def arm_config(cfg, name: str):
+    """``cfg`` with arm ``name`` of its ``arms`` applied (``cfg`` itself when ``name`` is a preset)."""
+    from rlvr.config import from_dict
+
+    if name not in cfg.arms:
+        return cfg
+    return from_dict({k: v for k, v in cfg.to_dict().items() if k != "arm"}, [f"arm={name}"])
+
+
 def resolved_settings(cfg, preset: str) -> dict[str, object]:
     """Every setting of a run of ``preset`` under ``cfg``, flat (``{"algorithm.estimator": "gae",
     "trainer.lr": 4e-05, ...}``): the recipe's sections with the preset's fields resolved (the
-    recipe's algorithm keys override the preset's, as in the run)."""
+    recipe's algorithm keys override the preset's, as in the run). ``preset`` may name one of the
+    recipe's arms: its settings are applied first."""
     from rlvr.algorithms.presets import get_preset
 
+    if preset in cfg.arms:
+        cfg = arm_config(cfg, preset)
+        preset = cfg.algorithm.preset
     built = get_preset(preset).with_overrides(**cfg.algorithm.overrides)
     d = cfg.to_dict()
     d["algorithm"] = {**{k: v for k, v in d["algorithm"].items() if k != "preset"},
@@ -73,7 +88,7 @@ def differing(per_preset: dict[str, dict[str, object]]) -> dict[str, dict[str, o
     for name, settings in per_preset.items():
         for k, v in settings.items():
             flat.setdefault(k, {})[name] = v
-    skip = {"trainer.seed", "trainer.output_dir"}
+    skip = {"trainer.seed", "trainer.output_dir", "arm"}  # an arm's settings are listed themselves
     return {k: v for k, v in flat.items() if k not in skip and (
         len(v) < len(per_preset) or len({json.dumps(x, sort_keys=True, default=str) for x in v.values()}) > 1)}
 
@@ -208,6 +223,14 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     if cfg is None:
         cfg = load_config(recipe, list(overrides))  # validate once, before any run starts
     presets, seeds = list(presets), list(seeds)
+    from rlvr.config import parse_override
+
+    given = {parse_override(o)[0] for o in overrides}
+    for name in presets:  # an arm's own setting given for every run would erase what the arm is about
+        clash = sorted(given & {"algorithm.preset" if k == "preset" else k for k in cfg.arms.get(name, {})})
+        if clash:
+            raise ConfigError(f"arms.{name} sets {clash[0]}, which the command line sets for every run; "
+                              "drop it from the command line or from the arm")
     fixed = [k for k in ("estimator", "critic") if k in cfg.algorithm.overrides]
     if fixed and len(presets) > 1:  # every run would get the recipe's baseline: nothing compared
         raise ConfigError(f"algorithm.{fixed[0]}={cfg.algorithm.overrides[fixed[0]]!r} in the recipe is applied to every "

@@ -134,6 +134,10 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _preset_of(path: Path, config: dict, summary: dict, in_compare: bool) -> str:
+    """The run's label: its arm (a named variant of a preset, the recipe's ``arms``), else its preset."""
+    for arm in (summary.get("arm"), config.get("arm")):
+        if isinstance(arm, str) and arm:
+            return arm
     if summary.get("preset"):
         return str(summary["preset"])
     for section in (config, config.get("algorithm") or {}):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -203,6 +204,12 @@ class Config:
     # equivalence margin m of a comparison of runs of this recipe (rlvr compare / report verdicts:
     # "equivalent within +/-m"), declared before the runs; rlvr compare --margin overrides it
     margin: float | None = None
+    # named variants of a preset for controlled comparisons: ``arms: {trpo_full_fisher: {preset: trpo,
+    # algorithm.trpo_fvp_fraction: 1.0}}`` ("preset" plus any dotted settings). ``rlvr compare
+    # --presets`` takes arm names beside preset names, each arm's runs in a directory of its name;
+    # ``arm: NAME`` (or the override arm=NAME) trains one: recipe < arm < command-line overrides
+    arms: dict[str, Any] = field(default_factory=dict)
+    arm: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -526,11 +533,58 @@ def _move_renamed_keys(tree: dict[str, Any]) -> None:
 
 def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
     tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
+    given = []
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
+        given.append(key)
+    arms = _check_arms(tree)
+    if tree.get("arm") is not None:
+        _apply_arm(tree, arms, str(tree["arm"]), given)
     _move_renamed_keys(tree)
     return validate(_build(Config, tree, ""))
+
+
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_arms(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The recipe's ``arms``, each checked: a name usable as a directory that is not a preset's, a
+    mapping of settings, and a valid config once applied (errors name ``arms.<name>.<key>``)."""
+    from rlvr.algorithms.presets import PRESETS
+
+    arms = tree.get("arms") or {}
+    if not isinstance(arms, dict):
+        raise ConfigError(f"arms: expected a mapping of arm name -> settings, got {arms!r}")
+    for name, settings in arms.items():
+        if not isinstance(name, str) or not ARM_NAME.fullmatch(name):
+            raise ConfigError(f"arms.{name}: an arm's name must be letters, digits, '_', '.' or '-' "
+                              "(it names the arm's run directories)")
+        if name in PRESETS:
+            raise ConfigError(f"arms.{name}: '{name}' is a preset's name; give the arm a name of its own")
+        if not isinstance(settings, dict) or not settings:
+            raise ConfigError(f"arms.{name}: expected a mapping of settings (preset: ..., section.key: value), "
+                              f"got {settings!r}")
+        trial = {k: (dict(v) if isinstance(v, dict) else v) for k, v in tree.items() if k not in ("arms", "arm")}
+        _apply_arm(trial, {name: settings}, name, [])
+        try:
+            validate(_build(Config, trial, ""))
+        except ConfigError as e:
+            raise ConfigError(f"arms.{name}: {e}") from None
+    return arms
+
+
+def _apply_arm(tree: dict[str, Any], arms: dict[str, dict[str, Any]], name: str, given: list[str]) -> None:
+    """Write arm ``name``'s settings into ``tree``, except those given on the command line (they win)."""
+    if name not in arms:
+        listed = ", ".join(arms) or "none"
+        raise ConfigError(f"arm: unknown arm {name!r}; the recipe's arms: {listed}")
+    for key, value in arms[name].items():
+        dotted = "algorithm.preset" if key == "preset" else str(key)
+        if "." not in dotted:
+            raise ConfigError(f"arms.{name}.{key}: expected 'preset' or a dotted setting such as trainer.lr")
+        if dotted not in given:
+            _set_dotted(tree, dotted, value)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

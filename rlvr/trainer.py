@@ -425,6 +425,8 @@ class Trainer:
             self.save(elapsed)
             summary: dict[str, Any] = {"preset": self.preset.name, "seed": t.seed, "steps": self.step,
                                        "samples": self.samples, "tokens": self.tokens, "stop_reason": reason}
+            if self.cfg.arm:  # a named variant of the preset (the recipe's arms): reports label it so
+                summary["arm"] = self.cfg.arm
             if interrupted:
                 # interrupted (or a partial max_steps call): checkpointed, but the run is not finished,
                 # so no summary.json (`rlvr compare` treats its presence as "done")

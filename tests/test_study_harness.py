@@ -387,3 +387,78 @@ def test_periodic_evals_can_use_a_fixed_subset_of_the_held_out_items(tmp_path):
     evals = rows(Path(cfg.trainer.output_dir) / "eval.jsonl")
     assert [(e["step"], e["eval/n"]) for e in evals] == [(1, 3), (2, 8)]
     assert len(rows(Path(cfg.trainer.output_dir) / "eval_items.jsonl")) == 8
+
+
+# ----------------------------------------------------------------------------- arms: named variants
+ARMS = ("arms:\n  trpo_full: {preset: trpo, algorithm.trpo_fvp_fraction: 1.0}\n"
+        "  grpo_lr: {preset: grpo, trainer.lr: 2.0e-3}\n")
+
+
+def test_an_arm_applies_its_settings_between_the_recipe_and_the_command_line(tmp_path):
+    recipe = _write_recipe(tmp_path, steps=1)
+    recipe.write_text(recipe.read_text() + ARMS)
+    plain = load_config(recipe)
+    assert plain.arm is None and plain.trainer.lr == 1e-3 and set(plain.arms) == {"trpo_full", "grpo_lr"}
+    arm = load_config(recipe, ["arm=trpo_full"])
+    assert arm.algorithm.preset == "trpo" and arm.algorithm.overrides["trpo_fvp_fraction"] == 1.0
+    assert load_config(recipe, ["arm=grpo_lr"]).trainer.lr == 2e-3  # the arm beats the recipe
+    assert load_config(recipe, ["arm=grpo_lr", "trainer.lr=5e-4"]).trainer.lr == 5e-4  # the command line beats the arm
+    with pytest.raises(ConfigError, match=r"^arm: unknown arm 'nope'; the recipe's arms: trpo_full, grpo_lr$"):
+        load_config(recipe, ["arm=nope"])
+
+
+@pytest.mark.parametrize("arms, message", [
+    ("arms:\n  ppo: {preset: grpo}\n", r"^arms\.ppo: 'ppo' is a preset's name"),
+    ("arms:\n  'a/b': {preset: grpo}\n", r"^arms\.a/b: an arm's name must be"),
+    ("arms:\n  x: grpo\n", r"^arms\.x: expected a mapping of settings"),
+    ("arms:\n  x: {lr: 1.0}\n", r"^arms\.x\.lr: expected 'preset' or a dotted setting"),
+    ("arms:\n  x: {trainer.lrr: 1.0}\n", r"^arms\.x: unknown key 'trainer\.lrr' \(did you mean 'lr'\?\)"),
+    ("arms:\n  x: {preset: nosuch}\n", r"^arms\.x: algorithm\.preset: .*unknown preset 'nosuch'"),
+    ("arms:\n  x: {trainer.lr: -1.0}\n", r"^arms\.x: trainer\.lr"),
+    ("arms: [a, b]\n", r"^arms: expected a mapping"),
+])
+def test_a_bad_arm_is_refused_in_one_line_naming_it(tmp_path, arms, message):
+    recipe = _write_recipe(tmp_path, steps=1)
+    recipe.write_text(recipe.read_text() + arms)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(recipe)
+    assert "\n" not in str(e.value)
+
+
+def test_compare_runs_arms_beside_presets_and_the_report_labels_them(tmp_path):
+    """``--presets grpo,grpo_lr``: the arm's runs live under its name, run with its settings, and the
+    study's settings that differ are the arm's own; the report and plan label the runs by arm."""
+    from evals.compare import settings_that_differ
+
+    recipe = _write_recipe(tmp_path, steps=1)
+    recipe.write_text(recipe.read_text() + ARMS)
+    assert settings_that_differ(load_config(recipe), ["grpo", "grpo_lr"]) == {"trainer.lr": {"grpo": 1e-3, "grpo_lr": 2e-3}}
+    out = tmp_path / "cmp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", "grpo,grpo_lr",
+                           "--seeds", "1", "--out", str(out), "--no-base-eval", "trainer.prompts_per_step=1",
+                           "rollout.max_new_tokens=3"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "trainer.lr: grpo=0.001, grpo_lr=0.002" in proc.stdout
+    run = out / "grpo_lr" / "seed0"
+    saved = load_config(run / "config.yaml")
+    assert saved.arm == "grpo_lr" and saved.trainer.lr == 2e-3 and saved.algorithm.preset == "grpo"
+    assert json.loads((run / "summary.json").read_text())["arm"] == "grpo_lr"
+    report = subprocess.run([sys.executable, "-m", "rlvr.cli", "report", str(out), "--out", str(tmp_path / "rep")],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert report.returncode == 0, report.stderr[-2000:]
+    runs = json.loads((tmp_path / "rep" / "summary.json").read_text())["runs"]
+    assert sorted(r["preset"] for r in runs) == ["grpo", "grpo_lr"]
+    assert "| trainer.lr |" in (tmp_path / "rep" / "report.md").read_text()
+    # an arm's own setting given for every run on the command line would make the arms identical
+    clash = subprocess.run([sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", "grpo,grpo_lr",
+                            "--seeds", "1", "--out", str(tmp_path / "cmp2"), "--no-base-eval", "trainer.lr=1e-4"],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert clash.returncode != 0
+    assert clash.stderr.strip().splitlines()[-1].endswith(
+        "arms.grpo_lr sets trainer.lr, which the command line sets for every run; drop it from the command line or "
+        "from the arm")
+    unknown = subprocess.run([sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", "grpo,lr2",
+                              "--seeds", "1", "--out", str(tmp_path / "cmp3")],
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert unknown.returncode != 0 and "the recipe's arms: trpo_full, grpo_lr" in unknown.stderr

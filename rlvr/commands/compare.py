@@ -15,7 +15,8 @@ from rlvr.errors import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="YAML recipe shared by every run")
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run")
-    p.add_argument("--presets", default="ppo,grpo", help="comma-separated presets (default: ppo,grpo)")
+    p.add_argument("--presets", default="ppo,grpo",
+                   help="comma-separated presets, or arms of the recipe (named variants of a preset; default: ppo,grpo)")
     p.add_argument("--ladder", action="store_true",
                    help="run the REINFORCE->PPO ladder plus its comparators trpo and grpo")
     p.add_argument("--controlled", action="store_true",
@@ -35,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the report lists them")
 
 
-def plan(args: argparse.Namespace) -> tuple[list[str], list[int]]:
+def plan(args: argparse.Namespace, arms=()) -> tuple[list[str], list[int]]:
+    """The presets (or the recipe's ``arms``, named variants of a preset) and seeds to run."""
     from rlvr.algorithms.presets import CONTROLLED, LADDER, LADDER_COMPARATORS, PRESETS
 
     if args.ladder and getattr(args, "controlled", False):
@@ -47,8 +49,9 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int]]:
     else:
         presets = [s.strip() for s in args.presets.split(",") if s.strip()]
     for name in presets:
-        if name not in PRESETS:
-            raise ConfigError(f"--presets: unknown preset '{name}'; valid: {', '.join(sorted(PRESETS))}")
+        if name not in PRESETS and name not in arms:
+            listed = f"; the recipe's arms: {', '.join(arms)}" if arms else ""
+            raise ConfigError(f"--presets: unknown preset '{name}'; valid: {', '.join(sorted(PRESETS))}{listed}")
     if args.seeds < 1:
         raise ConfigError("--seeds must be >= 1")
     return list(dict.fromkeys(presets)), list(range(args.seeds))
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.config import load_config
 
     cfg = load_config(args.recipe, args.overrides)  # validate once, before any run starts
-    presets, seeds = plan(args)
+    presets, seeds = plan(args, cfg.arms)
     compare(args.recipe, args.overrides, presets, seeds, cfg=cfg, out=args.out, max_tokens=args.max_tokens,
             max_time=args.max_time, base_eval=not args.no_base_eval, jobs=args.jobs, margin=args.margin,
             allow_mixed_commits=args.allow_mixed_commits)
