@@ -545,6 +545,7 @@ def from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ())
     return validate(_build(Config, tree, ""))
 
 
+_SECTIONS = ("model", "data", "rollout", "reward", "algorithm", "trainer")
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -581,8 +582,9 @@ def _apply_arm(tree: dict[str, Any], arms: dict[str, dict[str, Any]], name: str,
         raise ConfigError(f"arm: unknown arm {name!r}; the recipe's arms: {listed}")
     for key, value in arms[name].items():
         dotted = "algorithm.preset" if key == "preset" else str(key)
-        if "." not in dotted:
-            raise ConfigError(f"arms.{name}.{key}: expected 'preset' or a dotted setting such as trainer.lr")
+        if dotted.split(".")[0] not in _SECTIONS or "." not in dotted:
+            raise ConfigError(f"arms.{name}.{key}: expected 'preset' or a dotted setting of a section "
+                              f"({', '.join(_SECTIONS)}), such as trainer.lr")
         if dotted not in given:
             _set_dotted(tree, dotted, value)
 

@@ -412,6 +412,7 @@ def test_an_arm_applies_its_settings_between_the_recipe_and_the_command_line(tmp
     ("arms:\n  'a/b': {preset: grpo}\n", r"^arms\.a/b: an arm's name must be"),
     ("arms:\n  x: grpo\n", r"^arms\.x: expected a mapping of settings"),
     ("arms:\n  x: {lr: 1.0}\n", r"^arms\.x\.lr: expected 'preset' or a dotted setting"),
+    ("arms:\n  x: {arms.y: 1.0}\n", r"^arms\.x\.arms\.y: expected 'preset' or a dotted setting of a section"),
     ("arms:\n  x: {trainer.lrr: 1.0}\n", r"^arms\.x: unknown key 'trainer\.lrr' \(did you mean 'lr'\?\)"),
     ("arms:\n  x: {preset: nosuch}\n", r"^arms\.x: algorithm\.preset: .*unknown preset 'nosuch'"),
     ("arms:\n  x: {trainer.lr: -1.0}\n", r"^arms\.x: trainer\.lr"),
