@@ -625,7 +625,9 @@ def shared_settings(groups: dict[str, list[Run]], differences: dict) -> list[lis
     flats = [flat_settings(r.config) for rs in groups.values() for r in rs]
     if not flats or any(not f for f in flats):
         return []
-    skip = {"trainer.seed", "trainer.output_dir", "algorithm.preset", *differences}
+    skip = {"trainer.seed", "trainer.output_dir", "algorithm.preset", "arm", *differences}  # arm: a label
+    if all(f.get("arms") == {} for f in flats):  # a study without arms
+        skip.add("arms")
     same = lambda k: all(k in f and json.dumps(f[k], default=str) == json.dumps(flats[0][k], default=str)  # noqa: E731
                          for f in flats)
     return [[k, json.dumps(v, default=str)] for k, v in flats[0].items() if k not in skip and same(k)]

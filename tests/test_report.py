@@ -318,3 +318,18 @@ def test_the_preset_table_averages_finished_runs_only(tmp_path):
     assert f"| ppo | 2 (+1 unfinished, not counted) | {sum(acc) / 2:.3f} ({min(acc):.3f}-{max(acc):.3f}) |" in md
     assert "| grpo | 0 finished (1 unfinished: last logged values) | 0.500 |" in md
     assert "| ppo | 2 | ppo/seed2 | 30 | 0.990 |" in md  # the runs table still shows every run as it stands
+
+
+def test_held_fixed_settings_leave_out_an_empty_arms_table_and_the_arm_label():
+    """A study without arms records ``arms: {}`` and ``arm: null`` in every run's config: neither is
+    a setting the study held fixed, so neither is listed (the lr is)."""
+    from types import SimpleNamespace
+
+    from evals.report import shared_settings
+    from rlvr.config import from_dict
+
+    cfgs = [from_dict({}, [f"algorithm.preset={p}", "trainer.lr=3e-5"]).to_dict() for p in ("ppo", "grpo")]
+    rows = shared_settings({"ppo": [SimpleNamespace(config=cfgs[0])], "grpo": [SimpleNamespace(config=cfgs[1])]}, {})
+    keys = [k for k, _ in rows]
+    assert ["trainer.lr", "3e-05"] in rows
+    assert "arms" not in keys and "arm" not in keys and not any(k.startswith("arms.") for k in keys)

@@ -450,7 +450,9 @@ def test_compare_runs_arms_beside_presets_and_the_report_labels_them(tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     runs = json.loads((tmp_path / "rep" / "summary.json").read_text())["runs"]
     assert sorted(r["preset"] for r in runs) == ["grpo", "grpo_lr"]
-    assert "| trainer.lr |" in (tmp_path / "rep" / "report.md").read_text()
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| trainer.lr |" in text and "| arm |" not in text  # the arm's setting differs; its label is no setting
+    assert "| arms.grpo_lr.trainer.lr | 0.002 |" in text  # the arms the study defined, among what it held fixed
     # an arm's own setting given for every run on the command line would make the arms identical
     clash = subprocess.run([sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", "grpo,grpo_lr",
                             "--seeds", "1", "--out", str(tmp_path / "cmp2"), "--no-base-eval", "trainer.lr=1e-4"],
