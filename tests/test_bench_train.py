@@ -81,25 +81,29 @@ def test_bench_step_runs_presets_round_robin_and_reports_paired_ratios(tmp_path,
 
     import rlvr.bench.step as bench
 
-    order = []
+    order, head_lr = [], {}
     real = bench.timed_step
 
     def spy(trainer):
         order.append(trainer.preset.name)
+        head_lr[trainer.cfg.arm or trainer.preset.name] = trainer.cfg.trainer.value_head_lr
         return real(trainer)
 
     monkeypatch.setattr(bench, "timed_step", spy)
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text("model: {name: tiny-random}\ndata: {train: 'arithmetic:add2', train_limit: 32}\n"
                       "rollout: {n: 2, max_new_tokens: 4}\nreward: {workers: 0, verifier: test_len_parity}\n"
-                      "trainer: {prompts_per_step: 2, micro_batch_size: 4}\n")
+                      "trainer: {prompts_per_step: 2, micro_batch_size: 4}\n"
+                      "arms: {critic_slow_head: {preset: ctrl_critic, trainer.value_head_lr: 1.0e-5}}\n")
     out = tmp_path / "step.json"
-    rc = main(["bench", "step", str(recipe), "--presets", "grpo,ctrl_critic", "--steps", "3", "--warmup", "1",
-               "--threads", "1", "--ratios", "ctrl_critic/grpo", "--out", str(out)])
+    rc = main(["bench", "step", str(recipe), "--presets", "grpo,ctrl_critic,critic_slow_head", "--steps", "3",
+               "--warmup", "1", "--threads", "1", "--ratios", "ctrl_critic/grpo", "--out", str(out)])
     assert rc == 0
-    assert order == ["grpo", "ctrl_critic"] * 3
+    assert order == ["grpo", "ctrl_critic", "ctrl_critic"] * 3  # the arm trains the ctrl_critic preset
+    assert head_lr["critic_slow_head"] == 1e-5 and head_lr["ctrl_critic"] != 1e-5  # with its own setting
     r = json.loads(out.read_text())
-    assert r["order"] == "round-robin" and [x["preset"] for x in r["results"]] == ["grpo", "ctrl_critic"]
+    assert r["order"] == "round-robin"
+    assert [x["preset"] for x in r["results"]] == ["grpo", "ctrl_critic", "critic_slow_head"]
     a, b = r["results"][1]["steps"], r["results"][0]["steps"]
     (pair,) = r["ratios"]
     assert pair["pair"] == "ctrl_critic/grpo"

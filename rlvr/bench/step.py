@@ -27,7 +27,8 @@ from rlvr.bench import write_result
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="YAML recipe (e.g. recipes/quickstart.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to every preset")
-    p.add_argument("--presets", default="grpo,ppo", help="comma-separated presets (default grpo,ppo)")
+    p.add_argument("--presets", default="grpo,ppo",
+                   help="comma-separated presets or arms of the recipe (default grpo,ppo)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per preset (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -38,11 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build(recipe: str, overrides: list[str], preset: str, run_dir: str):
-    """A trainer of ``preset`` on ``recipe`` with evals and logging off."""
+    """A trainer of ``preset`` (or of one of the recipe's arms) on ``recipe`` with evals and logging off."""
     from rlvr.config import load_config
     from rlvr.trainer import Trainer
 
-    cfg = load_config(recipe, [*overrides, f"algorithm.preset={preset}", f"trainer.output_dir={run_dir}",
+    which = f"arm={preset}" if preset in load_config(recipe, overrides).arms else f"algorithm.preset={preset}"
+    cfg = load_config(recipe, [*overrides, which, f"trainer.output_dir={run_dir}",
                                "trainer.eval_at_start=false", "trainer.eval_every=0", "data.eval=null",
                                "trainer.progress=false", "trainer.tensorboard=false"])
     return Trainer(cfg)
