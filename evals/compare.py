@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlvr.errors import ConfigError, RlvrError
+from rlvr.rundir import write_atomic
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def _base_eval(cfg, out: Path) -> dict | None:
                "elapsed_s": time.perf_counter() - t0,
                **{f"final_eval/{k}": v for k, v in res.items() if k.startswith("sampled/") and isinstance(v, (int, float))},
                **{f"final_eval/{k}": res[k] for k in ("timeouts", "crashes", "violations") if k in res}}
-    dest.write_text(json.dumps(summary, indent=2))
+    write_atomic(dest, json.dumps(summary, indent=2))
     return summary
 
 
@@ -262,7 +263,7 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
                 "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
                 "command": command,
                 "runs": {}, "differences": settings_that_differ(cfg, presets)}
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    write_atomic(manifest_path, json.dumps(manifest, indent=2))
     os.environ[provenance.PARENT_ENV] = shlex.join(command)  # each child records the command that started it
     print("settings that differ between the compared runs:")
     for key, per in manifest["differences"].items():
@@ -297,7 +298,7 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
         manifest["runs"][key] = "done" if ok else ("interrupted" if interrupted else f"failed (exit {rc})")
         if ids := provenance.run_code_ids(run_dir):
             manifest["code"][key] = ids
-        manifest_path.write_text(json.dumps(manifest, indent=2))
+        write_atomic(manifest_path, json.dumps(manifest, indent=2))
         if interrupted or rc in (-2, 130, -15, 143):  # interrupted (SIGINT/SIGTERM)
             interrupted_in.append(key)
         elif not ok:
@@ -308,7 +309,7 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     if interrupted_in:  # stop the whole comparison; the same command continues it
         raise RlvrError(f"interrupted during {', '.join(interrupted_in)} (checkpointed at a step boundary); "
                         "rerun the same command to continue")
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    write_atomic(manifest_path, json.dumps(manifest, indent=2))
     print(f"compare directory: {out}  (render with: rlvr report {out})")
     if failed:
         raise RlvrError(f"{len(failed)} run(s) failed: {', '.join(failed)}; see their run directories")

@@ -634,4 +634,6 @@ def settings_changed(before: dict[str, Any], cfg: Config) -> dict[str, list[Any]
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    from rlvr.rundir import write_atomic
+
+    write_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -114,9 +114,9 @@ def write(run_dir: str | Path, step: int = 0) -> dict[str, Any]:
     rec = record(step)
     starts = read(run_dir) if step > 0 else []
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"starts": [*starts, rec]}, indent=2))
-    tmp.replace(path)
+    from rlvr.rundir import write_atomic
+
+    write_atomic(path, json.dumps({"starts": [*starts, rec]}, indent=2))
     return rec
 
 

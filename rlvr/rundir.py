@@ -19,6 +19,25 @@ LOCK_NAME = ".lock"
 _HELD: dict[str, list[int]] = {}  # resolved run dir -> [fd, holders in this process]
 
 
+def write_atomic(path: str | Path, text: str) -> None:
+    """Replace ``path``'s contents with ``text`` so that a write cut off half-way (a full disk, a
+    kill, a power cut) leaves the file whole as before, or absent if it was: the text goes to a
+    temporary file beside it, is flushed to disk, then renamed over it (``os.replace`` is atomic
+    within a filesystem). For the files that are read back: ``summary.json`` (a finished run),
+    ``config.yaml`` (a resume), the logs rewritten at a resume, ``compare.json``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class RunDirInUse(RlvrError):
     """The run directory is locked by another live process."""
 
@@ -218,7 +237,7 @@ class RunDir:
             if moved:
                 with open(path.with_suffix(".jsonl.after_checkpoint"), "a") as f:
                     f.write("\n".join(moved) + "\n")
-                path.write_text("".join(line + "\n" for line in keep))
+                write_atomic(path, "".join(line + "\n" for line in keep))
 
     def record_start(self, cfg, step: int) -> None:
         """``config.yaml`` and a start in ``provenance.json`` (code commit, versions, command, machine)."""
@@ -234,4 +253,4 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         """``summary.json``: the run finished (``rlvr compare`` treats its presence as "done")."""
         if self.is_main:
-            (self.path / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_atomic(self.path / "summary.json", json.dumps(summary, indent=2))

@@ -277,3 +277,71 @@ def test_keep_checkpoints_leaves_the_newest_and_a_resume_from_them_matches(tmp_p
 def test_keep_checkpoints_must_not_be_negative(tmp_path):
     with pytest.raises(RlvrError, match="trainer.keep_checkpoints"):
         tiny_cfg(tmp_path, **{"trainer.keep_checkpoints": -1})
+
+
+# ----------------------------------------------------------------------------- writes a crash cannot tear
+class _DiskFull:
+    """``open`` for (over)writing files under ``root`` that stores half of what is written, then fails
+    as a full disk does (a crash mid-write leaves the same half file). Appends still work."""
+
+    def __init__(self, real, root: Path):
+        self.real, self.root = real, str(root)
+
+    def __call__(self, file, mode="r", *args, **kwargs):
+        f = self.real(file, mode, *args, **kwargs)
+        if "w" in mode and str(file).startswith(self.root):
+            write = f.write
+
+            def half(data):
+                write(data[: len(data) // 2])
+                f.flush()
+                raise OSError(28, "No space left on device")
+
+            f.write = half
+        return f
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    import builtins
+    import io
+
+    def arm(root: Path) -> None:
+        fake = _DiskFull(builtins.open, root)
+        monkeypatch.setattr(builtins, "open", fake)
+        monkeypatch.setattr(io, "open", fake)
+    return arm
+
+
+def test_a_write_that_fails_half_way_leaves_no_torn_file(tmp_path, disk_full):
+    """summary.json marks a run finished (``rlvr compare`` skips it), config.yaml is read back on
+    resume, the logs trimmed at a resume are rewritten, compare.json and the base eval are read back
+    by the next compare: a write cut off half-way (full disk, a kill) must leave each file either
+    whole as before or absent, never torn."""
+    from rlvr.config import from_dict, save_config
+    from rlvr.rundir import RunDir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    log = [json.dumps({"step": s}) for s in range(1, 7)]
+    (run / "metrics.jsonl").write_text("".join(x + "\n" for x in log))
+    (run / "config.yaml").write_text("name: before\n")
+    d = RunDir(run, is_main=True)
+    disk_full(tmp_path)
+    with pytest.raises(OSError):
+        d.write_summary({"preset": "grpo", "seed": 0, "steps": 16})
+    assert not (run / "summary.json").exists()  # not taken for a finished run
+    with pytest.raises(OSError):
+        d.trim_logs_after(3)
+    assert (run / "metrics.jsonl").read_text() == "".join(x + "\n" for x in log)  # nothing lost
+    assert (run / "metrics.jsonl.after_checkpoint").read_text() == "".join(x + "\n" for x in log[3:])
+    with pytest.raises(OSError):
+        save_config(from_dict({"name": "after"}), run / "config.yaml")
+    assert (run / "config.yaml").read_text() == "name: before\n"
+    from rlvr.rundir import write_atomic  # what compare.json and the base eval are written with
+
+    with pytest.raises(OSError):
+        write_atomic(run / "compare.json", json.dumps({"presets": ["grpo"]}))
+    assert not (run / "compare.json").exists()
+    # no temporary file left behind
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.jsonl", "metrics.jsonl.after_checkpoint"]
