@@ -326,6 +326,7 @@ def test_a_write_that_fails_half_way_leaves_no_torn_file(tmp_path, disk_full):
     log = [json.dumps({"step": s}) for s in range(1, 7)]
     (run / "metrics.jsonl").write_text("".join(x + "\n" for x in log))
     (run / "config.yaml").write_text("name: before\n")
+    (tmp_path / "bench.json").write_text('{"x": 1, "history": []}')
     d = RunDir(run, is_main=True)
     disk_full(tmp_path)
     with pytest.raises(OSError):
@@ -343,5 +344,10 @@ def test_a_write_that_fails_half_way_leaves_no_torn_file(tmp_path, disk_full):
     with pytest.raises(OSError):
         write_atomic(run / "compare.json", json.dumps({"presets": ["grpo"]}))
     assert not (run / "compare.json").exists()
+    from rlvr.bench import write_result  # a benchmark's JSON keeps its history: a torn one lost it
+
+    with pytest.raises(OSError):
+        write_result(tmp_path / "bench.json", {"x": 2})
+    assert json.loads((tmp_path / "bench.json").read_text()) == {"x": 1, "history": []}
     # no temporary file left behind
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.jsonl", "metrics.jsonl.after_checkpoint"]

@@ -34,7 +34,9 @@ def write_result(path: Path, entry: dict, keep: int | None = None) -> None:
         old = json.loads(path.read_text())
         history = old.pop("history", []) + [old]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**entry, "history": history[-keep:] if keep else history}, indent=2) + "\n")
+    from rlvr.rundir import write_atomic  # a torn file would fail the next write, history and all
+
+    write_atomic(path, json.dumps({**entry, "history": history[-keep:] if keep else history}, indent=2) + "\n")
 
 
 def load(name: str) -> ModuleType:
