@@ -137,7 +137,7 @@ def _wait_for_first_step(proc: subprocess.Popen, tmp_path: Path, out: Path, time
             return
         time.sleep(0.5)
     if proc.poll() is not None:
-        pytest.fail(f"the run ended (rc {proc.returncode}) before its first step\n{proc.communicate()[1][-3000:]}")
+        pytest.fail(f"the run ended (rc {proc.returncode}) before its first step\n{_kill_launch(proc)[1][-3000:]}")
     pytest.fail(f"no step logged after {timeout:.0f} s")
 
 

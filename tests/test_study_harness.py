@@ -131,12 +131,19 @@ def test_interrupted_compare_checkpoints_and_resumes_without_mixing_logs(tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     metrics = out / "grpo" / "seed0" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
-        time.sleep(0.2)
-    assert metrics.is_file(), proc.communicate()[1][-2000:]
-    proc.send_signal(signal.SIGINT)  # as a Ctrl-C would
-    _, err = proc.communicate(timeout=300)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
+            time.sleep(0.2)
+        if not metrics.is_file():
+            proc.kill()  # its run dies with it (PR_SET_PDEATHSIG), so nothing keeps training past the test
+            pytest.fail(f"no step logged after 300 s\n{proc.communicate()[1][-2000:]}")
+        proc.send_signal(signal.SIGINT)  # as a Ctrl-C would
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 2 and "interrupted during grpo/seed0" in err
     ckpts = list((out / "grpo" / "seed0" / "checkpoints").glob("step_*"))
     assert ckpts, "the child was not given the chance to checkpoint"
