@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from procs import alive
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RECIPE = ("model: {name: tiny-random}\n"
@@ -283,13 +285,6 @@ def test_a_dead_rank_ends_the_other_within_the_collective_timeout(tmp_path):
     assert rc != 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def test_killing_a_launch_kills_its_ranks(tmp_path):
     """The clean-up after a failed or timed-out test reaches the ranks, not only the launcher: torch's
     elastic agent starts each rank in a session of its own, so killing the launcher's session left
@@ -300,12 +295,12 @@ def test_killing_a_launch_kills_its_ranks(tmp_path):
     while not (tmp_path / "pids" / "0").exists() and time.time() < deadline:
         time.sleep(0.2)
     ranks = [int((tmp_path / "pids" / r).read_text()) for r in ("0", "1")]
-    assert all(map(_alive, ranks))
+    assert all(map(alive, ranks))
     _kill_launch(proc)
     deadline = time.time() + 30
-    while any(map(_alive, ranks)) and time.time() < deadline:
+    while any(map(alive, ranks)) and time.time() < deadline:
         time.sleep(0.2)
-    assert not any(map(_alive, ranks)), [pid for pid in ranks if _alive(pid)]
+    assert not any(map(alive, ranks)), [pid for pid in ranks if alive(pid)]
 
 
 # ---------------------------------------------------------------- global normalisers

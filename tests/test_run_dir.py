@@ -11,6 +11,7 @@ import torch
 
 from rlvr.errors import RlvrError
 from rlvr.trainer import Trainer
+from procs import alive
 from tiny import tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,14 +113,6 @@ def test_forced_resume_is_recorded_in_the_run_dir(tmp_path):
     assert row["step"] == 1 and row["changed"] == {"trainer.lr": [1e-3, 2e-3]}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _wait_for(cond, timeout=60.0):
     import time
 
@@ -162,12 +155,12 @@ def test_compare_child_dies_with_a_killed_parent(tmp_path):
     try:
         assert _wait_for(lambda: pid_file.exists() and pid_file.read_text())
         pid = int(pid_file.read_text())
-        assert _alive(pid)
+        assert alive(pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        assert _wait_for(lambda: not _alive(pid), timeout=10), "the child outlived its killed parent"
+        assert _wait_for(lambda: not alive(pid), timeout=10), "the child outlived its killed parent"
     finally:
-        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+        if pid_file.exists() and pid_file.read_text() and alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 

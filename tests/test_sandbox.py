@@ -13,6 +13,7 @@ import time
 import pytest
 
 from verifiers.code import CodeVerifier, build_request, extract_code
+from procs import alive
 from verifiers.sandbox import Sandbox
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
@@ -229,9 +230,9 @@ def test_sigkilled_scorer_leaves_nothing_behind(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(p) for p in family):
+        while time.monotonic() < deadline and any(alive(p) for p in family):
             time.sleep(0.1)
-        assert not [p for p in family if _alive(p)]
+        assert not [p for p in family if alive(p)]
         assert set(os.listdir(tempfile.gettempdir())) - before == set()
     finally:
         if proc.poll() is None:
@@ -254,14 +255,6 @@ def _descendants(pid: int) -> set[int]:
             out.add(c)
             todo.append(c)
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 # ------------------------------------------------------------------ the OS boundary
@@ -637,7 +630,7 @@ def test_sandbox_object_reports_mode_and_closes():
         assert box.mode["isolation"] == "bwrap"
         assert box.mode["uid"] >= 0x7F000000 if os.geteuid() == 0 else box.mode["uid"] == 65534
         pid = box._proc.pid
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 # ------------------------------------------------------------------ exceptions are data, not control flow
