@@ -224,11 +224,11 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     if cfg is None:
         cfg = load_config(recipe, list(overrides))  # validate once, before any run starts
     presets, seeds = list(presets), list(seeds)
-    from rlvr.config import parse_override
+    from rlvr.config import arm_settings, parse_override
 
     given = {parse_override(o)[0] for o in overrides}
-    for name in presets:  # an arm's own setting given for every run would erase what the arm is about
-        clash = sorted(given & {"algorithm.preset" if k == "preset" else k for k in cfg.arms.get(name, {})})
+    for name in (p for p in presets if p in cfg.arms):  # an arm's own setting given for every run would erase it
+        clash = sorted(given & set(arm_settings(cfg.arms, name)))
         if clash:
             raise ConfigError(f"arms.{name} sets {clash[0]}, which the command line sets for every run; "
                               "drop it from the command line or from the arm")

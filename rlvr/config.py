@@ -575,16 +575,24 @@ def _check_arms(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return arms
 
 
-def _apply_arm(tree: dict[str, Any], arms: dict[str, dict[str, Any]], name: str, given: list[str]) -> None:
-    """Write arm ``name``'s settings into ``tree``, except those given on the command line (they win)."""
+def arm_settings(arms: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """Arm ``name``'s settings as dotted keys (its ``preset`` is ``algorithm.preset``)."""
     if name not in arms:
         listed = ", ".join(arms) or "none"
         raise ConfigError(f"arm: unknown arm {name!r}; the recipe's arms: {listed}")
+    out = {}
     for key, value in arms[name].items():
         dotted = "algorithm.preset" if key == "preset" else str(key)
         if dotted.split(".")[0] not in _SECTIONS or "." not in dotted:
             raise ConfigError(f"arms.{name}.{key}: expected 'preset' or a dotted setting of a section "
                               f"({', '.join(_SECTIONS)}), such as trainer.lr")
+        out[dotted] = value
+    return out
+
+
+def _apply_arm(tree: dict[str, Any], arms: dict[str, dict[str, Any]], name: str, given: list[str]) -> None:
+    """Write arm ``name``'s settings into ``tree``, except those given on the command line (they win)."""
+    for dotted, value in arm_settings(arms, name).items():
         if dotted not in given:
             _set_dotted(tree, dotted, value)
 
