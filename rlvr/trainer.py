@@ -60,6 +60,11 @@ def _peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
+class _EvalInterrupted(KeyboardInterrupt):
+    """A first SIGINT/SIGTERM arrived during an eval of a single-process run: the eval is dropped
+    (it changes no state a resume needs) and the run stops at once, instead of after the eval."""
+
+
 class Trainer:
     """Compose data, learner, engine, verifiers and algorithms according to a :class:`Config`."""
 
@@ -129,6 +134,7 @@ class Trainer:
         self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (Collective.learn_rows)
         self._last_eval: dict[str, Any] | None = None
         self._eval_pending = False  # the eval due at this step was not run (a stop came first)
+        self._in_eval = False  # an eval a first signal may cut short is running (one process only)
         if resuming and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
@@ -369,11 +375,17 @@ class Trainer:
     def _handle_signals(self) -> dict:
         """The first SIGINT/SIGTERM stops every process at the next step boundary, with a checkpoint;
         a second one stops this process now (its peers' next collective then fails, within
-        trainer.dist_timeout_s at most, instead of waiting for it). -> the handlers to put back."""
+        trainer.dist_timeout_s at most, instead of waiting for it). In a single-process run a first
+        signal during an eval stops at once too: the eval is dropped and the resumed run redoes it
+        (a final eval of 1,024 items takes half an hour on a CPU). Under a launcher the other
+        processes wait in the eval's barrier, so there the eval is finished first.
+        -> the handlers to put back."""
         def on_signal(signum, frame):
             if self._stop_signal is not None:
                 raise KeyboardInterrupt
             self._stop_signal = signum
+            if self._in_eval:
+                raise _EvalInterrupted
 
         old = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -391,14 +403,17 @@ class Trainer:
                                progress=t.progress, enabled=self.is_main)
         old_handlers = self._handle_signals()
         t0 = time.perf_counter() - self.elapsed_offset
-        done, reason = 0, None
+        done, reason, cut_eval = 0, None, None  # cut_eval: the step whose periodic eval a signal cut short
         try:
-            if t.eval_at_start and self.step == 0:
-                self._log_eval(logger, 0.0)
-            elif self._eval_pending:  # stopped at a step due an eval before it ran: run it now
-                self._log_eval(logger, self.elapsed_offset)
-            self._eval_pending = False
-            while True:
+            try:
+                if t.eval_at_start and self.step == 0:
+                    self._log_eval(logger, 0.0)
+                elif self._eval_pending:  # stopped at a step due an eval before it ran: run it now
+                    self._log_eval(logger, self.elapsed_offset)
+                self._eval_pending = False
+            except _EvalInterrupted:  # not run: the checkpoint below says it is still due
+                reason, cut_eval = signal.Signals(self._stop_signal).name, self.step
+            while reason is None:
                 reason = self._stop_reason(time.perf_counter() - t0)
                 if reason or (max_steps is not None and done >= max_steps):
                     break
@@ -412,7 +427,11 @@ class Trainer:
                 logger.log(m)
                 last = self._stop_reason(time.perf_counter() - t0) is not None
                 if t.eval_every and self.step % t.eval_every == 0 and not last:  # the final eval covers the last step
-                    self._log_eval(logger, time.perf_counter() - t0)
+                    try:
+                        self._log_eval(logger, time.perf_counter() - t0)
+                    except _EvalInterrupted:  # not run: due again at the resume (eval_pending below)
+                        reason, cut_eval = signal.Signals(self._stop_signal).name, self.step
+                        break
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save(time.perf_counter() - t0)
                 # a signal is acted on at the top of the loop, by every process at the same step
@@ -420,8 +439,9 @@ class Trainer:
             interrupted = reason is None or reason in ("SIGINT", "SIGTERM")
             # stopped before the run's end at a step due an eval (skipped above, as the final eval
             # would cover it): the checkpoint says so, and the resumed run evaluates first
-            self._eval_pending = bool(interrupted and t.eval_every and self.step % t.eval_every == 0 and done > 0
-                                      and (self._last_eval or {}).get("step") != self.step)
+            self._eval_pending = bool(interrupted and (cut_eval == self.step or (
+                t.eval_every and self.step % t.eval_every == 0 and done > 0
+                and (self._last_eval or {}).get("step") != self.step)))
             self.save(elapsed)
             summary: dict[str, Any] = {"preset": self.preset.name, "seed": t.seed, "steps": self.step,
                                        "samples": self.samples, "tokens": self.tokens, "stop_reason": reason}
@@ -436,7 +456,14 @@ class Trainer:
                           f"continue with --resume (checkpoint in {self.run_dir / 'checkpoints'})")
                 return summary
             if self.eval_examples is not None:
-                ev = self._log_eval(logger, elapsed, final=True)
+                try:
+                    ev = self._log_eval(logger, elapsed, final=True)
+                except _EvalInterrupted:  # the checkpoint above is the run's end: a resume runs this eval
+                    summary["stop_reason"] = signal.Signals(self._stop_signal).name
+                    if self.is_main:
+                        print(f"rlvr train: stopped by {summary['stop_reason']} during the final eval at step "
+                              f"{self.step}; continue with --resume (it runs only that eval)")
+                    return summary
                 summary["final_eval/pass@1"] = ev.get("eval/pass@1") if ev else None
                 summary.update({f"final_eval/{k[5:]}": v for k, v in (ev or {}).items()
                                 if k.startswith("eval/sampled/") or k in ("eval/timeouts", "eval/crashes", "eval/violations")})
@@ -450,7 +477,21 @@ class Trainer:
                 signal.signal(sig, h)
 
     def _log_eval(self, logger: MetricsLogger, elapsed: float, final: bool = False) -> dict[str, Any] | None:
-        res = self.evaluate(final=final)
+        """Evaluate and log one eval row. A signal that cuts the eval short (single process) raises
+        _EvalInterrupted with the RNG as it was before the eval, so the checkpoint that follows is
+        the one a stop just before the eval would have written."""
+        single = self.accelerator.num_processes == 1
+        rng = rng_state() if single else None
+        self._in_eval = single
+        try:
+            if single and self._stop_signal is not None:  # arrived before the eval began
+                raise _EvalInterrupted
+            res = self.evaluate(final=final)
+        except _EvalInterrupted:
+            set_rng_state(rng)
+            raise
+        finally:
+            self._in_eval = False
         if res is None:
             return None
         row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed, "train_s": self.train_s,

@@ -192,6 +192,90 @@ def test_an_eval_due_at_an_interrupted_step_runs_after_resume(tmp_path):
     assert json.loads((run / "summary.json").read_text())["final_eval/timeouts"] == 0
 
 
+def _ctrl_c_inside_an_eval(trainer, when):
+    """An evaluator that sends this process SIGINT from inside the model's forward passes of the
+    eval ``when(step, final)`` picks, and records which evals ran to the end."""
+    import signal
+
+    from rlvr.commands.train import harness_evaluator
+
+    state = {"evaluating": None, "fired": [], "finished": []}
+
+    def evaluator(tr, final):
+        state["evaluating"] = (tr.step, final)
+        try:
+            res = harness_evaluator(tr, final)
+        finally:
+            state["evaluating"] = None
+        state["finished"].append((tr.step, final))
+        return res
+
+    def hook(*_):
+        e = state["evaluating"]
+        if e is not None and when(*e) and not state["fired"]:
+            state["fired"].append(e)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.evaluator = evaluator
+    trainer.policy.register_forward_hook(hook)
+    return state
+
+
+def test_ctrl_c_during_a_periodic_eval_stops_the_run_at_once_and_the_resume_redoes_that_eval(tmp_path):
+    """A first Ctrl-C inside an eval does not wait for it to finish (a final eval of 1,024 items
+    takes half an hour on a CPU): the run stops with a checkpoint, and the resumed run evaluates that
+    step first and then trains exactly as an uninterrupted run does."""
+    from rlvr.commands.train import harness_evaluator
+
+    over = {"trainer.total_steps": 4, "trainer.eval_every": 2, "data.eval": "arithmetic:add2", "data.eval_limit": 4}
+    ref_cfg = tiny_cfg(tmp_path / "ref", **over)
+    Trainer(ref_cfg, evaluator=harness_evaluator).train()
+    cfg = tiny_cfg(tmp_path, **over)
+    run = Path(cfg.trainer.output_dir)
+    trainer = Trainer(cfg, evaluator=harness_evaluator)
+    state = _ctrl_c_inside_an_eval(trainer, lambda step, final: step == 2 and not final)
+    summary = trainer.train()
+    assert state["fired"] == [(2, False)] and (2, False) not in state["finished"]
+    assert summary["stop_reason"] == "SIGINT" and trainer.step == 2
+    assert not (run / "eval.jsonl").exists() or rows(run / "eval.jsonl") == []
+    assert (run / "checkpoints" / "step_2" / "trainer_state.pt").is_file() and not (run / "summary.json").exists()
+    trainer.close()
+    again = Trainer(cfg, resume=True, evaluator=harness_evaluator)  # cut short again: still due after
+    state = _ctrl_c_inside_an_eval(again, lambda step, final: step == 2 and not final)
+    assert again.train()["stop_reason"] == "SIGINT" and state["fired"] == [(2, False)] and not state["finished"]
+    again.close()
+    Trainer(cfg, resume=True, evaluator=harness_evaluator).train()
+    assert [r["step"] for r in rows(run / "eval.jsonl")] == [2, 4]
+    ref = Path(ref_cfg.trainer.output_dir)
+    for got, want in zip(rows(run / "metrics.jsonl"), rows(ref / "metrics.jsonl"), strict=True):
+        assert got["step"] == want["step"] and got["loss/policy"] == pytest.approx(want["loss/policy"], abs=1e-6)
+    for got, want in zip(rows(run / "eval.jsonl"), rows(ref / "eval.jsonl"), strict=True):
+        assert got["eval/pass@1"] == want["eval/pass@1"]
+
+
+def test_ctrl_c_during_the_final_eval_stops_at_once_and_the_resume_runs_only_that_eval(tmp_path):
+    from rlvr.commands.train import harness_evaluator
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 2, "data.eval": "arithmetic:add2", "data.eval_limit": 4})
+    run = Path(cfg.trainer.output_dir)
+    trainer = Trainer(cfg, evaluator=harness_evaluator)
+    state = _ctrl_c_inside_an_eval(trainer, lambda step, final: final)
+    summary = trainer.train()
+    assert state["fired"] == [(2, True)] and state["finished"] == []
+    assert summary["stop_reason"] == "SIGINT" and not (run / "summary.json").exists()
+    assert not (run / "eval_items.jsonl").exists()
+    assert (run / "checkpoints" / "step_2" / "trainer_state.pt").is_file()
+    trainer.close()
+    steps_before = len(rows(run / "metrics.jsonl"))
+    again = Trainer(cfg, resume=True, evaluator=harness_evaluator)
+    summary = again.train()
+    assert again.step == 2 and len(rows(run / "metrics.jsonl")) == steps_before  # no step trained again
+    assert summary["stop_reason"] == "total_steps" and summary["final_eval/pass@1"] is not None
+    assert json.loads((run / "summary.json").read_text())["final_eval/pass@1"] == summary["final_eval/pass@1"]
+    assert [r["step"] for r in rows(run / "eval.jsonl")] == [2]
+    assert len(rows(run / "eval_items.jsonl")) == 4
+
+
 def _recipe(tmp_path, steps):
     verifier = tmp_path / "parity.py"
     verifier.write_text("def score(completion, reference):\n    return float(len(completion) % 2 == 0)\n")
