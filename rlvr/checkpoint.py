@@ -13,7 +13,11 @@ writes exactly this layout (a consolidated checkpoint; :mod:`rlvr.fsdp`), so any
 can resume from it and ``rlvr eval`` reads ``policy/`` as usual.
 
 A checkpoint directory appears only once complete (written to a temp dir, then renamed), so a
-crash while saving never leaves a checkpoint that ``--resume`` would pick up half-written.
+crash while saving never leaves a checkpoint that ``--resume`` would pick up half-written. A
+directory is never deleted in place either: it is first renamed out of the way (``.old_step_<N>``
+when a save replaces its own step, ``.gone_step_<N>`` when pruned), so a crash part-way through a
+deletion leaves no ``step_<N>`` with half its files; a displaced ``.old_step_<N>`` whose
+replacement never arrived is still a whole checkpoint and is resumed from.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ class CheckpointError(RlvrError):
 
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_DISPLACED_DIR = re.compile(r"^\.old_step_(\d+)$")  # a whole checkpoint moved aside by a save of its step
 
 
 def rng_state() -> dict[str, Any]:
@@ -74,6 +79,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: tor
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step_{step}"
     tmp = ckpt_root / f".tmp_step_{step}"
+    _tidy(ckpt_root)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     export = policy
@@ -87,35 +93,62 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: tor
         export.save_pretrained(tmp / "policy", safe_serialization=True)
     tokenizer.save_pretrained(tmp / "policy")
     torch.save(state, tmp / "trainer_state.pt")
-    if final.exists():
-        shutil.rmtree(final)
+    old = ckpt_root / f".old_step_{step}"
+    if final.exists():  # the same step saved again (a resumed run that stops where it resumed)
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)  # whole until the new one is in place: resumable in between
     tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
     if keep > 0:
         prune_checkpoints(run_dir, keep)
     return final
 
 
+def _remove(path: Path) -> None:
+    """Delete a checkpoint directory without ever leaving it half-deleted under its own name."""
+    gone = path.with_name(f".gone_{path.name.lstrip('.')}")
+    shutil.rmtree(gone, ignore_errors=True)
+    path.rename(gone)
+    shutil.rmtree(gone)
+
+
+def _tidy(ckpt_root: Path) -> None:
+    """Remove what a crash left: directories being deleted, and displaced copies whose replacement
+    is in place (a displaced copy without one is the step's checkpoint, and stays)."""
+    for p in ckpt_root.iterdir():
+        m = _DISPLACED_DIR.match(p.name)
+        if p.name.startswith(".gone_") or (m and (ckpt_root / f"step_{m.group(1)}").is_dir()):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
     """Remove every complete ``step_<N>`` checkpoint but the ``keep`` newest; the removed paths.
     A new checkpoint is complete before an old one goes, so a crash here loses nothing resumable."""
-    steps = _complete_checkpoints(run_dir)
+    steps = complete_checkpoints(run_dir)
     gone = [p for _, p in steps[:-keep]] if len(steps) > keep else []
     for p in gone:
-        shutil.rmtree(p)
+        _remove(p)
+        shutil.rmtree(p.with_name(f".old_{p.name}"), ignore_errors=True)  # a crash's leftover of that step
     return gone
 
 
-def _complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every complete ``checkpoints/step_<N>`` (its trainer_state.pt written), by step."""
+def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete ``checkpoints/step_<N>`` (its trainer_state.pt written), by
+    step; for a step whose ``step_<N>`` a crash left missing, its displaced ``.old_step_<N>``."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and
-                  (p / "trainer_state.pt").is_file())
+    found: dict[int, Path] = {}
+    for p in root.iterdir():
+        if (m := _STEP_DIR.match(p.name) or _DISPLACED_DIR.match(p.name)) and (p / "trainer_state.pt").is_file():
+            step = int(m.group(1))
+            if step not in found or p.name.startswith("step_"):
+                found[step] = p
+    return sorted(found.items())
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    steps = _complete_checkpoints(run_dir)
+    steps = complete_checkpoints(run_dir)
     return steps[-1][1] if steps else None
 
 

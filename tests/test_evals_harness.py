@@ -84,6 +84,7 @@ def test_resolve_checkpoint_layouts(tiny_model_path, tmp_path):
         d.mkdir(parents=True)
         (d / "config.json").write_text("{}")
     (run / "checkpoints" / ".tmp_step_12" / "policy").mkdir(parents=True)  # half-written: ignored
+    (run / "checkpoints" / ".gone_step_1" / "policy").mkdir(parents=True)  # being deleted: ignored
     assert resolve_checkpoint(run) == str(run / "checkpoints" / "step_10" / "policy")
     assert resolve_checkpoint(run / "checkpoints" / "step_2") == str(run / "checkpoints" / "step_2" / "policy")
     assert resolve_checkpoint(tiny_model_path) == tiny_model_path

@@ -428,3 +428,83 @@ def test_a_write_that_fails_half_way_leaves_no_torn_file(tmp_path, disk_full):
     assert json.loads((tmp_path / "bench.json").read_text()) == {"x": 1, "history": []}
     # no temporary file left behind
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.jsonl", "metrics.jsonl.after_checkpoint"]
+
+
+class _CrashMidDelete(Exception):
+    """What a kill part-way through deleting a directory tree leaves behind, as an exception."""
+
+
+def _rmtree_that_dies_half_way(real):
+    """shutil.rmtree that deletes ``policy/`` of a checkpoint (its exported weights) and then dies,
+    as a kill part-way through the deletion of a large tree does (the rest is left)."""
+    def rmtree(path, *args, **kwargs):
+        path = Path(path)
+        if (path / "trainer_state.pt").is_file() and (path / "policy").is_dir():
+            real(path / "policy")
+            raise _CrashMidDelete(str(path))
+        return real(path, *args, **kwargs)
+    return rmtree
+
+
+def _whole(ckpt: Path) -> bool:
+    return (ckpt / "trainer_state.pt").is_file() and any((ckpt / "policy").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("crash", ["delete", "rename"])
+def test_a_crash_while_a_checkpoint_replaces_one_of_its_step_leaves_a_whole_one(tmp_path, monkeypatch, crash):
+    """A resumed run that stops at the step it resumed from (a run resumed for its final eval does)
+    saves that step again. A kill while the earlier copy is deleted, or before the new one is in
+    place, must leave a whole checkpoint of that step for the next resume: never none, never one
+    with its weights half deleted."""
+    import shutil
+
+    import rlvr.checkpoint as ck
+    from rlvr.checkpoint import latest_checkpoint, load_state
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 1})
+    trainer = Trainer(cfg)
+    trainer.train()
+    run = Path(cfg.trainer.output_dir)
+    assert _whole(run / "checkpoints" / "step_1")
+    if crash == "delete":
+        monkeypatch.setattr(ck.shutil, "rmtree", _rmtree_that_dies_half_way(shutil.rmtree))
+    else:
+        real = Path.rename
+
+        def rename(self, target):
+            if self.name.startswith(".tmp_step_"):
+                raise _CrashMidDelete(str(self))
+            return real(self, target)
+        monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(_CrashMidDelete):
+        trainer.save(123.0)
+    monkeypatch.undo()
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and _whole(ckpt), sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert load_state(ckpt)["step"] == 1
+    trainer.close()
+    again = Trainer(cfg, resume=True)  # resumes, and its own save tidies what the crash left
+    assert again.step == 1
+    again.save(124.0)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_1"]
+    assert _whole(run / "checkpoints" / "step_1") and load_state(run / "checkpoints" / "step_1")["elapsed_s"] == 124.0
+    again.close()
+
+
+def test_a_crash_while_old_checkpoints_are_pruned_leaves_none_half_deleted(tmp_path, monkeypatch):
+    import shutil
+
+    import rlvr.checkpoint as ck
+    from rlvr.checkpoint import complete_checkpoints
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 2, "trainer.checkpoint_every": 1, "trainer.keep_checkpoints": 1})
+    trainer = Trainer(cfg)
+    monkeypatch.setattr(ck.shutil, "rmtree", _rmtree_that_dies_half_way(shutil.rmtree))
+    with pytest.raises(_CrashMidDelete):
+        trainer.train()  # step_2 is written, then the removal of step_1 dies half-way
+    monkeypatch.undo()
+    run = Path(cfg.trainer.output_dir)
+    listed = complete_checkpoints(run)
+    assert listed and all(_whole(p) for _, p in listed), sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert listed[-1][0] == 2
+    trainer.close()
