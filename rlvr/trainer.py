@@ -61,8 +61,8 @@ def _peak_memory_gb(device: torch.device) -> float:
 
 
 class _EvalInterrupted(KeyboardInterrupt):
-    """A first SIGINT/SIGTERM arrived during an eval of a single-process run: the eval is dropped
-    (it changes no state a resume needs) and the run stops at once, instead of after the eval."""
+    """A first SIGINT/SIGTERM arrived during an eval: the eval is dropped (it changes no state a
+    resume needs) and every process stops at once, instead of after the eval."""
 
 
 class Trainer:
@@ -134,7 +134,7 @@ class Trainer:
         self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (Collective.learn_rows)
         self._last_eval: dict[str, Any] | None = None
         self._eval_pending = False  # the eval due at this step was not run (a stop came first)
-        self._in_eval = False  # an eval a first signal may cut short is running (one process only)
+        self._in_eval = False  # process 0 is running the evaluator (a first signal cuts it short)
         if resuming and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
@@ -303,9 +303,24 @@ class Trainer:
             return None
         # with FSDP2 the evaluator samples from the policy on process 0 alone: gathered (whatever
         # the engine, the harness's own sampler runs the policy's module)
+        res, cut = None, False
         with self.learner.sampling_weights():
-            res = self.evaluator(self, final) if self.is_main else None
+            try:
+                self._in_eval = self.is_main
+                if self.is_main and self._stop_signal is not None:  # arrived before the eval began
+                    raise _EvalInterrupted
+                res = self.evaluator(self, final) if self.is_main else None
+            except _EvalInterrupted:
+                cut = True
+            finally:
+                self._in_eval = False
         self.accelerator.wait_for_everyone()
+        # process 0 says whether a signal cut its eval short, and which one: every process then
+        # stops at this same point (the others wait in the barrier above meanwhile)
+        sig, _ = self.collective.stop_inputs((self._stop_signal or 0) if cut else 0, 0.0)
+        if sig:
+            self._stop_signal = self._stop_signal or sig
+            raise _EvalInterrupted
         return res
 
     def _state(self, elapsed: float, policy_full: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
@@ -375,11 +390,10 @@ class Trainer:
     def _handle_signals(self) -> dict:
         """The first SIGINT/SIGTERM stops every process at the next step boundary, with a checkpoint;
         a second one stops this process now (its peers' next collective then fails, within
-        trainer.dist_timeout_s at most, instead of waiting for it). In a single-process run a first
-        signal during an eval stops at once too: the eval is dropped and the resumed run redoes it
-        (a final eval of 1,024 items takes half an hour on a CPU). Under a launcher the other
-        processes wait in the eval's barrier, so there the eval is finished first.
-        -> the handlers to put back."""
+        trainer.dist_timeout_s at most, instead of waiting for it). A first signal that process 0
+        receives during an eval stops at once too: the eval is dropped, every process stops after
+        its barrier, and the resumed run redoes it (a final eval of 1,024 items takes half an hour
+        on a CPU). -> the handlers to put back."""
         def on_signal(signum, frame):
             if self._stop_signal is not None:
                 raise KeyboardInterrupt
@@ -477,21 +491,15 @@ class Trainer:
                 signal.signal(sig, h)
 
     def _log_eval(self, logger: MetricsLogger, elapsed: float, final: bool = False) -> dict[str, Any] | None:
-        """Evaluate and log one eval row. A signal that cuts the eval short (single process) raises
-        _EvalInterrupted with the RNG as it was before the eval, so the checkpoint that follows is
+        """Evaluate and log one eval row. A signal that cuts the eval short raises _EvalInterrupted
+        (on every process) with the RNG as it was before the eval, so the checkpoint that follows is
         the one a stop just before the eval would have written."""
-        single = self.accelerator.num_processes == 1
-        rng = rng_state() if single else None
-        self._in_eval = single
+        rng = rng_state()
         try:
-            if single and self._stop_signal is not None:  # arrived before the eval began
-                raise _EvalInterrupted
             res = self.evaluate(final=final)
         except _EvalInterrupted:
             set_rng_state(rng)
             raise
-        finally:
-            self._in_eval = False
         if res is None:
             return None
         row = {"step": self.step, "samples": self.samples, "elapsed_s": elapsed, "train_s": self.train_s,

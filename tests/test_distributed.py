@@ -57,6 +57,19 @@ def rank0_half_mixed(completion, reference):
         return float(len(completion) % 2)
     return 0.0
 
+def rank0_ctrl_c_in_eval(completion, reference):
+    """Length parity; rank 0 sends itself SIGINT at its 15th scoring call: after the recipe check's 2
+    and its first step's 8, inside the first eval's 16. Each call is noted in <pids>/calls_<rank>."""
+    import signal
+
+    rank = _rank()
+    path = os.path.join(os.environ["RLVR_TEST_PIDS"], f"calls_{rank}")
+    with open(path, "a") as f:
+        f.write("x")
+    if rank == 0 and os.path.getsize(path) == 15:
+        os.kill(os.getpid(), signal.SIGINT)
+    return float(len(completion) % 2)
+
 def rank1_only(completion, reference):
     """Rank 1: 0 or 1 (weighted 3e38 in the recipe, its policy loss overflows); rank 0: 0."""
     return float(len(completion) % 2) if _rank() == 1 else 0.0
@@ -274,6 +287,28 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step_with_a_checkpoint(tmp_p
     assert f"stopped by SIGTERM at step {last}" in stdout
     assert _checkpoint_steps(out)[-1] == last
     assert not (out / "summary.json").exists()  # interrupted, resumable
+
+
+def test_ctrl_c_to_process_0_during_an_eval_stops_both_at_once_and_the_resume_redoes_the_eval(tmp_path):
+    """Process 0 evaluates while the other waits in a barrier: a first Ctrl-C there drops the eval
+    and stops both processes after the barrier (the eval is not run to its end first), with a
+    checkpoint that says the eval is still due; the resumed run evaluates that step first."""
+    evals = ("data.eval=arithmetic:add2", "data.eval_limit=16", "trainer.eval_every=1", "trainer.total_steps=2")
+    proc, out = _train(tmp_path, "rank0_ctrl_c_in_eval", *evals)
+    rc, stdout, err = _finish(proc, 300)
+    assert rc != 0 and "exitcode  : 130" in err and "exitcode  : 1 " not in err, err[-3000:]
+    assert (tmp_path / "pids" / "calls_0").read_text() == "x" * 15  # the eval was cut short
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1]
+    assert not (out / "eval.jsonl").exists() or read_jsonl(out / "eval.jsonl") == []
+    assert _checkpoint_steps(out) == [1] and not (out / "summary.json").exists()
+    (tmp_path / "pids" / "calls_0").write_text("x" * 100)  # no second signal
+    recipe = tmp_path / "tiny.yaml"
+    rc, stdout, err = _finish(_start(_launch_cmd("-m", "rlvr.cli", "train", str(recipe), f"trainer.output_dir={out}",
+                                                 *evals, "--resume"), _env(tmp_path)), 300)
+    assert rc == 0, err[-3000:]
+    assert [r["step"] for r in read_jsonl(out / "eval.jsonl")] == [1, 2]
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
+    assert (out / "summary.json").exists()
 
 
 def test_a_dead_rank_ends_the_other_within_the_collective_timeout(tmp_path):
