@@ -135,6 +135,7 @@ class Trainer:
         self._last_eval: dict[str, Any] | None = None
         self._eval_pending = False  # the eval due at this step was not run (a stop came first)
         self._in_eval = False  # process 0 is running the evaluator (a first signal cuts it short)
+        self._training = False  # inside train(): its signal handlers are in place
         if resuming and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
@@ -306,8 +307,8 @@ class Trainer:
         res, cut = None, False
         with self.learner.sampling_weights():
             try:
-                self._in_eval = self.is_main
-                if self.is_main and self._stop_signal is not None:  # arrived before the eval began
+                self._in_eval = self.is_main and self._training
+                if self._in_eval and self._stop_signal is not None:  # arrived before the eval began
                     raise _EvalInterrupted
                 res = self.evaluator(self, final) if self.is_main else None
             except _EvalInterrupted:
@@ -416,6 +417,7 @@ class Trainer:
                                wandb_config=self.cfg.to_dict(), progress_total=t.total_steps,
                                progress=t.progress, enabled=self.is_main)
         old_handlers = self._handle_signals()
+        self._training = True
         t0 = time.perf_counter() - self.elapsed_offset
         done, reason, cut_eval = 0, None, None  # cut_eval: the step whose periodic eval a signal cut short
         try:
@@ -486,6 +488,7 @@ class Trainer:
             self.rundir.write_summary(summary)
             return summary
         finally:
+            self._training = False
             logger.close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)

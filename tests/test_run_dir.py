@@ -508,3 +508,17 @@ def test_a_crash_while_old_checkpoints_are_pruned_leaves_none_half_deleted(tmp_p
     assert listed and all(_whole(p) for _, p in listed), sorted(p.name for p in (run / "checkpoints").iterdir())
     assert listed[-1][0] == 2
     trainer.close()
+
+
+def test_an_eval_called_after_a_run_stopped_by_a_signal_still_evaluates(tmp_path):
+    """trainer.evaluate() outside train() is the user's own call: a signal that stopped an earlier
+    train() does not cut it short."""
+    from rlvr.commands.train import harness_evaluator
+
+    cfg = tiny_cfg(tmp_path, **{"trainer.total_steps": 2, "data.eval": "arithmetic:add2", "data.eval_limit": 4})
+    trainer = Trainer(cfg, evaluator=harness_evaluator)
+    _ctrl_c_inside_an_eval(trainer, lambda step, final: final)
+    assert trainer.train()["stop_reason"] == "SIGINT"
+    res = trainer.evaluate(final=False)
+    assert res is not None and res["n"] == 4
+    trainer.close()
