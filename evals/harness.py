@@ -46,13 +46,11 @@ def resolve_checkpoint(path: str | Path) -> str:
         return str(p)
     if (p / "policy" / "config.json").is_file():
         return str(p / "policy")
-    ckpts = p / "checkpoints"
-    if ckpts.is_dir():
-        steps = sorted((int(d.name[5:]), d) for d in ckpts.iterdir()
-                       if d.name.startswith("step_") and d.name[5:].isdigit()
-                       and (d / "policy" / "config.json").is_file())
-        if steps:
-            return str(steps[-1][1] / "policy")
+    from rlvr.checkpoint import complete_checkpoints
+
+    steps = complete_checkpoints(p, marker="policy/config.json")  # the training state need not be kept
+    if steps:
+        return str(steps[-1][1] / "policy")
     raise ModelError(f"{p}: not a model directory (no config.json), a checkpoint (no policy/config.json) "
                      "or a run directory (no checkpoints/step_N/policy/)")
 

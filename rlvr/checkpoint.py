@@ -132,15 +132,16 @@ def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
     return gone
 
 
-def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every complete ``checkpoints/step_<N>`` (its trainer_state.pt written), by
-    step; for a step whose ``step_<N>`` a crash left missing, its displaced ``.old_step_<N>``."""
+def complete_checkpoints(run_dir: Path, marker: str = "trainer_state.pt") -> list[tuple[int, Path]]:
+    """(step, path) of every complete ``checkpoints/step_<N>`` (``marker`` in it: its trainer state,
+    written last; ``rlvr eval`` asks for ``policy/config.json``), by step; for a step whose
+    ``step_<N>`` a crash left missing, its displaced ``.old_step_<N>``."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
     found: dict[int, Path] = {}
     for p in root.iterdir():
-        if (m := _STEP_DIR.match(p.name) or _DISPLACED_DIR.match(p.name)) and (p / "trainer_state.pt").is_file():
+        if (m := _STEP_DIR.match(p.name) or _DISPLACED_DIR.match(p.name)) and (p / marker).is_file():
             step = int(m.group(1))
             if step not in found or p.name.startswith("step_"):
                 found[step] = p

@@ -86,6 +86,9 @@ def test_resolve_checkpoint_layouts(tiny_model_path, tmp_path):
     (run / "checkpoints" / ".tmp_step_12" / "policy").mkdir(parents=True)  # half-written: ignored
     (run / "checkpoints" / ".gone_step_1" / "policy").mkdir(parents=True)  # being deleted: ignored
     assert resolve_checkpoint(run) == str(run / "checkpoints" / "step_10" / "policy")
+    (run / "checkpoints" / ".old_step_14" / "policy").mkdir(parents=True)  # a save of step 14 that a
+    (run / "checkpoints" / ".old_step_14" / "policy" / "config.json").write_text("{}")  # crash cut off
+    assert resolve_checkpoint(run) == str(run / "checkpoints" / ".old_step_14" / "policy")
     assert resolve_checkpoint(run / "checkpoints" / "step_2") == str(run / "checkpoints" / "step_2" / "policy")
     assert resolve_checkpoint(tiny_model_path) == tiny_model_path
     assert resolve_checkpoint("smollm2-135m-instruct") == "smollm2-135m-instruct"  # a name, left to load_policy
