@@ -38,4 +38,6 @@ if row is None or len(seeds) < 2:
     print(head + f"; no interval from {len(seeds)} seed{'s' if len(seeds) > 1 else ''}.")
 else:
     diff = re.sub(r"\s*\|\s*$", "", row.split("|")[2]).strip()
-    print(head + f"; {a.replace('ctrl_', '')} - {b.replace('ctrl_', '')} {diff} at {len(seeds)} seeds.")
+    interim = "" if len(seeds) >= args.planned else \
+        f" (interim: the study's verdict is the one at the declared {args.planned} seeds)"
+    print(head + f"; {a.replace('ctrl_', '')} - {b.replace('ctrl_', '')} {diff} at {len(seeds)} seeds{interim}.")
