@@ -63,3 +63,17 @@ def test_the_powered_studys_status_line_is_what_its_records_say():
                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     assert out.startswith("20 of 20 runs finished") and "equivalent within ±0.02 at 10 seeds" in out
     assert out in (RESULTS / "add2_powered" / "README.md").read_text()
+
+
+def test_the_running_studys_status_line_is_what_its_records_say_and_marks_an_interim_look():
+    """docs/results/chain4d1/README.md's status line is status.py's output too; before the declared
+    number of seeds its interval is marked as an interim look, not the study's verdict."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(RESULTS / "status.py"), "chain4d1", "--planned", "5"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert out in (RESULTS / "chain4d1" / "README.md").read_text()
+    runs = [r for r in json.loads((RESULTS / "chain4d1" / "summary.json").read_text())["runs"] if r.get("finished", True)]
+    seeds = {r["seed"] for r in runs if r["preset"] == "ctrl_critic"} & {r["seed"] for r in runs if r["preset"] == "ctrl_group"}
+    assert ("interim" in out) == (2 <= len(seeds) < 5)
