@@ -419,7 +419,7 @@ class Trainer:
         old_handlers = self._handle_signals()
         self._training = True
         t0 = time.perf_counter() - self.elapsed_offset
-        done, reason, cut_eval = 0, None, None  # cut_eval: the step whose periodic eval a signal cut short
+        done, reason, eval_cut = 0, None, False  # eval_cut: a signal cut this step's periodic eval short
         try:
             try:
                 if t.eval_at_start and self.step == 0:
@@ -428,7 +428,7 @@ class Trainer:
                     self._log_eval(logger, self.elapsed_offset)
                 self._eval_pending = False
             except _EvalInterrupted:  # not run: the checkpoint below says it is still due
-                reason, cut_eval = signal.Signals(self._stop_signal).name, self.step
+                reason, eval_cut = signal.Signals(self._stop_signal).name, True
             while reason is None:
                 reason = self._stop_reason(time.perf_counter() - t0)
                 if reason or (max_steps is not None and done >= max_steps):
@@ -446,7 +446,7 @@ class Trainer:
                     try:
                         self._log_eval(logger, time.perf_counter() - t0)
                     except _EvalInterrupted:  # not run: due again at the resume (eval_pending below)
-                        reason, cut_eval = signal.Signals(self._stop_signal).name, self.step
+                        reason, eval_cut = signal.Signals(self._stop_signal).name, True
                         break
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save(time.perf_counter() - t0)
@@ -455,7 +455,7 @@ class Trainer:
             interrupted = reason is None or reason in ("SIGINT", "SIGTERM")
             # stopped before the run's end at a step due an eval (skipped above, as the final eval
             # would cover it): the checkpoint says so, and the resumed run evaluates first
-            self._eval_pending = bool(interrupted and (cut_eval == self.step or (
+            self._eval_pending = bool(interrupted and (eval_cut or (
                 t.eval_every and self.step % t.eval_every == 0 and done > 0
                 and (self._last_eval or {}).get("step") != self.step)))
             self.save(elapsed)
