@@ -23,6 +23,7 @@ reference are sharded with FSDP2 and their gradients reduce-scattered (``fsdp2``
 from __future__ import annotations
 
 import resource
+from contextlib import closing
 import signal
 import time
 import weakref
@@ -43,6 +44,7 @@ from rlvr.learner import Learner, NonFiniteLossError  # noqa: F401  (re-exported
 from rlvr.metrics import MetricsLogger, PhaseTimer
 from rlvr.rollout.consistency import logprob_mismatch
 from rlvr.rundir import RunDir
+from rlvr.stopping import EvalInterrupted, StopSignals
 from rlvr.updates import UPDATES, UpdateInputs
 
 # preset fields beyond the core that the loop's modules run (Preset.extensions())
@@ -58,11 +60,6 @@ def _peak_memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
-
-
-class _EvalInterrupted(KeyboardInterrupt):
-    """A first SIGINT/SIGTERM arrived during an eval: the eval is dropped (it changes no state a
-    resume needs) and every process stops at once, instead of after the eval."""
 
 
 class Trainer:
@@ -130,12 +127,10 @@ class Trainer:
         self.elapsed_offset = 0.0
         self.train_s = 0.0  # wall seconds spent training (no evals, no diagnostics, no checkpoints)
         self.train_cpu_s = 0.0  # the same in CPU seconds of this process (robust to a shared machine)
-        self._stop_signal: int | None = None
+        self.stops = StopSignals()  # SIGINT/SIGTERM: stop at the next step boundary (rlvr.stopping)
         self._active_rows: torch.Tensor | None = None  # [N] 1.0 = real row, 0.0 = padding (Collective.learn_rows)
         self._last_eval: dict[str, Any] | None = None
         self._eval_pending = False  # the eval due at this step was not run (a stop came first)
-        self._in_eval = False  # process 0 is running the evaluator (a first signal cuts it short)
-        self._training = False  # inside train(): its signal handlers are in place
         if resuming and ckpt is None and self.is_main:
             print(f"rlvr train: no checkpoint under {self.run_dir}/checkpoints; starting fresh")
         if ckpt is not None:
@@ -307,21 +302,21 @@ class Trainer:
         res, cut = None, False
         with self.learner.sampling_weights():
             try:
-                self._in_eval = self.is_main and self._training
-                if self._in_eval and self._stop_signal is not None:  # arrived before the eval began
-                    raise _EvalInterrupted
+                self.stops.in_eval = self.is_main and self.stops.active
+                if self.stops.in_eval and self.stops.signum is not None:  # arrived before the eval began
+                    raise EvalInterrupted
                 res = self.evaluator(self, final) if self.is_main else None
-            except _EvalInterrupted:
+            except EvalInterrupted:
                 cut = True
             finally:
-                self._in_eval = False
+                self.stops.in_eval = False
         self.accelerator.wait_for_everyone()
         # process 0 says whether a signal cut its eval short, and which one: every process then
         # stops at this same point (the others wait in the barrier above meanwhile)
-        sig, _ = self.collective.stop_inputs((self._stop_signal or 0) if cut else 0, 0.0)
+        sig, _ = self.collective.stop_inputs((self.stops.signum or 0) if cut else 0, 0.0)
         if sig:
-            self._stop_signal = self._stop_signal or sig
-            raise _EvalInterrupted
+            self.stops.signum = self.stops.signum or sig
+            raise EvalInterrupted
         return res
 
     def _state(self, elapsed: float, policy_full: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
@@ -367,7 +362,7 @@ class Trainer:
         """Why to stop now, the same answer on every process: a signal received by any process
         first, then the first budget reached, on global counts and the slowest process's clock."""
         t = self.cfg.trainer
-        sig, elapsed = self.collective.stop_inputs(self._stop_signal or 0, elapsed)
+        sig, elapsed = self.collective.stop_inputs(self.stops.signum or 0, elapsed)
         if sig:
             return signal.Signals(sig).name
         for reason, count, budget in (("total_steps", self.step, t.total_steps), ("max_samples", self.samples, t.max_samples),
@@ -388,47 +383,23 @@ class Trainer:
             self.rundir.release()
 
     # ------------------------------------------------------------------ the loop
-    def _handle_signals(self) -> dict:
-        """The first SIGINT/SIGTERM stops every process at the next step boundary, with a checkpoint;
-        a second one stops this process now (its peers' next collective then fails, within
-        trainer.dist_timeout_s at most, instead of waiting for it). A first signal that process 0
-        receives during an eval stops at once too: the eval is dropped, every process stops after
-        its barrier, and the resumed run redoes it (a final eval of 1,024 items takes half an hour
-        on a CPU). -> the handlers to put back."""
-        def on_signal(signum, frame):
-            if self._stop_signal is not None:
-                raise KeyboardInterrupt
-            self._stop_signal = signum
-            if self._in_eval:
-                raise _EvalInterrupted
-
-        old = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                old[sig] = signal.signal(sig, on_signal)
-            except ValueError:  # not in the main thread
-                pass
-        return old
-
     def train(self, max_steps: int | None = None) -> dict[str, Any]:
         """Run until a budget is reached (or ``max_steps`` more steps, or SIGINT/SIGTERM)."""
         t = self.cfg.trainer
         logger = MetricsLogger(self.run_dir, tensorboard=t.tensorboard, wandb_project=t.wandb_project,
                                wandb_config=self.cfg.to_dict(), progress_total=t.total_steps,
                                progress=t.progress, enabled=self.is_main)
-        old_handlers = self._handle_signals()
-        self._training = True
         t0 = time.perf_counter() - self.elapsed_offset
         done, reason, eval_cut = 0, None, False  # eval_cut: a signal cut this step's periodic eval short
-        try:
+        with self.stops, closing(logger):
             try:
                 if t.eval_at_start and self.step == 0:
                     self._log_eval(logger, 0.0)
                 elif self._eval_pending:  # stopped at a step due an eval before it ran: run it now
                     self._log_eval(logger, self.elapsed_offset)
                 self._eval_pending = False
-            except _EvalInterrupted:  # not run: the checkpoint below says it is still due
-                reason, eval_cut = signal.Signals(self._stop_signal).name, True
+            except EvalInterrupted:  # not run: the checkpoint below says it is still due
+                reason, eval_cut = self.stops.name, True
             while reason is None:
                 reason = self._stop_reason(time.perf_counter() - t0)
                 if reason or (max_steps is not None and done >= max_steps):
@@ -445,8 +416,8 @@ class Trainer:
                 if t.eval_every and self.step % t.eval_every == 0 and not last:  # the final eval covers the last step
                     try:
                         self._log_eval(logger, time.perf_counter() - t0)
-                    except _EvalInterrupted:  # not run: due again at the resume (eval_pending below)
-                        reason, eval_cut = signal.Signals(self._stop_signal).name, True
+                    except EvalInterrupted:  # not run: due again at the resume (eval_pending below)
+                        reason, eval_cut = self.stops.name, True
                         break
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save(time.perf_counter() - t0)
@@ -474,8 +445,8 @@ class Trainer:
             if self.eval_examples is not None:
                 try:
                     ev = self._log_eval(logger, elapsed, final=True)
-                except _EvalInterrupted:  # the checkpoint above is the run's end: a resume runs this eval
-                    summary["stop_reason"] = signal.Signals(self._stop_signal).name
+                except EvalInterrupted:  # the checkpoint above is the run's end: a resume runs this eval
+                    summary["stop_reason"] = self.stops.name
                     if self.is_main:
                         print(f"rlvr train: stopped by {summary['stop_reason']} during the final eval at step "
                               f"{self.step}; continue with --resume (it runs only that eval)")
@@ -487,20 +458,15 @@ class Trainer:
             summary["peak_memory_gb"] = _peak_memory_gb(self.device)
             self.rundir.write_summary(summary)
             return summary
-        finally:
-            self._training = False
-            logger.close()
-            for sig, h in old_handlers.items():
-                signal.signal(sig, h)
 
     def _log_eval(self, logger: MetricsLogger, elapsed: float, final: bool = False) -> dict[str, Any] | None:
-        """Evaluate and log one eval row. A signal that cuts the eval short raises _EvalInterrupted
+        """Evaluate and log one eval row. A signal that cuts the eval short raises EvalInterrupted
         (on every process) with the RNG as it was before the eval, so the checkpoint that follows is
         the one a stop just before the eval would have written."""
         rng = rng_state()
         try:
             res = self.evaluate(final=final)
-        except _EvalInterrupted:
+        except EvalInterrupted:
             set_rng_state(rng)
             raise
         if res is None:

@@ -100,9 +100,10 @@ def _free_port() -> int:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    # tests/ on the path: the subprocess scripts import the recorded-rollout helpers of tests/replay.py
+    # tests/ on the path: the subprocess scripts import the recorded-rollout helpers of tests/replay.py;
+    # a rank that aborts (SIGABRT, SIGSEGV) prints every thread's Python stack, so a failure says where
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1",
-            "RLVR_TEST_PIDS": str(tmp_path / "pids")}
+            "RLVR_TEST_PIDS": str(tmp_path / "pids"), "PYTHONFAULTHANDLER": "1"}
 
 
 _LAUNCHED: list[subprocess.Popen] = []
