@@ -151,7 +151,7 @@ def test_cli_train_and_accelerate_two_processes(tmp_path):
         "reward: {workers: 0}\n"
         "trainer: {total_steps: 2, prompts_per_step: 2, micro_batch_size: 4, lr: 1.0e-3,"
         " progress: false, tensorboard: false}\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     out = tmp_path / "ddp"
     # accelerate 1.x starts several CPU processes through its torchrun path (--multi_gpu); with
