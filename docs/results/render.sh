@@ -37,6 +37,11 @@ if want add2_powered && [ -f docs/results/add2_powered/runs.tar.gz ]; then
   rlvr report "$tmp/add2_powered" --presets ctrl_critic,ctrl_group --reference ctrl_group \
     --out docs/results/add2_powered --title "Critic vs group baseline, 2-digit addition, powered (margin ±0.02 declared before the runs)"
 fi
+if want sub2_controlled && [ -f docs/results/sub2_controlled/runs.tar.gz ]; then
+  tar xzf docs/results/sub2_controlled/runs.tar.gz -C "$tmp"
+  rlvr report "$tmp/sub2_controlled" --presets ctrl_critic,ctrl_group --reference ctrl_group \
+    --out docs/results/sub2_controlled --title "2-digit subtraction, controlled: critic vs group baseline (margin ±0.03 declared before the runs)"
+fi
 if want chain4d1 && [ -f docs/results/chain4d1/runs.tar.gz ]; then
   tar xzf docs/results/chain4d1/runs.tar.gz -C "$tmp"
   rlvr report "$tmp/chain4d1" --presets ctrl_critic,ctrl_group --reference ctrl_group \
