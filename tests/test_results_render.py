@@ -65,9 +65,9 @@ def test_the_powered_studys_status_line_is_what_its_records_say():
     assert out in (RESULTS / "add2_powered" / "README.md").read_text()
 
 
-def test_the_running_studys_status_line_is_what_its_records_say_and_marks_an_interim_look():
+def test_chain4d1s_status_line_is_what_its_records_say_and_marks_only_an_interim_look():
     """docs/results/chain4d1/README.md's status line is status.py's output too; before the declared
-    number of seeds its interval is marked as an interim look, not the study's verdict."""
+    number of seeds (5) its interval is marked as an interim look, at 5 it is the study's verdict."""
     import subprocess
     import sys
 
