@@ -23,10 +23,10 @@ reference are sharded with FSDP2 and their gradients reduce-scattered (``fsdp2``
 from __future__ import annotations
 
 import resource
-from contextlib import closing
 import signal
 import time
 import weakref
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
