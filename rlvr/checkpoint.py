@@ -95,7 +95,9 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], policy: tor
     torch.save(state, tmp / "trainer_state.pt")
     old = ckpt_root / f".old_step_{step}"
     if final.exists():  # the same step saved again (a resumed run that stops where it resumed)
-        final.rename(old)  # (no earlier .old_step_<N> beside it: _tidy removed it above)  # whole until the new one is in place: resumable in between
+        # whole until the new one is in place (resumable in between); no earlier .old_step_<N> is
+        # beside it: _tidy removed it above
+        final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     if keep > 0:
