@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from procs import alive
+from procs import alive, failure_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,7 +209,7 @@ def test_rank_dependent_zero_std_filtering_with_a_token_budget(tmp_path):
     proc, out = _train(tmp_path, "rank0_flat", "algorithm.filter_zero_std_groups=true",
                        "trainer.total_steps=50", "trainer.max_tokens=150")
     rc, stdout, err = _finish(proc, 300)
-    assert rc == 0, err[-3000:]
+    assert rc == 0, failure_text(err)
     rows = read_jsonl(out / "metrics.jsonl")
     steps = [r["step"] for r in rows]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2
@@ -234,7 +234,7 @@ def test_dapo_refills_on_one_rank_with_a_sample_budget_stop_both_at_the_same_ste
                        "trainer.max_samples=100", "algorithm.dynamic_sampling_max_rounds=2",
                        "trainer.dist_timeout_s=45")
     rc, _, err = _finish(proc, 400)
-    assert rc == 0, err[-3000:]
+    assert rc == 0, failure_text(err)
     rows = read_jsonl(out / "metrics.jsonl")
     steps = [r["step"] for r in rows]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 2
@@ -251,7 +251,7 @@ def test_nonfinite_loss_on_one_rank_skips_the_step_on_both(tmp_path):
     proc, out = _train(tmp_path, "rank1_only", "algorithm.preset=dr_grpo", "trainer.max_bad_steps=10",
                        weight="3.0e+38")
     rc, _, err = _finish(proc, 300)
-    assert rc == 0, err[-3000:]
+    assert rc == 0, failure_text(err)
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     bad = [r for r in rows if r.get("nonfinite_loss")]
@@ -265,7 +265,7 @@ def test_dpo_with_no_pairs_on_one_rank_trains_on_the_other_without_a_hang(tmp_pa
     steps (rank 0 with an empty share) instead of rank 1 waiting in a collective until the timeout."""
     proc, out = _train(tmp_path, "rank0_flat", "algorithm.preset=dpo")
     rc, _, err = _finish(proc, 300)
-    assert rc == 0, err[-3000:]
+    assert rc == 0, failure_text(err)
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     assert all("grad_norm" in r and r["dpo/pairs"] > 0 for r in rows), rows  # mean of 0 and rank 1's count
@@ -306,7 +306,7 @@ def test_ctrl_c_to_process_0_during_an_eval_stops_both_at_once_and_the_resume_re
     recipe = tmp_path / "tiny.yaml"
     rc, stdout, err = _finish(_start(_launch_cmd("-m", "rlvr.cli", "train", str(recipe), f"trainer.output_dir={out}",
                                                  *evals, "--resume"), _env(tmp_path)), 300)
-    assert rc == 0, err[-3000:]
+    assert rc == 0, failure_text(err)
     assert [r["step"] for r in read_jsonl(out / "eval.jsonl")] == [1, 2]
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
     assert (out / "summary.json").exists()
@@ -384,10 +384,10 @@ def test_two_processes_equal_one_process_on_the_same_data(tmp_path):
     env = _env(tmp_path)
     single = subprocess.run([sys.executable, str(script), str(recipe), str(tmp_path / "rec"), str(tmp_path / "one"), "4"],
                             env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert single.returncode == 0, failure_text(single.stderr)
     multi = _run_launch(_launch_cmd(str(script), str(recipe), str(tmp_path / "rec"), str(tmp_path / "two"), "2"),
                         env, 600)
-    assert multi.returncode == 0, multi.stderr[-3000:]
+    assert multi.returncode == 0, failure_text(multi.stderr)
     for name in ("grpo", "reinforce_pp", "ppo", "ctrl_group", "dpo"):
         one = torch.load(tmp_path / "one" / f"{name}.pt")
         two = torch.load(tmp_path / "two" / f"{name}.pt")
@@ -436,6 +436,6 @@ def test_a_script_that_never_ends_the_process_group_exits_cleanly(tmp_path):
     script.write_text(EXIT_SCRIPT)
     (tmp_path / "pids").mkdir()
     done = _run_launch(_launch_cmd(str(script), str(recipe), str(tmp_path)), _env(tmp_path), 600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure_text(done.stderr)
     assert "terminate called" not in done.stderr
     assert (tmp_path / "rank0").read_text() == "False" and (tmp_path / "rank1").read_text() == "False"

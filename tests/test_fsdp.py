@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from procs import failure_text
+
 from test_distributed import (RECIPE, REWARDS, _env, _finish, _free_port, _launcher, _no_leftover_ranks,  # noqa: F401
                               _run_launch, _train, read_jsonl)
 
@@ -166,13 +168,13 @@ def test_fsdp2_two_processes_equal_one_process_and_resume_exactly(tmp_path):
     env = _env(tmp_path)
     run = subprocess.run([sys.executable, str(script), str(recipe), str(rec), str(one), "4", "train"],
                          env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert run.returncode == 0, run.stderr[-8000:]
+    assert run.returncode == 0, failure_text(run.stderr)
     run = _run_launch(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "train"), env, TIMEOUT)
-    assert run.returncode == 0, run.stderr[-8000:]
+    assert run.returncode == 0, failure_text(run.stderr)
     check_steps(one, two)
     # resume in a fresh 2-process launch: the next step equals the uninterrupted run's, exactly
     run = _run_launch(_fsdp_launch(str(script), str(recipe), str(rec), str(two), "2", "resume"), env, TIMEOUT)
-    assert run.returncode == 0, run.stderr[-8000:]
+    assert run.returncode == 0, failure_text(run.stderr)
     check_resume(two)
 
 @pytest.mark.slow

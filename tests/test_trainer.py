@@ -161,8 +161,10 @@ def test_cli_train_and_accelerate_two_processes(tmp_path):
            f"trainer.output_dir={out}"]
     from test_distributed import _run_launch
 
+    from procs import failure_text
+
     res = _run_launch(cmd, env, 600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, failure_text(res.stderr)
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[-1]["samples"] == 2 * 2 * 2 * 4  # steps x processes x prompts x n
