@@ -26,7 +26,7 @@ import torch
 from rlvr import algorithms as A
 from rlvr.algorithms.presets import Preset
 from rlvr.checkpoint import trainable_state
-from rlvr.collective import Collective
+from rlvr.collective import Collective, register_teardown
 from rlvr.config import Config
 from rlvr.errors import ConfigError, RlvrError
 
@@ -79,6 +79,7 @@ def resolve_fsdp(cfg: Config, preset: Preset, device: torch.device) -> bool:
     if not torch.distributed.is_initialized():  # one process: a group of one
         torch.distributed.init_process_group("gloo" if device.type == "cpu" else "nccl",
                                              store=torch.distributed.HashStore(), rank=0, world_size=1)
+        register_teardown()  # its threads, too, must be done before the interpreter finalizes
     return True
 
 

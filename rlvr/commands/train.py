@@ -50,14 +50,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _end_process_group() -> None:
     """Several processes: wait for every peer, then tear the process group down before the
-    interpreter exits, so its communication threads are joined in order rather than left to static
-    destruction (a process of a 2-process run once aborted there, "terminate called without an
-    active exception", after its checkpoint was written)."""
+    interpreter exits (:func:`rlvr.collective.end_process_group`: a process of a 2-process run once
+    aborted at exit, "terminate called without an active exception", after its checkpoint was
+    written)."""
     import torch.distributed as dist
 
+    from rlvr.collective import end_process_group
+
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+        end_process_group(wait_for_peers=True)
 
 
 def harness_evaluator(trainer: Any, final: bool) -> dict[str, Any]:
