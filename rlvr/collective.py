@@ -25,8 +25,7 @@ RELEASE_S = 0.25
 def end_process_group(wait_for_peers: bool = False) -> None:
     """Tear the process group down so that the process can exit without aborting.
 
-    Two hazards at exit (both measured on a 2-process gloo launch whose rank 0 lingers a random
-    0-0.5 s; the script built a DDP model and ran a few collectives):
+    Two hazards at exit:
 
     * A group left to static destruction destroys gloo's threads unjoined.
     * ``destroy_process_group`` only shuts the group down; while anything still references it (a
@@ -34,9 +33,11 @@ def end_process_group(wait_for_peers: bool = False) -> None:
       drops its last finished work *after* the collective returned, which decrefs the work's
       tensors and so takes the GIL. If the interpreter has begun to finalize by then, the thread is
       unwound inside a noexcept destructor and the whole process aborts ("terminate called without
-      an active exception", SIGABRT, after all of its work was written): 5 launches in 79 with a
-      plain destroy, 1 in 44 with a barrier first. Sleeping :data:`RELEASE_S` with the GIL released
-      lets those threads finish while the interpreter is whole: 0 in 59.
+      an active exception", SIGABRT, after all of its work was written). Measured on 2-process gloo
+      launches of a script that builds a DDP model, runs a few collectives and exits while rank 0
+      lingers a random 0-0.5 s: 5 launches in 79 aborted with a plain destroy, 1 in 44 with a
+      barrier first. Sleeping :data:`RELEASE_S` with the GIL released lets those threads finish
+      while the interpreter is whole: 0 in 59.
 
     ``wait_for_peers`` adds a barrier first (``rlvr train``: every peer has finished its work). No
     barrier at exit of a script: a peer may be gone or failing, and waiting for it would turn an
