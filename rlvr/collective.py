@@ -39,9 +39,9 @@ def end_process_group(wait_for_peers: bool = False) -> None:
       barrier first. Sleeping :data:`RELEASE_S` with the GIL released lets those threads finish
       while the interpreter is whole: 0 in 59.
 
-    ``wait_for_peers`` adds a barrier first (``rlvr train``: every peer has finished its work). No
-    barrier at exit of a script: a peer may be gone or failing, and waiting for it would turn an
-    error into a hang.
+    ``wait_for_peers`` adds a barrier first when there are several processes (``rlvr train``: every
+    peer has finished its work). No barrier at exit of a script: a peer may be gone or failing, and
+    waiting for it would turn an error into a hang.
     """
     import time
 
@@ -54,19 +54,15 @@ def end_process_group(wait_for_peers: bool = False) -> None:
         time.sleep(RELEASE_S)
 
 
-def end_process_group_at_exit() -> None:
-    """:func:`end_process_group` at interpreter exit, if nothing did it before: ``rlvr train`` ends
-    the group itself; this covers every other user of :class:`~rlvr.trainer.Trainer` (scripts,
-    notebooks, tests)."""
-    end_process_group()
-
-
 def register_teardown() -> None:
-    """Register :func:`end_process_group_at_exit` once per process (any group rlvr uses: several
-    processes, or the one-process group that FSDP2 runs on)."""
+    """Register :func:`end_process_group` to run at interpreter exit, once per process, for any group
+    rlvr uses (several processes, or the one-process group that FSDP2 runs on). ``rlvr train`` ends
+    the group itself, with a barrier first; this covers every other user of
+    :class:`~rlvr.trainer.Trainer` (scripts, notebooks, tests), and does nothing where the group is
+    already gone."""
     global _TEARDOWN_REGISTERED
     if not _TEARDOWN_REGISTERED:
-        atexit.register(end_process_group_at_exit)
+        atexit.register(end_process_group)
         _TEARDOWN_REGISTERED = True
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from procs import failure_text
 from rlvr.algorithms.presets import PRESETS
 from rlvr.errors import ConfigError
 from rlvr.trainer import NonFiniteLossError, Trainer
@@ -160,8 +161,6 @@ def test_cli_train_and_accelerate_two_processes(tmp_path):
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlvr.cli", "train", str(recipe),
            f"trainer.output_dir={out}"]
     from test_distributed import _run_launch
-
-    from procs import failure_text
 
     res = _run_launch(cmd, env, 600)
     assert res.returncode == 0, failure_text(res.stderr)

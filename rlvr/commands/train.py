@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"trainer.output_dir={args.output_dir}")
     cfg = load_config(args.recipe, overrides)
+    from rlvr.collective import end_process_group
     from rlvr.trainer import Trainer
 
     trainer = Trainer(cfg, resume=args.resume, force_resume=args.force_resume, evaluator=harness_evaluator)
@@ -42,23 +43,10 @@ def run(args: argparse.Namespace) -> int:
         # every process stopped at the same step; none exits before the others are done (a launcher
         # stops the remaining processes as soon as one exits with an error code)
         trainer.accelerator.wait_for_everyone()
-        _end_process_group()
-        return 128 + int(signal.Signals[stop])
-    _end_process_group()
-    return 0
-
-
-def _end_process_group() -> None:
-    """Several processes: wait for every peer, then tear the process group down before the
-    interpreter exits (:func:`rlvr.collective.end_process_group`: a process of a 2-process run once
-    aborted at exit, "terminate called without an active exception", after its checkpoint was
-    written)."""
-    import torch.distributed as dist
-
-    from rlvr.collective import end_process_group
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         end_process_group(wait_for_peers=True)
+        return 128 + int(signal.Signals[stop])
+    end_process_group(wait_for_peers=True)
+    return 0
 
 
 def harness_evaluator(trainer: Any, final: bool) -> dict[str, Any]:
