@@ -38,6 +38,26 @@ def crashy(completion: str, reference) -> float:
     return 1.0
 
 
+class WarmLog(Verifier):
+    """Writes "start PID" and "built PID" lines to ``path`` around a ``warm_s``-second warm-up (a slow
+    import); scores like :func:`sleepy`."""
+
+    def __init__(self, path: str, warm_s: float):
+        self.path, self.warm_s = path, warm_s
+
+    def _log(self, what: str) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{what} {os.getpid()}\n")
+
+    def warm(self) -> None:
+        self._log("start")
+        time.sleep(self.warm_s)
+        self._log("built")
+
+    def score(self, completion, reference):
+        return sleepy(completion, reference)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -146,6 +166,57 @@ def test_hard_timeout_kills_the_worker_and_the_pool_recovers():
         assert [r.reward for r in pool.score(key, spec, ["ok"] * 4, [0] * 4, timeout=5)] == [1.0] * 4
         pids = pool.pids()
     assert not any(alive(p) for p in pids)  # close() leaves no worker behind
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_replacement_builds_the_killed_items_verifier_before_an_item_needs_it(tmp_path):
+    """A worker killed on an item is replaced by one that builds that item's verifier at once: the
+    import a restart costs runs while the caller does other work, not before its next item. The
+    worker's other verifiers are built only when an item needs them."""
+    log, other_log = tmp_path / "warm.log", tmp_path / "other.log"
+    with ScoringPool(1) as pool:
+        v, other = WarmLog(str(log), 0.5), WarmLog(str(other_log), 0.0)
+        key, spec = verifiers._spec(v, v)
+        okey, ospec = verifiers._spec(other, other)
+        assert [r.reward for r in pool.score(key, spec, ["ok"], [0], timeout=5)] == [1.0]
+        assert [r.reward for r in pool.score(okey, ospec, ["ok"], [0], timeout=5)] == [1.0]
+        (first,) = pool.pids()
+        assert _lines(log) == [f"start {first}", f"built {first}"] and _lines(other_log) == [f"start {first}", f"built {first}"]
+        res = pool.score(key, spec, ["ok", "ok"], [60, 0], timeout=1.0)  # the first item is killed
+        assert [r.reward for r in res] == [0.0, 1.0] and res[0].info["reason"] == "timeout"
+        (second,) = pool.pids()
+        assert second != first and f"built {second}" in _lines(log)  # built while the chunk's rest waited
+        res = pool.score(key, spec, ["ok"], [60], timeout=1.0)
+        (third,) = pool.pids()
+        deadline = time.monotonic() + 60
+        while f"built {third}" not in _lines(log) and time.monotonic() < deadline:  # no score() call
+            time.sleep(0.05)
+        assert f"built {third}" in _lines(log)
+        assert not any(str(p) in x for x in _lines(other_log) for p in (second, third))  # not needed yet
+        assert [r.reward for r in pool.score(key, spec, ["ok", "no"], [0, 0], timeout=5)] == [1.0, 0.0]
+        assert [r.reward for r in pool.score(okey, ospec, ["ok"], [0], timeout=5)] == [1.0]
+        assert pool.pids() == [third] and pool.restarts == 2
+        assert _lines(log).count(f"start {third}") == 1  # built once, not again for the item
+        assert _lines(other_log)[-2:] == [f"start {third}", f"built {third}"]  # when an item needed it
+
+
+def test_a_worker_that_hangs_building_is_not_rebuilt_in_the_background(tmp_path, monkeypatch):
+    """A build that times out is retried only when an item needs it (no endless background loop)."""
+    import verifiers.pool as vpool
+
+    monkeypatch.setattr(vpool, "LOAD_TIMEOUT", 1.0)
+    log = tmp_path / "warm.log"
+    with ScoringPool(1) as pool:
+        v = WarmLog(str(log), 60)
+        key, spec = verifiers._spec(v, v)
+        (res,) = pool.score(key, spec, ["ok"], [0], timeout=5)
+        assert res.reward == 0.0 and res.info["reason"] == "timeout while loading the verifier"
+        time.sleep(1.5)
+        assert [x.split()[0] for x in _lines(log)] == ["start"]  # the replacement builds nothing yet
+        assert pool.restarts == 1
 
 
 def test_worker_crash_and_verifier_exception_are_reward_zero():

@@ -6,12 +6,16 @@ scored in a long-lived worker process (Math-Verify called with its timeouts disa
 watches the clock and, when one item overruns, SIGKILLs that worker, records reward 0 with reason
 ``timeout``, requeues the rest of its chunk and starts a replacement. Workers are plain
 subprocesses fed through pipes (no ``__main__`` re-import, safe to use from any script or thread),
-exit on EOF when the parent goes away, and are closed by :meth:`ScoringPool.close` / atexit.
+exit on EOF when the parent goes away, and are closed by :meth:`ScoringPool.close` / atexit. A
+worker that replaces one killed on an item builds that item's verifier at once, in the background
+(``"build"``), so the imports a restart costs overlap whatever the caller does next instead of
+delaying its next item.
 
 Protocol (pickled tuples over two pipes):
   parent -> worker: ("score", key, spec | None, [(index, completion, reference), ...]), or
                     ("call", key, spec | None, [(index, batch, None)]): one call of a batch verifier
-                    (a TRL reward function, ``verifiers.trl``) on a whole batch
+                    (a TRL reward function, ``verifiers.trl``) on a whole batch, or
+                    ("build", key, spec, []): build a verifier now, before any item needs it
   worker -> parent: ("ready", pid) once, ("loaded", key) after building a verifier, then
                     ("item", index, reward, info) per item, in order (for "call": the call's result
                     dict in place of the reward).
@@ -40,7 +44,7 @@ _POOLS_LOCK = threading.Lock()
 class _Worker:
     """One worker process and its two pipe ends; ``chunk`` is the work it is doing now."""
 
-    def __init__(self) -> None:
+    def __init__(self, prebuild: Sequence[tuple[str, Any]] = ()) -> None:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         env = dict(os.environ)
@@ -57,10 +61,20 @@ class _Worker:
         self.recv_conn = Connection(from_r, writable=False)
         self.ready = False
         self.keys: set[str] = set()  # verifiers this worker has built
+        self.key = ""  # the verifier of the chunk it was last sent
         self.chunk: collections.deque | None = None  # items sent, not yet answered
         self.clock = 0.0  # when the item now running started (parent's view)
         self.limit = 0.0  # seconds allowed for it
         self.loading = False
+        self.building: set[str] = set()  # verifiers it was asked to build before use, not yet "loaded"
+        self.build_clock = time.monotonic()
+        for key, spec in prebuild:
+            try:
+                self.send_conn.send(("build", key, spec, []))
+            except (OSError, ValueError):
+                break  # noticed as EOF by the pool
+            self.building.add(key)
+            self.keys.add(key)
 
     def kill(self) -> None:
         try:
@@ -86,6 +100,7 @@ class ScoringPool:
         self._lock = threading.Lock()
         self.restarts = 0
         self._start_failures = 0
+        self._specs: dict[str, Any] = {}  # how to rebuild each verifier a worker has built (for replacements)
 
     def _fill(self) -> None:
         self._workers = [w for w in self._workers if w.proc.poll() is None]
@@ -132,6 +147,8 @@ class ScoringPool:
             collections.deque((i, completions[i], references[i]) for i in range(s, min(n, s + size)))
             for s in range(0, n, size))
         with self._lock:
+            if spec is not None:
+                self._specs[key] = spec
             self._fill()
             while todo or any(w.chunk for w in self._workers):
                 self._dispatch(todo, key, spec, timeout, kind)
@@ -142,8 +159,8 @@ class ScoringPool:
     # -------------------------------------------------------------- the loop's three steps
     def _dispatch(self, todo, key, spec, timeout, kind: str = "score") -> None:
         for w in self._workers:
-            if w.ready and not w.chunk and todo:
-                w.chunk = todo.popleft()
+            if w.ready and not w.chunk and not w.building and todo:
+                w.chunk, w.key = todo.popleft(), key
                 first = key not in w.keys
                 w.loading, w.clock = first, time.monotonic()
                 w.limit = LOAD_TIMEOUT if first else timeout
@@ -168,6 +185,8 @@ class ScoringPool:
         if msg[0] == "ready":
             w.ready = True
             self._start_failures = 0
+        elif msg[0] == "loaded" and msg[1] in w.building:
+            w.building.discard(msg[1])
         elif msg[0] == "loaded":
             w.loading, w.clock, w.limit = False, time.monotonic(), timeout
         elif msg[0] == "item" and w.chunk:
@@ -182,9 +201,17 @@ class ScoringPool:
             if w.chunk and now - w.clock > w.limit:
                 why = "timeout while loading the verifier" if w.loading else "timeout"
                 self._replace(w, results, todo, why, elapsed=now - w.clock)
+            elif w.building and not w.chunk and now - w.build_clock > LOAD_TIMEOUT:
+                self._replace(w, results, todo, "timeout while loading the verifier")
 
     def _replace(self, w: _Worker, results, todo, reason: str, elapsed: float | None = None) -> None:
-        """Kill ``w``; its running item gets reward 0 + reason, the rest of its chunk is requeued."""
+        """Kill ``w``; its running item gets reward 0 + reason, the rest of its chunk is requeued.
+
+        When ``w`` died on an item, the replacement builds that item's verifier at once (the rest of
+        the batch needs it next); not when it died building one (a build that hangs or crashes is
+        retried only when an item needs it). Other verifiers are built only when an item needs them."""
+        on_item = bool(w.chunk) and w.ready and not w.loading and w.key in self._specs
+        prebuild = [(w.key, self._specs[w.key])] if on_item else []
         w.kill()
         self.restarts += 1
         if not w.ready:
@@ -206,7 +233,7 @@ class ScoringPool:
                     results[index] = ScoreResult(0.0, {"reason": "error: scoring workers fail to start",
                                                        "error": True, "extracted": None})
             self._start_failures = 0
-        self._workers.append(_Worker())
+        self._workers.append(_Worker(prebuild))
 
 
 def get_pool(workers: int) -> ScoringPool:
@@ -245,6 +272,10 @@ def worker_main() -> None:
         if key not in built:
             built[key] = _build(spec)  # includes warm(): imports are not charged to the first item
             send_conn.send(("loaded", key))
+        elif kind == "build":
+            send_conn.send(("loaded", key))
+        if kind == "build":
+            continue
         verifier = built[key]
         if kind == "call":  # one call of a batch verifier per item (verifiers.trl)
             for index, batch, _ in items:
