@@ -94,6 +94,27 @@ def differing(per_preset: dict[str, dict[str, object]]) -> dict[str, dict[str, o
         len(v) < len(per_preset) or len({json.dumps(x, sort_keys=True, default=str) for x in v.values()}) > 1)}
 
 
+def _reference_kl(settings: dict[str, object]) -> bool:
+    """Whether a run with these resolved settings has a reference-KL term in its reward or loss:
+    ``kl_placement`` "reward" or "loss" with ``kl_coef`` > 0 or the adaptive controller
+    (:attr:`rlvr.algorithms.presets.Preset.needs_reference`, its KL part)."""
+    coef = settings.get("algorithm.kl_coef") or 0
+    return settings.get("algorithm.kl_placement", "none") != "none" and (
+        (isinstance(coef, (int, float)) and coef > 0) or bool(settings.get("algorithm.adaptive_kl")))
+
+
+def inert_settings(per_preset: dict[str, dict[str, object]]) -> dict[str, str]:
+    """``{setting: why}`` for settings that may differ between these presets' runs but cannot change
+    what any of them trains: the reference KL's estimator and placement when no run has a
+    reference-KL term (kl_coef 0 and no adaptive controller): its coefficient is 0 wherever it
+    would enter the reward or the loss. A report lists such differences with the reason beside
+    them, so a reader does not take them for part of what the comparison changes."""
+    if not per_preset or any(_reference_kl(s) for s in per_preset.values()):
+        return {}
+    why = "no effect: no run has a reference-KL term (kl_coef 0 or kl_placement none in each)"
+    return {"algorithm.kl_kind": why, "algorithm.kl_placement": why}
+
+
 def settings_that_differ(cfg, presets: list[str]) -> dict[str, dict[str, object]]:
     """Every resolved setting (recipe + preset fields) whose value differs between the presets'
     runs: ``{"algorithm.estimator": {"ppo": "gae", "grpo": "grpo"}, ...}``. Seeds and output

@@ -580,22 +580,27 @@ def stats_tables(stats: dict) -> tuple[list[str], list[list[str]], list[str], li
 
 def step_rows(compare: dict, order: list[str]) -> list[list[str]]:
     """What changes from each preset to the next in ``order`` (a ladder): the settings of
-    compare.json's ``differences`` whose value differs between the two."""
+    compare.json's ``differences`` whose value differs between the two (marked when it cannot
+    change these runs: ``inert``)."""
     diff = compare.get("differences") if isinstance(compare.get("differences"), dict) else {}
+    inert = compare.get("inert") if isinstance(compare.get("inert"), dict) else {}
     rows = []
     for prev, cur in zip(order, order[1:]):
         changed = [f"{k}: {json.dumps(per.get(prev), default=str)} -> {json.dumps(per.get(cur), default=str)}"
+                   + (" (no effect, see below)" if k in inert else "")
                    for k, per in diff.items() if isinstance(per, dict) and per.get(prev) != per.get(cur)]
         rows.append([f"{prev} -> {cur}", "; ".join(changed) or "(nothing recorded)"])
     return rows
 
 
-def run_differences(groups: dict[str, list[Run]], notes: list[str]) -> dict[str, dict[str, object]] | None:
+def run_differences(groups: dict[str, list[Run]], notes: list[str]) -> tuple[dict[str, dict[str, object]], dict[str, str]] | None:
     """The settings that differ between the presets, read from what the runs recorded (each run's
     ``config.yaml``, the preset's fields resolved): right however the runs were started, in one
-    compare or several. None when a run has no readable config (then compare.json's list is used).
-    Runs of one preset that differ in anything but seed and output directory are noted."""
-    from evals.compare import differing, resolved_settings
+    compare or several; with ``{setting: why}`` for those of them that cannot change what these
+    runs train (:func:`evals.compare.inert_settings`). None when a run has no readable config
+    (then compare.json's list is used). Runs of one preset that differ in anything but seed and
+    output directory are noted."""
+    from evals.compare import differing, inert_settings, resolved_settings
     from rlvr.config import from_dict
 
     per: dict[str, dict[str, object]] = {}
@@ -613,7 +618,10 @@ def run_differences(groups: dict[str, list[Run]], notes: list[str]) -> dict[str,
         if within:
             notes.append(f"{preset}: its runs differ in {', '.join(sorted(within))} (the first run's values are listed)")
         per[preset] = settings[0]
-    return differing(per) if len(per) > 1 else {}
+    if len(per) < 2:
+        return {}, {}
+    diff = differing(per)
+    return diff, {k: why for k, why in inert_settings(per).items() if k in diff}
 
 
 def shared_settings(groups: dict[str, list[Run]], differences: dict) -> list[list[str]]:
@@ -648,9 +656,13 @@ def code_notes(groups: dict[str, list[Run]]) -> tuple[dict[str, str], list[str]]
 
 
 def differences_rows(compare: dict) -> list[list[str]]:
-    """The settings that differ between the compared presets (compare.json ``differences``)."""
+    """The settings that differ between the compared presets (compare.json ``differences``, or the
+    runs' own configs), each with the reason beside it when it cannot change what these runs train
+    (``inert``: :func:`evals.compare.inert_settings`)."""
     diff = compare.get("differences") if isinstance(compare.get("differences"), dict) else {}
-    return [[k, ", ".join(f"{p}: {json.dumps(v, default=str)}" for p, v in per.items())]
+    inert = compare.get("inert") if isinstance(compare.get("inert"), dict) else {}
+    return [[k, ", ".join(f"{p}: {json.dumps(v, default=str)}" for p, v in per.items())
+             + (f" — {inert[k]}" if k in inert else "")]
             for k, per in diff.items() if isinstance(per, dict)]
 
 
@@ -725,7 +737,7 @@ def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], 
              "## Runs", "", _md_table(RUN_COLUMNS, runs), ""]
     if compare:
         parts += ["## Comparison settings (compare.json)", "", "```json",
-                  json.dumps({k: v for k, v in compare.items() if k != "differences"}, indent=2, default=str)[:4000],
+                  json.dumps({k: v for k, v in compare.items() if k not in ("differences", "inert")}, indent=2, default=str)[:4000],
                   "```", ""]
     parts += ["## Curves", ""]
     for panel, path in plots:
@@ -771,7 +783,7 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
         parts.append(f'<p id="base">{html.escape(base_line(base))}</p>')
     parts += ["<h2>Runs</h2>", _html_table(RUN_COLUMNS, runs, "runs")]
     if compare:
-        shown = {k: v for k, v in compare.items() if k != "differences"}
+        shown = {k: v for k, v in compare.items() if k not in ("differences", "inert")}
         parts += ["<h2>Comparison settings (compare.json)</h2>",
                   f"<pre>{html.escape(json.dumps(shown, indent=2, default=str)[:4000])}</pre>"]
     parts.append("<h2>Curves</h2>")
@@ -814,7 +826,7 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
                 if len({json.dumps(v.get(p), default=str) for p in presets if p in v}) > 1}}
     derived = run_differences(groups, notes)
     if derived is not None:
-        compare = {**compare, "differences": derived}
+        compare = {**compare, "differences": derived[0], "inert": derived[1]}
     else:
         notes.append("settings that differ: from compare.json (a run's config.yaml is missing or unreadable)")
     reference = reference or next(iter(groups))
@@ -859,7 +871,8 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
                          **{k: v for k, v in r.summary.items() if k.startswith("final_eval/")}}
                         for rs in groups.values() for r in rs],
                "stats": stats, "base": {k: v for k, v in base.items() if k != "_items"},
-               "differences": compare.get("differences", {}), "intervals": CI_TEXT}
+               "differences": compare.get("differences", {}), "inert_settings": compare.get("inert", {}),
+               "intervals": CI_TEXT}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return {"out_dir": out, "markdown": out / "report.md", "html": out / "report.html",
             "plots": [p for _, p in plots], "presets": table, "notes": notes, "stats": stats,

@@ -333,3 +333,33 @@ def test_held_fixed_settings_leave_out_an_empty_arms_table_and_the_arm_label():
     keys = [k for k, _ in rows]
     assert ["trainer.lr", "3e-05"] in rows
     assert "arms" not in keys and "arm" not in keys and not any(k.startswith("arms.") for k in keys)
+
+
+def test_a_kl_setting_that_differs_without_any_kl_term_is_marked_as_having_no_effect(tmp_path):
+    """Stock grpo and ppo differ in the KL's estimator and placement; with kl_coef 0 in every run no
+    KL term exists, so the report lists those differences with the reason they change nothing.
+    With a KL term in one run they are listed plainly."""
+    from evals.compare import inert_settings
+
+    for coef_ppo, marked in ((0.0, True), (0.001, False)):
+        root = tmp_path / f"kl{coef_ppo}"
+        for preset, coef in (("grpo", 0.0), ("ppo", coef_ppo)):
+            for seed in (0, 1):
+                d = root / preset / f"seed{seed}"
+                write_run(d, preset, seed, critic=preset == "ppo")
+                (d / "config.yaml").write_text(f"name: s\nalgorithm:\n  preset: {preset}\n  kl_coef: {coef}\n"
+                                               f"trainer:\n  seed: {seed}\n")
+        res = make_report(root, panels=FEW_PANELS)
+        md = res["markdown"].read_text()
+        row = next(line for line in md.splitlines() if line.startswith("| algorithm.kl_placement |"))
+        assert 'grpo: "loss", ppo: "reward"' in row
+        assert ('"reward" — no effect: no run has a reference-KL term' in row) is marked, row
+        inert = json.loads(res["summary"].read_text())["inert_settings"]
+        assert set(inert) == ({"algorithm.kl_kind", "algorithm.kl_placement"} if marked else set())
+        assert not any(line.startswith("| algorithm.loss_agg |") and "no effect" in line for line in md.splitlines())
+    # the rule itself: a KL term is kl_placement "reward"/"loss" with kl_coef > 0 or the adaptive controller
+    none = {"algorithm.kl_placement": "none", "algorithm.kl_coef": 0.5}
+    off = {"algorithm.kl_placement": "loss", "algorithm.kl_coef": 0.0}
+    adaptive = {"algorithm.kl_placement": "reward", "algorithm.kl_coef": 0.0, "algorithm.adaptive_kl": True}
+    assert set(inert_settings({"a": none, "b": off})) == {"algorithm.kl_kind", "algorithm.kl_placement"}
+    assert inert_settings({"a": off, "b": adaptive}) == {} and inert_settings({}) == {}
