@@ -107,12 +107,19 @@ def inert_settings(per_preset: dict[str, dict[str, object]]) -> dict[str, str]:
     """``{setting: why}`` for settings that may differ between these presets' runs but cannot change
     what any of them trains: the reference KL's estimator and placement when no run has a
     reference-KL term (kl_coef 0 and no adaptive controller): its coefficient is 0 wherever it
-    would enter the reward or the loss. A report lists such differences with the reason beside
-    them, so a reader does not take them for part of what the comparison changes."""
-    if not per_preset or any(_reference_kl(s) for s in per_preset.values()):
+    would enter the reward or the loss; and the gradient-variance diagnostic's settings (it takes
+    gradients and drops them, drawing no random numbers: tests/test_trainer.py checks that runs
+    with and without it train the same parameters), which cost time only. A report lists such
+    differences with the reason beside them, so a reader does not take them for part of what the
+    comparison changes."""
+    if not per_preset:
         return {}
-    why = "no effect: no run has a reference-KL term (kl_coef 0 or kl_placement none in each)"
-    return {"algorithm.kl_kind": why, "algorithm.kl_placement": why}
+    out = {k: "does not change what is trained (a diagnostic), but adds to the training time"
+           for k in ("trainer.gradvar_every", "trainer.gradvar_splits")}
+    if not any(_reference_kl(s) for s in per_preset.values()):
+        why = "no effect: no run has a reference-KL term (kl_coef 0 or kl_placement none in each)"
+        out.update({"algorithm.kl_kind": why, "algorithm.kl_placement": why})
+    return out
 
 
 def settings_that_differ(cfg, presets: list[str]) -> dict[str, dict[str, object]]:

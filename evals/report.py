@@ -587,7 +587,7 @@ def step_rows(compare: dict, order: list[str]) -> list[list[str]]:
     rows = []
     for prev, cur in zip(order, order[1:]):
         changed = [f"{k}: {json.dumps(per.get(prev), default=str)} -> {json.dumps(per.get(cur), default=str)}"
-                   + (" (no effect, see below)" if k in inert else "")
+                   + (" (does not change what is trained, see below)" if k in inert else "")
                    for k, per in diff.items() if isinstance(per, dict) and per.get(prev) != per.get(cur)]
         rows.append([f"{prev} -> {cur}", "; ".join(changed) or "(nothing recorded)"])
     return rows

@@ -295,7 +295,9 @@ def test_ladder_report_compares_each_rung_with_the_one_before(tmp_path):
     assert "What each rung changes" in res["html"].read_text()
     # the settings come from what the runs recorded, not only from compare.json
     assert "| reinforce -> reinforce_baseline |" in md and "trainer.gradvar_every: 8 -> 0" in md
-    assert "| trainer.gradvar_every | reinforce: 8, reinforce_baseline: 0, a2c: 0 |" in md
+    assert ("| trainer.gradvar_every | reinforce: 8, reinforce_baseline: 0, a2c: 0 — does not change what is "
+            "trained (a diagnostic), but adds to the training time |") in md
+    assert "trainer.gradvar_every: 8 -> 0 (does not change what is trained, see below)" in md
     # without --steps nothing of this appears
     plain = make_report(root, tmp_path / "plain", panels=FEW_PANELS, presets=["reinforce", "reinforce_baseline", "a2c"])
     assert "vs_previous" not in plain["stats"] and "one rung" not in plain["markdown"].read_text()
@@ -361,5 +363,6 @@ def test_a_kl_setting_that_differs_without_any_kl_term_is_marked_as_having_no_ef
     none = {"algorithm.kl_placement": "none", "algorithm.kl_coef": 0.5}
     off = {"algorithm.kl_placement": "loss", "algorithm.kl_coef": 0.0}
     adaptive = {"algorithm.kl_placement": "reward", "algorithm.kl_coef": 0.0, "algorithm.adaptive_kl": True}
-    assert set(inert_settings({"a": none, "b": off})) == {"algorithm.kl_kind", "algorithm.kl_placement"}
-    assert inert_settings({"a": off, "b": adaptive}) == {} and inert_settings({}) == {}
+    gradvar = {"trainer.gradvar_every", "trainer.gradvar_splits"}
+    assert set(inert_settings({"a": none, "b": off})) == {"algorithm.kl_kind", "algorithm.kl_placement"} | gradvar
+    assert set(inert_settings({"a": off, "b": adaptive})) == gradvar and inert_settings({}) == {}
