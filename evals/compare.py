@@ -294,8 +294,9 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     write_atomic(manifest_path, json.dumps(manifest, indent=2))
     os.environ[provenance.PARENT_ENV] = shlex.join(command)  # each child records the command that started it
     print("settings that differ between the compared runs:")
+    inert = inert_settings({name: resolved_settings(cfg, name) for name in presets})
     for key, per in manifest["differences"].items():
-        print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()))
+        print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()) + (f" ({inert[key]})" if key in inert else ""))
     if base_eval:
         base = _base_eval(cfg, out)
         if base is not None:
