@@ -77,3 +77,19 @@ def test_chain4d1s_status_line_is_what_its_records_say_and_marks_only_an_interim
     runs = [r for r in json.loads((RESULTS / "chain4d1" / "summary.json").read_text())["runs"] if r.get("finished", True)]
     seeds = {r["seed"] for r in runs if r["preset"] == "ctrl_critic"} & {r["seed"] for r in runs if r["preset"] == "ctrl_group"}
     assert ("interim" in out) == (2 <= len(seeds) < 5)
+
+
+@pytest.mark.parametrize("study", ["add2_critic_fit", "chain4d1"])
+def test_critic_fit_tables_are_what_their_records_say(study, tmp_path):
+    """The critic-only fits' tables in each study's README are printed by its critic_fit.py from the
+    committed records (critic_fit_runs.tar.gz), row for row."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(RESULTS / study / "critic_fit.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("|")]
+    assert len(rows) >= 4 and any(tmp_path.iterdir())  # header, rule, a row per fit; the figure
+    readme = (RESULTS / study / "README.md").read_text()
+    for row in rows:
+        assert row in readme, row

@@ -2,7 +2,7 @@
 docs/results/add2_critic_fit/README.md and draws explained_variance.png from the committed records
 (critic_fit_runs.tar.gz).
 
-    python3 docs/results/add2_critic_fit/critic_fit.py
+    python3 docs/results/add2_critic_fit/critic_fit.py [DIR]   # the figure into DIR instead of beside this script
 """
 import statistics as S
 import sys
@@ -24,5 +24,5 @@ for name in sorted(runs):
     gap = S.mean(abs(r["value/mean"] - r["reward/mean"]) for r in rows)
     print(f"| {LABEL.get(name, name)} | {len(rows)} | {' / '.join(f'{b:+.3f}' for b in blocks)} | {gap:.3f} |")
 
-plot(runs, LABEL, here / "explained_variance.png",
+plot(runs, LABEL, (Path(sys.argv[1]) if len(sys.argv) > 1 else here) / "explained_variance.png",
      "add2@5, critic trained alone (policy fixed at add2_algos grpo seed 0 after 16 steps)", shared_score=False)

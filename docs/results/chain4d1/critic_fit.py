@@ -2,7 +2,7 @@
 prints the table of docs/results/chain4d1/README.md and draws critic_fit.png from the committed
 records (critic_fit_runs.tar.gz).
 
-    python3 docs/results/chain4d1/critic_fit.py
+    python3 docs/results/chain4d1/critic_fit.py [DIR]   # the figure into DIR instead of beside this script
 """
 import statistics as S
 import sys
@@ -26,5 +26,5 @@ for name in sorted(runs, reverse=True):
           f"{', '.join(f'{x:+.3f}' for x in ev[-4:])} | {min(vm):.2f}-{max(vm):.2f} | "
           f"{S.mean(abs(a - b) for a, b in zip(vm, sc)):.3f} |")
 
-plot(runs, LABEL, here / "critic_fit.png", "chain4d1, critic trained alone (policy fixed at the base model, seed 0)",
+plot(runs, LABEL, (Path(sys.argv[1]) if len(sys.argv) > 1 else here) / "critic_fit.png", "chain4d1, critic trained alone (policy fixed at the base model, seed 0)",
      shared_score=True)
