@@ -296,7 +296,7 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     print("settings that differ between the compared runs:")
     inert = inert_settings({name: resolved_settings(cfg, name) for name in presets})
     for key, per in manifest["differences"].items():
-        print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()) + (f" ({inert[key]})" if key in inert else ""))
+        print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()) + (f" — {inert[key]}" if key in inert else ""))
     if base_eval:
         base = _base_eval(cfg, out)
         if base is not None:
