@@ -109,12 +109,13 @@ def inert_settings(per_preset: dict[str, dict[str, object]]) -> dict[str, str]:
     reference-KL term (kl_coef 0 and no adaptive controller): its coefficient is 0 wherever it
     would enter the reward or the loss; and the gradient-variance diagnostic's settings (it takes
     gradients and drops them, drawing no random numbers: tests/test_trainer.py checks that runs
-    with and without it train the same parameters), which cost time only. A report lists such
+    with and without it train the same parameters), which cost time only, and that time is left
+    out of a run's ``train_s`` and ``train_cpu_s``. A report lists such
     differences with the reason beside them, so a reader does not take them for part of what the
     comparison changes."""
     if not per_preset:
         return {}
-    out = {k: "does not change what is trained (a diagnostic), but adds to the training time"
+    out = {k: "does not change what is trained (a diagnostic); it adds to elapsed_s, not to train_s / train_cpu_s"
            for k in ("trainer.gradvar_every", "trainer.gradvar_splits")}
     if not any(_reference_kl(s) for s in per_preset.values()):
         why = "no effect: no run has a reference-KL term (kl_coef 0 or kl_placement none in each)"

@@ -296,7 +296,7 @@ def test_ladder_report_compares_each_rung_with_the_one_before(tmp_path):
     # the settings come from what the runs recorded, not only from compare.json
     assert "| reinforce -> reinforce_baseline |" in md and "trainer.gradvar_every: 8 -> 0" in md
     assert ("| trainer.gradvar_every | reinforce: 8, reinforce_baseline: 0, a2c: 0 — does not change what is "
-            "trained (a diagnostic), but adds to the training time |") in md
+            "trained (a diagnostic); it adds to elapsed_s, not to train_s / train_cpu_s |") in md
     assert "trainer.gradvar_every: 8 -> 0 (does not change what is trained, see below)" in md
     # without --steps nothing of this appears
     plain = make_report(root, tmp_path / "plain", panels=FEW_PANELS, presets=["reinforce", "reinforce_baseline", "a2c"])
