@@ -110,9 +110,8 @@ def inert_settings(per_preset: dict[str, dict[str, object]]) -> dict[str, str]:
     would enter the reward or the loss; and the gradient-variance diagnostic's settings (it takes
     gradients and drops them, drawing no random numbers: tests/test_trainer.py checks that runs
     with and without it train the same parameters), which cost time only, and that time is left
-    out of a run's ``train_s`` and ``train_cpu_s``. A report lists such
-    differences with the reason beside them, so a reader does not take them for part of what the
-    comparison changes."""
+    out of a run's ``train_s`` and ``train_cpu_s``. A report lists such differences with the
+    reason beside them, so a reader does not take them for part of what the comparison changes."""
     if not per_preset:
         return {}
     out = {k: "does not change what is trained (a diagnostic); it adds to elapsed_s, not to train_s / train_cpu_s"
