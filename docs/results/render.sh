@@ -32,6 +32,23 @@ if want add2_trpo; then
   rlvr report "$tmp/add2_main" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out docs/results/add2_trpo \
     --title "2-digit addition: TRPO (3 seeds; Fisher on every 5th sample) and TRPO with the full-batch Fisher (1 seed) against ppo and grpo"
 fi
+# add2_algos: rendered once all 40 runs are in (39 of --seeds 3 and the trpo_full_fisher arm's one)
+algos=docs/results/add2_algos/runs.tar.gz
+if want add2_algos && [ -f "$algos" ] && [ "$(tar tzf "$algos" | grep -c '/seed[0-9]*/summary.json$')" -ge 40 ]; then
+  tar xzf "$algos" -C "$tmp"
+  A="$tmp/add2_algos"
+  R=docs/results/add2_algos
+  rlvr report "$A" --presets grpo,ppo,dr_grpo --reference grpo --out $R/stock \
+    --title "2-digit addition, one commit: stock presets grpo, ppo, dr_grpo"
+  rlvr report "$A" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo --reference reinforce \
+    --steps --out $R/ladder --title "2-digit addition, one commit: the REINFORCE -> PPO ladder (and GRPO)"
+  rlvr report "$A" --presets grpo,dpo --reference grpo --out $R/dpo \
+    --title "2-digit addition, one commit: online DPO from verifier pairs vs GRPO"
+  rlvr report "$A" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out $R/trpo \
+    --title "2-digit addition, one commit: TRPO (Fisher on every 5th sample; full-batch Fisher, 1 seed) vs ppo, grpo"
+  rlvr report "$A" --presets ctrl_critic,ctrl_group,ctrl_loo --reference ctrl_group --out $R/controlled \
+    --title "2-digit addition, one commit: critic vs group vs leave-one-out baseline, controlled (margin ±0.03 declared first)"
+fi
 if want add2_powered && [ -f docs/results/add2_powered/runs.tar.gz ]; then
   tar xzf docs/results/add2_powered/runs.tar.gz -C "$tmp"
   rlvr report "$tmp/add2_powered" --presets ctrl_critic,ctrl_group --reference ctrl_group \
