@@ -12,42 +12,60 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
-if want add2_stock || want add2_ladder || want add2_dpo || want add2_trpo; then
+# The add2 pages (stock, ladder, DPO, TRPO, controlled) come from add2_algos once all its 40 runs
+# are packed (39 of --seeds 3 and the trpo_full_fisher arm's one); until then the first four from
+# the first round's records (add2_main_runs.tar.gz), and add2_controlled keeps its pilot report.
+algos=docs/results/add2_algos/runs.tar.gz
+algos_done=false
+if [ -f "$algos" ] && [ "$(tar tzf "$algos" | grep -c '/seed[0-9]*/summary.json$')" -ge 40 ]; then
+  algos_done=true
+fi
+first_round() { ! $algos_done && want "$1"; }
+if first_round add2_stock || first_round add2_ladder || first_round add2_dpo || first_round add2_trpo; then
   tar xzf docs/results/add2_main_runs.tar.gz -C "$tmp"
 fi
-if want add2_stock; then
+if first_round add2_stock; then
   rlvr report "$tmp/add2_main" --presets grpo,ppo,dr_grpo --reference grpo --out docs/results/add2_stock \
     --title "2-digit addition: stock presets grpo, ppo, dr_grpo"
 fi
-if want add2_ladder; then
+if first_round add2_ladder; then
   rlvr report "$tmp/add2_main" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo \
     --reference reinforce --steps --out docs/results/add2_ladder \
     --title "2-digit addition: the REINFORCE -> PPO ladder (and GRPO)"
 fi
-if want add2_dpo; then
+if first_round add2_dpo; then
   rlvr report "$tmp/add2_main" --presets grpo,dpo --reference grpo --out docs/results/add2_dpo \
     --title "2-digit addition: online DPO from verifier pairs vs GRPO"
 fi
-if want add2_trpo; then
+if first_round add2_trpo; then
   rlvr report "$tmp/add2_main" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out docs/results/add2_trpo \
     --title "2-digit addition: TRPO (3 seeds; Fisher on every 5th sample) and TRPO with the full-batch Fisher (1 seed) against ppo and grpo"
 fi
-# add2_algos: rendered once all 40 runs are in (39 of --seeds 3 and the trpo_full_fisher arm's one)
-algos=docs/results/add2_algos/runs.tar.gz
-if want add2_algos && [ -f "$algos" ] && [ "$(tar tzf "$algos" | grep -c '/seed[0-9]*/summary.json$')" -ge 40 ]; then
+if $algos_done && { want add2_stock || want add2_ladder || want add2_dpo || want add2_trpo || want add2_controlled; }; then
   tar xzf "$algos" -C "$tmp"
   A="$tmp/add2_algos"
-  R=docs/results/add2_algos
-  rlvr report "$A" --presets grpo,ppo,dr_grpo --reference grpo --out $R/stock \
-    --title "2-digit addition, one commit: stock presets grpo, ppo, dr_grpo"
-  rlvr report "$A" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo --reference reinforce \
-    --steps --out $R/ladder --title "2-digit addition, one commit: the REINFORCE -> PPO ladder (and GRPO)"
-  rlvr report "$A" --presets grpo,dpo --reference grpo --out $R/dpo \
-    --title "2-digit addition, one commit: online DPO from verifier pairs vs GRPO"
-  rlvr report "$A" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out $R/trpo \
-    --title "2-digit addition, one commit: TRPO (Fisher on every 5th sample; full-batch Fisher, 1 seed) vs ppo, grpo"
-  rlvr report "$A" --presets ctrl_critic,ctrl_group,ctrl_loo --reference ctrl_group --out $R/controlled \
-    --title "2-digit addition, one commit: critic vs group vs leave-one-out baseline, controlled (margin ±0.03 declared first)"
+  if want add2_stock; then
+    rlvr report "$A" --presets grpo,ppo,dr_grpo --reference grpo --out docs/results/add2_stock \
+      --title "2-digit addition, one commit: stock presets grpo, ppo, dr_grpo"
+  fi
+  if want add2_ladder; then
+    rlvr report "$A" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo \
+      --reference reinforce --steps --out docs/results/add2_ladder \
+      --title "2-digit addition, one commit: the REINFORCE -> PPO ladder (and GRPO)"
+  fi
+  if want add2_dpo; then
+    rlvr report "$A" --presets grpo,dpo --reference grpo --out docs/results/add2_dpo \
+      --title "2-digit addition, one commit: online DPO from verifier pairs vs GRPO"
+  fi
+  if want add2_trpo; then
+    rlvr report "$A" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out docs/results/add2_trpo \
+      --title "2-digit addition, one commit: TRPO (Fisher on every 5th sample; full-batch Fisher, 1 seed) vs ppo, grpo"
+  fi
+  if want add2_controlled; then
+    rlvr report "$A" --presets ctrl_critic,ctrl_group,ctrl_loo --reference ctrl_group \
+      --out docs/results/add2_controlled \
+      --title "2-digit addition, one commit: critic vs group vs leave-one-out baseline, controlled (margin ±0.03 declared first)"
+  fi
 fi
 if want add2_powered && [ -f docs/results/add2_powered/runs.tar.gz ]; then
   tar xzf docs/results/add2_powered/runs.tar.gz -C "$tmp"
