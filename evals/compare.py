@@ -108,8 +108,9 @@ def inert_settings(per_preset: dict[str, dict[str, object]]) -> dict[str, str]:
     what any of them trains: the reference KL's estimator and placement when no run has a
     reference-KL term (kl_coef 0 and no adaptive controller): its coefficient is 0 wherever it
     would enter the reward or the loss; and the gradient-variance diagnostic's settings (it takes
-    gradients and drops them, drawing no random numbers: tests/test_trainer.py checks that runs
-    with and without it train the same parameters), which cost time only, and that time is left
+    gradients and drops them, and the trainer's sampling and shuffling use per-step seeded
+    generators: tests/test_trainer.py checks that runs with and without it train the same
+    parameters), which cost time only, and that time is left
     out of a run's ``train_s`` and ``train_cpu_s``. A report lists such differences with the
     reason beside them, so a reader does not take them for part of what the comparison changes."""
     if not per_preset:

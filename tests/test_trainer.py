@@ -126,8 +126,9 @@ def test_nonfinite_loss_skips_then_stops(tmp_path, monkeypatch):
 def test_the_gradient_variance_diagnostic_is_logged_and_does_not_change_training(tmp_path):
     """gradvar/* is logged for every baseline (the critic's too), and runs that differ only in
     trainer.gradvar_every train the same policy and critic, bit for bit (the diagnostic takes
-    gradients and drops them; it draws no random numbers), so a report may mark that setting as
-    having no effect on what is compared."""
+    gradients and drops them; sampling and shuffling use per-step seeded generators, so nothing it
+    does moves them), so a report may mark that setting as having no effect on what is compared.
+    Leaving its gradients in place makes this fail."""
     finals = []
     for every in (0, 1):
         cfg = tiny_cfg(tmp_path / f"gv{every}", **{"algorithm.preset": "ppo", "trainer.gradvar_every": every})
