@@ -93,3 +93,15 @@ def test_critic_fit_tables_are_what_their_records_say(study, tmp_path):
     readme = (RESULTS / study / "README.md").read_text()
     for row in rows:
         assert row in readme, row
+
+
+def test_add2_algos_packed_line_is_what_its_records_say():
+    """docs/results/add2_algos/README.md's "packed so far" sentence is packed.py's output from the
+    committed runs.tar.gz: re-packing without updating the README (or the reverse) fails here."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(RESULTS / "packed.py"), "add2_algos", "--planned", "40"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert out.split(" of the 40 runs")[0].isdigit()
+    assert out in (RESULTS / "add2_algos" / "README.md").read_text()

@@ -1,0 +1,42 @@
+"""Print what a running study has packed so far (its README's status sentence) from its committed
+records (docs/results/STUDY/runs.tar.gz): finished runs per seed, in the study's preset order, and
+the range of their run times.
+
+    python3 docs/results/packed.py add2_algos --planned 40
+"""
+import argparse
+import io
+import json
+import tarfile
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("study", help="a folder of docs/results with a runs.tar.gz")
+ap.add_argument("--planned", type=int, required=True, help="runs the study declared before it started")
+args = ap.parse_args()
+compare, runs = {}, {}
+with tarfile.open(here / args.study / "runs.tar.gz") as tar:
+    for m in tar.getmembers():
+        parts = m.name.split("/")
+        if parts[1:] == ["compare.json"]:
+            compare = json.load(tar.extractfile(m))
+        elif len(parts) == 4 and parts[3] == "summary.json" and parts[2].startswith("seed"):
+            runs[parts[1], int(parts[2][4:])] = json.load(io.TextIOWrapper(tar.extractfile(m), encoding="utf-8"))
+order = list(compare.get("presets") or [])
+order += sorted({p for p, _ in runs} - set(order))  # arms run by a later compare into the same folder
+by_seed: dict[int, list[str]] = {}
+for preset in order:
+    for (p, seed) in sorted(runs):
+        if p == preset:
+            by_seed.setdefault(seed, []).append(preset)
+listed = []
+for seed, presets in sorted(by_seed.items()):
+    if set(presets) >= set(compare.get("presets") or []) and len(presets) == len(order):
+        listed.append(f"seed {seed} of all {len(presets)} presets")
+    else:
+        names = [f"`{p}`" for p in presets]
+        listed.append(f"seed {seed} of " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]))
+times = [r["elapsed_s"] for r in runs.values()]
+span = f"; each ran {min(times):,.0f}-{max(times):,.0f} s, up to the end of its final eval" if times else ""
+print(f"{len(runs)} of the {args.planned} runs: " + "; ".join(listed) + span + ".")
