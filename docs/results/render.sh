@@ -20,52 +20,36 @@ algos_done=false
 if [ -f "$algos" ] && [ "$(tar tzf "$algos" | grep -c '/seed[0-9]*/summary.json$')" -ge 40 ]; then
   algos_done=true
 fi
-first_round() { ! $algos_done && want "$1"; }
-if first_round add2_stock || first_round add2_ladder || first_round add2_dpo || first_round add2_trpo; then
-  tar xzf docs/results/add2_main_runs.tar.gz -C "$tmp"
-fi
-if first_round add2_stock; then
-  rlvr report "$tmp/add2_main" --presets grpo,ppo,dr_grpo --reference grpo --out docs/results/add2_stock \
-    --title "2-digit addition: stock presets grpo, ppo, dr_grpo"
-fi
-if first_round add2_ladder; then
-  rlvr report "$tmp/add2_main" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo \
-    --reference reinforce --steps --out docs/results/add2_ladder \
-    --title "2-digit addition: the REINFORCE -> PPO ladder (and GRPO)"
-fi
-if first_round add2_dpo; then
-  rlvr report "$tmp/add2_main" --presets grpo,dpo --reference grpo --out docs/results/add2_dpo \
-    --title "2-digit addition: online DPO from verifier pairs vs GRPO"
-fi
-if first_round add2_trpo; then
-  rlvr report "$tmp/add2_main" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out docs/results/add2_trpo \
-    --title "2-digit addition: TRPO (3 seeds; Fisher on every 5th sample) and TRPO with the full-batch Fisher (1 seed) against ppo and grpo"
-fi
-if $algos_done && { want add2_stock || want add2_ladder || want add2_dpo || want add2_trpo || want add2_controlled; }; then
+# add2_pages DIR "TITLE PREFIX" PAGE...: the add2 pages a study folder holds runs for
+add2_pages() {
+  local A=$1 T=$2 page
+  shift 2
+  for page in "$@"; do
+    want "$page" || continue
+    case $page in
+      add2_stock) rlvr report "$A" --presets grpo,ppo,dr_grpo --reference grpo --out docs/results/add2_stock \
+        --title "$T: stock presets grpo, ppo, dr_grpo" ;;
+      add2_ladder) rlvr report "$A" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo \
+        --reference reinforce --steps --out docs/results/add2_ladder --title "$T: the REINFORCE -> PPO ladder (and GRPO)" ;;
+      add2_dpo) rlvr report "$A" --presets grpo,dpo --reference grpo --out docs/results/add2_dpo \
+        --title "$T: online DPO from verifier pairs vs GRPO" ;;
+      add2_trpo) rlvr report "$A" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out docs/results/add2_trpo \
+        --title "$T: TRPO (Fisher on every 5th sample) and TRPO with the full-batch Fisher (1 seed) against ppo and grpo" ;;
+      add2_controlled) rlvr report "$A" --presets ctrl_critic,ctrl_group,ctrl_loo --reference ctrl_group \
+        --out docs/results/add2_controlled \
+        --title "$T: critic vs group vs leave-one-out baseline, controlled (margin ±0.03 declared first)" ;;
+    esac
+  done
+}
+pages="add2_stock add2_ladder add2_dpo add2_trpo"
+wanted=false
+for page in $pages add2_controlled; do want "$page" && wanted=true; done
+if $wanted && $algos_done; then
   tar xzf "$algos" -C "$tmp"
-  A="$tmp/add2_algos"
-  if want add2_stock; then
-    rlvr report "$A" --presets grpo,ppo,dr_grpo --reference grpo --out docs/results/add2_stock \
-      --title "2-digit addition, one commit: stock presets grpo, ppo, dr_grpo"
-  fi
-  if want add2_ladder; then
-    rlvr report "$A" --presets reinforce,reinforce_baseline,a2c,a2c_gae,ppo_noclip,ppo,grpo \
-      --reference reinforce --steps --out docs/results/add2_ladder \
-      --title "2-digit addition, one commit: the REINFORCE -> PPO ladder (and GRPO)"
-  fi
-  if want add2_dpo; then
-    rlvr report "$A" --presets grpo,dpo --reference grpo --out docs/results/add2_dpo \
-      --title "2-digit addition, one commit: online DPO from verifier pairs vs GRPO"
-  fi
-  if want add2_trpo; then
-    rlvr report "$A" --presets ppo,trpo,trpo_full_fisher,grpo --reference ppo --out docs/results/add2_trpo \
-      --title "2-digit addition, one commit: TRPO (Fisher on every 5th sample; full-batch Fisher, 1 seed) vs ppo, grpo"
-  fi
-  if want add2_controlled; then
-    rlvr report "$A" --presets ctrl_critic,ctrl_group,ctrl_loo --reference ctrl_group \
-      --out docs/results/add2_controlled \
-      --title "2-digit addition, one commit: critic vs group vs leave-one-out baseline, controlled (margin ±0.03 declared first)"
-  fi
+  add2_pages "$tmp/add2_algos" "2-digit addition, one commit" $pages add2_controlled
+elif $wanted; then
+  tar xzf docs/results/add2_main_runs.tar.gz -C "$tmp"
+  add2_pages "$tmp/add2_main" "2-digit addition" $pages
 fi
 if want add2_powered && [ -f docs/results/add2_powered/runs.tar.gz ]; then
   tar xzf docs/results/add2_powered/runs.tar.gz -C "$tmp"
