@@ -13,7 +13,8 @@ on the same eval set, the same way, for reference.
 
 Layout::
 
-    OUT/compare.json              manifest: recipe, presets, seeds, budgets, run status
+    OUT/compare.json              manifest: recipe, presets, seeds, budgets, run status, code, and
+                                  every call that built the study ("invocations")
     OUT/base/summary.json         base-model eval
     OUT/<preset>/seed<k>/         one run directory each (config.yaml, metrics.jsonl, ...)
 """
@@ -217,6 +218,41 @@ def _base_eval(cfg, out: Path) -> dict | None:
     return summary
 
 
+def study_runs(out: Path) -> list[str]:
+    """``<preset>/seed<k>`` of every run directory already under a study directory ``out``."""
+    return sorted(f"{d.parent.name}/{d.name}" for d in Path(out).glob("*/seed*")
+                  if d.is_dir() and d.name[4:].isdigit())
+
+
+def _read_manifest(path: Path) -> dict:
+    """An earlier ``compare.json`` (empty when there is none); a damaged one is an error naming it,
+    so that a study's record is never silently replaced."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable study manifest ({e}); move it aside to start the study afresh") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a readable study manifest (a JSON object was expected)")
+    return data
+
+
+def _names(value) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _invocations(manifest: dict) -> list[dict]:
+    """The calls an earlier manifest records: its ``invocations``, or (a manifest written before
+    they were kept) the one call its top-level fields describe."""
+    if isinstance(manifest.get("invocations"), list):
+        return [i for i in manifest["invocations"] if isinstance(i, dict)]
+    if manifest.get("command"):
+        return [{k: manifest[k] for k in ("command", "recipe", "overrides", "presets", "seeds", "budget")
+                 if k in manifest}]
+    return []
+
+
 def check_code(out: Path, keys: list[str], current: str | None, allow_mixed: bool) -> dict[str, list[str]]:
     """The code ids (:func:`rlvr.provenance.code_id`) of every run of the study that has started,
     ``{"<preset>/seed<k>": [ids]}``; raises unless every run (and this checkout, ``current``) ran the
@@ -279,23 +315,35 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     allow_mixed = bool(allow_mixed_commits)
     keys = [f"{p}/seed{s}" for s in seeds for p in presets]
     current = provenance.code_id(provenance.code_state())
-    code = check_code(out, keys, current, allow_mixed)
-    earlier = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    # every run already in the directory counts, not only this call's: a later call that adds a
+    # preset or an arm to a study must not bring other code into it
+    code = check_code(out, list(dict.fromkeys(keys + study_runs(out))), current, allow_mixed)
+    earlier = _read_manifest(manifest_path)
     declared = earlier.get("margin") if isinstance(earlier, dict) else None
     if declared is not None and margin is not None and abs(declared - margin) > 1e-12:
         raise ConfigError(f"--margin {margin}: this study declared margin {declared} before its runs; "
                           "a margin is chosen once, before the data")
     margin = declared if declared is not None else margin
-    manifest = {"recipe": str(recipe), "overrides": list(overrides), "presets": presets,
-                "seeds": seeds, "budget": {"samples": cfg.trainer.total_steps * cfg.trainer.prompts_per_step
-                                           * cfg.rollout.n, "tokens": max_tokens, "time_s": max_time},
-                "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
-                "command": command,
-                "runs": {}, "differences": settings_that_differ(cfg, presets)}
+    budget = {"samples": cfg.trainer.total_steps * cfg.trainer.prompts_per_step * cfg.rollout.n,
+              "tokens": max_tokens, "time_s": max_time}
+    invocation = {"command": command, "recipe": str(recipe), "overrides": list(overrides), "presets": presets,
+                  "seeds": seeds, "budget": budget,
+                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    # a study built by several calls into one directory (an arm added later, a resume) keeps what
+    # the earlier calls recorded: their runs, their presets, and each call itself under "invocations"
+    study_presets = list(dict.fromkeys([*_names(earlier.get("presets")), *presets]))
+    prior_runs = earlier.get("runs") if isinstance(earlier.get("runs"), dict) else {}
+    manifest = {"recipe": str(recipe), "overrides": list(overrides), "presets": study_presets,
+                "seeds": sorted({*(s for s in earlier.get("seeds") or [] if isinstance(s, int)), *seeds}),
+                "budget": budget, "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
+                "command": command, "invocations": [*_invocations(earlier), invocation],
+                "runs": {k: v for k, v in prior_runs.items() if k not in keys},
+                "differences": settings_that_differ(cfg, study_presets),
+                **({"base": earlier["base"]} if isinstance(earlier.get("base"), dict) else {})}
     write_atomic(manifest_path, json.dumps(manifest, indent=2))
     os.environ[provenance.PARENT_ENV] = shlex.join(command)  # each child records the command that started it
     print("settings that differ between the compared runs:")
-    inert = inert_settings({name: resolved_settings(cfg, name) for name in presets})
+    inert = inert_settings({name: resolved_settings(cfg, name) for name in study_presets})
     for key, per in manifest["differences"].items():
         print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()) + (f" — {inert[key]}" if key in inert else ""))
     if base_eval:

@@ -472,3 +472,36 @@ def test_compare_runs_arms_beside_presets_and_the_report_labels_them(tmp_path):
                               "--seeds", "1", "--out", str(tmp_path / "cmp3")],
                              capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert unknown.returncode != 0 and "the recipe's arms: trpo_full, grpo_lr" in unknown.stderr
+
+
+def test_a_later_compare_into_the_same_study_keeps_the_earlier_calls_record_and_code_check(tmp_path):
+    """A study built by two calls (presets first, an arm or another preset later, as
+    recipes/study_add2_algos.yaml does): compare.json keeps the first call's runs, presets and
+    command beside the second's, and the second call's code check covers the runs already there."""
+    recipe = _write_recipe(tmp_path, steps=1)
+    out = tmp_path / "cmp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def call(presets, *extra):
+        cmd = [sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", presets, "--seeds", "1",
+               "--out", str(out), "--no-base-eval", "trainer.prompts_per_step=1", "rollout.max_new_tokens=3", *extra]
+        return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+
+    first, proc = call("grpo")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    second, proc = call("dr_grpo")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((out / "compare.json").read_text())
+    assert manifest["presets"] == ["grpo", "dr_grpo"]
+    assert manifest["runs"] == {"grpo/seed0": "done", "dr_grpo/seed0": "done"}
+    assert set(manifest["code"]) == {"grpo/seed0", "dr_grpo/seed0"}
+    assert [i["presets"] for i in manifest["invocations"]] == [["grpo"], ["dr_grpo"]]
+    assert [i["command"][-5:] for i in manifest["invocations"]] == [first[-5:], second[-5:]]
+    assert "algorithm.loss_agg" in manifest["differences"]  # across the study's presets, not only the last call's
+    # a run of other code already in the directory stops a call that adds a preset to the study
+    (out / "grpo" / "seed0" / "provenance.json").write_text(json.dumps({"starts": [{"step": 0, "code": {
+        "commit": "b" * 40, "dirty": False, "diff_sha256": None, "version": "0.1.0"}}]}))
+    _, proc = call("reinforce")
+    assert proc.returncode != 0 and "grpo/seed0: bbbbbbbbbbbb" in proc.stderr
+    assert not (out / "reinforce").exists()
+    assert json.loads((out / "compare.json").read_text()) == manifest  # the refused call changed no record

@@ -15,15 +15,17 @@ ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("study", help="a folder of docs/results with a runs.tar.gz")
 ap.add_argument("--planned", type=int, required=True, help="runs the study declared before it started")
 args = ap.parse_args()
-compare, runs = {}, {}
+manifests, runs = {}, {}
 with tarfile.open(here / args.study / "runs.tar.gz") as tar:
     for m in tar.getmembers():
         parts = m.name.split("/")
-        if parts[1:] == ["compare.json"]:
-            compare = json.load(tar.extractfile(m))
+        if len(parts) == 2 and parts[1].startswith("compare") and parts[1].endswith(".json"):
+            manifests[parts[1]] = json.load(tar.extractfile(m))
         elif len(parts) == 4 and parts[3] == "summary.json" and parts[2].startswith("seed"):
             runs[parts[1], int(parts[2][4:])] = json.load(io.TextIOWrapper(tar.extractfile(m), encoding="utf-8"))
-order = list(compare.get("presets") or [])
+# compare.json last: manifests of earlier calls (compare_*.json, set aside) name the presets first
+order = list(dict.fromkeys(p for name in sorted(manifests, key=lambda n: n == "compare.json")
+                           for p in manifests[name].get("presets") or []))
 order += sorted({p for p, _ in runs} - set(order))  # arms run by a later compare into the same folder
 by_seed: dict[int, list[str]] = {}
 for preset in order:
@@ -32,7 +34,7 @@ for preset in order:
             by_seed.setdefault(seed, []).append(preset)
 listed = []
 for seed, presets in sorted(by_seed.items()):
-    if set(presets) >= set(compare.get("presets") or []) and len(presets) == len(order):
+    if len(presets) == len(order):
         listed.append(f"seed {seed} of all {len(presets)} presets")
     else:
         names = [f"`{p}`" for p in presets]
