@@ -434,8 +434,11 @@ def test_a_bad_arm_is_refused_in_one_line_naming_it(tmp_path, arms, message):
 
 
 def test_compare_runs_arms_beside_presets_and_the_report_labels_them(tmp_path):
-    """``--presets grpo,grpo_lr``: the arm's runs live under its name, run with its settings, and the
-    study's settings that differ are the arm's own; the report and plan label the runs by arm."""
+    """An arm added to a study by a later call (``--presets grpo``, then ``--presets grpo_lr``, as
+    recipes/study_add2_algos.yaml does): the arm's runs live under its name, run with its settings;
+    compare.json keeps both calls' runs, presets and commands, and the study's settings that differ
+    are the arm's own; the later call's code check covers the runs already there; the report and
+    plan label the runs by arm."""
     from evals.compare import settings_that_differ
 
     recipe = _write_recipe(tmp_path, steps=1)
@@ -443,11 +446,24 @@ def test_compare_runs_arms_beside_presets_and_the_report_labels_them(tmp_path):
     assert settings_that_differ(load_config(recipe), ["grpo", "grpo_lr"]) == {"trainer.lr": {"grpo": 1e-3, "grpo_lr": 2e-3}}
     out = tmp_path / "cmp"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", "grpo,grpo_lr",
-                           "--seeds", "1", "--out", str(out), "--no-base-eval", "trainer.prompts_per_step=1",
-                           "rollout.max_new_tokens=3"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+
+    def call(presets):
+        cmd = [sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", presets, "--seeds", "1",
+               "--out", str(out), "--no-base-eval", "trainer.prompts_per_step=1", "rollout.max_new_tokens=3"]
+        return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+
+    first, proc = call("grpo")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "trainer.lr: grpo=0.001, grpo_lr=0.002" in proc.stdout
+    second, proc = call("grpo_lr")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "trainer.lr: grpo=0.001, grpo_lr=0.002" in proc.stdout  # across the study, not only this call
+    manifest = json.loads((out / "compare.json").read_text())
+    assert manifest["presets"] == ["grpo", "grpo_lr"]
+    assert manifest["runs"] == {"grpo/seed0": "done", "grpo_lr/seed0": "done"}
+    assert set(manifest["code"]) == {"grpo/seed0", "grpo_lr/seed0"}
+    assert [(i["presets"], i["command"][-9:]) for i in manifest["invocations"]] == [
+        (["grpo"], first[-9:]), (["grpo_lr"], second[-9:])]
+    assert manifest["differences"] == {"trainer.lr": {"grpo": 1e-3, "grpo_lr": 2e-3}}
     run = out / "grpo_lr" / "seed0"
     saved = load_config(run / "config.yaml")
     assert saved.arm == "grpo_lr" and saved.trainer.lr == 2e-3 and saved.algorithm.preset == "grpo"
@@ -460,6 +476,13 @@ def test_compare_runs_arms_beside_presets_and_the_report_labels_them(tmp_path):
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| trainer.lr |" in text and "| arm |" not in text  # the arm's setting differs; its label is no setting
     assert "| arms.grpo_lr.trainer.lr | 0.002 |" in text  # the arms the study defined, among what it held fixed
+    # a run of other code already in the directory stops a call that adds a preset to the study
+    (out / "grpo" / "seed0" / "provenance.json").write_text(json.dumps({"starts": [{"step": 0, "code": {
+        "commit": "b" * 40, "dirty": False, "diff_sha256": None, "version": "0.1.0"}}]}))
+    _, mixed = call("trpo_full")
+    assert mixed.returncode != 0 and "grpo/seed0: bbbbbbbbbbbb" in mixed.stderr
+    assert not (out / "trpo_full").exists()
+    assert json.loads((out / "compare.json").read_text()) == manifest  # the refused call changed no record
     # an arm's own setting given for every run on the command line would make the arms identical
     clash = subprocess.run([sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", "grpo,grpo_lr",
                             "--seeds", "1", "--out", str(tmp_path / "cmp2"), "--no-base-eval", "trainer.lr=1e-4"],
@@ -473,35 +496,3 @@ def test_compare_runs_arms_beside_presets_and_the_report_labels_them(tmp_path):
                              capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert unknown.returncode != 0 and "the recipe's arms: trpo_full, grpo_lr" in unknown.stderr
 
-
-def test_a_later_compare_into_the_same_study_keeps_the_earlier_calls_record_and_code_check(tmp_path):
-    """A study built by two calls (presets first, an arm or another preset later, as
-    recipes/study_add2_algos.yaml does): compare.json keeps the first call's runs, presets and
-    command beside the second's, and the second call's code check covers the runs already there."""
-    recipe = _write_recipe(tmp_path, steps=1)
-    out = tmp_path / "cmp"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    def call(presets, *extra):
-        cmd = [sys.executable, "-m", "rlvr.cli", "compare", str(recipe), "--presets", presets, "--seeds", "1",
-               "--out", str(out), "--no-base-eval", "trainer.prompts_per_step=1", "rollout.max_new_tokens=3", *extra]
-        return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
-
-    first, proc = call("grpo")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    second, proc = call("dr_grpo")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    manifest = json.loads((out / "compare.json").read_text())
-    assert manifest["presets"] == ["grpo", "dr_grpo"]
-    assert manifest["runs"] == {"grpo/seed0": "done", "dr_grpo/seed0": "done"}
-    assert set(manifest["code"]) == {"grpo/seed0", "dr_grpo/seed0"}
-    assert [i["presets"] for i in manifest["invocations"]] == [["grpo"], ["dr_grpo"]]
-    assert [i["command"][-5:] for i in manifest["invocations"]] == [first[-5:], second[-5:]]
-    assert "algorithm.loss_agg" in manifest["differences"]  # across the study's presets, not only the last call's
-    # a run of other code already in the directory stops a call that adds a preset to the study
-    (out / "grpo" / "seed0" / "provenance.json").write_text(json.dumps({"starts": [{"step": 0, "code": {
-        "commit": "b" * 40, "dirty": False, "diff_sha256": None, "version": "0.1.0"}}]}))
-    _, proc = call("reinforce")
-    assert proc.returncode != 0 and "grpo/seed0: bbbbbbbbbbbb" in proc.stderr
-    assert not (out / "reinforce").exists()
-    assert json.loads((out / "compare.json").read_text()) == manifest  # the refused call changed no record
