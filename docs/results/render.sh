@@ -12,13 +12,17 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
-# The add2 pages (stock, ladder, DPO, TRPO, controlled) come from add2_algos once all its 40 runs
-# are packed (39 of --seeds 3 and the trpo_full_fisher arm's one); until then the first four from
-# the first round's records (add2_main_runs.tar.gz), and add2_controlled keeps its pilot report.
+# The add2 pages (stock, ladder, DPO, TRPO, controlled) come from add2_algos once its runs for
+# them are packed: the 39 runs of --seeds 3 for all but add2_trpo, which also waits for the
+# trpo_full_fisher arm's one run; until then from the first round's records
+# (add2_main_runs.tar.gz), and add2_controlled keeps its pilot report.
 algos=docs/results/add2_algos/runs.tar.gz
-algos_done=false
-if [ -f "$algos" ] && [ "$(tar tzf "$algos" | grep -c '/seed[0-9]*/summary.json$')" -ge 40 ]; then
-  algos_done=true
+seeds3_done=false
+tff_done=false
+if [ -f "$algos" ]; then
+  listing=$(tar tzf "$algos")
+  [ "$(grep -v '/trpo_full_fisher/' <<<"$listing" | grep -c '/seed[0-2]/summary.json$')" -ge 39 ] && seeds3_done=true
+  grep -q '/trpo_full_fisher/seed0/summary.json$' <<<"$listing" && tff_done=true
 fi
 # add2_pages DIR "TITLE PREFIX" PAGE...: the add2 pages a study folder holds runs for
 add2_pages() {
@@ -41,15 +45,22 @@ add2_pages() {
     esac
   done
 }
-pages="add2_stock add2_ladder add2_dpo add2_trpo"
-wanted=false
-for page in $pages add2_controlled; do want "$page" && wanted=true; done
-if $wanted && $algos_done; then
+new_pages="" old_pages=""
+for page in add2_stock add2_ladder add2_dpo add2_trpo add2_controlled; do
+  want "$page" || continue
+  if $seeds3_done && { [ "$page" != add2_trpo ] || $tff_done; }; then
+    new_pages="$new_pages $page"
+  elif [ "$page" != add2_controlled ]; then
+    old_pages="$old_pages $page"
+  fi
+done
+if [ -n "$new_pages" ]; then
   tar xzf "$algos" -C "$tmp"
-  add2_pages "$tmp/add2_algos" "2-digit addition, one commit" $pages add2_controlled
-elif $wanted; then
+  add2_pages "$tmp/add2_algos" "2-digit addition, one commit" $new_pages
+fi
+if [ -n "$old_pages" ]; then
   tar xzf docs/results/add2_main_runs.tar.gz -C "$tmp"
-  add2_pages "$tmp/add2_main" "2-digit addition" $pages
+  add2_pages "$tmp/add2_main" "2-digit addition" $old_pages
 fi
 if want add2_powered && [ -f docs/results/add2_powered/runs.tar.gz ]; then
   tar xzf docs/results/add2_powered/runs.tar.gz -C "$tmp"
