@@ -27,18 +27,34 @@ with tarfile.open(here / args.study / "runs.tar.gz") as tar:
 order = list(dict.fromkeys(p for name in sorted(manifests, key=lambda n: n == "compare.json")
                            for p in manifests[name].get("presets") or []))
 order += sorted({p for p, _ in runs} - set(order))  # arms run by a later compare into the same folder
+# what each call planned (a manifest's "invocations", or its own presets x seeds): per seed, its presets
+planned: dict[int, set[str]] = {}
+for m in manifests.values():
+    for call in m.get("invocations") or [m]:
+        for seed in call.get("seeds") or []:
+            planned.setdefault(seed, set()).update(call.get("presets") or [])
 by_seed: dict[int, list[str]] = {}
 for preset in order:
     for (p, seed) in sorted(runs):
         if p == preset:
             by_seed.setdefault(seed, []).append(preset)
+
+
+def names(presets):
+    quoted = [f"`{p}`" for p in presets]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1] if len(quoted) > 1 else quoted[0]
+
+
 listed = []
 for seed, presets in sorted(by_seed.items()):
-    if len(presets) == len(order):
+    want = [p for p in order if p in planned.get(seed, set())] or presets
+    missing = [p for p in want if p not in presets]
+    if not missing and set(presets) <= set(want):
         listed.append(f"seed {seed} of all {len(presets)} presets")
+    elif 0 < len(missing) <= 3 and set(presets) <= set(want):
+        listed.append(f"seed {seed} of all {len(want)} presets but {names(missing)}")
     else:
-        names = [f"`{p}`" for p in presets]
-        listed.append(f"seed {seed} of " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]))
+        listed.append(f"seed {seed} of {names(presets)}")
 times = [r["elapsed_s"] for r in runs.values()]
 span = f"; each ran {min(times):,.0f}-{max(times):,.0f} s, up to the end of its final eval" if times else ""
 print(f"{len(runs)} of the {args.planned} runs: " + "; ".join(listed) + span + ".")
