@@ -242,6 +242,26 @@ def _names(value) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+def combine_manifests(earlier: dict, later: dict) -> dict:
+    """One study's manifest from two calls' (``later`` wrote after ``earlier``): ``later``'s fields,
+    with the presets and seeds of both (earlier's first), every run's status and code (``later``'s
+    where both name a run), both calls under ``invocations``, and ``earlier``'s base eval if
+    ``later`` has none. ``rlvr compare`` folds its call into the directory's manifest this way, and
+    the report folds in manifests an older ``rlvr compare`` left set aside (``compare_*.json``)."""
+    def _mapping(m: dict, key: str) -> dict:
+        return m.get(key) if isinstance(m.get(key), dict) else {}
+
+    out = {**earlier, **later}
+    out["presets"] = list(dict.fromkeys([*_names(earlier.get("presets")), *_names(later.get("presets"))]))
+    out["seeds"] = sorted({s for m in (earlier, later) for s in (m.get("seeds") or []) if isinstance(s, int)})
+    for key in ("runs", "code"):
+        out[key] = {**_mapping(earlier, key), **_mapping(later, key)}
+    out["invocations"] = [*_invocations(earlier), *_invocations(later)]
+    if not isinstance(later.get("base"), dict) and isinstance(earlier.get("base"), dict):
+        out["base"] = earlier["base"]
+    return out
+
+
 def _invocations(manifest: dict) -> list[dict]:
     """The calls an earlier manifest records: its ``invocations``, or (a manifest written before
     they were kept) the one call its top-level fields describe."""
@@ -333,13 +353,11 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     # the earlier calls recorded: their runs, their presets, and each call itself under "invocations"
     study_presets = list(dict.fromkeys([*_names(earlier.get("presets")), *presets]))
     prior_runs = earlier.get("runs") if isinstance(earlier.get("runs"), dict) else {}
-    manifest = {"recipe": str(recipe), "overrides": list(overrides), "presets": study_presets,
-                "seeds": sorted({*(s for s in earlier.get("seeds") or [] if isinstance(s, int)), *seeds}),
-                "budget": budget, "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
-                "command": command, "invocations": [*_invocations(earlier), invocation],
-                "runs": {k: v for k, v in prior_runs.items() if k not in keys},
-                "differences": settings_that_differ(cfg, study_presets),
-                **({"base": earlier["base"]} if isinstance(earlier.get("base"), dict) else {})}
+    manifest = combine_manifests({**earlier, "runs": {k: v for k, v in prior_runs.items() if k not in keys}}, {
+        "recipe": str(recipe), "overrides": list(overrides), "presets": presets, "seeds": seeds,
+        "budget": budget, "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
+        "command": command, "invocations": [invocation], "runs": {},
+        "differences": settings_that_differ(cfg, study_presets)})
     write_atomic(manifest_path, json.dumps(manifest, indent=2))
     os.environ[provenance.PARENT_ENV] = shlex.join(command)  # each child records the command that started it
     print("settings that differ between the compared runs:")

@@ -113,6 +113,24 @@ def read_jsonl(path: Path, notes: list[str]) -> list[dict]:
     return rows
 
 
+MANIFEST_CHARS = 8000
+
+
+def _manifest_text(compare: dict) -> str:
+    """The study manifest as a report shows it: without the settings tables' data (shown above it)
+    and, when it lists every call that built the study (``invocations``), without the top-level
+    copy of the last call's command; lists of plain values on one line; cut (and said so) past
+    :data:`MANIFEST_CHARS` characters."""
+    drop = {"differences", "inert"} | ({"command"} if compare.get("invocations") else set())
+    text = json.dumps({k: v for k, v in compare.items() if k not in drop}, indent=2, default=str)
+    scalar = r'"(?:[^"\\\n]|\\.)*"|-?[\d.eE+-]+|true|false|null'
+    text = re.sub(rf"\[\s*((?:(?:{scalar})\s*,\s*)*(?:{scalar}))\s*\]",
+                  lambda m: "[" + ", ".join(re.findall(scalar, m.group(1))) + "]", text)
+    if len(text) > MANIFEST_CHARS:
+        text = text[:MANIFEST_CHARS] + "\n... (cut here; the study's compare.json holds the rest)"
+    return text
+
+
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -201,6 +219,14 @@ def find_runs(root: Path, notes: list[str]) -> tuple[list[Run], dict, dict]:
     if _is_run_dir(root):
         return [load_run(root, notes)], {}, {}
     compare = _read_json(root / "compare.json") if (root / "compare.json").is_file() else {}
+    # manifests of earlier calls set aside before a later call into the same directory (an older
+    # rlvr compare rewrote compare.json with its own call alone): folded in, oldest name first
+    from evals.compare import combine_manifests
+
+    for older in sorted(root.glob("compare_*.json"), reverse=True):
+        earlier = _read_json(older)
+        if isinstance(earlier, dict) and isinstance(compare, dict):
+            compare = combine_manifests(earlier, compare)
     base = _read_json(root / "base" / "summary.json") if _is_base_eval(root / "base") else compare.get("base") or {}
     found: list[Path] = []
     frontier = [root]
@@ -736,9 +762,7 @@ def render_markdown(title: str, presets, runs, plots: list[tuple[Panel, Path]], 
     parts += [
              "## Runs", "", _md_table(RUN_COLUMNS, runs), ""]
     if compare:
-        parts += ["## Comparison settings (compare.json)", "", "```json",
-                  json.dumps({k: v for k, v in compare.items() if k not in ("differences", "inert")}, indent=2, default=str)[:4000],
-                  "```", ""]
+        parts += ["## Comparison settings (compare.json)", "", "```json", _manifest_text(compare), "```", ""]
     parts += ["## Curves", ""]
     for panel, path in plots:
         parts += [f"### {panel.title}", "", f"![{panel.name}]({path.name})", ""]
@@ -783,9 +807,7 @@ def render_html(title: str, presets, runs, plots: list[tuple[Panel, Path]], note
         parts.append(f'<p id="base">{html.escape(base_line(base))}</p>')
     parts += ["<h2>Runs</h2>", _html_table(RUN_COLUMNS, runs, "runs")]
     if compare:
-        shown = {k: v for k, v in compare.items() if k not in ("differences", "inert")}
-        parts += ["<h2>Comparison settings (compare.json)</h2>",
-                  f"<pre>{html.escape(json.dumps(shown, indent=2, default=str)[:4000])}</pre>"]
+        parts += ["<h2>Comparison settings (compare.json)</h2>", f"<pre>{html.escape(_manifest_text(compare))}</pre>"]
     parts.append("<h2>Curves</h2>")
     for panel, path in plots:
         b64 = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -820,6 +842,9 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, panels: 
                                  if isinstance(compare.get("presets"), list) else {}),
                    **{k: {r: v for r, v in compare[k].items() if r.split("/")[0] in presets}
                       for k in ("runs", "code") if isinstance(compare.get(k), dict)}}
+        if isinstance(compare.get("invocations"), list):  # the calls that made these presets' runs
+            calls = [c for c in compare["invocations"] if isinstance(c, dict) and set(c.get("presets") or []) & set(presets)]
+            compare = {**compare, "invocations": calls}
         if isinstance(compare.get("differences"), dict):
             compare = {**compare, "differences": {
                 k: {p: v[p] for p in presets if p in v} for k, v in compare["differences"].items()

@@ -366,3 +366,35 @@ def test_a_kl_setting_that_differs_without_any_kl_term_is_marked_as_having_no_ef
     gradvar = {"trainer.gradvar_every", "trainer.gradvar_splits"}
     assert set(inert_settings({"a": none, "b": off})) == {"algorithm.kl_kind", "algorithm.kl_placement"} | gradvar
     assert set(inert_settings({"a": off, "b": adaptive})) == gradvar and inert_settings({}) == {}
+
+
+def test_a_manifest_set_aside_by_an_earlier_call_is_folded_in_and_each_page_shows_its_own_calls(tmp_path):
+    """A study an older ``rlvr compare`` built in two calls: the first call's manifest was set aside
+    as compare_*.json before the second rewrote compare.json with its own call alone. The report
+    folds both together (runs, code, presets, every call), and a page of some presets shows the
+    calls that made their runs, not the other call's command."""
+    root = tmp_path / "cmp"
+    for preset, critic in (("ppo", True), ("grpo", False)):
+        for seed in (0, 1):
+            write_run(root / preset / f"seed{seed}", preset, seed, critic=critic)
+    first = ["rlvr", "compare", "r.yaml", "--seeds", "2", "--presets", "ppo"]
+    second = ["rlvr", "compare", "r.yaml", "--seeds", "2", "--presets", "grpo"]
+    (root / "compare_first.json").write_text(json.dumps({
+        "recipe": "r.yaml", "presets": ["ppo"], "seeds": [0, 1], "command": first, "margin": 0.05,
+        "code": {f"ppo/seed{k}": ["aaaaaaaaaaaa"] for k in (0, 1)}, "runs": {f"ppo/seed{k}": "done" for k in (0, 1)}}))
+    (root / "compare.json").write_text(json.dumps({
+        "recipe": "r.yaml", "presets": ["grpo"], "seeds": [0, 1], "command": second, "margin": 0.05,
+        "code": {f"grpo/seed{k}": ["aaaaaaaaaaaa"] for k in (0, 1)}, "runs": {f"grpo/seed{k}": "done" for k in (0, 1)}}))
+
+    def manifest_shown(out):
+        text = (out / "report.md").read_text()
+        return json.loads(text.split("## Comparison settings (compare.json)\n\n```json\n")[1].split("\n```")[0])
+
+    make_report(root, tmp_path / "all", panels=FEW_PANELS)
+    shown = manifest_shown(tmp_path / "all")
+    assert shown["presets"] == ["ppo", "grpo"] and len(shown["runs"]) == len(shown["code"]) == 4
+    assert [c["command"] for c in shown["invocations"]] == [first, second] and "command" not in shown
+    make_report(root, tmp_path / "ppo", panels=FEW_PANELS, presets=["ppo"])
+    shown = manifest_shown(tmp_path / "ppo")
+    assert shown["presets"] == ["ppo"] and set(shown["runs"]) == {"ppo/seed0", "ppo/seed1"}
+    assert [c["command"] for c in shown["invocations"]] == [first]

@@ -40,11 +40,11 @@ def _tables(md: str) -> list[str]:
 
 @pytest.mark.slow
 def test_stock_study_rerenders_from_its_records(tmp_path):
-    with tarfile.open(RESULTS / "add2_main_runs.tar.gz") as tar:
+    with tarfile.open(RESULTS / "add2_algos" / "runs.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
     out = tmp_path / "report"
-    res = make_report(tmp_path / "add2_main", out, presets=["grpo", "ppo", "dr_grpo"], reference="grpo",
-                      title="2-digit addition: stock presets grpo, ppo, dr_grpo")
+    res = make_report(tmp_path / "add2_algos", out, presets=["grpo", "ppo", "dr_grpo"], reference="grpo",
+                      title="2-digit addition, one commit: stock presets grpo, ppo, dr_grpo")
     fresh = json.loads(res["summary"].read_text())
     committed = json.loads((RESULTS / "add2_stock" / "summary.json").read_text())
     _same(fresh["runs"], committed["runs"], "runs")
