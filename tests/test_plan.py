@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_plan_from_the_committed_controlled_study():
     """The headline's pilot (3 seeds, per-seed scores only): its own interval and the power of a
     3-seed study to find +/-0.02, as the outside audit computed them (about 0.31)."""
-    p = make_plan(ROOT / "docs/results/add2_controlled/summary.json", 0.02, ["ctrl_critic", "ctrl_group"])
+    p = make_plan(ROOT / "docs/results/add2_controlled_pilot/summary.json", 0.02, ["ctrl_critic", "ctrl_group"])
     pil = p["pilot"]
     assert pil["level"] == "seeds" and pil["items"] == 256
     assert np.allclose(pil["per_seed_difference"], [6 / 256, 0, 0])
@@ -56,11 +56,11 @@ def test_plan_errors_are_one_line(tmp_path):
     with pytest.raises(RlvrError, match="no such study"):
         make_plan(tmp_path / "nope", 0.02)
     with pytest.raises(ConfigError, match="--effect"):
-        make_plan(ROOT / "docs/results/add2_controlled/summary.json", 2.0)
+        make_plan(ROOT / "docs/results/add2_controlled_pilot/summary.json", 2.0)
     with pytest.raises(ConfigError, match="--presets"):
-        make_plan(ROOT / "docs/results/add2_controlled/summary.json", 0.02, ["ctrl_critic", "nope"])
+        make_plan(ROOT / "docs/results/add2_controlled_pilot/summary.json", 0.02, ["ctrl_critic", "nope"])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "rlvr.cli", "plan", str(ROOT / "docs/results/add2_controlled/summary.json"),
+    proc = subprocess.run([sys.executable, "-m", "rlvr.cli", "plan", str(ROOT / "docs/results/add2_controlled_pilot/summary.json"),
                            "--effect", "0.02", "--presets", "ctrl_critic,ctrl_group"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0 and "seeds to find" in proc.stdout

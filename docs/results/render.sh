@@ -12,19 +12,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
-# The add2 pages (stock, ladder, DPO, TRPO, controlled) come from add2_algos once its runs for
-# them are packed: the 39 runs of --seeds 3 for all but add2_trpo, which also waits for the
-# trpo_full_fisher arm's one run; until then from the first round's records
-# (add2_main_runs.tar.gz), and add2_controlled keeps its pilot report.
-algos=docs/results/add2_algos/runs.tar.gz
-seeds3_done=false
-tff_done=false
-if [ -f "$algos" ]; then
-  listing=$(tar tzf "$algos")
-  [ "$(grep -v '/trpo_full_fisher/' <<<"$listing" | grep -c '/seed[0-2]/summary.json$')" -ge 39 ] && seeds3_done=true
-  grep -q '/trpo_full_fisher/seed0/summary.json$' <<<"$listing" && tff_done=true
-fi
-# add2_pages DIR "TITLE PREFIX" PAGE...: the add2 pages a study folder holds runs for
+# The add2 pages (stock, ladder, DPO, TRPO, controlled) come from add2_algos (every preset at one
+# commit); the first round's records (add2_main_runs.tar.gz) are kept for the numbers add2_algos
+# compares with, and the controlled pilot's page (add2_controlled_pilot) is not re-rendered.
+# add2_pages DIR "TITLE PREFIX" PAGE...: the add2 pages, from a study folder with their runs
 add2_pages() {
   local A=$1 T=$2 page
   shift 2
@@ -45,22 +36,11 @@ add2_pages() {
     esac
   done
 }
-new_pages="" old_pages=""
-for page in add2_stock add2_ladder add2_dpo add2_trpo add2_controlled; do
-  want "$page" || continue
-  if $seeds3_done && { [ "$page" != add2_trpo ] || $tff_done; }; then
-    new_pages="$new_pages $page"
-  elif [ "$page" != add2_controlled ]; then
-    old_pages="$old_pages $page"
-  fi
-done
-if [ -n "$new_pages" ]; then
-  tar xzf "$algos" -C "$tmp"
-  add2_pages "$tmp/add2_algos" "2-digit addition, one commit" $new_pages
-fi
-if [ -n "$old_pages" ]; then
-  tar xzf docs/results/add2_main_runs.tar.gz -C "$tmp"
-  add2_pages "$tmp/add2_main" "2-digit addition" $old_pages
+pages=""
+for page in add2_stock add2_ladder add2_dpo add2_trpo add2_controlled; do want "$page" && pages="$pages $page"; done
+if [ -n "$pages" ]; then
+  tar xzf docs/results/add2_algos/runs.tar.gz -C "$tmp"
+  add2_pages "$tmp/add2_algos" "2-digit addition, one commit" $pages
 fi
 if want add2_powered && [ -f docs/results/add2_powered/runs.tar.gz ]; then
   tar xzf docs/results/add2_powered/runs.tar.gz -C "$tmp"
