@@ -13,8 +13,8 @@ trap 'rm -rf "$tmp"' EXIT
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 # The add2 pages (stock, ladder, DPO, TRPO, controlled) come from add2_algos (every preset at one
-# commit); the first round's records (add2_main_runs.tar.gz) are kept for the numbers add2_algos
-# compares with, and the controlled pilot's page (add2_controlled_pilot) is not re-rendered.
+# commit; the first round's records, add2_main_runs.tar.gz, are in the history at 05b95c7), and the
+# controlled pilot's page (add2_controlled_pilot) is not re-rendered.
 # add2_pages DIR "TITLE PREFIX" PAGE...: the add2 pages, from a study folder with their runs
 add2_pages() {
   local A=$1 T=$2 page
