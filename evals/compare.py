@@ -351,7 +351,12 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # a study built by several calls into one directory (an arm added later, a resume) keeps what
     # the earlier calls recorded: their runs, their presets, and each call itself under "invocations"
-    study_presets = list(dict.fromkeys([*_names(earlier.get("presets")), *presets]))
+    from rlvr.algorithms.presets import PRESETS
+
+    # (an earlier call's preset this recipe cannot resolve, e.g. an arm it lacks, is left out of the
+    # settings that differ; its runs recorded their own settings, which the report reads)
+    study_presets = list(dict.fromkeys([*(p for p in _names(earlier.get("presets")) if p in PRESETS or p in cfg.arms),
+                                        *presets]))
     prior_runs = earlier.get("runs") if isinstance(earlier.get("runs"), dict) else {}
     manifest = combine_manifests({**earlier, "runs": {k: v for k, v in prior_runs.items() if k not in keys}}, {
         "recipe": str(recipe), "overrides": list(overrides), "presets": presets, "seeds": seeds,

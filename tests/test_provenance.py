@@ -76,3 +76,22 @@ def test_compare_refuses_runs_of_different_code_unless_allowed(tmp_path):
     with pytest.raises(ConfigError, match="grpo/seed1: bbbbbbbbbbbb"):
         check_code(tmp_path, keys, a[:12], False)
     assert check_code(tmp_path, keys, a[:12], True)["grpo/seed1"] == [b[:12]]
+
+
+def test_a_studys_manifest_keeps_every_call():
+    """combine_manifests: a later call's fields win, but presets, seeds, runs, code and the calls
+    themselves accumulate; a manifest written before calls were kept counts as one call."""
+    from evals.compare import combine_manifests
+
+    old = {"recipe": "r.yaml", "presets": ["grpo", "ppo"], "seeds": [0, 1, 2], "command": ["rlvr", "compare", "a"],
+           "code": {"grpo/seed0": ["a" * 12]}, "runs": {"grpo/seed0": "done", "ppo/seed0": "interrupted"},
+           "base": {"final_eval/pass@1": 0.1}, "margin": 0.03}
+    new = {"recipe": "r.yaml", "presets": ["ppo", "arm"], "seeds": [0], "command": ["rlvr", "compare", "b"],
+           "code": {"arm/seed0": ["a" * 12]}, "runs": {"ppo/seed0": "done", "arm/seed0": "done"}, "margin": 0.03,
+           "invocations": [{"command": ["rlvr", "compare", "b"], "presets": ["ppo", "arm"], "seeds": [0]}]}
+    m = combine_manifests(old, new)
+    assert m["presets"] == ["grpo", "ppo", "arm"] and m["seeds"] == [0, 1, 2]
+    assert m["runs"] == {"grpo/seed0": "done", "ppo/seed0": "done", "arm/seed0": "done"}
+    assert set(m["code"]) == {"grpo/seed0", "arm/seed0"} and m["base"] == old["base"]
+    assert [c["command"][-1] for c in m["invocations"]] == ["a", "b"] and m["command"][-1] == "b"
+    assert combine_manifests(m, {})["invocations"] == m["invocations"]  # folding nothing in changes nothing
