@@ -339,7 +339,7 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
     # preset or an arm to a study must not bring other code into it
     code = check_code(out, list(dict.fromkeys(keys + study_runs(out))), current, allow_mixed)
     earlier = _read_manifest(manifest_path)
-    declared = earlier.get("margin") if isinstance(earlier, dict) else None
+    declared = earlier.get("margin")
     if declared is not None and margin is not None and abs(declared - margin) > 1e-12:
         raise ConfigError(f"--margin {margin}: this study declared margin {declared} before its runs; "
                           "a margin is chosen once, before the data")
@@ -351,22 +351,23 @@ def compare(recipe: str | Path, overrides: Sequence[str], presets: Sequence[str]
                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # a study built by several calls into one directory (an arm added later, a resume) keeps what
     # the earlier calls recorded: their runs, their presets, and each call itself under "invocations"
-    from rlvr.algorithms.presets import PRESETS
-
-    # (an earlier call's preset this recipe cannot resolve, e.g. an arm it lacks, is left out of the
-    # settings that differ; its runs recorded their own settings, which the report reads)
-    study_presets = list(dict.fromkeys([*(p for p in _names(earlier.get("presets")) if p in PRESETS or p in cfg.arms),
-                                        *presets]))
     prior_runs = earlier.get("runs") if isinstance(earlier.get("runs"), dict) else {}
     manifest = combine_manifests({**earlier, "runs": {k: v for k, v in prior_runs.items() if k not in keys}}, {
         "recipe": str(recipe), "overrides": list(overrides), "presets": presets, "seeds": seeds,
         "budget": budget, "margin": margin, "allow_mixed_commits": allow_mixed, "code": code,
-        "command": command, "invocations": [invocation], "runs": {},
-        "differences": settings_that_differ(cfg, study_presets)})
+        "command": command, "invocations": [invocation], "runs": {}})
+    from rlvr.algorithms.presets import PRESETS
+
+    # the settings that differ across the whole study (an earlier call's preset this recipe cannot
+    # resolve, e.g. an arm it lacks, is left out: its runs recorded their own settings, which the
+    # report reads)
+    resolved = {name: resolved_settings(cfg, name) for name in manifest["presets"]
+                if name in presets or name in PRESETS or name in cfg.arms}
+    manifest["differences"] = differing(resolved)
     write_atomic(manifest_path, json.dumps(manifest, indent=2))
     os.environ[provenance.PARENT_ENV] = shlex.join(command)  # each child records the command that started it
     print("settings that differ between the compared runs:")
-    inert = inert_settings({name: resolved_settings(cfg, name) for name in study_presets})
+    inert = inert_settings(resolved)
     for key, per in manifest["differences"].items():
         print(f"  {key}: " + ", ".join(f"{p}={v}" for p, v in per.items()) + (f" — {inert[key]}" if key in inert else ""))
     if base_eval:

@@ -224,9 +224,7 @@ def find_runs(root: Path, notes: list[str]) -> tuple[list[Run], dict, dict]:
     from evals.compare import combine_manifests
 
     for older in sorted(root.glob("compare_*.json"), reverse=True):
-        earlier = _read_json(older)
-        if isinstance(earlier, dict) and isinstance(compare, dict):
-            compare = combine_manifests(earlier, compare)
+        compare = combine_manifests(_read_json(older), compare)
     base = _read_json(root / "base" / "summary.json") if _is_base_eval(root / "base") else compare.get("base") or {}
     found: list[Path] = []
     frontier = [root]

@@ -49,10 +49,8 @@ listed = []
 for seed, presets in sorted(by_seed.items()):
     want = [p for p in order if p in planned.get(seed, set())] or presets
     missing = [p for p in want if p not in presets]
-    if not missing and set(presets) <= set(want):
-        listed.append(f"seed {seed} of all {len(presets)} presets")
-    elif 0 < len(missing) <= 3 and set(presets) <= set(want):
-        listed.append(f"seed {seed} of all {len(want)} presets but {names(missing)}")
+    if set(presets) <= set(want) and len(missing) <= 3:  # every planned preset, or all but a few
+        listed.append(f"seed {seed} of all {len(want)} presets" + (f" but {names(missing)}" if missing else ""))
     else:
         listed.append(f"seed {seed} of {names(presets)}")
 times = [r["elapsed_s"] for r in runs.values()]
